@@ -1,0 +1,87 @@
+"""Comprehend's custom recognizer training format: a documents file (one document per line) and an
+annotations CSV `File,Line,Begin Offset,End Offset,Type` (Line 0-based, offsets within the line)."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO
+
+from nerloop.constants import (
+    MAX_DOCUMENT_BYTES,
+    MAX_ENTITY_TYPES,
+    MAX_TYPE_NAME_LENGTH,
+    MIN_ANNOTATIONS_PER_TYPE,
+    MIN_TRAINING_DOCUMENTS,
+)
+from nerloop.documents import Span, utf8_size
+
+ANNOTATIONS_HEADER = ["File", "Line", "Begin Offset", "End Offset", "Type"]
+
+
+@dataclass
+class TrainingStats:
+    """What a written training set holds, for the minimum checks and for people."""
+
+    documents: int = 0
+    annotations: Counter[str] = field(default_factory=Counter)
+    oversized_documents: list[int] = field(default_factory=list)  # 0-based lines
+
+    def as_dict(self) -> dict[str, object]:
+        return {"documents": self.documents, "annotations": dict(self.annotations),
+                "oversized_documents": self.oversized_documents}
+
+
+def one_line(text: str) -> str:
+    """A document as one line of a ONE_DOC_PER_LINE file (line breaks become spaces; offsets keep)."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def write_training_files(
+    documents: Iterable[tuple[str, list[Span]]],
+    documents_out: IO[str],
+    annotations_out: IO[str],
+    documents_file_name: str,
+) -> TrainingStats:
+    """Stream (text, spans) pairs into the two files; return what was written."""
+    stats = TrainingStats()
+    writer = csv.writer(annotations_out, lineterminator="\n")
+    writer.writerow(ANNOTATIONS_HEADER)
+    for line_number, (text, spans) in enumerate(documents):
+        documents_out.write(one_line(text) + "\n")
+        if utf8_size(text) > MAX_DOCUMENT_BYTES:
+            stats.oversized_documents.append(line_number)
+        for span in sorted(spans):
+            writer.writerow([documents_file_name, line_number, span.begin, span.end, span.type])
+            stats.annotations[span.type] += 1
+        stats.documents += 1
+    return stats
+
+
+def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -> list[str]:
+    """Everything that keeps Comprehend from training on this set, said exactly; empty when none."""
+    problems: list[str] = []
+    types = list(entity_types)
+    if not 1 <= len(types) <= MAX_ENTITY_TYPES:
+        problems.append(f"{len(types)} entity types; Comprehend takes 1 to {MAX_ENTITY_TYPES}")
+    for name in types:
+        if len(name) > MAX_TYPE_NAME_LENGTH or any(ch in name for ch in " ,\t\n") or not name:
+            problems.append(f"entity type {name!r} is not a valid name (at most 64 characters, "
+                            "no space, comma, tab or newline)")
+    if stats.documents < MIN_TRAINING_DOCUMENTS:
+        problems.append(f"{stats.documents} documents; at least {MIN_TRAINING_DOCUMENTS} are needed")
+    for name in types:
+        count = stats.annotations.get(name, 0)
+        if count < MIN_ANNOTATIONS_PER_TYPE:
+            problems.append(f"{name}: {count} annotations; at least {MIN_ANNOTATIONS_PER_TYPE} are needed "
+                            f"({MIN_ANNOTATIONS_PER_TYPE - count} short)")
+    unknown = sorted(set(stats.annotations) - set(types))
+    if unknown:
+        problems.append(f"annotations of types not in EntityTypes: {', '.join(unknown)}")
+    if stats.oversized_documents:
+        lines = ", ".join(str(n) for n in stats.oversized_documents[:10])
+        problems.append(f"{len(stats.oversized_documents)} documents over {MAX_DOCUMENT_BYTES} bytes "
+                        f"(lines {lines})")
+    return problems

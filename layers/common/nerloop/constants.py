@@ -1,0 +1,42 @@
+"""Names the template, the handlers, the local mode and the tests share.
+
+Bucket prefixes and event names live here once; tests check that template.yaml uses the same.
+"""
+
+# Our own EventBridge source: Comprehend publishes no status events, so the watch stage polls
+# and publishes these (AWS-FACTS: "Comprehend recognizer training / detection job status").
+EVENT_SOURCE = "nerloop"
+RECOGNIZER_STATUS_DETAIL_TYPE = "Recognizer Status Change"
+DETECTION_JOB_STATUS_DETAIL_TYPE = "Detection Job Status Change"
+
+# Events AWS services publish.
+S3_OBJECT_CREATED = "Object Created"
+LABELING_JOB_DETAIL_TYPE = "SageMaker Ground Truth Labeling Job State Change"
+HUMAN_LOOP_DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
+
+# S3 layout of the data bucket.
+RAW_PREFIX = "raw/"  # raw/<name>.txt, dropped by people
+BATCHES_PREFIX = "batches/"  # batches/<name>/documents.txt + input.manifest (preprocess)
+LABELING_PREFIX = "labeling/"  # Ground Truth output path
+TRAINING_PREFIX = "training/"  # training/<version>/documents.txt + annotations.csv
+DETECTION_INPUT_PREFIX = "detection/input/"  # detection/input/<run>/documents.txt
+DETECTION_OUTPUT_PREFIX = "detection/output/"  # Comprehend writes <account>-NER-<jobId>/output/output.tar.gz
+REVIEW_OUTPUT_PREFIX = "reviews/"  # A2I flow definition output path
+QUARANTINE_PREFIX = "quarantine/"  # quarantine/<stage>/<source>.jsonl
+REPORTS_PREFIX = "reports/"  # human-readable reports (e.g. what a training set lacks)
+
+DOCUMENTS_FILE = "documents.txt"
+ANNOTATIONS_FILE = "annotations.csv"
+INPUT_MANIFEST_FILE = "input.manifest"
+
+# Comprehend custom entity recognizer limits (AWS-FACTS "Comprehend training limits").
+MAX_DOCUMENT_BYTES = 5000
+MIN_ANNOTATIONS_PER_TYPE = 25
+MIN_TRAINING_DOCUMENTS = 3
+MAX_ENTITY_TYPES = 25
+MAX_TYPE_NAME_LENGTH = 64
+# Ground Truth input manifest: a line is at most 100,000 characters.
+MAX_MANIFEST_LINE_CHARS = 100_000
+
+# The A2I worker template's element name; its answer is keyed by it.
+CROWD_ELEMENT_NAME = "crowd-entity-annotation"

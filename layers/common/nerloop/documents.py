@@ -1,0 +1,58 @@
+"""Documents and entity spans: hashing, normalising, splitting raw text into documents."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from nerloop.constants import MAX_DOCUMENT_BYTES
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """An entity span in code points, `end` exclusive, as Ground Truth and Comprehend count."""
+
+    begin: int
+    end: int
+    type: str
+
+    def to_list(self) -> list[object]:
+        return [self.begin, self.end, self.type]
+
+    @classmethod
+    def from_list(cls, item: list[object] | tuple[object, ...]) -> "Span":
+        begin, end, type_ = item
+        return cls(int(begin), int(end), str(type_))  # type: ignore[call-overload]
+
+
+def normalize_text(text: str) -> str:
+    """The form two documents are compared in: NFC with white space collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def document_hash(text: str) -> str:
+    """A stable id of a document's content (hex SHA-256 of its normalised text).
+
+    Documents that differ only in white space share an id; each keeps its own text and offsets.
+    """
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
+
+
+# A sentence ends at . ! or ? followed by white space and an upper-case letter, digit or quote.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a paragraph into sentences, stripped, empty ones dropped."""
+    return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def fits_comprehend(text: str) -> bool:
+    """True when Comprehend accepts `text` as one document (1..5,000 bytes)."""
+    return 1 <= utf8_size(text) <= MAX_DOCUMENT_BYTES

@@ -1,0 +1,62 @@
+"""Run an effect once per business key, with Powertools Idempotency on the state table.
+
+Keys are business keys (bucket + key + etag, job ARN + status, loop name + status), never event
+ids: S3 events redelivered by moto share one id, and real redeliveries get new ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from nerloop.aws import RETRY_CONFIG
+from nerloop.state import IDEMPOTENCY_PK
+
+T = TypeVar("T")
+
+# A record outlives any redelivery window of EventBridge (24 h) and A2I.
+CONFIG = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
+
+
+@functools.cache
+def persistence(table_name: str, action: str) -> DynamoDBPersistenceLayer:
+    # One store per action: Powertools keeps the key prefix on the store itself, so a store
+    # shared by two actions could mix their prefixes when threads interleave.
+    return DynamoDBPersistenceLayer(
+        table_name=table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value=IDEMPOTENCY_PK,
+        boto_config=RETRY_CONFIG,
+    )
+
+
+def run_once(table_name: str, action: str, key: dict[str, Any], effect: Callable[[], T]) -> T:
+    """Call `effect` once for (`action`, `key`); a repeat returns the first call's result.
+
+    The result must be JSON-serialisable. A failed call leaves no record, so a retry runs again.
+    """
+
+    def once(business_key: dict[str, Any]) -> T:
+        return effect()
+
+    guarded = idempotent_function(
+        once,
+        data_keyword_argument="business_key",
+        persistence_store=persistence(table_name, action),
+        config=CONFIG,
+        key_prefix=action,
+    )
+    return guarded(business_key=key)  # type: ignore[no-any-return]
+
+
+def forget_persistence() -> None:
+    """Drop cached persistence layers (tests recreate the emulated table)."""
+    persistence.cache_clear()

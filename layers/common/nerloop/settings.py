@@ -1,0 +1,83 @@
+"""Settings from environment variables, parsed once into a typed model.
+
+A missing or malformed variable fails at cold start with a message naming it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+TYPE_NAME = re.compile(r"^[^\s,]{1,64}$")
+
+
+class SettingsError(RuntimeError):
+    """An environment variable is missing or malformed."""
+
+
+class Settings(BaseModel):
+    """What every stage needs to know about its stack."""
+
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+    entity_types: tuple[str, ...] = Field(alias="ENTITY_TYPES")
+    confidence_threshold: float = Field(alias="CONFIDENCE_THRESHOLD", ge=0.0, le=1.0)
+    retrain_batch_size: int = Field(alias="RETRAIN_BATCH_SIZE", ge=1)
+    review_budget: int = Field(alias="REVIEW_BUDGET", ge=0)  # human loops per detection job, 0 = no limit
+    recognizer_name: str = Field(alias="RECOGNIZER_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
+    comprehend_role_arn: str = Field(alias="COMPREHEND_ROLE_ARN", min_length=1)
+    # Only the route stage starts human loops; the others run without it.
+    flow_definition_arn: str = Field(alias="FLOW_DEFINITION_ARN", default="")
+    f1_tolerance: float = Field(alias="F1_TOLERANCE", ge=0.0, le=1.0)
+    version_retention: int = Field(alias="VERSION_RETENTION", ge=1)
+    language_code: str = Field(alias="LANGUAGE_CODE", default="en")
+    # Ground Truth is optional: with no workteam, gold labels come from manifests and reviews only.
+    workteam_arn: str = Field(alias="WORKTEAM_ARN", default="")
+    labeling_role_arn: str = Field(alias="LABELING_ROLE_ARN", default="")
+    labeling_job_prefix: str = Field(alias="LABELING_JOB_PREFIX", default="nerloop")
+    labeling_ui_template_uri: str = Field(alias="LABELING_UI_TEMPLATE_URI", default="")
+
+    @field_validator("entity_types", mode="before")
+    @classmethod
+    def split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("entity_types")
+    @classmethod
+    def check_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not 1 <= len(value) <= 25:
+            raise ValueError("needs 1 to 25 entity types")
+        bad = [name for name in value if not TYPE_NAME.match(name)]
+        if bad:
+            raise ValueError(f"invalid entity type names {bad}: at most 64 characters, no space or comma")
+        return value
+
+
+def require(value: str, variable: str) -> str:
+    """`value`, or a SettingsError naming `variable` when it is empty."""
+    if not value:
+        raise SettingsError(f"invalid configuration: {variable} is not set")
+    return value
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Parse settings from `environ` (default: the process environment)."""
+    environ = dict(os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(environ)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from exc
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this process, parsed on first use and kept."""
+    return load_settings()

@@ -1,0 +1,156 @@
+"""Shared fixtures. Every test runs offline: fake credentials, and any socket to a
+non-loopback address fails loudly instead of reaching AWS."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# Set before anything creates a boto3 client.
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
+    "POWERTOOLS_SERVICE_NAME": "nerloop-test",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+os.environ.update(FAKE_ENV)
+for leaked in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(leaked, None)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = Path(os.environ.get("NERLOOP_SAMPLE_DATA", REPO.parent / "shared/data/aws-service-offerings"))
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1")):
+        raise RuntimeError(f"test tried to reach {address!r}: tests must never contact AWS")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The walkthrough's real data (read-only)."""
+    if not (SAMPLE_DIR / "output.manifest").exists():
+        pytest.fail(f"sample data not found at {SAMPLE_DIR}; set NERLOOP_SAMPLE_DATA")
+    return SAMPLE_DIR
+
+
+# --- the emulated stack ------------------------------------------------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from nerloop import aws as nerloop_aws  # noqa: E402
+from nerloop import idempotency, settings  # noqa: E402
+from nerloop.state import StateTable  # noqa: E402
+from nerloop_local.stack import Stack, load_event  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    """template.yaml with names resolved for moto's account."""
+    return Stack.load()
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "nerloop-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:nerloop-test"
+    aws_request_id: str = "test-request-id"
+    log_group_name: str = "/aws/lambda/nerloop-test"
+    log_stream_name: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@dataclass
+class EmulatedStack:
+    """moto resources made from template.yaml, and a way to call a function's handler."""
+
+    stack: Stack
+    monkeypatch: pytest.MonkeyPatch
+    bucket: str
+    table_name: str
+
+    @property
+    def s3(self) -> Any:
+        return boto3.client("s3")
+
+    @property
+    def state(self) -> StateTable:
+        return StateTable(boto3.resource("dynamodb").Table(self.table_name))
+
+    def use_environment(self, logical_id: str) -> None:
+        for name, value in self.stack.function_environment(logical_id).items():
+            self.monkeypatch.setenv(name, value)
+        settings.get_settings.cache_clear()
+
+    def handler(self, logical_id: str) -> Any:
+        """The function's handler, imported with the function's own environment."""
+        self.use_environment(logical_id)
+        return self.stack.load_handler(logical_id)
+
+
+def create_resources(stack: Stack) -> tuple[str, str]:
+    """Create the data bucket and the state table as the template declares them."""
+    bucket = stack.physical_name("DataBucket")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    table_props = stack.resolve(stack.resource("StateTable")["Properties"])
+    table_name = stack.physical_name("StateTable")
+    boto3.client("dynamodb").create_table(
+        TableName=table_name,
+        KeySchema=table_props["KeySchema"],
+        AttributeDefinitions=table_props["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return bucket, table_name
+
+
+@pytest.fixture
+def emulated(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedStack]:
+    """A fresh moto account holding the stack's bucket and state table."""
+    with mock_aws():
+        nerloop_aws.reset_clients()
+        idempotency.forget_persistence()
+        settings.get_settings.cache_clear()
+        bucket, table_name = create_resources(stack)
+        yield EmulatedStack(stack, monkeypatch, bucket, table_name)
+        nerloop_aws.reset_clients()
+        idempotency.forget_persistence()
+        settings.get_settings.cache_clear()
+
+
+@pytest.fixture
+def event() -> Any:
+    """load_event as a fixture: event("convert") reads events/convert.json."""
+    return load_event
