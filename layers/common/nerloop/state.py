@@ -335,19 +335,46 @@ class StateTable:
         item = self._get("COUNTER", name)
         return int(item["value"]) if item else 0
 
-    def acquire_training_lock(self, holder: str) -> bool:
-        """Take the single-flight training lock; False when another training holds it."""
+    def set_counter(self, name: str, value: int) -> None:
+        """Raise a counter to `value` (never lowers it, so a late redelivery cannot undo progress)."""
+        try:
+            self.table.update_item(
+                Key={"pk": "COUNTER", "sk": name},
+                UpdateExpression="SET #value = :value",
+                ConditionExpression="attribute_not_exists(#value) OR #value < :value",
+                ExpressionAttributeNames={"#value": "value"},
+                ExpressionAttributeValues={":value": value},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def acquire_training_lock(self, holder: str, stale_after_seconds: int = 24 * 3600) -> bool:
+        """Take the single-flight training lock; False when another training holds it.
+
+        A lock older than `stale_after_seconds` is taken over, so a lost release cannot stop the loop.
+        """
+        acquired = int(time.time())
         try:
             self.table.put_item(
-                Item={"pk": "LOCK", "sk": "TRAINING", "holder": holder, "acquired_at": now()},
-                ConditionExpression="attribute_not_exists(pk) OR holder = :holder",
-                ExpressionAttributeValues={":holder": holder},
+                Item={"pk": "LOCK", "sk": "TRAINING", "holder": holder, "acquired_at": now(),
+                      "acquired_epoch": acquired},
+                ConditionExpression="attribute_not_exists(pk) OR holder = :holder OR acquired_epoch < :stale",
+                ExpressionAttributeValues={":holder": holder, ":stale": acquired - stale_after_seconds},
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
                 return False
             raise
         return True
+
+    def rename_training_lock(self, holder: str, new_holder: str) -> None:
+        self.table.update_item(
+            Key={"pk": "LOCK", "sk": "TRAINING"},
+            UpdateExpression="SET holder = :new",
+            ConditionExpression="holder = :old",
+            ExpressionAttributeValues={":new": new_holder, ":old": holder},
+        )
 
     def training_lock_holder(self) -> str | None:
         item = self._get("LOCK", "TRAINING")
