@@ -65,6 +65,9 @@ from nerloop.state import StateTable  # noqa: E402
 from nerloop_local.stack import Stack, load_event  # noqa: E402
 
 
+_REAL_CLIENT = nerloop_aws.client
+
+
 @pytest.fixture(scope="session")
 def stack() -> Stack:
     """template.yaml with names resolved for moto's account."""
@@ -110,6 +113,15 @@ class EmulatedStack:
         for name, value in self.stack.function_environment(logical_id).items():
             self.monkeypatch.setenv(name, value)
         settings.get_settings.cache_clear()
+
+    def override_client(self, service: str, replacement: Any) -> None:
+        """Make every handler's `Aws` bundle use `replacement` for `service` (a Stubber-wrapped
+        client or a fake), for the calls moto lacks. Other services stay on moto."""
+        overrides = self.__dict__.setdefault("_overrides", {})
+        overrides[service] = replacement
+        self.monkeypatch.setattr(
+            nerloop_aws, "client", lambda name: overrides[name] if name in overrides else _REAL_CLIENT(name)
+        )
 
     def handler(self, logical_id: str) -> Any:
         """The function's handler, imported with the function's own environment."""

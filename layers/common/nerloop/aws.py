@@ -16,9 +16,13 @@ from botocore.config import Config
 RETRY_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"})
 
 
-@functools.cache
 def client(service: str) -> Any:
     """A boto3 client for `service`, shared by everything in this process."""
+    return _cached_client(service)
+
+
+@functools.cache
+def _cached_client(service: str) -> Any:
     return boto3.client(service, config=RETRY_CONFIG)
 
 
@@ -65,5 +69,5 @@ class Aws:
 
 def reset_clients() -> None:
     """Forget cached clients (tests and the local mode switch emulated accounts)."""
-    client.cache_clear()
+    _cached_client.cache_clear()
     dynamodb_table.cache_clear()

@@ -1,0 +1,23 @@
+"""Stage 5 — detect: a recognizer version TRAINED or IN_ERROR → activate it, start detection."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nerloop.aws import Aws
+from nerloop.events import RecognizerStatusChange
+from nerloop.observability import logger, metrics, tracer
+from nerloop.settings import get_settings
+from nerloop.stages.detect import handle_recognizer_status
+
+settings = get_settings()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_parser(model=RecognizerStatusChange)
+def lambda_handler(event: RecognizerStatusChange, context: LambdaContext) -> dict[str, Any]:
+    return handle_recognizer_status(event.detail, Aws(settings.state_table), settings)

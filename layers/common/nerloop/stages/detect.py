@@ -1,0 +1,147 @@
+"""Stage 5 — detect: a recognizer version finished training.
+
+TRAINED: keep its metrics, make it the active version unless it is worse than the active one by
+more than the tolerance, delete versions beyond the retention count, and start a detection job
+with the active version over the pool documents it has not yet seen. IN_ERROR: record the message
+and raise the alarm metric. Either way the training lock is released and a retrain that became
+due meanwhile starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from nerloop.aws import Aws
+from nerloop.comprehend_training import one_line
+from nerloop.constants import DETECTION_INPUT_PREFIX, DETECTION_OUTPUT_PREFIX, DOCUMENTS_FILE
+from nerloop.events import RecognizerStatusDetail
+from nerloop.idempotency import run_once
+from nerloop.observability import logger, metrics
+from nerloop.recognizers import metrics_from_metadata
+from nerloop.retrain import maybe_start_retrain
+from nerloop.settings import Settings
+from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, Job, StateTable, Version
+
+# Versions in these states can be deleted to save cost (never the active one, never one in use).
+DELETABLE = ("TRAINED", "IN_ERROR", "STOPPED")
+
+
+def handle_recognizer_status(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    """React once to a version reaching TRAINED or IN_ERROR."""
+    return run_once(
+        settings.state_table, "detect", {"arn": detail.recognizerArn, "status": detail.status},
+        lambda: _handle(detail, aws, settings),
+    )
+
+
+def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    state = StateTable(aws.table)
+    version = detail.versionName
+    result: dict[str, Any] = {"version": version, "status": detail.status}
+    if detail.status == "IN_ERROR":
+        state.update_version(version, status="IN_ERROR", message=detail.message)
+        metrics.add_metric(name="RecognizerTrainingFailed", unit=MetricUnit.Count, value=1)
+        logger.error("recognizer training failed", version=version, reason=detail.message)
+    elif detail.status == "TRAINED":
+        result.update(_record_trained(state, aws, detail, settings))
+        result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
+        result["detection_job"] = start_detection(state, aws, settings)
+    state.release_training_lock(version)
+    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
+    result["snapshot"] = snapshot.version if snapshot else None
+    return result
+
+
+def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
+                    settings: Settings) -> dict[str, Any]:
+    props = aws.comprehend.describe_entity_recognizer(EntityRecognizerArn=detail.recognizerArn)[
+        "EntityRecognizerProperties"]
+    evaluation = metrics_from_metadata(props.get("RecognizerMetadata") or {})
+    version = state.get_version(detail.versionName)
+    stored = {**(version.metrics if version else {}), **evaluation}
+    if version is None:  # trained outside the loop's own snapshots: adopt it
+        state.put_version(Version(version=detail.versionName, status="TRAINED", arn=detail.recognizerArn))
+    state.update_version(detail.versionName, status="TRAINED", metrics=stored, message="")
+
+    f1 = evaluation["f1"] or 0.0
+    active = state.get_active()
+    activated = active is None or f1 >= active[1] - settings.f1_tolerance
+    if activated:
+        state.set_active(detail.versionName, f1)
+    logger.info("recognizer trained", version=detail.versionName, f1=f1, activated=activated,
+                previous_active=active[0] if active else None)
+    return {"f1": f1, "active": detail.versionName if activated else active[0] if active else None}
+
+
+def delete_old_versions(state: StateTable, aws: Aws, retention: int) -> list[str]:
+    """Delete versions beyond the newest `retention`, sparing the active one and any a job still uses."""
+    active = state.get_active()
+    in_use = {job.version for job in state.list_jobs() if job.status in JOB_IN_FLIGHT}
+    if active:
+        in_use.add(active[0])
+    candidates = sorted((v for v in state.list_versions() if v.status in DELETABLE and v.arn),
+                        key=lambda v: _version_order(v.version), reverse=True)
+    deleted = []
+    for version in candidates[retention:]:
+        if version.version in in_use:
+            continue
+        try:
+            aws.comprehend.delete_entity_recognizer(EntityRecognizerArn=version.arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        state.update_version(version.version, status="DELETED")
+        deleted.append(version.version)
+        logger.info("recognizer version deleted", version=version.version)
+    return deleted
+
+
+def _version_order(name: str) -> tuple[int, str]:
+    """v2 before v10; names that are not vN sort by name after the numbered ones."""
+    match = re.fullmatch(r"v(\d+)", name)
+    return (int(match.group(1)), "") if match else (0, name)
+
+
+def start_detection(state: StateTable, aws: Aws, settings: Settings) -> str | None:
+    """Start a detection job with the active version over pool documents it has not yet seen."""
+    active = state.get_active()
+    if active is None:
+        return None
+    active_version = state.get_version(active[0])
+    if active_version is None or not active_version.arn:
+        return None
+    run = f"{active_version.version}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    input_prefix = f"{DETECTION_INPUT_PREFIX}{run}/"
+    with tempfile.TemporaryFile("w+b") as spool:
+        count = 0
+        for doc in state.iter_pool((WAITING, ACCEPTED)):
+            if doc.seen_by == active_version.version:
+                continue
+            spool.write((one_line(doc.text) + "\n").encode("utf-8"))
+            count += 1
+        if count == 0:
+            logger.info("no documents waiting for detection", version=active_version.version)
+            return None
+        spool.seek(0)
+        aws.s3.upload_fileobj(spool, settings.data_bucket, input_prefix + DOCUMENTS_FILE)
+    reply = aws.comprehend.start_entities_detection_job(
+        JobName=run,
+        EntityRecognizerArn=active_version.arn,
+        LanguageCode=settings.language_code,
+        DataAccessRoleArn=settings.comprehend_role_arn,
+        InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{input_prefix}", "InputFormat": "ONE_DOC_PER_LINE"},
+        OutputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{DETECTION_OUTPUT_PREFIX}"},
+    )
+    job_id = reply["JobId"]
+    state.put_job(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=active_version.version,
+                      input_key=input_prefix + DOCUMENTS_FILE, documents=count, arn=reply.get("JobArn", "")))
+    metrics.add_metric(name="DetectionJobsStarted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=count)
+    logger.info("detection job started", job=job_id, version=active_version.version, documents=count)
+    return str(job_id)

@@ -1,0 +1,77 @@
+"""Stage 4 — watch: on a schedule, poll what the state table lists as in flight and publish the
+project's own status events. Comprehend publishes none, and this keeps the rest event-driven."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from nerloop.aws import Aws
+from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, EVENT_SOURCE, RECOGNIZER_STATUS_DETAIL_TYPE
+from nerloop.observability import logger, metrics
+from nerloop.settings import Settings
+from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT, StateTable
+
+
+def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
+    """Publish one event per status change since the last poll; return the changes.
+
+    The event goes out before the state table is updated: if the update fails, the next poll
+    publishes the change again (consumers are idempotent), so no change is ever lost.
+    """
+    state = StateTable(aws.table)
+    changes: list[dict[str, str]] = []
+    for version in state.list_versions():
+        if version.status not in RECOGNIZER_IN_FLIGHT or not version.arn:
+            continue
+        try:
+            props = aws.comprehend.describe_entity_recognizer(EntityRecognizerArn=version.arn)[
+                "EntityRecognizerProperties"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            props = {"Status": "DELETED", "Message": "the recognizer version no longer exists"}
+        status, message = props["Status"], props.get("Message", "")
+        if status == version.status:
+            continue
+        _publish(aws, RECOGNIZER_STATUS_DETAIL_TYPE, version.arn, {
+            "recognizerName": settings.recognizer_name, "versionName": version.version,
+            "recognizerArn": version.arn, "status": status, "previousStatus": version.status,
+            "message": message,
+        })
+        state.update_version(version.version, status=status, message=message)
+        changes.append({"version": version.version, "status": status})
+        logger.info("recognizer status changed", version=version.version, status=status,
+                    previous=version.status)
+
+    for job in state.list_jobs():
+        if job.status not in JOB_IN_FLIGHT:
+            continue
+        props = aws.comprehend.describe_entities_detection_job(JobId=job.job_id)[
+            "EntitiesDetectionJobProperties"]
+        status, message = props["JobStatus"], props.get("Message", "")
+        if status == job.status:
+            continue
+        _publish(aws, DETECTION_JOB_STATUS_DETAIL_TYPE, props.get("JobArn", job.arn), {
+            "jobId": job.job_id, "jobArn": props.get("JobArn", job.arn), "versionName": job.version,
+            "status": status, "previousStatus": job.status, "message": message,
+            "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
+        })
+        state.update_job(job.job_id, status=status, message=message)
+        if status == "FAILED":
+            metrics.add_metric(name="DetectionJobsFailed", unit=MetricUnit.Count, value=1)
+        changes.append({"job": job.job_id, "status": status})
+        logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
+    return {"changes": changes}
+
+
+def _publish(aws: Aws, detail_type: str, resource: str, detail: dict[str, str]) -> None:
+    reply = aws.events.put_events(Entries=[{
+        "Source": EVENT_SOURCE, "DetailType": detail_type, "Resources": [resource] if resource else [],
+        "Detail": json.dumps(detail),
+    }])
+    if reply.get("FailedEntryCount"):
+        raise RuntimeError(f"EventBridge refused the {detail_type} event: {reply['Entries']}")

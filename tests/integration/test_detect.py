@@ -1,0 +1,131 @@
+"""Stage 5 — detect: a version's TRAINED / IN_ERROR event → metrics, activation, detection job."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from nerloop.state import Version
+
+ARN = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop/version/{}"
+
+
+def metadata(f1: float) -> dict:
+    # Comprehend reports plain-text metrics on a 0-100 scale.
+    return {
+        "NumberOfTrainedDocuments": 90, "NumberOfTestDocuments": 10,
+        "EvaluationMetrics": {"Precision": f1 * 100, "Recall": f1 * 100, "F1Score": f1 * 100},
+        "EntityTypes": [
+            {"Type": "SERVICE", "EvaluationMetrics": {"Precision": 95.0, "Recall": 90.0, "F1Score": 92.4},
+             "NumberOfTrainMentions": 300},
+            {"Type": "VERSION", "EvaluationMetrics": {"Precision": 80.0, "Recall": 70.0, "F1Score": 74.7},
+             "NumberOfTrainMentions": 280},
+        ],
+    }
+
+
+@pytest.fixture
+def comprehend(emulated):
+    client = boto3.client("comprehend")
+    stubber = Stubber(client)
+    emulated.override_client("comprehend", client)
+    with stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
+
+
+def expect_describe(comprehend, version: str, f1: float) -> None:
+    comprehend.add_response(
+        "describe_entity_recognizer",
+        {"EntityRecognizerProperties": {"EntityRecognizerArn": ARN.format(version), "Status": "TRAINED",
+                                        "RecognizerMetadata": metadata(f1)}},
+        {"EntityRecognizerArn": ARN.format(version)},
+    )
+
+
+def seed_pool(emulated, texts: list[str]) -> None:
+    from nerloop.documents import document_hash
+
+    for text in texts:
+        emulated.state.add_to_pool(document_hash(text), text, batch="sample")
+
+
+def test_trained_version_becomes_active_and_detects_waiting_documents(emulated, event, lambda_context, comprehend):
+    # Given a submitted v1 and three documents waiting
+    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.acquire_training_lock("v1")
+    seed_pool(emulated, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.", "Nothing here."])
+    expect_describe(comprehend, "v1", 0.85)
+    comprehend.add_response(
+        "start_entities_detection_job",
+        {"JobId": "job-1", "JobArn": "arn:aws:comprehend:us-east-1:123456789012:entities-detection-job/job-1",
+         "JobStatus": "SUBMITTED"},
+        {"JobName": ANY, "EntityRecognizerArn": ARN.format("v1"), "LanguageCode": "en", "DataAccessRoleArn": ANY,
+         "InputDataConfig": {"S3Uri": ANY, "InputFormat": "ONE_DOC_PER_LINE"},
+         "OutputDataConfig": {"S3Uri": f"s3://{emulated.bucket}/detection/output/"}},
+    )
+
+    # When the TRAINED event arrives (twice: the second is a redelivery)
+    handler = emulated.handler("DetectFunction")
+    result = handler(event("detect"), lambda_context)
+    assert handler(event("detect"), lambda_context) == result
+
+    # Then v1 is active with its metrics, the lock is free, and a job covers the three documents
+    assert result["active"] == "v1" and result["detection_job"] == "job-1"
+    assert emulated.state.get_active() == ("v1", pytest.approx(0.85))
+    stored = emulated.state.get_version("v1")
+    assert stored.status == "TRAINED"
+    assert stored.metrics["per_type"]["VERSION"]["f1"] == pytest.approx(0.747)
+    assert emulated.state.training_lock_holder() is None
+    job = emulated.state.get_job("job-1")
+    assert job.version == "v1" and job.documents == 3
+    lines = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode().splitlines()
+    assert sorted(lines) == sorted(["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.", "Nothing here."])
+
+
+def test_a_worse_version_is_kept_but_not_activated(emulated, event, lambda_context, comprehend):
+    emulated.state.put_version(Version("v0", "TRAINED", arn=ARN.format("v0")))
+    emulated.state.set_active("v0", 0.90)
+    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    expect_describe(comprehend, "v1", 0.80)  # 0.10 worse, tolerance 0.02; no documents wait
+
+    result = emulated.handler("DetectFunction")(event("detect"), lambda_context)
+
+    assert result["active"] == "v0"
+    assert emulated.state.get_active()[0] == "v0"
+    assert emulated.state.get_version("v1").status == "TRAINED"
+    assert result["detection_job"] is None
+
+
+def test_in_error_is_recorded_with_its_message(emulated, event, lambda_context, comprehend):
+    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.acquire_training_lock("v1")
+
+    result = emulated.handler("DetectFunction")(event("detect-in-error"), lambda_context)
+
+    assert result["status"] == "IN_ERROR"
+    stored = emulated.state.get_version("v1")
+    assert stored.status == "IN_ERROR" and "VERSION: found 12" in stored.message
+    assert emulated.state.get_active() is None
+    assert emulated.state.training_lock_holder() is None
+
+
+def test_versions_beyond_retention_are_deleted_but_never_the_active_one(emulated, event, lambda_context,
+                                                                        comprehend):
+    # Given v1 (active) and v2..v4 trained, retention 3, and v5 finishing now
+    for number in range(1, 5):
+        emulated.state.put_version(Version(f"v{number}", "TRAINED", arn=ARN.format(f"v{number}")))
+    emulated.state.set_active("v1", 0.99)
+    emulated.state.put_version(Version("v5", "TRAINING", arn=ARN.format("v5")))
+    expect_describe(comprehend, "v5", 0.50)
+    comprehend.add_response("delete_entity_recognizer", {}, {"EntityRecognizerArn": ARN.format("v2")})
+
+    event_v5 = event("detect")
+    event_v5["detail"].update(versionName="v5", recognizerArn=ARN.format("v5"))
+    result = emulated.handler("DetectFunction")(event_v5, lambda_context)
+
+    # Then the newest three (v5, v4, v3) stay, v1 stays because it is active, v2 goes
+    assert result["deleted_versions"] == ["v2"]
+    assert emulated.state.get_version("v2").status == "DELETED"
+    assert emulated.state.get_version("v1").status == "TRAINED"

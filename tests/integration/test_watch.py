@@ -1,0 +1,79 @@
+"""Stage 4 — watch: poll in-flight versions and jobs, publish nerloop status events on changes."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+from botocore.stub import Stubber
+
+from nerloop.state import Job, Version
+from nerloop_local.template import rules
+
+SCHEDULED = {
+    "version": "0", "id": "89d1a02d-5ec7-412e-82f5-13505f849b41", "detail-type": "Scheduled Event",
+    "source": "aws.events", "account": "123456789012", "time": "2026-11-27T22:00:00Z", "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/nerloop-WatchFunctionPoll"], "detail": {},
+}
+
+
+def capture_rule(emulated, function: str, event_name: str) -> str:
+    """Route what the template's rule for `function` matches into a queue; return the queue URL."""
+    pattern = emulated.stack.resolve(rules(emulated.stack.template)[function][event_name]["Properties"]["Pattern"])
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName=f"capture-{function}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=f"capture-{function}", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=f"capture-{function}", Targets=[{"Id": "capture", "Arn": arn}])
+    return url
+
+
+def received(url: str) -> list[dict]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(message["Body"]) for message in messages]
+
+
+def create_version(version: str) -> str:
+    return boto3.client("comprehend").create_entity_recognizer(
+        RecognizerName="nerloop", VersionName=version, LanguageCode="en",
+        DataAccessRoleArn="arn:aws:iam::123456789012:role/comprehend",
+        InputDataConfig={"EntityTypes": [{"Type": "SERVICE"}],
+                         "Documents": {"S3Uri": "s3://b/training/v1/documents.txt"},
+                         "Annotations": {"S3Uri": "s3://b/training/v1/annotations.csv"}},
+    )["EntityRecognizerArn"]
+
+
+def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, lambda_context):
+    # Given v1 recorded as SUBMITTED while Comprehend (moto) already says TRAINED
+    arn = create_version("v1")
+    emulated.state.put_version(Version("v1", "SUBMITTED", arn=arn))
+    queue = capture_rule(emulated, "DetectFunction", "RecognizerFinished")
+    handler = emulated.handler("WatchFunction")
+
+    # When the schedule fires twice
+    first = handler(SCHEDULED, lambda_context)
+    second = handler(SCHEDULED, lambda_context)
+
+    # Then one event reaches the detect rule, and the state table follows the service
+    assert first["changes"] == [{"version": "v1", "status": "TRAINED"}]
+    assert second["changes"] == []
+    events = received(queue)
+    assert len(events) == 1
+    assert events[0]["detail"] == {"recognizerName": "nerloop", "versionName": "v1", "recognizerArn": arn,
+                                   "status": "TRAINED", "previousStatus": "SUBMITTED", "message": ""}
+    assert emulated.state.get_version("v1").status == "TRAINED"
+
+
+def test_detection_job_changes_are_published_and_recorded(emulated, lambda_context):
+    comprehend = boto3.client("comprehend")
+    emulated.override_client("comprehend", comprehend)
+    emulated.state.put_job(Job("job-1", "SUBMITTED", "v1", "detection/input/v1-x/documents.txt", 3))
+    with Stubber(comprehend) as stubber:
+        stubber.add_response("describe_entities_detection_job", {"EntitiesDetectionJobProperties": {
+            "JobId": "job-1", "JobStatus": "FAILED", "Message": "access denied to the input prefix",
+            "JobArn": "arn:aws:comprehend:us-east-1:123456789012:entities-detection-job/job-1"}},
+            {"JobId": "job-1"})
+        result = emulated.handler("WatchFunction")(SCHEDULED, lambda_context)
+
+    assert result["changes"] == [{"job": "job-1", "status": "FAILED"}]
+    assert emulated.state.get_job("job-1").status == "FAILED"
