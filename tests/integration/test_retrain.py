@@ -1,0 +1,75 @@
+"""The retrain trigger: exact review counts, one snapshot per due batch, none while training."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+
+from nerloop.documents import Span, document_hash
+from nerloop.retrain import count_review, maybe_start_retrain, pending_reviews, request_retrain
+from nerloop.state import GoldDocument, StateTable
+
+
+def table(emulated) -> StateTable:
+    return StateTable(boto3.resource("dynamodb").Table(emulated.table_name))
+
+
+def add_gold(state: StateTable, count: int) -> None:
+    for i in range(count):
+        text = f"Amazon Service{i} launches"
+        state.put_gold(GoldDocument(document_hash(text), text, [Span(0, 6 + 1 + len(f"Service{i}"), "SERVICE")],
+                                    origin="test"))
+
+
+def snapshot_keys(emulated) -> list[str]:
+    listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix="training/")
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_concurrent_reviews_start_exactly_one_training(emulated):
+    state = table(emulated)
+    add_gold(state, 5)
+
+    def review(_: int) -> str | None:
+        own = table(emulated)  # each worker its own resource, as separate Lambda invocations would have
+        count_review(own)
+        snapshot = maybe_start_retrain(own, boto3.client("s3"), emulated.bucket, batch_size=10)
+        return snapshot.version if snapshot else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = [v for v in pool.map(review, range(40)) if v]
+
+    assert versions == ["v1"]
+    assert state.get_counter("REVIEWS") == 40
+    assert snapshot_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
+    assert state.training_lock_holder() == "v1"
+    # The snapshot was due (at least one full batch) and what came after it is still owed a training
+    assert 10 <= state.get_counter("REVIEWS_AT_SNAPSHOT") <= 40
+    assert pending_reviews(state) == 40 - state.get_counter("REVIEWS_AT_SNAPSHOT")
+
+
+def test_the_next_batch_waits_for_the_lock(emulated):
+    state = table(emulated)
+    add_gold(state, 3)
+    for _ in range(10):
+        count_review(state)
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10).version == "v1"
+    for _ in range(10):
+        count_review(state)
+
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None  # v1 still training
+    state.release_training_lock("v1")
+    snapshot = maybe_start_retrain(state, emulated.s3, emulated.bucket, 10)
+    assert snapshot is not None and snapshot.version == "v2" and snapshot.stats.documents == 3
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None  # nothing new is due
+
+
+def test_a_request_starts_a_retrain_without_reviews(emulated):
+    state = table(emulated)
+    add_gold(state, 3)
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    request_retrain(state)
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10).version == "v1"
+    state.release_training_lock("v1")
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None

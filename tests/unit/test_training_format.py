@@ -1,0 +1,42 @@
+"""Comprehend training files and the minimum checks made before CreateEntityRecognizer."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from nerloop.comprehend_training import TrainingStats, check_training_minimums, write_training_files
+from nerloop.documents import Span
+
+
+def test_training_files_are_one_document_per_line_with_zero_based_lines():
+    docs, notes = io.StringIO(), io.StringIO()
+    stats = write_training_files(
+        [("Amazon S3\nis here", [Span(0, 9, "SERVICE")]), ("EC2 2.0", [Span(4, 7, "VERSION"), Span(0, 3, "SERVICE")])],
+        docs, notes, documents_file_name="documents.txt",
+    )
+    assert docs.getvalue() == "Amazon S3 is here\nEC2 2.0\n"  # a line break inside a document becomes a space
+    rows = list(csv.reader(io.StringIO(notes.getvalue())))
+    assert rows == [["File", "Line", "Begin Offset", "End Offset", "Type"],
+                    ["documents.txt", "0", "0", "9", "SERVICE"],
+                    ["documents.txt", "1", "0", "3", "SERVICE"],
+                    ["documents.txt", "1", "4", "7", "VERSION"]]
+    assert stats.documents == 2 and stats.annotations == {"SERVICE": 2, "VERSION": 1}
+
+
+def test_a_full_set_has_no_problems():
+    stats = TrainingStats(documents=3)
+    stats.annotations.update({"SERVICE": 25, "VERSION": 40})
+    assert check_training_minimums(stats, ["SERVICE", "VERSION"]) == []
+
+
+def test_every_shortfall_is_named():
+    stats = TrainingStats(documents=2, oversized_documents=[1])
+    stats.annotations.update({"SERVICE": 24, "OTHER": 3})
+    problems = check_training_minimums(stats, ["SERVICE", "VERSION", "BAD NAME"])
+    assert "2 documents; at least 3 are needed" in problems
+    assert "SERVICE: 24 annotations; at least 25 are needed (1 short)" in problems
+    assert "VERSION: 0 annotations; at least 25 are needed (25 short)" in problems
+    assert any("'BAD NAME' is not a valid name" in p for p in problems)
+    assert "annotations of types not in EntityTypes: OTHER" in problems
+    assert any("1 documents over 5000 bytes (lines 1)" in p for p in problems)
