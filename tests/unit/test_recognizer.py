@@ -9,13 +9,13 @@ import statistics
 from pathlib import Path
 
 import pytest
-
 from nerloop.documents import Span, normalize_text
-from nerloop_local.features import bio_tags, tokenize, trim_span
+from nerloop_local.features import Token, bio_tags, tokenize, trim_span
 from nerloop_local.recognizer import (
     Counts,
     CrfRecognizer,
     DetectedEntity,
+    Document,
     HoldoutResult,
     InvalidTrainingData,
     Metrics,
@@ -27,12 +27,11 @@ from nerloop_local.recognizer import (
 
 LABEL_ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
 TYPES = ["SERVICE", "VERSION"]
-Document = tuple[str, list[Span]]
 
 
 def read_manifest(path: Path) -> list[Document]:
     """The sample's Ground Truth output, minimally: (source, spans) per line."""
-    documents = []
+    documents: list[Document] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         entities = record[LABEL_ATTRIBUTE]["annotations"]["entities"]
@@ -63,7 +62,7 @@ def split(sample: list[Document]) -> tuple[list[Document], list[Document]]:
     return grouped_split(sample, seed=0)
 
 
-def spans_from_tags(tokens, tags) -> list[Span]:  # type: ignore[no-untyped-def]
+def spans_from_tags(tokens: list[Token], tags: list[str]) -> list[Span]:
     spans: list[Span] = []
     for token, tag in zip(tokens, tags, strict=True):
         if tag.startswith("B-"):
@@ -108,8 +107,15 @@ def test_bio_tags_cut_tokens_where_a_span_edge_falls_inside() -> None:
     spans = [Span(9, 19, "SERVICE"), Span(28, 38, "SERVICE")]
     tokens, tags = bio_tags(text, spans)
     assert [(t.text, tag) for t, tag in zip(tokens, tags, strict=True)] == [
-        ("Supports", "O"), ("AWS", "B-SERVICE"), ("Budget", "I-SERVICE"), ("s", "O"), ("and", "O"),
-        ("pre", "O"), ("Amazon", "B-SERVICE"), ("EC2", "I-SERVICE"), ("today", "O"),
+        ("Supports", "O"),
+        ("AWS", "B-SERVICE"),
+        ("Budget", "I-SERVICE"),
+        ("s", "O"),
+        ("and", "O"),
+        ("pre", "O"),
+        ("Amazon", "B-SERVICE"),
+        ("EC2", "I-SERVICE"),
+        ("today", "O"),
     ]
 
 
@@ -148,14 +154,15 @@ def test_detected_offsets_are_code_points_in_any_script() -> None:
     services = ["Über Cloud", "Café Store", "東京 Compute", "Ñandú Queue"]
     versions = ["1.2.3", "2019-04-26", "v2.0"]
     prefixes = ["", "🚀 ", "Nouveaute\u0301 : ", "👩\u200d💻 "]
-    documents = []
+    documents: list[Document] = []
     for prefix in prefixes:
         for service in services:
             for version in versions:
                 text = f"{prefix}{service} adds {version} support 🎉 today."
                 s, v = text.index(service), text.index(version)
-                documents.append((text, [Span(s, s + len(service), "SERVICE"),
-                                         Span(v, v + len(version), "VERSION")]))
+                documents.append(
+                    (text, [Span(s, s + len(service), "SERVICE"), Span(v, v + len(version), "VERSION")])
+                )
     recognizer = train_recognizer(documents, TYPES)
     # When it reads a new text with astral-plane characters before the entities
     text = "🧪🧪 déjà vu: Café Store adds 2019-04-26 support 🎉 today."
@@ -189,7 +196,8 @@ def test_wrong_detections_score_lower_than_right_ones(
 ) -> None:
     # Measured on the held-out part: right 0.92 (56 entities), wrong 0.83 (11 entities).
     _train, test = split
-    right, wrong = [], []
+    right: list[float] = []
+    wrong: list[float] = []
     for text, spans in test:
         gold = {trim_span(text, span) for span in spans}
         for entity in holdout.recognizer.detect(text):
@@ -205,8 +213,13 @@ def test_detect_on_empty_text_finds_nothing(holdout: HoldoutResult) -> None:
 
 def test_detected_entity_in_comprehend_shape() -> None:
     entity = DetectedEntity(0, 9, "SERVICE", "Amazon S3", 0.5)
-    assert entity.to_comprehend() == {"BeginOffset": 0, "EndOffset": 9, "Score": 0.5,
-                                      "Text": "Amazon S3", "Type": "SERVICE"}
+    assert entity.to_comprehend() == {
+        "BeginOffset": 0,
+        "EndOffset": 9,
+        "Score": 0.5,
+        "Text": "Amazon S3",
+        "Type": "SERVICE",
+    }
 
 
 # --- evaluation and the hold-out ----------------------------------------------------------------
@@ -250,11 +263,13 @@ class FixedDetector:
 def test_evaluate_counts_exact_span_and_type_matches_only() -> None:
     text = "Amazon S3 on 2019-04-26 and AWS IoT"
     gold = [Span(0, 9, "SERVICE"), Span(13, 23, "VERSION"), Span(28, 35, "SERVICE")]
-    detector = FixedDetector([
-        DetectedEntity(0, 9, "SERVICE", "Amazon S3", 0.9),  # right
-        DetectedEntity(13, 23, "SERVICE", "2019-04-26", 0.9),  # wrong type
-        DetectedEntity(32, 35, "SERVICE", "IoT", 0.9),  # wrong boundary
-    ])
+    detector = FixedDetector(
+        [
+            DetectedEntity(0, 9, "SERVICE", "Amazon S3", 0.9),  # right
+            DetectedEntity(13, 23, "SERVICE", "2019-04-26", 0.9),  # wrong type
+            DetectedEntity(32, 35, "SERVICE", "IoT", 0.9),  # wrong boundary
+        ]
+    )
     metrics = evaluate(detector, [(text, gold)])  # type: ignore[arg-type]
     assert metrics.overall == Counts(true_positives=1, false_positives=2, false_negatives=2)
     assert metrics.by_type["SERVICE"] == Counts(1, 2, 1)
@@ -270,18 +285,24 @@ def test_evaluate_ignores_white_space_at_gold_span_edges() -> None:
 
 
 def test_comprehend_metadata_reports_percentages_per_type() -> None:
-    metrics = Metrics(overall=Counts(3, 1, 1), by_type={"SERVICE": Counts(3, 1, 0), "VERSION": Counts(0, 0, 1)},
-                      documents=4)
-    metadata = metrics.to_comprehend_metadata(trained_documents=36, train_mentions={"SERVICE": 40, "VERSION": 30})
+    by_type = {"SERVICE": Counts(3, 1, 0), "VERSION": Counts(0, 0, 1)}
+    metrics = Metrics(overall=Counts(3, 1, 1), by_type=by_type, documents=4)
+    metadata = metrics.to_comprehend_metadata(36, {"SERVICE": 40, "VERSION": 30})
     assert metadata == {
         "NumberOfTrainedDocuments": 36,
         "NumberOfTestDocuments": 4,
         "EvaluationMetrics": {"Precision": 75.0, "Recall": 75.0, "F1Score": 75.0},
         "EntityTypes": [
-            {"Type": "SERVICE", "EvaluationMetrics": {"Precision": 75.0, "Recall": 100.0, "F1Score": 85.71},
-             "NumberOfTrainMentions": 40},
-            {"Type": "VERSION", "EvaluationMetrics": {"Precision": 0.0, "Recall": 0.0, "F1Score": 0.0},
-             "NumberOfTrainMentions": 30},
+            {
+                "Type": "SERVICE",
+                "EvaluationMetrics": {"Precision": 75.0, "Recall": 100.0, "F1Score": 85.71},
+                "NumberOfTrainMentions": 40,
+            },
+            {
+                "Type": "VERSION",
+                "EvaluationMetrics": {"Precision": 0.0, "Recall": 0.0, "F1Score": 0.0},
+                "NumberOfTrainMentions": 30,
+            },
         ],
     }
 
@@ -305,14 +326,19 @@ def test_save_and_load_give_identical_predictions(
 ) -> None:
     path = holdout.recognizer.save(tmp_path / "models" / "v1.zip")
     loaded = CrfRecognizer.load(path)
-    assert [loaded.detect(text) for text in unlabelled] == [holdout.recognizer.detect(text) for text in unlabelled]
+    original = holdout.recognizer
+    assert [loaded.detect(text) for text in unlabelled] == [original.detect(text) for text in unlabelled]
     assert loaded.metadata == holdout.recognizer.metadata
 
 
 def test_training_is_deterministic(
-    holdout: HoldoutResult, split: tuple[list[Document], list[Document]], unlabelled: list[str], tmp_path: Path
+    holdout: HoldoutResult,
+    split: tuple[list[Document], list[Document]],
+    unlabelled: list[str],
+    tmp_path: Path,
 ) -> None:
     train, _test = split
     again = train_recognizer(train, TYPES, seed=0)
-    assert again.save(tmp_path / "a.zip").read_bytes() == holdout.recognizer.save(tmp_path / "b.zip").read_bytes()
-    assert [again.detect(text) for text in unlabelled] == [holdout.recognizer.detect(text) for text in unlabelled]
+    first = holdout.recognizer
+    assert again.save(tmp_path / "a.zip").read_bytes() == first.save(tmp_path / "b.zip").read_bytes()
+    assert [again.detect(text) for text in unlabelled] == [first.detect(text) for text in unlabelled]
