@@ -1,0 +1,25 @@
+"""Stage 6 — route: detection output.tar.gz created in S3 -> human loops for uncertain documents."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nerloop.aws import Aws
+from nerloop.events import S3ObjectCreated
+from nerloop.observability import logger, metrics, tracer
+from nerloop.settings import get_settings
+from nerloop.stages.route import route_detection_output
+
+settings = get_settings()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_parser(model=S3ObjectCreated)
+def lambda_handler(event: S3ObjectCreated, context: LambdaContext) -> dict[str, Any]:
+    obj = event.detail.object
+    return route_detection_output(event.detail.bucket.name, obj.decoded_key, Aws(settings.state_table),
+                                  settings, etag=obj.etag)

@@ -1,0 +1,327 @@
+"""Amazon A2I human loops for entity review: loop names, the worker's input, the reviewer's answer.
+
+The worker template uses `<crowd-entity-annotation name="crowd-entity-annotation">` and reads the
+input content this module builds (see `build_input_content`):
+
+    text="{{ task.input.text | escape }}"
+    labels="{{ task.input.labels | to_json | escape }}"
+    initial-value="{{ task.input.initialValue | to_json | escape }}"
+
+A2I writes `output.json` with `humanAnswers[].answerContent["crowd-entity-annotation"].entities`
+(`label`, `startOffset`, `endOffset` in code points) and echoes `inputContent`.
+
+Answer policy (`review_answer`):
+- no answer at all: the answer is rejected;
+- several answers: the latest `submissionTime` wins (noted);
+- a span outside the text, with reversed offsets or with a label that is not an entity type: the
+  WHOLE answer is rejected. A reviewed document enters the gold set as completely labelled, so
+  dropping one span would teach the model that an entity is not one; the loop is recorded as
+  Failed and the document goes back to waiting, to be reviewed again;
+- white space at either end of a span is trimmed; a span that is empty or only white space is
+  dropped; exact duplicates are dropped; of overlapping spans the longest is kept (then the
+  earliest, then the label first in alphabetical order), since Comprehend trains on no overlaps.
+  Each repair is noted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+
+from nerloop.comprehend_output import DetectedEntity
+from nerloop.constants import CROWD_ELEMENT_NAME
+from nerloop.documents import Span
+from nerloop.errors import InvalidRecord
+from nerloop.observability import logger
+
+MAX_NAME_LENGTH = 63
+NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+MAX_INPUT_CONTENT_CHARS = 3_145_728
+RETRYABLE_CODES = ("ThrottlingException", "ServiceQuotaExceededException")
+
+STARTED = "started"
+ALREADY_STARTED = "already-started"
+
+_HASH_CHARS = 40  # 160 bits of the document hash: collisions are not a practical concern
+_VERSION_CHARS = 20
+
+
+# --- loop names ----------------------------------------------------------------------------------
+
+
+def loop_name(doc_hash: str, version: str) -> str:
+    """The human loop name for reviewing document `doc_hash` under model `version`.
+
+    Deterministic, so a retried start reuses the name and A2I refuses a second loop. At most 63
+    characters of `^[a-z0-9](-*[a-z0-9])*$`: `<version tag>-<first 40 hex of the hash>`, the tag being
+    the version itself when it is already short lower-case, else a readable prefix and a hash of it.
+    """
+    if not re.fullmatch(r"[0-9a-f]{40,}", doc_hash):
+        raise ValueError(f"not a document hash: {doc_hash!r}")
+    if not version:
+        raise ValueError("a model version is needed to name a human loop")
+    tag = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", version.lower())).strip("-")
+    if tag != version or len(tag) > _VERSION_CHARS:
+        digest = hashlib.sha256(version.encode("utf-8")).hexdigest()[:8]
+        prefix = tag[: _VERSION_CHARS - 9].strip("-")
+        tag = f"{prefix}-{digest}" if prefix else digest
+    name = f"{tag}-{doc_hash[:_HASH_CHARS]}"
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):  # pragma: no cover - by construction
+        raise ValueError(f"derived an invalid human loop name {name!r}")
+    return name
+
+
+# --- the worker's input --------------------------------------------------------------------------
+
+
+def build_input_content(
+    doc_hash: str,
+    text: str,
+    entities: Sequence[DetectedEntity],
+    version: str,
+    entity_types: Iterable[str],
+) -> str:
+    """The HumanLoopInput.InputContent JSON for one document.
+
+    `text` and `labels` feed the widget, `initialValue` pre-fills the model's spans (those of known
+    types), `predictions` keeps each span's score for the reviewer, `document` and `version` tell
+    the merge stage what was reviewed. Raises InvalidRecord when A2I would refuse its size.
+    """
+    types = list(entity_types)
+    known = set(types)
+    content = {
+        "document": doc_hash,
+        "version": version,
+        "text": text,
+        "labels": [{"label": name} for name in types],
+        "initialValue": [
+            {"label": e.type, "startOffset": e.begin, "endOffset": e.end} for e in entities if e.type in known
+        ],
+        "predictions": [
+            {"label": e.type, "startOffset": e.begin, "endOffset": e.end, "score": round(e.score, 6)}
+            for e in entities
+        ],
+        "lowestScore": min((e.score for e in entities), default=None),
+    }
+    encoded = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+    if len(encoded) > MAX_INPUT_CONTENT_CHARS:
+        raise InvalidRecord(f"document {doc_hash}", None,
+                            f"human loop input is {len(encoded)} characters; A2I takes at most "
+                            f"{MAX_INPUT_CONTENT_CHARS}")
+    return encoded
+
+
+# --- starting a loop -----------------------------------------------------------------------------
+
+
+def backoff_sleep(seconds: float) -> None:
+    """The pause between retries (a module function so tests can replace it)."""
+    time.sleep(seconds)
+
+
+def start_human_loop(
+    a2i_client: Any,
+    name: str,
+    flow_definition_arn: str,
+    input_content: str,
+    *,
+    max_attempts: int = 6,
+    base_delay: float = 0.5,
+    max_delay: float = 20.0,
+    sleep: Callable[[float], None] | None = None,
+    jitter: Callable[[], float] = random.random,
+) -> str:
+    """Start a human loop; return STARTED, or ALREADY_STARTED when a loop of that name exists.
+
+    The name is derived from the document and version, so a loop that exists is this same review
+    (a ConflictException). Throttling and quota errors are retried with exponential back-off and
+    full jitter, at most `max_attempts` calls; the last error is raised.
+    """
+    pause = sleep or backoff_sleep
+    for attempt in range(1, max_attempts + 1):
+        try:
+            a2i_client.start_human_loop(
+                HumanLoopName=name,
+                FlowDefinitionArn=flow_definition_arn,
+                HumanLoopInput={"InputContent": input_content},
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConflictException":
+                logger.info("human loop already started", loop=name)
+                return ALREADY_STARTED
+            if code not in RETRYABLE_CODES or attempt == max_attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * jitter()
+            logger.warning("human loop start throttled; retrying", loop=name, code=code,
+                           attempt=attempt, delay=round(delay, 3))
+            pause(delay)
+        else:
+            return STARTED
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- the reviewer's answer -----------------------------------------------------------------------
+
+
+class _AnsweredSpan(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    label: str
+    startOffset: StrictInt
+    endOffset: StrictInt
+
+
+class _EntityAnnotation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    entities: list[_AnsweredSpan]
+
+
+class _HumanAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    answerContent: dict[str, Any]
+    submissionTime: str = ""
+    workerId: str = ""
+
+
+class HumanLoopOutputFile(BaseModel):
+    """A2I's output.json."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    flowDefinitionArn: str = ""
+    humanLoopName: str = ""
+    humanAnswers: list[_HumanAnswer] | None = None
+    inputContent: dict[str, Any] | str | None = None
+
+    def input(self) -> dict[str, Any]:
+        """inputContent as an object (A2I may echo it as a JSON string)."""
+        if isinstance(self.inputContent, str):
+            decoded = json.loads(self.inputContent)
+            return decoded if isinstance(decoded, dict) else {}
+        return self.inputContent or {}
+
+
+@dataclass
+class ReviewedAnswer:
+    """A validated answer: the spans, and what was repaired on the way (for the quarantine notes)."""
+
+    spans: list[Span]
+    notes: list[str] = field(default_factory=list)
+    worker: str = ""
+    submitted: str = ""
+
+
+def parse_output(output_json: bytes | str, file: str) -> HumanLoopOutputFile:
+    """Parse output.json; InvalidRecord naming `file` when it is not the A2I output shape."""
+    try:
+        output = HumanLoopOutputFile.model_validate_json(output_json)
+        output.input()
+    except (ValidationError, ValueError) as exc:
+        raise InvalidRecord(file, None, f"not an A2I output file: {_short(exc)}") from exc
+    return output
+
+
+def input_text(output: HumanLoopOutputFile, file: str) -> str:
+    """The document text the reviewer saw (the `text` of the loop's input)."""
+    text = output.input().get("text")
+    if not isinstance(text, str):
+        raise InvalidRecord(file, None, "inputContent has no text")
+    return text
+
+
+def parse_answer(output_json: bytes | str, file: str, text: str, entity_types: Iterable[str]) -> list[Span]:
+    """The reviewer's spans in `output_json`, validated against `text` (see the module's policy)."""
+    return review_answer(parse_output(output_json, file), file, text, entity_types).spans
+
+
+def review_answer(
+    output: HumanLoopOutputFile, file: str, text: str, entity_types: Iterable[str]
+) -> ReviewedAnswer:
+    """Pick the answer, check its spans against `text`, repair what can be repaired."""
+    answers = output.humanAnswers or []
+    if not answers:
+        raise InvalidRecord(file, None, "no human answers")
+    notes: list[str] = []
+    answer = answers[0]
+    if len(answers) > 1:
+        answer = max(answers, key=lambda a: _submitted_at(a.submissionTime))
+        when = answer.submissionTime or "at an unknown time"
+        notes.append(f"{len(answers)} answers; used the latest, submitted {when}")
+    element = answer.answerContent.get(CROWD_ELEMENT_NAME)
+    try:
+        annotation = _EntityAnnotation.model_validate(element)
+    except ValidationError as exc:
+        raise InvalidRecord(
+            file, None, f"answer has no valid {CROWD_ELEMENT_NAME}.entities: {_short(exc)}"
+        ) from exc
+
+    known = set(entity_types)
+    spans: list[Span] = []
+    for index, item in enumerate(annotation.entities):
+        where = f"span {index} ({item.label} {item.startOffset}..{item.endOffset})"
+        if item.label not in known:
+            raise InvalidRecord(file, None, f"{where}: label {item.label!r} is not one of {sorted(known)}")
+        if item.startOffset > item.endOffset:
+            raise InvalidRecord(file, None, f"{where}: reversed offsets")
+        if item.startOffset < 0 or item.endOffset > len(text):
+            raise InvalidRecord(file, None, f"{where}: outside the text ({len(text)} characters)")
+        begin, end = item.startOffset, item.endOffset
+        while begin < end and text[begin].isspace():
+            begin += 1
+        while end > begin and text[end - 1].isspace():
+            end -= 1
+        if begin == end:
+            notes.append(f"{where}: empty or only white space; dropped")
+            continue
+        if (begin, end) != (item.startOffset, item.endOffset):
+            notes.append(f"{where}: trimmed white space to {begin}..{end}")
+        spans.append(Span(begin, end, item.label))
+    resolved, dropped = resolve_overlaps(spans)
+    notes += [f"span {span.type} {span.begin}..{span.end}: {why}; dropped" for span, why in dropped]
+    return ReviewedAnswer(resolved, notes, answer.workerId, answer.submissionTime)
+
+
+def resolve_overlaps(spans: Iterable[Span]) -> tuple[list[Span], list[tuple[Span, str]]]:
+    """Spans without overlaps (longest first, then earliest, then label), and the dropped ones with why."""
+    kept: list[Span] = []
+    dropped: list[tuple[Span, str]] = []
+    for span in sorted(spans, key=lambda s: (-(s.end - s.begin), s.begin, s.type)):
+        if span in kept:
+            dropped.append((span, "duplicate"))
+            continue
+        clash = next((k for k in kept if span.begin < k.end and k.begin < span.end), None)
+        if clash is not None:
+            dropped.append((span, f"overlaps {clash.type} {clash.begin}..{clash.end}"))
+            continue
+        kept.append(span)
+    return sorted(kept), dropped
+
+
+def _submitted_at(value: str) -> datetime:
+    """A submission time in UTC; an answer without one (or unreadable) counts as the oldest."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors()[:3]
+        )
+    return str(exc)

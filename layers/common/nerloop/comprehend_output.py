@@ -1,0 +1,227 @@
+"""Comprehend entities detection output: `<account>-NER-<jobId>/output/output.tar.gz`.
+
+Inside the archive, JSON Lines with one object per document, either
+`{"File", "Line", "Entities": [{"BeginOffset", "EndOffset", "Score", "Text", "Type"}]}` or
+`{"File", "Line", "ErrorCode", "ErrorMessage"}` for a document Comprehend could not process.
+The member's name is not documented, so every regular member is read. The archive is streamed
+(tarfile "r|gz" over the S3 body): memory does not grow with the output.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from nerloop.constants import DETECTION_OUTPUT_PREFIX
+from nerloop.documents import Span
+from nerloop.errors import InvalidEvent, InvalidRecord
+
+# A record holds offsets and scores, never the document text: far below this even for 1 MB documents.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+_OUTPUT_KEY = re.compile(
+    "^" + re.escape(DETECTION_OUTPUT_PREFIX)
+    + r"(?:.+/)?(?P<account>\d{12})-NER-(?P<job>[^/]+)/output/output\.tar\.gz$"
+)
+
+
+def job_id_from_key(key: str) -> str:
+    """The detection job id in `detection/output/<account>-NER-<jobId>/output/output.tar.gz`."""
+    match = _OUTPUT_KEY.match(key)
+    if not match:
+        raise InvalidEvent(
+            f"{key} is not a detection job output (expected {DETECTION_OUTPUT_PREFIX}"
+            "<account>-NER-<jobId>/output/output.tar.gz)"
+        )
+    return match.group("job")
+
+
+# --- file records (pydantic, the shape Comprehend writes) ---------------------------------------
+
+
+class _EntityRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    BeginOffset: StrictInt = Field(ge=0)
+    EndOffset: StrictInt = Field(ge=0)
+    Score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    Text: str = ""
+    Type: str = Field(min_length=1)
+
+
+class _LineRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    File: str = ""
+    Line: StrictInt = Field(ge=0)
+    Entities: list[_EntityRecord] | None = None
+    ErrorCode: str | None = None
+    ErrorMessage: str | None = None
+
+
+# --- what the parser yields ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectedEntity:
+    """One entity the model found, offsets in code points (end exclusive)."""
+
+    begin: int
+    end: int
+    score: float
+    text: str
+    type: str
+
+    def to_span(self) -> Span:
+        return Span(self.begin, self.end, self.type)
+
+
+@dataclass(frozen=True)
+class DocumentEntities:
+    """The model's entities for the document on (0-based) `line` of the input file `file`.
+
+    `source` and `record_line` say where the record itself is (archive:member, 1-based line).
+    """
+
+    file: str
+    line: int
+    entities: tuple[DetectedEntity, ...]
+    source: str
+    record_line: int
+
+    @property
+    def min_score(self) -> float | None:
+        return min((entity.score for entity in self.entities), default=None)
+
+
+@dataclass(frozen=True)
+class DocumentFailure:
+    """Comprehend could not process the document on `line` (an ErrorCode record)."""
+
+    file: str
+    line: int
+    error_code: str
+    error_message: str
+    source: str
+    record_line: int
+
+    def as_invalid_record(self) -> InvalidRecord:
+        return InvalidRecord(
+            self.source, self.record_line,
+            f"Comprehend failed the document on input line {self.line}: "
+            f"{self.error_code}: {self.error_message}",
+        )
+
+
+DetectionRecord = DocumentEntities | DocumentFailure | InvalidRecord
+
+
+def parse_record(raw: bytes | str, source: str, record_line: int) -> DetectionRecord:
+    """One JSON Lines record of the output as a typed record, or an InvalidRecord saying why not."""
+    try:
+        record = _LineRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        return InvalidRecord(source, record_line, _describe(exc))
+    if record.ErrorCode is not None:
+        return DocumentFailure(record.File, record.Line, record.ErrorCode, record.ErrorMessage or "",
+                               source, record_line)
+    if record.Entities is None:
+        return InvalidRecord(source, record_line, "record has neither Entities nor ErrorCode")
+    entities = []
+    for index, item in enumerate(record.Entities):
+        if item.EndOffset <= item.BeginOffset:
+            return InvalidRecord(source, record_line, f"entity {index}: EndOffset {item.EndOffset} is not "
+                                 f"after BeginOffset {item.BeginOffset}")
+        entities.append(DetectedEntity(item.BeginOffset, item.EndOffset, item.Score, item.Text, item.Type))
+    return DocumentEntities(record.File, record.Line, tuple(entities), source, record_line)
+
+
+def check_against_text(record: DocumentEntities, text: str) -> InvalidRecord | None:
+    """An InvalidRecord when an entity does not fit the document's text, else None.
+
+    Offsets count code points (Python `str` indexes); an entity's Text, when given, must be the
+    text at its offsets, which catches offsets counted another way (UTF-16 units, bytes).
+    """
+    for index, entity in enumerate(record.entities):
+        if entity.end > len(text):
+            return InvalidRecord(record.source, record.record_line,
+                                 f"entity {index}: EndOffset {entity.end} is beyond the document "
+                                 f"({len(text)} characters)")
+        if entity.text and text[entity.begin:entity.end] != entity.text:
+            return InvalidRecord(record.source, record.record_line,
+                                 f"entity {index}: Text does not match the document at "
+                                 f"{entity.begin}..{entity.end}")
+    return None
+
+
+def iter_detection_output(body: IO[bytes] | Any, archive_key: str) -> Iterator[DetectionRecord]:
+    """Stream the records of an output.tar.gz (a file-like object with `read`).
+
+    Bad lines are yielded as InvalidRecord and the rest goes on. An archive that is not a readable
+    tar.gz, or holds no records at all, raises InvalidRecord naming the archive (line None).
+    """
+    members = 0
+    records = 0
+    try:
+        with tarfile.open(fileobj=body, mode="r|gz") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                members += 1
+                stream = archive.extractfile(member)
+                if stream is None:
+                    continue
+                source = f"{archive_key}:{member.name}"
+                for record in _iter_member(stream, source):
+                    records += 1
+                    yield record
+    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+        raise InvalidRecord(archive_key, None, f"not a readable tar.gz archive: {exc}") from exc
+    if members == 0:
+        raise InvalidRecord(archive_key, None, "the archive holds no files")
+    if records == 0:
+        raise InvalidRecord(archive_key, None, "the archive holds no records")
+
+
+def _iter_member(stream: IO[bytes], source: str) -> Iterator[DetectionRecord]:
+    line_number = 0
+    while True:
+        raw = stream.readline(MAX_RECORD_BYTES + 1)
+        if not raw:
+            return
+        line_number += 1
+        if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+            while True:  # skip the rest of the over-long line
+                rest = stream.readline(MAX_RECORD_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield InvalidRecord(source, line_number, f"record longer than {MAX_RECORD_BYTES} bytes")
+            continue
+        if not raw.strip():
+            continue  # a blank line (e.g. a trailing newline) is not a record
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield InvalidRecord(source, line_number, f"not UTF-8: {exc.reason} at byte {exc.start}")
+            continue
+        yield parse_record(decoded, source, line_number)
+
+
+def _describe(exc: ValidationError) -> str:
+    """A short reason from a pydantic error: invalid JSON, a missing field, a value out of range."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "json_invalid":
+            parts.append(f"invalid JSON ({error.get('ctx', {}).get('error', error['msg'])})")
+        elif error["type"] == "missing":
+            parts.append(f"missing {where}")
+        else:
+            parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(parts)

@@ -1,0 +1,118 @@
+"""Stage 7 — merge: an A2I human loop finished.
+
+Completed: the reviewer's spans, checked against the text the reviewer saw, become the document's
+gold labels (replacing earlier ones), the review is counted, and a training snapshot is written
+when a batch of reviews is complete. An answer that fails validation is quarantined and the loop
+recorded as Failed. Failed, Stopped or rejected: the document goes back to waiting, so a later
+model version sends it for review again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from nerloop import a2i
+from nerloop.aws import Aws
+from nerloop.documents import document_hash
+from nerloop.errors import InvalidEvent, InvalidRecord, UnknownJob
+from nerloop.events import HumanLoopDetail
+from nerloop.idempotency import run_once
+from nerloop.observability import logger, metrics
+from nerloop.quarantine import Quarantine
+from nerloop.retrain import REVIEWS, count_review, maybe_start_retrain
+from nerloop.settings import Settings
+from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
+
+FINISHED = ("Completed", "Failed", "Stopped")
+IN_PROGRESS = "InProgress"
+
+
+def merge_human_loop(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    """Merge a finished human loop once per (loop name, status); other statuses are ignored."""
+    name, status = detail.humanLoopName, detail.humanLoopStatus
+    if status not in FINISHED:
+        logger.info("human loop not finished; ignored", loop=name, status=status)
+        return {"loop": name, "status": status, "merged": False, "ignored": True}
+    return run_once(settings.state_table, "merge", {"loop": name, "status": status},
+                    lambda: _merge(detail, aws, settings))
+
+
+def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    state = StateTable(aws.table)
+    loop = state.get_loop(detail.humanLoopName)
+    if loop is None:
+        raise UnknownJob(f"human loop {detail.humanLoopName} is not recorded in the state table")
+    result: dict[str, Any] = {"loop": loop.name, "status": detail.humanLoopStatus, "document": loop.doc,
+                              "version": loop.version, "merged": False, "snapshot": None}
+    if loop.status != IN_PROGRESS:
+        # Finished before (a redelivery after the idempotency record expired): change nothing.
+        logger.info("human loop already finished", loop=loop.name, recorded=loop.status)
+        return {**result, "already_finished": loop.status}
+    if detail.humanLoopStatus == "Completed":
+        return _merge_completed(detail, loop, state, aws, settings, result)
+    failure = f"{detail.failureCode or detail.humanLoopStatus}: {detail.failureReason or 'no reason given'}"
+    return {**result, **_close_unmerged(state, loop, detail.humanLoopStatus, failure)}
+
+
+def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws: Aws, settings: Settings,
+                     result: dict[str, Any]) -> dict[str, Any]:
+    if detail.humanLoopOutput is None or not detail.humanLoopOutput.outputS3Uri:
+        raise InvalidEvent(f"completed human loop {loop.name} has no humanLoopOutput.outputS3Uri")
+    uri = detail.humanLoopOutput.outputS3Uri
+    bucket, key = split_s3_uri(uri)
+    body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    quarantine = Quarantine(stage="merge", source=loop.name)
+    try:
+        output = a2i.parse_output(body, uri)
+        if output.humanLoopName and output.humanLoopName != loop.name:
+            raise InvalidRecord(uri, None, f"output of human loop {output.humanLoopName}, not {loop.name}")
+        text = a2i.input_text(output, uri)
+        if document_hash(text) != loop.doc:
+            raise InvalidRecord(uri, None, f"the reviewed text is not document {loop.doc}")
+        answer = a2i.review_answer(output, uri, text, settings.entity_types)
+    except InvalidRecord as exc:
+        quarantine.reject(exc)
+        closed = _close_unmerged(state, loop, "Failed", f"invalid answer: {exc.reason}")
+        return {**result, **closed, "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
+
+    for note in answer.notes:
+        quarantine.note(uri, None, note)
+    state.put_gold(GoldDocument(doc=loop.doc, text=text, spans=answer.spans, origin=f"review:{loop.name}"))
+    counted = state.finish_loop(loop.name, "Completed")
+    if counted:
+        reviews = count_review(state)
+        metrics.add_metric(name="ReviewsMerged", unit=MetricUnit.Count, value=1)
+    else:
+        reviews = state.get_counter(REVIEWS)
+    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
+    logger.info("review merged", loop=loop.name, document=loop.doc, spans=len(answer.spans),
+                reviews=reviews, counted=counted, snapshot=snapshot.version if snapshot else None)
+    return {**result, "merged": True, "counted": counted, "spans": len(answer.spans), "reviews": reviews,
+            "worker": answer.worker, "snapshot": snapshot.version if snapshot else None,
+            "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
+
+
+def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) -> dict[str, Any]:
+    """Record the loop as ended without a merge and send its document back to waiting."""
+    closed = state.finish_loop(loop.name, status, failure=failure)
+    requeued = False
+    if closed:
+        pool = state.get_pool(loop.doc)
+        # Only if nothing else happened to it meanwhile (e.g. a labeling job made it gold).
+        if pool is not None and pool.status == IN_REVIEW and pool.loop == loop.name:
+            requeued = state.mark_pool(loop.doc, WAITING, loop="")
+        metrics.add_metric(name="LoopsFailed", unit=MetricUnit.Count, value=1)
+        logger.warning("human loop ended without a merge", loop=loop.name, document=loop.doc,
+                       status=status, failure=failure, requeued=requeued)
+    return {"recorded_status": status, "failure": failure, "requeued": requeued}
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise InvalidEvent(f"not an S3 URI: {uri}")
+    return parsed.netloc, parsed.path.lstrip("/")

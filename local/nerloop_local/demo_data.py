@@ -1,0 +1,110 @@
+"""The demo's data: a labelled manifest split into a test set, a small labelled seed and an
+unlabelled pool, and a simulated reviewer that answers human loops from the held-back labels.
+
+The split is honest: documents are grouped by normalised text (case folded), so a sentence never
+sits on both sides of it, and the reviewer knows only the pool's labels, never the test set's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nerloop.constants import MIN_ANNOTATIONS_PER_TYPE
+from nerloop.documents import Span, normalize_text
+
+Labelled = tuple[str, list[Span]]
+
+
+@dataclass
+class DemoSplit:
+    test: list[Labelled]
+    seed: list[Labelled]
+    pool: list[Labelled]  # whole manifest lines; the loop sees them as raw text, without labels
+
+
+def _group_key(text: str) -> str:
+    return normalize_text(text).casefold()
+
+
+def split_for_demo(
+    documents: Sequence[Labelled],
+    entity_types: Sequence[str],
+    *,
+    test_fraction: float = 0.25,
+    seed_margin: int = 5,
+    seed: int = 0,
+) -> DemoSplit:
+    """Group duplicates, hold out `test_fraction` of the groups, then draw the smallest random seed
+    that meets Comprehend's 25-annotations-per-type minimum (plus `seed_margin`); the rest is the pool."""
+    groups: dict[str, list[Labelled]] = {}
+    for text, spans in documents:
+        groups.setdefault(_group_key(text), []).append((text, list(spans)))
+    keys = sorted(groups)
+    rng = random.Random(seed)
+    rng.shuffle(keys)
+    test_target = round(len(documents) * test_fraction)
+    test: list[Labelled] = []
+    train_keys: list[str] = []
+    for key in keys:
+        # A group joins the test set only while it fits: the 32-fold repeated sentence stays out.
+        if len(test) + len(groups[key]) <= test_target:
+            test.append(groups[key][0])
+        else:
+            train_keys.append(key)
+    seed_docs: list[Labelled] = []
+    counts: Counter[str] = Counter()
+    pool: list[Labelled] = []
+    needed = MIN_ANNOTATIONS_PER_TYPE + seed_margin
+    for key in train_keys:
+        text, spans = groups[key][0]  # duplicates collapse into one gold document anyway
+        if any(counts[name] < needed for name in entity_types) and spans:
+            seed_docs.append((text, spans))
+            counts.update(span.type for span in spans)
+        else:
+            pool.append((text, spans))
+    short = [name for name in entity_types if counts[name] < MIN_ANNOTATIONS_PER_TYPE]
+    if short:
+        raise ValueError(f"the manifest has too few annotations of {', '.join(short)} for a seed set "
+                         f"({MIN_ANNOTATIONS_PER_TYPE} each are needed)")
+    return DemoSplit(test=test, seed=seed_docs, pool=pool)
+
+
+@dataclass
+class GoldOracle:
+    """Answers any document cut from the pool's lines with the labels people gave those lines.
+
+    The loop splits raw lines into sentences, so a review request holds a sentence: the oracle finds
+    the line containing it and moves the line's spans into the sentence's offsets.
+    """
+
+    lines: Sequence[Labelled]
+    answered: int = 0
+    unknown: int = 0
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._index = {}
+        for position, (text, _) in enumerate(self.lines):
+            self._index.setdefault(text, position)
+
+    def labels_for(self, text: str) -> list[Span] | None:
+        """The gold spans of `text`, or None when no pool line contains it."""
+        position = self._index.get(text)
+        offset = 0
+        if position is None:
+            for candidate, (line, _) in enumerate(self.lines):
+                offset = line.find(text)
+                if offset >= 0:
+                    position = candidate
+                    break
+        if position is None:
+            self.unknown += 1
+            return None
+        _, spans = self.lines[position]
+        end = offset + len(text)
+        self.answered += 1
+        return [Span(span.begin - offset, span.end - offset, span.type)
+                for span in spans if offset <= span.begin and span.end <= end]

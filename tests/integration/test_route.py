@@ -1,0 +1,371 @@
+"""Stage 6 — route, from events/route.json to human loops and pool statuses.
+
+moto has no sagemaker-a2i-runtime: StartHumanLoop is checked at the client boundary with a
+botocore Stubber on the client `nerloop.aws.client` hands out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from nerloop import a2i as a2i_module
+from nerloop import aws as nerloop_aws
+from nerloop import settings as nerloop_settings
+from nerloop.a2i import build_input_content, loop_name
+from nerloop.comprehend_output import DetectedEntity
+from nerloop.documents import Span, document_hash
+from nerloop.errors import InvalidRecord, UnknownJob
+from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, GoldDocument, Job, Loop
+from nerloop_local.stack import load_event
+
+EVENT = load_event("route")
+KEY = EVENT["detail"]["object"]["key"]
+JOB_ID = KEY.split("-NER-")[1].split("/")[0]
+VERSION = "v1"
+INPUT_KEY = "detection/input/v1-20261127T231000/documents.txt"
+FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
+TYPES = ("SERVICE", "VERSION")
+
+
+@dataclass
+class Doc:
+    text: str
+    entities: list[tuple[str, str, float]]  # (entity text, type, score)
+    error: str = ""
+
+    @property
+    def hash(self) -> str:
+        return document_hash(self.text)
+
+    def detected(self) -> list[DetectedEntity]:
+        found = []
+        for text, type_, score in self.entities:
+            begin = self.text.index(text)
+            found.append(DetectedEntity(begin, begin + len(text), score, text, type_))
+        return found
+
+    def record(self, line: int) -> dict[str, Any]:
+        if self.error:
+            return {
+                "File": "documents.txt",
+                "Line": line,
+                "ErrorCode": self.error,
+                "ErrorMessage": "Document size exceeds maximum size limit",
+            }
+        return {
+            "File": "documents.txt",
+            "Line": line,
+            "Entities": [
+                {"BeginOffset": e.begin, "EndOffset": e.end, "Score": e.score, "Text": e.text, "Type": e.type}
+                for e in self.detected()
+            ],
+        }
+
+
+CONFIDENT = Doc(
+    "Amazon Comprehend now detects entities in 2 new languages.",
+    [("Amazon Comprehend", "SERVICE", 0.99), ("2", "VERSION", 0.95)],
+)
+THIRD_UNCERTAIN = Doc(
+    "AWS Lambda, Amazon S3 and Amazon SageMaker Studio Lab get new regions.",
+    [
+        ("AWS Lambda", "SERVICE", 0.99),
+        ("Amazon S3", "SERVICE", 0.97),
+        ("Amazon SageMaker Studio Lab", "SERVICE", 0.41),
+    ],
+)
+NO_ENTITIES = Doc("Read the announcement on the blog.", [])
+UNCERTAIN = Doc(
+    "🎉 Amazon Augmented AI 2.0 is generally available.",
+    [("Amazon Augmented AI", "SERVICE", 0.93), ("2.0", "VERSION", 0.6)],
+)
+AT_THRESHOLD = Doc("Amazon Textract adds table extraction.", [("Amazon Textract", "SERVICE", 0.8)])
+FAILED = Doc("A document Comprehend could not read.", [], error="INVALID_DOCUMENT")
+ALREADY_GOLD = Doc("Amazon Kendra connects to Slack.", [("Amazon Kendra", "SERVICE", 0.2)])
+DOCS = [CONFIDENT, THIRD_UNCERTAIN, NO_ENTITIES, UNCERTAIN, AT_THRESHOLD, FAILED, ALREADY_GOLD]
+
+
+def make_archive(lines: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("output")
+        info.size = len(lines)
+        archive.addfile(info, io.BytesIO(lines))
+    return buffer.getvalue()
+
+
+def output_lines(docs: list[Doc]) -> bytes:
+    return "".join(
+        json.dumps(doc.record(n), ensure_ascii=False) + "\n" for n, doc in enumerate(docs)
+    ).encode()
+
+
+@pytest.fixture
+def given_a_finished_detection_job(emulated: Any) -> Any:
+    """Pool documents, the job's input file and item, and the output archive from events/route.json."""
+    state = emulated.state
+    for doc in DOCS:
+        state.add_to_pool(doc.hash, doc.text, "batch-1")
+    state.put_gold(
+        GoldDocument(ALREADY_GOLD.hash, ALREADY_GOLD.text, [Span(0, 13, "SERVICE")], "labeling:job-1")
+    )
+    emulated.s3.put_object(
+        Bucket=emulated.bucket, Key=INPUT_KEY, Body="".join(doc.text + "\n" for doc in DOCS).encode("utf-8")
+    )
+    state.put_job(
+        Job(job_id=JOB_ID, status="COMPLETED", version=VERSION, input_key=INPUT_KEY, documents=len(DOCS))
+    )
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=KEY, Body=make_archive(output_lines(DOCS)))
+    return emulated
+
+
+@pytest.fixture
+def a2i(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """A stubbed sagemaker-a2i-runtime client, handed out by nerloop.aws.client."""
+    client = boto3.client("sagemaker-a2i-runtime", region_name="us-east-1")
+    real_client: Callable[[str], Any] = nerloop_aws.client
+    monkeypatch.setattr(
+        nerloop_aws,
+        "client",
+        lambda service: client if service == "sagemaker-a2i-runtime" else real_client(service),
+    )
+    monkeypatch.setattr(a2i_module, "backoff_sleep", lambda seconds: None)
+    with Stubber(client) as stubber:
+        yield stubber
+
+
+def expect_loop(stubber: Stubber, doc: Doc) -> None:
+    """StartHumanLoop for `doc`: its name, our flow definition, and its input content exactly."""
+    name = loop_name(doc.hash, VERSION)
+    content = build_input_content(doc.hash, doc.text, doc.detected(), VERSION, TYPES)
+    stubber.add_response(
+        "start_human_loop",
+        {"HumanLoopArn": f"arn:aws:sagemaker:us-east-1:123456789012:human-loop/{name}"},
+        {
+            "HumanLoopName": name,
+            "FlowDefinitionArn": FLOW,
+            "HumanLoopInput": {"InputContent": content},
+        },
+    )
+
+
+def route(emulated: Any, lambda_context: Any, **environment: str) -> dict[str, Any]:
+    emulated.use_environment("RouteFunction")
+    for name, value in environment.items():
+        emulated.monkeypatch.setenv(name, value)
+    nerloop_settings.get_settings.cache_clear()
+    handler = emulated.stack.load_handler("RouteFunction")
+    return handler(EVENT, lambda_context)  # type: ignore[no-any-return]
+
+
+def test_loops_start_for_exactly_the_uncertain_documents(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    result = route(given_a_finished_detection_job, lambda_context)
+
+    a2i.assert_no_pending_responses()
+    assert result["loops_started"] == 2
+    assert result["accepted"] == 3  # confident, no entities, exactly at the threshold
+
+
+def test_every_record_is_accounted_for(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    result = route(given_a_finished_detection_job, lambda_context)
+
+    assert result["records"] == len(DOCS)
+    assert (result["skipped"], result["quarantined"], result["document_failures"]) == (1, 1, 1)
+    assert result["records"] == sum(
+        result[k]
+        for k in ("accepted", "loops_started", "loops_existing", "over_budget", "skipped", "quarantined")
+    )
+
+
+def test_pool_statuses_follow_the_decisions(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    route(given_a_finished_detection_job, lambda_context)
+
+    state = given_a_finished_detection_job.state
+    pool = {doc.text: state.get_pool(doc.hash) for doc in DOCS}
+    assert {text: p.status for text, p in pool.items()} == {
+        CONFIDENT.text: ACCEPTED,
+        THIRD_UNCERTAIN.text: IN_REVIEW,
+        NO_ENTITIES.text: ACCEPTED,
+        UNCERTAIN.text: IN_REVIEW,
+        AT_THRESHOLD.text: ACCEPTED,
+        FAILED.text: WAITING,
+        ALREADY_GOLD.text: GOLD,
+    }
+    assert pool[UNCERTAIN.text].loop == loop_name(UNCERTAIN.hash, VERSION)
+    assert {p.seen_by for text, p in pool.items() if text != ALREADY_GOLD.text} == {VERSION}
+
+
+def test_accepted_documents_keep_the_models_entities(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    route(given_a_finished_detection_job, lambda_context)
+
+    item = given_a_finished_detection_job.state.table.get_item(Key={"pk": "POOL", "sk": CONFIDENT.hash})[
+        "Item"
+    ]
+    assert [(e["begin"], e["end"], e["type"]) for e in json.loads(item["entities"])] == [
+        (e.begin, e.end, e.type) for e in CONFIDENT.detected()
+    ]
+
+
+def test_each_loop_is_recorded_in_progress_and_the_job_marked_routed(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    route(given_a_finished_detection_job, lambda_context)
+
+    state = given_a_finished_detection_job.state
+    loops = {loop.name: loop for loop in state.list_loops()}
+    assert set(loops) == {loop_name(THIRD_UNCERTAIN.hash, VERSION), loop_name(UNCERTAIN.hash, VERSION)}
+    assert {(loop.doc, loop.version, loop.status) for loop in loops.values()} == {
+        (THIRD_UNCERTAIN.hash, VERSION, "InProgress"),
+        (UNCERTAIN.hash, VERSION, "InProgress"),
+    }
+    assert "routed_at" in state.table.get_item(Key={"pk": "JOB", "sk": JOB_ID})["Item"]
+
+
+def test_a_failed_document_is_quarantined_with_file_line_and_reason(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    result = route(given_a_finished_detection_job, lambda_context)
+
+    body = given_a_finished_detection_job.s3.get_object(
+        Bucket=given_a_finished_detection_job.bucket, Key=result["quarantine"]
+    )["Body"].read()
+    rows = [json.loads(line) for line in body.decode().splitlines()]
+    assert [(r["file"], r["line"]) for r in rows] == [(f"{KEY}:output", DOCS.index(FAILED) + 1)]
+    assert "INVALID_DOCUMENT" in rows[0]["reason"]
+
+
+def test_a_redelivered_event_starts_nothing_new(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+    first = route(given_a_finished_detection_job, lambda_context)
+
+    second = route(given_a_finished_detection_job, lambda_context)  # the stubber has no response left
+
+    a2i.assert_no_pending_responses()
+    assert second == first
+    assert len(given_a_finished_detection_job.state.list_loops()) == 2
+
+
+def test_throttling_is_retried_with_back_off(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    name = loop_name(THIRD_UNCERTAIN.hash, VERSION)
+    a2i.add_client_error(
+        "start_human_loop",
+        "ThrottlingException",
+        http_status_code=429,
+        expected_params={
+            "HumanLoopName": name,
+            "FlowDefinitionArn": FLOW,
+            "HumanLoopInput": {"InputContent": ANY},
+        },
+    )
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+
+    result = route(given_a_finished_detection_job, lambda_context)
+
+    a2i.assert_no_pending_responses()
+    assert result["loops_started"] == 2
+
+
+def test_a_loop_that_a2i_already_has_is_not_counted_as_new(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    # Given a first attempt that recorded and started the loop, then crashed before the pool was marked
+    state = given_a_finished_detection_job.state
+    state.put_loop(Loop(loop_name(UNCERTAIN.hash, VERSION), UNCERTAIN.hash, VERSION, "InProgress"))
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    a2i.add_client_error("start_human_loop", "ConflictException", http_status_code=409)
+
+    result = route(given_a_finished_detection_job, lambda_context)
+
+    assert (result["loops_started"], result["loops_existing"]) == (1, 1)
+    assert state.get_pool(UNCERTAIN.hash).status == IN_REVIEW
+
+
+def test_a_loop_already_finished_for_this_version_is_not_started_again(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    state = given_a_finished_detection_job.state
+    name = loop_name(UNCERTAIN.hash, VERSION)
+    state.put_loop(Loop(name, UNCERTAIN.hash, VERSION, "InProgress"))
+    state.finish_loop(name, "Failed", "Expired: nobody reviewed it")
+    expect_loop(a2i, THIRD_UNCERTAIN)
+
+    result = route(given_a_finished_detection_job, lambda_context)
+
+    a2i.assert_no_pending_responses()
+    assert result["loops_started"] == 1
+    assert state.get_pool(UNCERTAIN.hash).status == WAITING
+
+
+def test_a_review_budget_keeps_the_least_confident_and_leaves_the_rest_waiting(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    expect_loop(a2i, THIRD_UNCERTAIN)  # 0.41 is lower than UNCERTAIN's 0.6
+
+    result = route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="1")
+
+    a2i.assert_no_pending_responses()
+    assert (result["loops_started"], result["over_budget"]) == (1, 1)
+    over = given_a_finished_detection_job.state.get_pool(UNCERTAIN.hash)
+    assert (over.status, over.seen_by) == (WAITING, VERSION)
+
+
+def test_an_output_of_an_unknown_job_is_refused(emulated: Any, a2i: Stubber, lambda_context: Any) -> None:
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=KEY, Body=make_archive(output_lines(DOCS)))
+
+    with pytest.raises(UnknownJob, match=JOB_ID):
+        route(emulated, lambda_context)
+
+
+def test_a_corrupt_archive_fails_naming_it_and_is_quarantined(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    emulated = given_a_finished_detection_job
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=KEY, Body=b"\x1f\x8b\x08\x00garbage" * 50)
+
+    with pytest.raises(InvalidRecord) as caught:
+        route(emulated, lambda_context)
+
+    assert caught.value.file == KEY
+    report = emulated.s3.get_object(Bucket=emulated.bucket, Key=f"quarantine/route/{JOB_ID}.jsonl")
+    assert KEY in report["Body"].read().decode()

@@ -1,0 +1,98 @@
+"""Routing decisions: review when any entity is uncertain; a bounded review budget."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nerloop.comprehend_output import DetectedEntity
+from nerloop.routing import ACCEPT, REVIEW, ReviewBudget, min_score, route_decision
+
+THRESHOLD = 0.8
+
+
+def entities(*scores: float) -> list[DetectedEntity]:
+    return [DetectedEntity(i * 10, i * 10 + 5, score, "", "SERVICE") for i, score in enumerate(scores)]
+
+
+def test_a_document_whose_third_entity_alone_is_uncertain_goes_to_review() -> None:
+    assert route_decision(entities(0.99, 0.97, 0.41, 0.95), THRESHOLD) == REVIEW
+
+
+def test_a_document_whose_entities_are_all_confident_is_accepted() -> None:
+    assert route_decision(entities(0.99, 0.81, 0.95), THRESHOLD) == ACCEPT
+
+
+def test_a_score_exactly_at_the_threshold_is_confident() -> None:
+    assert route_decision(entities(0.95, THRESHOLD), THRESHOLD) == ACCEPT
+
+
+def test_a_score_just_below_the_threshold_goes_to_review() -> None:
+    assert route_decision(entities(0.95, 0.7999999), THRESHOLD) == REVIEW
+
+
+def test_a_document_without_entities_is_accepted() -> None:
+    assert route_decision([], THRESHOLD) == ACCEPT
+
+
+def test_the_minimum_score_looks_at_every_entity() -> None:
+    assert min_score(entities(0.9, 0.8, 0.3, 0.7)) == 0.3
+    assert min_score([]) is None
+
+
+# --- review budget ------------------------------------------------------------------------------
+
+
+def test_the_budget_keeps_the_least_confident_documents() -> None:
+    budget: ReviewBudget[str] = ReviewBudget(2)
+    over = [
+        budget.offer(score, order, name)
+        for order, (name, score) in enumerate([("a", 0.7), ("b", 0.2), ("c", 0.5), ("d", 0.6)])
+    ]
+
+    assert budget.selected() == ["b", "c"]
+    assert [item for item in over if item is not None] == ["a", "d"]
+
+
+def test_a_document_more_confident_than_all_kept_ones_is_over_budget_at_once() -> None:
+    budget: ReviewBudget[str] = ReviewBudget(1)
+    budget.offer(0.1, 0, "kept")
+
+    assert budget.offer(0.5, 1, "late") == "late"
+    assert budget.selected() == ["kept"]
+
+
+def test_ties_keep_the_document_offered_first() -> None:
+    budget: ReviewBudget[str] = ReviewBudget(2)
+    for order, name in enumerate(["first", "second", "third"]):
+        budget.offer(0.5, order, name)
+
+    assert budget.selected() == ["first", "second"]
+
+
+def test_the_budget_never_holds_more_than_its_limit_and_picks_the_lowest() -> None:
+    rng = random.Random(7)
+    scores = [rng.random() for _ in range(500)]
+    budget: ReviewBudget[int] = ReviewBudget(10)
+    over = 0
+    for order, score in enumerate(scores):
+        if budget.offer(score, order, order) is not None:
+            over += 1
+        assert len(budget) <= 10
+
+    assert sorted(budget.selected()) == sorted(sorted(range(500), key=lambda i: scores[i])[:10])
+    assert over == 490
+
+
+def test_a_budget_of_zero_means_no_limit_and_keeps_nothing_back() -> None:
+    budget: ReviewBudget[str] = ReviewBudget(0)
+
+    assert budget.unlimited
+    assert budget.offer(0.1, 0, "a") is None
+    assert budget.selected() == []
+
+
+def test_a_negative_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        ReviewBudget(-1)
