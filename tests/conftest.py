@@ -109,8 +109,9 @@ class EmulatedStack:
     def state(self) -> StateTable:
         return StateTable(boto3.resource("dynamodb").Table(self.table_name))
 
-    def use_environment(self, logical_id: str) -> None:
-        for name, value in self.stack.function_environment(logical_id).items():
+    def use_environment(self, logical_id: str, **overrides: str) -> None:
+        """The function's environment from the template, with `overrides` (e.g. RETRAIN_BATCH_SIZE="2")."""
+        for name, value in {**self.stack.function_environment(logical_id), **overrides}.items():
             self.monkeypatch.setenv(name, value)
         settings.get_settings.cache_clear()
 
@@ -123,9 +124,9 @@ class EmulatedStack:
             nerloop_aws, "client", lambda name: overrides[name] if name in overrides else _REAL_CLIENT(name)
         )
 
-    def handler(self, logical_id: str) -> Any:
-        """The function's handler, imported with the function's own environment."""
-        self.use_environment(logical_id)
+    def handler(self, logical_id: str, **overrides: str) -> Any:
+        """The function's handler, imported with the function's own environment (plus `overrides`)."""
+        self.use_environment(logical_id, **overrides)
         return self.stack.load_handler(logical_id)
 
 
