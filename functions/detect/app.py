@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
 from nerloop.events import RecognizerStatusChange
+from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.detect import handle_recognizer_status
@@ -20,4 +21,5 @@ settings = get_settings()
 @tracer.capture_lambda_handler
 @event_parser(model=RecognizerStatusChange)
 def lambda_handler(event: RecognizerStatusChange, context: LambdaContext) -> dict[str, Any]:
+    bind_lambda_context(context)
     return handle_recognizer_status(event.detail, Aws(settings.state_table), settings)

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
 from nerloop.events import HumanLoopStatusChange
+from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.merge import merge_human_loop
@@ -20,4 +21,5 @@ settings = get_settings()
 @tracer.capture_lambda_handler
 @event_parser(model=HumanLoopStatusChange)
 def lambda_handler(event: HumanLoopStatusChange, context: LambdaContext) -> dict[str, Any]:
+    bind_lambda_context(context)
     return merge_human_loop(event.detail, Aws(settings.state_table), settings)

@@ -60,3 +60,9 @@ def run_once(table_name: str, action: str, key: dict[str, Any], effect: Callable
 def forget_persistence() -> None:
     """Drop cached persistence layers (tests recreate the emulated table)."""
     persistence.cache_clear()
+
+
+def bind_lambda_context(context: Any) -> None:
+    """Tell Powertools how long this invocation may run, so the in-progress record of a run that
+    timed out expires with it and a retry can go ahead (without it, the record blocks until expiry)."""
+    CONFIG.register_lambda_context(context)
