@@ -1,0 +1,26 @@
+"""Stage 1 — preprocess: raw/*.txt created → a batch of new documents in the pool (and, with a
+workteam and no gold set yet, a Ground Truth labeling job on it)."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nerloop.aws import Aws
+from nerloop.events import S3ObjectCreated
+from nerloop.observability import logger, metrics, tracer
+from nerloop.settings import get_settings
+from nerloop.stages.preprocess import preprocess_object
+
+settings = get_settings()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_parser(model=S3ObjectCreated)
+def lambda_handler(event: S3ObjectCreated, context: LambdaContext) -> dict[str, Any]:
+    obj = event.detail.object
+    return preprocess_object(event.detail.bucket.name, obj.decoded_key, Aws(settings.state_table), settings,
+                             etag=obj.etag, version_id=obj.version_id)

@@ -1,0 +1,208 @@
+"""Stage 2 — convert: from a "Labeling Job State Change" event to the gold set, the quarantine
+report and a training snapshot. moto has no labeling jobs: DescribeLabelingJob is stubbed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto.events.models import EventPattern
+
+from nerloop import aws as nerloop_aws
+from nerloop.comprehend_training import ANNOTATIONS_HEADER
+from nerloop.labeling import labeling_job_request
+
+SAMPLE_ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
+
+
+@pytest.fixture
+def sagemaker_stub(monkeypatch: pytest.MonkeyPatch) -> Stubber:
+    """A stubbed SageMaker client that the handler's Aws bundle receives."""
+    stubbed = boto3.client("sagemaker", region_name="us-east-1")
+    real_factory = nerloop_aws.client
+    monkeypatch.setattr(nerloop_aws, "client",
+                        lambda service: stubbed if service == "sagemaker" else real_factory(service))
+    with Stubber(stubbed) as stubber:
+        yield stubber
+
+
+def completed_job(emulated: Any, event: Any, stub: Stubber, manifest: bytes,
+                  attribute: str = SAMPLE_ATTRIBUTE) -> str:
+    """Put `manifest` where Ground Truth writes it and stub DescribeLabelingJob for the sample event's
+    job; return the manifest's URI."""
+    arn = event("convert")["resources"][0]
+    job = arn.rsplit("/", 1)[-1]
+    key = f"labeling/{job}/manifests/output/output.manifest"
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=manifest)
+    uri = f"s3://{emulated.bucket}/{key}"
+    request = labeling_job_request(
+        job_name=job, region="us-east-1", manifest_uri=f"s3://{emulated.bucket}/batches/b/input.manifest",
+        output_uri=f"s3://{emulated.bucket}/labeling/", categories_uri=f"s3://{emulated.bucket}/batches/b/c.json",
+        workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/team",
+        role_arn="arn:aws:iam::123456789012:role/labeling",
+    )
+    when = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    stub.add_response("describe_labeling_job", {
+        **{name: request[name] for name in ("LabelingJobName", "InputConfig", "OutputConfig", "RoleArn",
+                                            "LabelCategoryConfigS3Uri", "HumanTaskConfig")},
+        "LabelAttributeName": attribute,  # need not be the job's name
+        "LabelingJobStatus": "Completed",
+        "LabelCounters": {"TotalLabeled": 202, "HumanLabeled": 202, "MachineLabeled": 0,
+                          "FailedNonRetryableError": 0, "Unlabeled": 0},
+        "CreationTime": when, "LastModifiedTime": when, "JobReferenceCode": "a1b2c3d4",
+        "LabelingJobArn": arn,
+        "LabelingJobOutput": {"OutputDatasetS3Uri": uri},
+    }, expected_params={"LabelingJobName": job})
+    return uri
+
+
+def read(emulated: Any, key: str) -> str:
+    return emulated.s3.get_object(Bucket=emulated.bucket, Key=key)["Body"].read().decode("utf-8")
+
+
+def reference_spans(sample_dir: Path) -> Counter[tuple[str, int, int, str]]:
+    """The reference notebook's annotations, trimmed of white space at their edges, per document
+    text; a document on several manifest lines gets every span any of them has."""
+    train = (sample_dir / "train.csv").read_text(encoding="utf-8").split("\n")
+    spans: set[tuple[str, int, int, str]] = set()
+    with (sample_dir / "annotations.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            text = train[int(row["Line"])]
+            begin, end = int(row["Begin Offset"]), int(row["End Offset"])
+            while text[begin].isspace():
+                begin += 1
+            while text[end - 1].isspace():
+                end -= 1
+            spans.add((text, begin, end, row["Type"]))
+    return Counter(spans)
+
+
+def test_the_sample_event_matches_the_functions_rule(stack: Any, event: Any) -> None:
+    pattern = stack.resolve(stack.functions()["ConvertFunction"]["Properties"]["Events"]
+                            ["LabelingJobCompleted"]["Properties"]["Pattern"])
+    matcher = EventPattern.load(json.dumps(pattern))
+    sample = event("convert")
+    assert matcher.matches_event(sample)
+    sample["resources"] = ["arn:aws:sagemaker:us-east-1:123456789012:labeling-job/someone-elses-job"]
+    assert not matcher.matches_event(sample)
+
+
+def test_the_sample_manifest_fills_the_gold_set_and_writes_a_snapshot(
+    emulated, event, lambda_context, sagemaker_stub, sample_dir
+):
+    manifest = (sample_dir / "output.manifest").read_bytes()
+    completed_job(emulated, event, sagemaker_stub, manifest)
+
+    result = emulated.handler("ConvertFunction")(event("convert"), lambda_context)
+
+    # Every line is a document; repeated texts are one gold document each
+    texts = [json.loads(line)["source"] for line in manifest.decode("utf-8").splitlines()]
+    gold = list(emulated.state.iter_gold())
+    assert len(gold) == len(set(texts)) == result["documents"]
+    assert result["lines"] == len(texts) == result["documents"] + result["repeated"]
+    assert result["quarantined"] == 0 and result["trimmed"] == 54
+    assert {doc.origin for doc in gold} == {"labeling:" + event("convert")["resources"][0].rsplit("/", 1)[-1]}
+
+    # The snapshot holds the reference spans, trimmed, one row each
+    assert result["snapshot"] == "v1"
+    documents = read(emulated, "training/v1/documents.txt").split("\n")[:-1]
+    rows = list(csv.reader(io.StringIO(read(emulated, "training/v1/annotations.csv"))))
+    assert rows[0] == ANNOTATIONS_HEADER
+    written = Counter((documents[int(line)], int(begin), int(end), kind)
+                      for _, line, begin, end, kind in rows[1:])
+    assert written == reference_spans(sample_dir)
+    assert len(rows) - 1 == result["spans"]
+
+
+def test_the_quarantine_report_lists_each_repair(emulated, event, lambda_context, sagemaker_stub, sample_dir):
+    completed_job(emulated, event, sagemaker_stub, (sample_dir / "output.manifest").read_bytes())
+
+    result = emulated.handler("ConvertFunction")(event("convert"), lambda_context)
+
+    report = [json.loads(line) for line in read(emulated, result["quarantine"]).splitlines()]
+    assert result["quarantine"] == f"quarantine/convert/{result['job']}.jsonl"
+    assert not [row for row in report if row["kind"] == "rejected"]
+    reasons = Counter("trimmed" if "trimmed" in row["reason"]
+                      else "repeat" if "same document" in row["reason"] else "other" for row in report)
+    assert reasons == {"trimmed": 54, "repeat": result["repeated"]}
+
+
+def test_a_second_delivery_writes_no_second_snapshot(
+    emulated, event, lambda_context, sagemaker_stub, sample_dir
+):
+    completed_job(emulated, event, sagemaker_stub, (sample_dir / "output.manifest").read_bytes())
+    handler = emulated.handler("ConvertFunction")
+    first = handler(event("convert"), lambda_context)
+
+    second = handler(event("convert"), lambda_context)
+
+    assert second == first
+    listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix="training/")
+    assert sorted(item["Key"] for item in listing["Contents"]) == [
+        "training/v1/annotations.csv", "training/v1/documents.txt"]
+    sagemaker_stub.assert_no_pending_responses()
+
+
+def test_bad_lines_are_quarantined_and_good_lines_still_land(
+    emulated, event, lambda_context, sagemaker_stub, sample_dir
+):
+    # Given the sample's first five lines with three bad ones among them
+    good = (sample_dir / "output.manifest").read_bytes().splitlines(keepends=True)[:5]
+    out_of_range = json.loads(good[0])
+    out_of_range[SAMPLE_ATTRIBUTE]["annotations"]["entities"][0]["endOffset"] = 10_000
+    unknown_label = json.loads(good[1])
+    unknown_label[SAMPLE_ATTRIBUTE]["annotations"]["entities"][0]["label"] = "REGION"
+    lines = [good[0], b'{"source": "cut short\n', good[1], json.dumps(out_of_range).encode() + b"\n",
+             good[2], good[3], json.dumps(unknown_label).encode() + b"\n", good[4]]
+    completed_job(emulated, event, sagemaker_stub, b"".join(lines))
+
+    result = emulated.handler("ConvertFunction")(event("convert"), lambda_context)
+
+    assert result["lines"] == 8 and result["quarantined"] == 3 and result["documents"] == 5
+    assert sum(1 for _ in emulated.state.iter_gold()) == 5
+    report = [json.loads(line) for line in read(emulated, result["quarantine"]).splitlines()]
+    rejected = {row["line"]: row["reason"] for row in report if row["kind"] == "rejected"}
+    assert sorted(rejected) == [2, 4, 7]
+    assert "invalid JSON" in rejected[2] and "beyond the text" in rejected[4] and "'REGION'" in rejected[7]
+    assert all(row["file"].endswith("output.manifest") for row in report)
+
+
+def test_a_job_that_did_not_complete_is_not_converted(emulated, event, lambda_context, sagemaker_stub):
+    stopped = event("convert")
+    stopped["detail"]["LabelingJobStatus"] = "Stopped"
+
+    result = emulated.handler("ConvertFunction")(stopped, lambda_context)
+
+    assert result["skipped"] == "status Stopped"
+    assert list(emulated.state.iter_gold()) == []
+
+
+def test_a_document_on_two_lines_gets_the_spans_of_both(emulated, event, lambda_context, sagemaker_stub):
+    def labelled(entities: list[tuple[int, int, str]]) -> bytes:
+        return json.dumps({
+            "source": "Amazon S3 version 2 is out",
+            "job": {"annotations": {"entities": [{"startOffset": b, "endOffset": e, "label": t}
+                                                 for b, e, t in entities]}},
+            "job-metadata": {"type": "groundtruth/text-span", "job-name": "labeling-job/job"},
+        }).encode() + b"\n"
+
+    completed_job(emulated, event, sagemaker_stub,
+                  labelled([(0, 9, "SERVICE")]) + labelled([(10, 19, "VERSION"), (7, 9, "SERVICE")]),
+                  attribute="job")
+
+    result = emulated.handler("ConvertFunction")(event("convert"), lambda_context)
+
+    (gold,) = emulated.state.iter_gold()
+    assert [(s.begin, s.end, s.type) for s in gold.spans] == [(0, 9, "SERVICE"), (10, 19, "VERSION")]
+    assert result["documents"] == 1 and result["repeated"] == 1 and result["spans"] == 2
+    report = read(emulated, result["quarantine"])
+    assert "same document as line 1; labels merged (1 span(s) added" in report
+    assert "SERVICE span [7, 9) dropped: overlaps SERVICE span [0, 9)" in report

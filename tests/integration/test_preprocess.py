@@ -1,0 +1,285 @@
+"""Stage 1 — preprocess: from a raw/*.txt "Object Created" event to a batch, the pool, and (with a
+workteam) a Ground Truth labeling job."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from moto.events.models import EventPattern
+
+from nerloop import aws as nerloop_aws
+from nerloop import settings
+from nerloop.documents import Span, document_hash
+from nerloop.labeling import labeling_job_name, labeling_job_request, start_labeling_job
+from nerloop.settings import SettingsError
+from nerloop.stages.preprocess import batch_name
+from nerloop.state import WAITING, GoldDocument
+
+RAW_KEY = "raw/aws-service-offerings.txt"
+WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/nerloop-team"
+LABELING_ROLE = "arn:aws:iam::123456789012:role/nerloop-labeling"
+
+
+def upload(emulated: Any, event: Any, body: bytes, key: str = RAW_KEY) -> dict[str, Any]:
+    """Put `body` under `key` and return the sample event adjusted to that write."""
+    reply = emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=body)
+    created = event("preprocess")
+    obj = created["detail"]["object"]
+    obj.update(key=quote_plus(key, safe="/"), etag=reply["ETag"].strip('"'), size=len(body))
+    obj.pop("version-id")
+    if reply.get("VersionId"):
+        obj["version-id"] = reply["VersionId"]
+    return created
+
+
+def read_lines(emulated: Any, key: str) -> list[str]:
+    return emulated.s3.get_object(Bucket=emulated.bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
+
+
+def keys_under(emulated: Any, prefix: str) -> list[str]:
+    listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def distinct_lines(text: str) -> list[str]:
+    """The sample's non-empty lines, first occurrences only (by content hash)."""
+    seen: dict[str, str] = {}
+    for line in text.split("\n"):
+        if line.strip():
+            seen.setdefault(document_hash(line.strip()), line.strip())
+    return list(seen.values())
+
+
+@pytest.fixture
+def sample_text(sample_dir: Path) -> bytes:
+    return (sample_dir / "aws-service-offerings.txt").read_bytes()
+
+
+def test_the_sample_event_matches_the_functions_rule(stack: Any, event: Any) -> None:
+    pattern = stack.resolve(stack.functions()["PreprocessFunction"]["Properties"]["Events"]
+                            ["RawTextCreated"]["Properties"]["Pattern"])
+    matcher = EventPattern.load(json.dumps(pattern))
+    sample = event("preprocess")
+    assert matcher.matches_event(sample)
+    sample["detail"]["object"]["key"] = "batches/x/documents.txt"
+    assert not matcher.matches_event(sample)
+
+
+def test_the_sample_becomes_one_batch_of_distinct_documents(emulated, event, lambda_context, sample_text):
+    created = upload(emulated, event, sample_text)
+
+    result = emulated.handler("PreprocessFunction")(created, lambda_context)
+
+    expected = distinct_lines(sample_text.decode("utf-8"))
+    non_empty = sum(1 for line in sample_text.decode("utf-8").split("\n") if line.strip())
+    assert result["documents"] == len(expected)
+    assert result["duplicates"] == non_empty - len(expected) > 0
+    assert result["rejected"] == 0 and result["known"] == 0
+    assert read_lines(emulated, result["documents_key"]) == expected
+    assert [json.loads(line) for line in read_lines(emulated, result["manifest_key"])] == [
+        {"source": text} for text in expected
+    ]
+    pool = list(emulated.state.iter_pool())
+    assert sorted(doc.doc for doc in pool) == sorted(document_hash(text) for text in expected)
+    assert {(doc.status, doc.batch) for doc in pool} == {(WAITING, result["batch"])}
+    assert result["labeling_job"] is None and result["quarantine"] is None
+
+
+def test_a_second_delivery_adds_nothing(emulated, event, lambda_context, sample_text):
+    created = upload(emulated, event, sample_text)
+    handler = emulated.handler("PreprocessFunction")
+    first = handler(created, lambda_context)
+    written = {key: emulated.s3.head_object(Bucket=emulated.bucket, Key=key)["ETag"]
+               for key in keys_under(emulated, "batches/")}
+
+    second = handler(created, lambda_context)
+
+    assert second == first
+    assert sum(1 for _ in emulated.state.iter_pool()) == first["documents"]
+    assert {key: emulated.s3.head_object(Bucket=emulated.bucket, Key=key)["ETag"]
+            for key in keys_under(emulated, "batches/")} == written
+
+
+def test_the_same_text_under_another_name_adds_no_documents(emulated, event, lambda_context):
+    text = b"Amazon S3 adds a storage class.\nAmazon EC2 adds an instance type.\n"
+    handler = emulated.handler("PreprocessFunction")
+    handler(upload(emulated, event, text), lambda_context)
+    before = keys_under(emulated, "batches/")
+
+    again = handler(upload(emulated, event, text, key="raw/copy of offerings.txt"), lambda_context)
+
+    assert again["documents"] == 0 and again["known"] == 2
+    assert again["documents_key"] is None and keys_under(emulated, "batches/") == before
+
+
+def test_gold_documents_are_not_pooled_again(emulated, event, lambda_context):
+    labelled = "Amazon S3 adds a storage class."
+    emulated.state.put_gold(GoldDocument(doc=document_hash(labelled), text=labelled,
+                                         spans=[Span(0, 9, "SERVICE")], origin="labeling:earlier"))
+    created = upload(emulated, event, f"{labelled}\nAmazon EC2 adds an instance type.\n".encode())
+
+    result = emulated.handler("PreprocessFunction")(created, lambda_context)
+
+    assert result["documents"] == 1 and result["known"] == 1
+    assert read_lines(emulated, result["documents_key"]) == ["Amazon EC2 adds an instance type."]
+    assert emulated.state.get_pool(document_hash(labelled)) is None
+
+
+def test_bad_lines_are_quarantined_and_the_rest_land(emulated, event, lambda_context):
+    # Given a file with a line that is not UTF-8, an overlong line of several sentences and one
+    # sentence too long to be a document
+    long_line = " ".join(f"Sentence {i} says {'much ' * 200}." for i in range(8))  # ~8,000 bytes
+    too_long = "An endless sentence " + "without any end " * 400
+    body = b"\n".join([
+        b"Amazon S3 adds a storage class.",
+        b"Caf\xe9 is Latin-1",
+        long_line.encode(),
+        too_long.encode(),
+        b"",
+        b"Amazon EC2 adds an instance type.\r",
+    ])
+
+    result = emulated.handler("PreprocessFunction")(upload(emulated, event, body), lambda_context)
+
+    documents = read_lines(emulated, result["documents_key"])
+    assert documents[0] == "Amazon S3 adds a storage class."
+    assert documents[-1] == "Amazon EC2 adds an instance type."
+    assert result["split"] == 1 and result["documents"] == len(documents) > 3
+    assert " ".join(documents[1:-1]) == long_line
+    assert result["rejected"] == 2 and result["empty"] == 1 and result["lines"] == 6
+    report = [json.loads(line) for line in read_lines(emulated, result["quarantine"])]
+    rejected = [(row["line"], row["reason"]) for row in report if row["kind"] == "rejected"]
+    assert rejected[0] == (2, "invalid UTF-8 at byte 3")
+    assert rejected[1][0] == 4 and "no sentence boundary" in rejected[1][1]
+    assert result["quarantine"] == f"quarantine/preprocess/{result['batch']}.jsonl"
+
+
+def test_an_object_overwritten_since_its_event_is_left_to_the_newer_event(emulated, event, lambda_context):
+    created = upload(emulated, event, b"Amazon S3 adds a storage class.\n")
+    upload(emulated, event, b"Amazon EC2 adds an instance type.\n")
+
+    result = emulated.handler("PreprocessFunction")(created, lambda_context)
+
+    assert result["skipped"] and result["documents_key"] is None
+    assert list(emulated.state.iter_pool()) == []
+
+
+# --- with a workteam: the first batch goes to Ground Truth ---------------------------------------
+
+
+@pytest.fixture
+def sagemaker_stub(monkeypatch: pytest.MonkeyPatch) -> Stubber:
+    """A stubbed SageMaker client that the handler's Aws bundle receives."""
+    stubbed = boto3.client("sagemaker", region_name="us-east-1")
+    real_factory = nerloop_aws.client
+    monkeypatch.setattr(nerloop_aws, "client",
+                        lambda service: stubbed if service == "sagemaker" else real_factory(service))
+    with Stubber(stubbed) as stubber:
+        yield stubber
+
+
+def handler_with_workteam(emulated: Any, role: str = LABELING_ROLE) -> Any:
+    """The preprocess handler imported with a workteam (and a labeling role) configured."""
+    emulated.use_environment("PreprocessFunction")
+    emulated.monkeypatch.setenv("WORKTEAM_ARN", WORKTEAM)
+    emulated.monkeypatch.setenv("LABELING_ROLE_ARN", role)
+    settings.get_settings.cache_clear()
+    return emulated.stack.load_handler("PreprocessFunction")
+
+
+def test_with_a_workteam_and_no_gold_set_a_labeling_job_starts(
+    emulated, event, lambda_context, sagemaker_stub
+):
+    created = upload(emulated, event, b"Amazon S3 adds a storage class.\nAmazon EC2 adds an instance.\n")
+    batch = batch_name(RAW_KEY, created["detail"]["object"]["etag"])
+    job = labeling_job_name("nerloop", batch)
+    bucket = emulated.bucket
+    sagemaker_stub.add_response(
+        "create_labeling_job",
+        {"LabelingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"},
+        expected_params={
+            "LabelingJobName": job,
+            "LabelAttributeName": job,
+            "InputConfig": {"DataSource": {"S3DataSource": {
+                "ManifestS3Uri": f"s3://{bucket}/batches/{batch}/input.manifest"}}},
+            "OutputConfig": {"S3OutputPath": f"s3://{bucket}/labeling/"},
+            "RoleArn": LABELING_ROLE,
+            "LabelCategoryConfigS3Uri": f"s3://{bucket}/batches/{batch}/label-categories.json",
+            "HumanTaskConfig": {
+                "WorkteamArn": WORKTEAM,
+                "UiConfig": {"HumanTaskUiArn":
+                             "arn:aws:sagemaker:us-east-1:394669845002:human-task-ui/NamedEntityRecognition"},
+                "PreHumanTaskLambdaArn":
+                    "arn:aws:lambda:us-east-1:432418664414:function:PRE-NamedEntityRecognition",
+                "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn":
+                                                  "arn:aws:lambda:us-east-1:432418664414:function:"
+                                                  "ACS-NamedEntityRecognition"},
+                "TaskKeywords": ANY,
+                "TaskTitle": ANY,
+                "TaskDescription": ANY,
+                "NumberOfHumanWorkersPerDataObject": 1,
+                "TaskTimeLimitInSeconds": ANY,
+            },
+        },
+    )
+
+    result = handler_with_workteam(emulated)(created, lambda_context)
+
+    sagemaker_stub.assert_no_pending_responses()
+    assert result["labeling_job"].endswith(f"labeling-job/{job}") and job.startswith("nerloop-")
+    categories = json.loads(emulated.s3.get_object(
+        Bucket=bucket, Key=f"batches/{batch}/label-categories.json")["Body"].read())
+    assert categories["document-version"] == "2018-11-28"
+    assert categories["labels"] == [{"label": "SERVICE"}, {"label": "VERSION"}]
+    assert categories["instructions"]["shortInstruction"]
+
+
+def test_no_labeling_job_once_there_is_a_gold_set(emulated, event, lambda_context, sagemaker_stub):
+    emulated.state.put_gold(GoldDocument(doc=document_hash("Amazon S3"), text="Amazon S3",
+                                         spans=[Span(0, 9, "SERVICE")], origin="labeling:earlier"))
+    created = upload(emulated, event, b"Amazon EC2 adds an instance type.\n")
+
+    result = handler_with_workteam(emulated)(created, lambda_context)
+
+    assert result["documents"] == 1 and result["labeling_job"] is None
+    sagemaker_stub.assert_no_pending_responses()  # and no call was made: none was expected
+
+
+def test_a_workteam_without_a_labeling_role_is_named(emulated, event, lambda_context, sagemaker_stub):
+    created = upload(emulated, event, b"Amazon EC2 adds an instance type.\n")
+    with pytest.raises(SettingsError, match="LABELING_ROLE_ARN"):
+        handler_with_workteam(emulated, role="")(created, lambda_context)
+
+
+def test_a_retried_start_finds_the_job_it_started(emulated, sagemaker_stub):
+    # Given a job already created for the batch (a crash came after CreateLabelingJob)
+    job = labeling_job_name("nerloop", "offers-0123456789")
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"
+    sagemaker_stub.add_client_error("create_labeling_job", service_error_code="ResourceInUse",
+                                    service_message=f"Labeling job {job} already exists")
+    request = labeling_job_request(
+        job_name=job, region="us-east-1", manifest_uri="s3://b/batches/x/input.manifest",
+        output_uri="s3://b/labeling/", categories_uri="s3://b/batches/x/label-categories.json",
+        workteam_arn=WORKTEAM, role_arn=LABELING_ROLE)
+    sagemaker_stub.add_response("describe_labeling_job", {
+        **{name: request[name] for name in ("LabelingJobName", "LabelAttributeName", "InputConfig",
+                                            "OutputConfig", "RoleArn", "HumanTaskConfig")},
+        "LabelingJobStatus": "InProgress", "LabelCounters": {}, "JobReferenceCode": "a1b2",
+        "CreationTime": datetime(2026, 11, 28, tzinfo=UTC),
+        "LastModifiedTime": datetime(2026, 11, 28, tzinfo=UTC), "LabelingJobArn": arn,
+    }, expected_params={"LabelingJobName": job})
+
+    # When the start is tried again, Then it answers with the existing job
+    started = start_labeling_job(
+        nerloop_aws.client("sagemaker"), emulated.s3, bucket=emulated.bucket, batch="offers-0123456789",
+        manifest_key="batches/offers-0123456789/input.manifest", entity_types=("SERVICE", "VERSION"),
+        workteam_arn=WORKTEAM, role_arn=LABELING_ROLE, prefix="nerloop")
+    assert started == arn
+    sagemaker_stub.assert_no_pending_responses()
