@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
 from nerloop.events import LabelingJobStateChange
+from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.convert import convert_labeling_job
@@ -21,5 +22,6 @@ settings = get_settings()
 @tracer.capture_lambda_handler
 @event_parser(model=LabelingJobStateChange)
 def lambda_handler(event: LabelingJobStateChange, context: LambdaContext) -> dict[str, Any]:
+    bind_lambda_context(context)
     return convert_labeling_job(event.job_arn, Aws(settings.state_table), settings,
                                 status=event.detail.LabelingJobStatus)

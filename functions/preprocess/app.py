@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
 from nerloop.events import S3ObjectCreated
+from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.preprocess import preprocess_object
@@ -21,6 +22,7 @@ settings = get_settings()
 @tracer.capture_lambda_handler
 @event_parser(model=S3ObjectCreated)
 def lambda_handler(event: S3ObjectCreated, context: LambdaContext) -> dict[str, Any]:
+    bind_lambda_context(context)
     obj = event.detail.object
     return preprocess_object(event.detail.bucket.name, obj.decoded_key, Aws(settings.state_table), settings,
                              etag=obj.etag, version_id=obj.version_id)

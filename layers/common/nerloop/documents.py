@@ -22,7 +22,7 @@ class Span:
         return [self.begin, self.end, self.type]
 
     @classmethod
-    def from_list(cls, item: list[object] | tuple[object, ...]) -> "Span":
+    def from_list(cls, item: list[object] | tuple[object, ...]) -> Span:
         begin, end, type_ = item
         return cls(int(begin), int(end), str(type_))  # type: ignore[call-overload]
 
@@ -40,13 +40,25 @@ def document_hash(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
 
 
-# A sentence ends at . ! or ? followed by white space and an upper-case letter, digit or quote.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+# A candidate sentence end: . ! or ? and then white space.
+_CANDIDATE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _starts_sentence(piece: str) -> bool:
+    """A sentence starts with an upper-case letter of any script or a digit, after any opening quote."""
+    first = piece.lstrip("\"'([\u201c\u2018")[:1]
+    return first.isupper() or first.isdigit()
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split a paragraph into sentences, stripped, empty ones dropped."""
-    return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+    """Split a paragraph into sentences, stripped, empty ones dropped ("e.g. this" stays whole)."""
+    sentences: list[str] = []
+    for piece in _CANDIDATE_END.split(text):
+        if sentences and not _starts_sentence(piece):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        elif piece.strip():
+            sentences.append(piece)
+    return [sentence.strip() for sentence in sentences if sentence.strip()]
 
 
 def utf8_size(text: str) -> int:

@@ -160,6 +160,12 @@ class StateTable:
         for item in self._query_all("GOLD"):
             yield _gold_from_item(item)
 
+    def has_gold(self) -> bool:
+        """True once the gold set holds any document (one item read, however large the set)."""
+        reply = self.table.query(KeyConditionExpression=Key("pk").eq("GOLD"), Limit=1,
+                                 ProjectionExpression="sk")
+        return bool(reply.get("Items"))
+
     def gold_hashes(self, docs: Iterable[str]) -> set[str]:
         """Which of `docs` are in the gold set."""
         return set(self._batch_get("GOLD", docs))
@@ -438,4 +444,4 @@ def _loop_from_item(item: dict[str, Any]) -> Loop:
                 failure=item.get("failure", ""))
 
 
-__all__ = ["Attr", "StateTable", "GoldDocument", "PoolDocument", "Version", "Job", "Loop"]
+__all__ = ["Attr", "GoldDocument", "Job", "Loop", "PoolDocument", "StateTable", "Version"]
