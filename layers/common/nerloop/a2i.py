@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
-from nerloop.documents import Span
+from nerloop.documents import Span, resolve_overlaps
 from nerloop.errors import InvalidRecord
 from nerloop.observability import logger
 
@@ -290,24 +290,13 @@ def review_answer(
             notes.append(f"{where}: trimmed white space to {begin}..{end}")
         spans.append(Span(begin, end, item.label))
     resolved, dropped = resolve_overlaps(spans)
-    notes += [f"span {span.type} {span.begin}..{span.end}: {why}; dropped" for span, why in dropped]
+    notes += [
+        f"span {span.type} {span.begin}..{span.end}: "
+        + ("duplicate" if span == clash else f"overlaps {clash.type} {clash.begin}..{clash.end}")
+        + "; dropped"
+        for span, clash in dropped
+    ]
     return ReviewedAnswer(resolved, notes, answer.workerId, answer.submissionTime)
-
-
-def resolve_overlaps(spans: Iterable[Span]) -> tuple[list[Span], list[tuple[Span, str]]]:
-    """Spans without overlaps (longest first, then earliest, then label), and the dropped ones with why."""
-    kept: list[Span] = []
-    dropped: list[tuple[Span, str]] = []
-    for span in sorted(spans, key=lambda s: (-(s.end - s.begin), s.begin, s.type)):
-        if span in kept:
-            dropped.append((span, "duplicate"))
-            continue
-        clash = next((k for k in kept if span.begin < k.end and k.begin < span.end), None)
-        if clash is not None:
-            dropped.append((span, f"overlaps {clash.type} {clash.begin}..{clash.end}"))
-            continue
-        kept.append(span)
-    return sorted(kept), dropped
 
 
 def _submitted_at(value: str) -> datetime:

@@ -27,6 +27,22 @@ class Span:
         return cls(int(begin), int(end), str(type_))  # type: ignore[call-overload]
 
 
+def resolve_overlaps(spans: list[Span]) -> tuple[list[Span], list[tuple[Span, Span]]]:
+    """Keep the longer of two overlapping spans (Comprehend takes no overlaps); on a tie the one that
+    starts first, then the one listed first. Returns the kept spans in order and each dropped span
+    with the one it overlapped. Exact duplicates count as overlaps."""
+    ranked = sorted(enumerate(spans), key=lambda item: (item[1].begin - item[1].end, item[1].begin, item[0]))
+    kept: list[Span] = []
+    dropped: list[tuple[Span, Span]] = []
+    for _, span in ranked:
+        clash = next((other for other in kept if span.begin < other.end and other.begin < span.end), None)
+        if clash is None:
+            kept.append(span)
+        else:
+            dropped.append((span, clash))
+    return sorted(kept), dropped
+
+
 def normalize_text(text: str) -> str:
     """The form two documents are compared in: NFC with white space collapsed."""
     return " ".join(unicodedata.normalize("NFC", text).split())

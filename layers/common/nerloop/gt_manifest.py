@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nerloop.constants import MAX_DOCUMENT_BYTES, MAX_MANIFEST_LINE_CHARS
-from nerloop.documents import Span, document_hash
+from nerloop.documents import Span, document_hash, resolve_overlaps
 from nerloop.errors import InvalidRecord
 from nerloop.quarantine import Quarantine
 
@@ -309,21 +309,6 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
         quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) dropped: overlaps "
                                     f"{clash.type} span [{clash.begin}, {clash.end})")
     return kept
-
-
-def resolve_overlaps(spans: list[Span]) -> tuple[list[Span], list[tuple[Span, Span]]]:
-    """Keep the longer of two overlapping spans; on a tie the one that starts first, then the one
-    listed first. Returns the kept spans in order and each dropped span with the one it overlapped."""
-    ranked = sorted(enumerate(spans), key=lambda item: (item[1].begin - item[1].end, item[1].begin, item[0]))
-    kept: list[Span] = []
-    dropped: list[tuple[Span, Span]] = []
-    for _, span in ranked:
-        clash = next((other for other in kept if span.begin < other.end and other.begin < span.end), None)
-        if clash is None:
-            kept.append(span)
-        else:
-            dropped.append((span, clash))
-    return sorted(kept), dropped
 
 
 def union_spans(earlier: list[Span], later: list[Span]) -> tuple[list[Span], list[tuple[Span, Span]]]:
