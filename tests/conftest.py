@@ -62,7 +62,7 @@ from moto import mock_aws  # noqa: E402
 from nerloop import aws as nerloop_aws  # noqa: E402
 from nerloop import idempotency, settings  # noqa: E402
 from nerloop.state import StateTable  # noqa: E402
-from nerloop_local.stack import Stack, load_event  # noqa: E402
+from nerloop_local.stack import Stack, create_resources, load_event  # noqa: E402
 
 
 _REAL_CLIENT = nerloop_aws.client
@@ -128,25 +128,6 @@ class EmulatedStack:
         """The function's handler, imported with the function's own environment (plus `overrides`)."""
         self.use_environment(logical_id, **overrides)
         return self.stack.load_handler(logical_id)
-
-
-def create_resources(stack: Stack) -> tuple[str, str]:
-    """Create the data bucket and the state table as the template declares them."""
-    bucket = stack.physical_name("DataBucket")
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
-    )
-    table_props = stack.resolve(stack.resource("StateTable")["Properties"])
-    table_name = stack.physical_name("StateTable")
-    boto3.client("dynamodb").create_table(
-        TableName=table_name,
-        KeySchema=table_props["KeySchema"],
-        AttributeDefinitions=table_props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return bucket, table_name
 
 
 @pytest.fixture

@@ -1,0 +1,139 @@
+"""The `nerloop` command: the loop on a laptop, with no AWS account.
+
+    nerloop demo                       the whole loop on the walkthrough's data, with a simulated reviewer
+    nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
+    nerloop validate FILE              check a manifest, detection archive or A2I output.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SAMPLE = Path(os.environ.get("NERLOOP_SAMPLE_DATA", REPO.parent / "shared/data/aws-service-offerings"))
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit status 2."""
+
+
+def offline_environment() -> None:
+    """Fake credentials and a region, so nothing can reach a real AWS account."""
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "nerloop-local", "AWS_SECRET_ACCESS_KEY": "nerloop-local",
+        "AWS_SESSION_TOKEN": "nerloop-local", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR"),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    })
+    for leaked in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        os.environ.pop(leaked, None)
+
+
+def entity_types_for(manifest: Path, given: str | None) -> list[str]:
+    from nerloop_local.validation import manifest_entity_types
+
+    if given:
+        return [name.strip() for name in given.split(",") if name.strip()]
+    found = manifest_entity_types(manifest)
+    if not found:
+        raise UsageError(f"{manifest}: no entity labels found; pass --entity-types")
+    return found
+
+
+# --- convert ----------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Run the convert stage itself (under emulated AWS) and copy the snapshot it writes."""
+    manifest: Path = args.manifest
+    if not manifest.is_file():
+        raise UsageError(f"{manifest}: no such file")
+    types = entity_types_for(manifest, args.entity_types)
+    from nerloop_local.offline import convert_manifest
+
+    result, files = convert_manifest(manifest, types)
+    out: Path = args.outdir
+    out.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (out / name).write_bytes(body)
+    print(f"{manifest}: {result['lines']} lines → {result['documents']} documents "
+          f"({result['repeated']} repeated lines merged), {result['spans']} spans, "
+          f"{result['trimmed']} spans trimmed of white space, {result['quarantined']} lines quarantined")
+    for name in files:
+        print(f"  wrote {out / name}")
+    if "quarantine.jsonl" in files:
+        print(f"  problems and repairs: {out / 'quarantine.jsonl'}")
+    return 0 if result["documents"] else 1
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    from nerloop_local.validation import validate_file
+
+    types = [t.strip() for t in args.entity_types.split(",")] if args.entity_types else None
+    report = validate_file(path, types)
+    for problem in report.problems:
+        print(f"error: {problem}")
+    if args.verbose:
+        for repair in report.repairs:
+            print(f"repaired: {repair}")
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{path}: {report.kind}, {report.records} record(s), {report.valid} valid, "
+          f"{len(report.repairs)} repaired, {verdict}")
+    return 0 if report.ok else 1
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nerloop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="Ground Truth output manifest → Comprehend training files")
+    convert.add_argument("manifest", type=Path)
+    convert.add_argument("outdir", type=Path)
+    convert.add_argument("--entity-types", help="comma-separated; default: the labels the manifest uses")
+    convert.set_defaults(run=cmd_convert)
+
+    validate = commands.add_parser("validate", help="check a manifest, detection archive or A2I output.json")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
+    validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
+    validate.set_defaults(run=cmd_validate)
+
+    from nerloop_local import demo
+
+    demo.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    offline_environment()  # before any nerloop module creates its logger or a client
+    # Handlers run outside Lambda here: Powertools' reminder about the Lambda context is noise.
+    warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        print(f"nerloop: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

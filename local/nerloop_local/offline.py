@@ -1,0 +1,59 @@
+"""One stage run offline, outside the event loop: for commands that want a stage's output now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE
+from nerloop_local.stack import Stack, create_resources
+
+JOB_NAME = "nerloop-convert"
+
+
+class _CompletedLabelingJob:
+    """DescribeLabelingJob for one job that has finished with the given manifest (moto has no Ground Truth)."""
+
+    def __init__(self, manifest_uri: str) -> None:
+        self.manifest_uri = manifest_uri
+
+    def describe_labeling_job(self, LabelingJobName: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        return {"LabelingJobName": LabelingJobName, "LabelingJobStatus": "Completed",
+                "LabelingJobOutput": {"OutputDatasetS3Uri": self.manifest_uri}}
+
+
+def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Run the convert stage on `manifest` in an emulated account; return its result and the files
+    it wrote: documents.txt, annotations.csv and, when there is one, quarantine.jsonl."""
+    import boto3
+    from moto import mock_aws
+
+    from nerloop import aws as nerloop_aws
+    from nerloop import idempotency
+    from nerloop.aws import Aws
+    from nerloop.settings import load_settings
+    from nerloop.snapshots import snapshot_keys
+    from nerloop.stages.convert import convert_labeling_job
+
+    stack = Stack.load({"EntityTypes": ",".join(entity_types)})
+    with mock_aws():
+        nerloop_aws.reset_clients()
+        idempotency.forget_persistence()
+        bucket, table = create_resources(stack)
+        s3 = boto3.client("s3")
+        key = f"labeling/{JOB_NAME}/manifests/output/output.manifest"
+        s3.upload_file(str(manifest), bucket, key)
+        settings = load_settings(stack.function_environment("ConvertFunction"))
+        job_arn = f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{JOB_NAME}"
+        aws = Aws(table, overrides={"sagemaker": _CompletedLabelingJob(f"s3://{bucket}/{key}")})
+        result = convert_labeling_job(job_arn, aws, settings)
+        files: dict[str, bytes] = {}
+        if result.get("snapshot"):
+            documents_key, annotations_key = snapshot_keys(result["snapshot"])
+            files[DOCUMENTS_FILE] = s3.get_object(Bucket=bucket, Key=documents_key)["Body"].read()
+            files[ANNOTATIONS_FILE] = s3.get_object(Bucket=bucket, Key=annotations_key)["Body"].read()
+        if result.get("quarantine"):
+            files["quarantine.jsonl"] = s3.get_object(Bucket=bucket, Key=result["quarantine"])["Body"].read()
+        nerloop_aws.reset_clients()
+        idempotency.forget_persistence()
+    return result, files
