@@ -4,6 +4,7 @@ workteam) a Ground Truth labeling job."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from moto.events.models import EventPattern
 
 from nerloop import aws as nerloop_aws
 from nerloop import settings
-from nerloop.documents import Span, document_hash
+from nerloop.constants import MAX_DOCUMENT_BYTES
+from nerloop.documents import Span, document_hash, utf8_size
 from nerloop.labeling import labeling_job_name, labeling_job_request, start_labeling_job
+from nerloop.quarantine import MAX_KEPT_CHARS
 from nerloop.settings import SettingsError
 from nerloop.stages.preprocess import batch_name
 from nerloop.state import WAITING, GoldDocument
@@ -48,13 +51,29 @@ def keys_under(emulated: Any, prefix: str) -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
-def distinct_lines(text: str) -> list[str]:
-    """The sample's non-empty lines, first occurrences only (by content hash)."""
-    seen: dict[str, str] = {}
-    for line in text.split("\n"):
-        if line.strip():
-            seen.setdefault(document_hash(line.strip()), line.strip())
-    return list(seen.values())
+CANDIDATE_END = re.compile(r"[.!?]\s")  # where a line may hold more than one sentence
+
+# Lines of the sample, read by hand, and the sentences they hold.
+DLAMI = ("The AWS Deep Learning AMIs are prebuilt with CUDA 8, 9 and 10, and several deep learning frameworks.",
+         "The DLAMI uses the Anaconda Platform with both Python2 and Python3 to easily switch between frameworks.")
+REDSHIFT = ("This release of Amazon Redshift adds connection limits for users and for databases and support for "
+            "UTF-8 multibyte characters in object names.",
+            "In addition, ANALYZE COMPRESSION now reports an estimate of potential reduction.",
+            "Also, a COPY command enhancement enables you to reduce vacuum times.")
+# No white space after "setup.": the sample glues two sentences, and they stay one document.
+GLUED = ("The Deep Learning Base AMIs are prebuilt with CUDA 8 and 9 and ready for your custom deep learning "
+         "setup.The AWS Deep Learning AMIs are prebuilt with CUDA 8 and 9, and several deep learning frameworks.")
+
+
+def in_file_order(documents: list[str], lines: list[str]) -> bool:
+    """True when each document is found in a line at or after the one that held the previous one."""
+    number = 0
+    for text in documents:
+        while number < len(lines) and text not in lines[number]:
+            number += 1
+        if number == len(lines):
+            return False
+    return True
 
 
 @pytest.fixture
@@ -72,22 +91,38 @@ def test_the_sample_event_matches_the_functions_rule(stack: Any, event: Any) -> 
     assert not matcher.matches_event(sample)
 
 
-def test_the_sample_becomes_one_batch_of_distinct_documents(emulated, event, lambda_context, sample_text):
+def test_the_sample_becomes_one_batch_of_its_distinct_sentences(emulated, event, lambda_context, sample_text):
     created = upload(emulated, event, sample_text)
 
     result = emulated.handler("PreprocessFunction")(created, lambda_context)
 
-    expected = distinct_lines(sample_text.decode("utf-8"))
-    non_empty = sum(1 for line in sample_text.decode("utf-8").split("\n") if line.strip())
-    assert result["documents"] == len(expected)
-    assert result["duplicates"] == non_empty - len(expected) > 0
-    assert result["rejected"] == 0 and result["known"] == 0
-    assert read_lines(emulated, result["documents_key"]) == expected
+    lines = sample_text.decode("utf-8").removesuffix("\n").split("\n")
+    documents = read_lines(emulated, result["documents_key"])
+    hashes = [document_hash(text) for text in documents]
+    # Every sentence found is a new document or a duplicate; nothing is rejected.
+    assert result["lines"] == len(lines) and result["empty"] == sum(not line.strip() for line in lines)
+    assert result["documents"] == len(documents) == len(set(hashes))
+    assert result["sentences"] == result["documents"] + result["duplicates"]
+    assert result["duplicates"] > 0 and result["rejected"] == result["known"] == 0
+    # Each document is a stripped sentence of the file that fits Comprehend, in the file's order.
+    assert all(text == text.strip() and 0 < utf8_size(text) <= MAX_DOCUMENT_BYTES for text in documents)
+    assert in_file_order(documents, lines) and not in_file_order(documents[::-1], lines)
+    # A line with no place to cut is one document; a line of several sentences is not.
+    assert {document_hash(line) for line in lines if line.strip() and not CANDIDATE_END.search(line.strip())} \
+        <= set(hashes)
+    assert lines[21] == " ".join(DLAMI) and lines[988] == " ".join(REDSHIFT) and lines[93].startswith(GLUED)
+    assert document_hash(lines[21]) not in hashes and document_hash(lines[988]) not in hashes
+    start = documents.index(REDSHIFT[0])
+    assert documents[start:start + 3] == list(REDSHIFT)
+    start = documents.index(DLAMI[0])
+    assert documents[start:start + 2] == list(DLAMI)  # its first line; later copies are duplicates
+    assert GLUED in documents and documents.count(DLAMI[1]) == 1
+    # The manifest and the pool hold the same documents.
     assert [json.loads(line) for line in read_lines(emulated, result["manifest_key"])] == [
-        {"source": text} for text in expected
+        {"source": text} for text in documents
     ]
     pool = list(emulated.state.iter_pool())
-    assert sorted(doc.doc for doc in pool) == sorted(document_hash(text) for text in expected)
+    assert sorted(doc.doc for doc in pool) == sorted(hashes)
     assert {(doc.status, doc.batch) for doc in pool} == {(WAITING, result["batch"])}
     assert result["labeling_job"] is None and result["quarantine"] is None
 
@@ -132,32 +167,31 @@ def test_gold_documents_are_not_pooled_again(emulated, event, lambda_context):
     assert emulated.state.get_pool(document_hash(labelled)) is None
 
 
-def test_bad_lines_are_quarantined_and_the_rest_land(emulated, event, lambda_context):
-    # Given a file with a line that is not UTF-8, an overlong line of several sentences and one
-    # sentence too long to be a document
-    long_line = " ".join(f"Sentence {i} says {'much ' * 200}." for i in range(8))  # ~8,000 bytes
-    too_long = "An endless sentence " + "without any end " * 400
+def test_bad_records_are_quarantined_and_the_rest_land(emulated, event, lambda_context):
+    # Given a file with a line that is not UTF-8 and a line holding a sentence too long to be a
+    # document between two that fit
+    too_long = "An endless sentence" + " without any end" * 400 + "."  # ~6,400 bytes
     body = b"\n".join([
-        b"Amazon S3 adds a storage class.",
+        b"Amazon S3 adds a storage class. It is cheaper.",
         b"Caf\xe9 is Latin-1",
-        long_line.encode(),
-        too_long.encode(),
+        f"Before it. {too_long} After it.".encode(),
         b"",
         b"Amazon EC2 adds an instance type.\r",
     ])
 
     result = emulated.handler("PreprocessFunction")(upload(emulated, event, body), lambda_context)
 
-    documents = read_lines(emulated, result["documents_key"])
-    assert documents[0] == "Amazon S3 adds a storage class."
-    assert documents[-1] == "Amazon EC2 adds an instance type."
-    assert result["split"] == 1 and result["documents"] == len(documents) > 3
-    assert " ".join(documents[1:-1]) == long_line
-    assert result["rejected"] == 2 and result["empty"] == 1 and result["lines"] == 6
+    assert read_lines(emulated, result["documents_key"]) == [
+        "Amazon S3 adds a storage class.", "It is cheaper.", "Before it.", "After it.",
+        "Amazon EC2 adds an instance type.",
+    ]
+    assert result["lines"] == 5 and result["empty"] == 1 and result["sentences"] == 6
+    assert result["documents"] == 5 and result["rejected"] == 2
     report = [json.loads(line) for line in read_lines(emulated, result["quarantine"])]
-    rejected = [(row["line"], row["reason"]) for row in report if row["kind"] == "rejected"]
-    assert rejected[0] == (2, "invalid UTF-8 at byte 3")
-    assert rejected[1][0] == 4 and "no sentence boundary" in rejected[1][1]
+    rejected = [(row["line"], row["reason"], row["record"]) for row in report if row["kind"] == "rejected"]
+    assert rejected[0][:2] == (2, "invalid UTF-8 at byte 3")
+    assert rejected[1][0] == 3 and f"{utf8_size(too_long):,} UTF-8 bytes" in rejected[1][1]
+    assert rejected[1][2] == too_long[:MAX_KEPT_CHARS]  # the sentence, not its whole line
     assert result["quarantine"] == f"quarantine/preprocess/{result['batch']}.jsonl"
 
 

@@ -1,10 +1,11 @@
 """Stage 1 — preprocess: a raw/*.txt object → a batch of new documents, and their place in the pool.
 
-Each non-empty line of the text is one document. A line over Comprehend's 5,000-byte limit is cut
-at sentence boundaries into documents that fit; a sentence that is itself too long is quarantined.
-Documents already seen (in this file, the pool or the gold set) are dropped, the rest are written
-to batches/<batch>/documents.txt and input.manifest and registered in the pool. With a workteam and
-no gold set yet, a Ground Truth labeling job is started on the batch.
+Every sentence of a non-empty line is one document (`nerloop.documents.split_sentences` finds them;
+each document is the stripped slice of its line, so white space inside it stays as written). A
+sentence over Comprehend's 5,000-byte limit cannot be a document: it is quarantined and the line's
+other sentences are kept. Documents already seen (in this file, the pool or the gold set) are
+dropped, the rest are written to batches/<batch>/documents.txt and input.manifest and registered in
+the pool. With a workteam and no gold set yet, a Ground Truth labeling job is started on the batch.
 """
 
 from __future__ import annotations
@@ -48,49 +49,47 @@ MAX_SLUG = 40
 
 @dataclass(frozen=True)
 class SplitResult:
-    """The documents a line gives, and the UTF-8 sizes of sentences too long to be one."""
+    """The documents a line gives, and its sentences too long to be one, each in line order."""
 
     documents: list[str] = field(default_factory=list)
-    too_long: list[int] = field(default_factory=list)
+    too_long: list[str] = field(default_factory=list)
 
 
-def split_document(text: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> SplitResult:
-    """Cut `text` into documents of at most `max_bytes` UTF-8 bytes at sentence boundaries.
+def split_document(line: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> SplitResult:
+    """Cut a raw line into documents: one per sentence, as `split_sentences` finds them.
 
-    A text that fits is one document (stripped). Otherwise consecutive sentences are packed
-    greedily, each piece keeping the original text between its sentences; a sentence over the
-    limit cannot be cut and is reported in `too_long` instead.
+    Each document is the stripped slice of `line` its sentence came from, so white space inside it
+    is kept as written. A sentence over `max_bytes` UTF-8 bytes cannot be a document: it goes to
+    `too_long` and the line's other sentences are still documents. A blank line gives nothing.
     """
-    text = text.strip()
-    if not text:
-        return SplitResult()
-    if utf8_size(text) <= max_bytes:
-        return SplitResult([text])
-    bounds: list[tuple[int, int]] = []
-    cursor = 0
-    for sentence in split_sentences(text):
-        start = text.index(sentence, cursor)
-        cursor = start + len(sentence)
-        bounds.append((start, cursor))
     result = SplitResult()
-    piece: tuple[int, int] | None = None
-    for start, end in bounds:
-        size = utf8_size(text[start:end])
-        if size > max_bytes:
-            if piece:
-                result.documents.append(text[piece[0]:piece[1]])
-                piece = None
-            result.too_long.append(size)
-        elif piece is None:
-            piece = (start, end)
-        elif utf8_size(text[piece[0]:end]) <= max_bytes:
-            piece = (piece[0], end)
+    for sentence in _sentence_slices(line):
+        if utf8_size(sentence) > max_bytes:
+            result.too_long.append(sentence)
         else:
-            result.documents.append(text[piece[0]:piece[1]])
-            piece = (start, end)
-    if piece:
-        result.documents.append(text[piece[0]:piece[1]])
+            result.documents.append(sentence)
     return result
+
+
+def _sentence_slices(line: str) -> list[str]:
+    """The sentences of `line` as slices of it.
+
+    `split_sentences` may change white space (it joins the pieces of "e.g. this" with one space)
+    but gives every other character of the line, in order; so each sentence is found by counting
+    its characters that are not white space (`str.isspace` and the regex `\\s` agree on which).
+    """
+    slices: list[str] = []
+    cursor = 0
+    for sentence in split_sentences(line):
+        while line[cursor].isspace():
+            cursor += 1
+        start = cursor
+        remaining = sum(not char.isspace() for char in sentence)
+        while remaining:
+            remaining -= not line[cursor].isspace()
+            cursor += 1
+        slices.append(line[start:cursor])
+    return slices
 
 
 def batch_name(key: str, etag: str) -> str:
@@ -115,8 +114,11 @@ def preprocess_object(
 ) -> dict[str, Any]:
     """Turn one raw text object into a batch; once per object version (bucket, key, ETag, version).
 
-    Returns counts: lines, documents (new), duplicates (within the file), known (already in the
-    pool or gold set), empty, split (lines cut in pieces), rejected, and the keys written.
+    Returns counts and the keys written. Counts of lines: lines, empty. Counts of sentences (found
+    in the lines that are valid UTF-8): sentences, and where each went — documents (new),
+    duplicates (earlier in the file), known (already in the pool or gold set). rejected counts the
+    quarantined records: lines that are not UTF-8 and sentences over the size limit. So
+    sentences = documents + duplicates + known + the rejected sentences.
     """
     if settings.workteam_arn:
         require(settings.labeling_role_arn, "LABELING_ROLE_ARN")
@@ -209,15 +211,13 @@ def _preprocess(
                 counts["empty"] += 1
                 continue
             pieces = split_document(line)
-            if len(pieces.documents) > 1:
-                counts["split"] += 1
-                quarantine.note(key, number, f"line of {utf8_size(line.strip()):,} bytes cut at sentence "
-                                             f"boundaries into {len(pieces.documents)} documents")
-            for size in pieces.too_long:
+            counts["sentences"] += len(pieces.documents) + len(pieces.too_long)
+            for sentence in pieces.too_long:
                 counts["rejected"] += 1
                 quarantine.reject(InvalidRecord(
-                    key, number, f"a sentence of {size:,} UTF-8 bytes is over Comprehend's limit of "
-                                 f"{MAX_DOCUMENT_BYTES:,} and has no sentence boundary to cut at"), line)
+                    key, number, f"a sentence of {utf8_size(sentence):,} UTF-8 bytes is over Comprehend's "
+                                 f"limit of {MAX_DOCUMENT_BYTES:,} bytes a document; the line's other "
+                                 "sentences are kept"), sentence)
             for text in pieces.documents:
                 doc = document_hash(text)
                 if doc in seen:
@@ -241,7 +241,7 @@ def _preprocess(
                                       ExtraArgs={"ContentType": content_type})
             result.update(documents_key=documents_key, manifest_key=manifest_key)
 
-    if writer.added and settings.workteam_arn and next(state.iter_gold(), None) is None:
+    if writer.added and settings.workteam_arn and not state.has_gold():
         result["labeling_job"] = start_labeling_job(
             aws.sagemaker, aws.s3,
             bucket=settings.data_bucket, batch=batch, manifest_key=manifest_key,
@@ -255,8 +255,8 @@ def _preprocess(
     metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=counts["rejected"])
     summary: dict[str, Any] = {
         **result,
-        **{name: counts[name] for name in ("lines", "documents", "duplicates", "known", "empty", "split",
-                                           "rejected")},
+        **{name: counts[name] for name in ("lines", "empty", "sentences", "documents", "duplicates",
+                                           "known", "rejected")},
     }
     logger.info("batch preprocessed", key=key, **summary)
     return summary
