@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nerloop.constants import MIN_ANNOTATIONS_PER_TYPE
+from nerloop.constants import MIN_ANNOTATIONS_PER_TYPE, MIN_CORPUS_BYTES
 from nerloop.documents import Span, normalize_text
 
 Labelled = tuple[str, list[Span]]
@@ -38,7 +38,8 @@ def split_for_demo(
     seed: int = 0,
 ) -> DemoSplit:
     """Group duplicates, hold out `test_fraction` of the groups, then draw the smallest random seed
-    that meets Comprehend's 25-annotations-per-type minimum (plus `seed_margin`); the rest is the pool."""
+    that meets Comprehend's minimums (25 annotations per type plus `seed_margin`, a 5 KB corpus);
+    the rest is the pool."""
     groups: dict[str, list[Labelled]] = {}
     for text, spans in documents:
         groups.setdefault(_group_key(text), []).append((text, list(spans)))
@@ -58,14 +59,19 @@ def split_for_demo(
     counts: Counter[str] = Counter()
     pool: list[Labelled] = []
     needed = MIN_ANNOTATIONS_PER_TYPE + seed_margin
+    corpus = 0
     for key in train_keys:
         text, spans = groups[key][0]  # duplicates collapse into one gold document anyway
-        if any(counts[name] < needed for name in entity_types) and spans:
+        short = any(counts[name] < needed for name in entity_types) or corpus < MIN_CORPUS_BYTES * 1.1
+        if short and spans:
             seed_docs.append((text, spans))
             counts.update(span.type for span in spans)
+            corpus += len(text.encode("utf-8")) + 1
         else:
             pool.append((text, spans))
     short = [name for name in entity_types if counts[name] < MIN_ANNOTATIONS_PER_TYPE]
+    if corpus < MIN_CORPUS_BYTES:
+        short.append(f"text ({corpus} bytes of the {MIN_CORPUS_BYTES} needed)")
     if short:
         raise ValueError(f"the manifest has too few annotations of {', '.join(short)} for a seed set "
                          f"({MIN_ANNOTATIONS_PER_TYPE} each are needed)")

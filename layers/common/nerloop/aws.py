@@ -23,7 +23,7 @@ def client(service: str) -> Any:
 
 @functools.cache
 def _cached_client(service: str) -> Any:
-    return boto3.client(service, config=RETRY_CONFIG)
+    return boto3.client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
 
 
 @functools.cache

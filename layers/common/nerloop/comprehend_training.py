@@ -13,6 +13,7 @@ from nerloop.constants import (
     MAX_DOCUMENT_BYTES,
     MAX_ENTITY_TYPES,
     MAX_TYPE_NAME_LENGTH,
+    MIN_CORPUS_BYTES,
     MIN_ANNOTATIONS_PER_TYPE,
     MIN_TRAINING_DOCUMENTS,
 )
@@ -26,11 +27,12 @@ class TrainingStats:
     """What a written training set holds, for the minimum checks and for people."""
 
     documents: int = 0
+    corpus_bytes: int = 0  # the documents file's size
     annotations: Counter[str] = field(default_factory=Counter)
     oversized_documents: list[int] = field(default_factory=list)  # 0-based lines
 
     def as_dict(self) -> dict[str, object]:
-        return {"documents": self.documents, "annotations": dict(self.annotations),
+        return {"documents": self.documents, "corpus_bytes": self.corpus_bytes, "annotations": dict(self.annotations),
                 "oversized_documents": self.oversized_documents}
 
 
@@ -50,7 +52,9 @@ def write_training_files(
     writer = csv.writer(annotations_out, lineterminator="\n")
     writer.writerow(ANNOTATIONS_HEADER)
     for line_number, (text, spans) in enumerate(documents):
-        documents_out.write(one_line(text) + "\n")
+        line = one_line(text) + "\n"
+        documents_out.write(line)
+        stats.corpus_bytes += utf8_size(line)
         if utf8_size(text) > MAX_DOCUMENT_BYTES:
             stats.oversized_documents.append(line_number)
         for span in sorted(spans):
@@ -72,6 +76,9 @@ def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -
                             "no space, comma, tab or newline)")
     if stats.documents < MIN_TRAINING_DOCUMENTS:
         problems.append(f"{stats.documents} documents; at least {MIN_TRAINING_DOCUMENTS} are needed")
+    if stats.corpus_bytes < MIN_CORPUS_BYTES:
+        problems.append(f"the documents total {stats.corpus_bytes:,} bytes; Comprehend needs at least "
+                        f"{MIN_CORPUS_BYTES:,}")
     for name in types:
         count = stats.annotations.get(name, 0)
         if count < MIN_ANNOTATIONS_PER_TYPE:

@@ -33,6 +33,7 @@ INPUT_MANIFEST_FILE = "input.manifest"
 MAX_DOCUMENT_BYTES = 5000
 MIN_ANNOTATIONS_PER_TYPE = 25
 MIN_TRAINING_DOCUMENTS = 3
+MIN_CORPUS_BYTES = 5 * 1024  # the documents file: 5 KB to 200 MB
 MAX_ENTITY_TYPES = 25
 MAX_TYPE_NAME_LENGTH = 64
 # Ground Truth input manifest: a line is at most 100,000 characters.

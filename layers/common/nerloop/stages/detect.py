@@ -109,7 +109,8 @@ def _version_order(name: str) -> tuple[int, str]:
 
 
 def start_detection(state: StateTable, aws: Aws, settings: Settings) -> str | None:
-    """Start a detection job with the active version over pool documents it has not yet seen."""
+    """Start a detection job with the active version over the pool documents still waiting and those
+    accepted by an earlier version."""
     active = state.get_active()
     if active is None:
         return None
@@ -121,7 +122,10 @@ def start_detection(state: StateTable, aws: Aws, settings: Settings) -> str | No
     with tempfile.TemporaryFile("w+b") as spool:
         count = 0
         for doc in state.iter_pool((WAITING, ACCEPTED)):
-            if doc.seen_by == active_version.version:
+            # Accepted documents are looked at again by each new version; waiting ones (left over by
+            # the review budget, or sent back by a failed loop) always, even by the version that saw
+            # them, so the loop goes on when a new version is not activated.
+            if doc.status == ACCEPTED and doc.seen_by == active_version.version:
                 continue
             spool.write((one_line(doc.text) + "\n").encode("utf-8"))
             count += 1

@@ -46,6 +46,7 @@ def measure_snapshot(s3: Any, bucket: str, documents_key: str, annotations_key: 
     for raw_line in body.iter_lines(keepends=False):
         text = raw_line.decode("utf-8", errors="replace")
         lengths.append(len(text))
+        stats.corpus_bytes += len(raw_line) + 1
         if len(raw_line) > 5000:
             stats.oversized_documents.append(stats.documents)
         stats.documents += 1
