@@ -20,7 +20,9 @@ def put_snapshot(emulated, version: str, documents: list[tuple[str, list[Span]]]
 
 
 def enough_documents(count: int = 30) -> list[tuple[str, list[Span]]]:
-    return [(f"Amazon Service{i} adds version {i}.0 today",
+    # Each document carries a tail of plain words so the corpus passes Comprehend's 5 KB minimum.
+    tail = " It ships in more regions, with lower prices and a longer free tier for everyone." * 2
+    return [(f"Amazon Service{i} adds version {i}.0 today" + tail,
              [Span(0, 6 + 1 + len(f"Service{i}"), "SERVICE"),
               Span(8 + len(f"Service{i}") + 13, 8 + len(f"Service{i}") + 13 + len(f"{i}.0"), "VERSION")])
             for i in range(count)]

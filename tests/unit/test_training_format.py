@@ -25,7 +25,7 @@ def test_training_files_are_one_document_per_line_with_zero_based_lines():
 
 
 def test_a_full_set_has_no_problems():
-    stats = TrainingStats(documents=3)
+    stats = TrainingStats(documents=3, corpus_bytes=5 * 1024)
     stats.annotations.update({"SERVICE": 25, "VERSION": 40})
     assert check_training_minimums(stats, ["SERVICE", "VERSION"]) == []
 
@@ -35,6 +35,7 @@ def test_every_shortfall_is_named():
     stats.annotations.update({"SERVICE": 24, "OTHER": 3})
     problems = check_training_minimums(stats, ["SERVICE", "VERSION", "BAD NAME"])
     assert "2 documents; at least 3 are needed" in problems
+    assert "the documents total 0 bytes; Comprehend needs at least 5,120" in problems
     assert "SERVICE: 24 annotations; at least 25 are needed (1 short)" in problems
     assert "VERSION: 0 annotations; at least 25 are needed (25 short)" in problems
     assert any("'BAD NAME' is not a valid name" in p for p in problems)
