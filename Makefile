@@ -18,16 +18,28 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/cfn-lint template.yaml
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint
+# SAM CLI: no telemetry, and the venv first on PATH (sam build needs python3.11 there).
+export SAM_CLI_TELEMETRY := 0
+SAM := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam
+LAYER_PACKAGE := .aws-sam/build/CommonLayer/python/nerloop/__init__.py
 
+lint: validate
+	$(BIN)/ruff check .
+
+# The template: CloudFormation's linter, then SAM's own validation (which lints the transformed template).
+validate: $(STAMP)
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+# No container: the functions and the layer are built with the venv's Python 3.11 (samconfig.toml:
+# cached, parallel). The layer must put the package at /opt/python/nerloop on Lambda.
 build: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+	$(SAM) build
+	@test -f $(LAYER_PACKAGE) || { echo "sam build: $(LAYER_PACKAGE) is missing: the layer lacks the nerloop package" >&2; exit 1; }
+	@echo "sam build: layer holds python/nerloop"
 
 deploy: build
-	$(BIN)/sam deploy
+	$(SAM) deploy
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache
