@@ -1,0 +1,1 @@
+"""One module per stage: what each Lambda function does, below its thin handler."""
