@@ -1,0 +1,439 @@
+"""Amazon Augmented AI: human loops answered by a local reviewer, and the SageMaker flow definitions and
+human task UIs they need (moto has none of these).
+
+A2I runtime (service "sagemaker-a2i-runtime"): StartHumanLoop, DescribeHumanLoop, ListHumanLoops,
+StopHumanLoop, DeleteHumanLoop. SageMaker (service "sagemaker"): CreateFlowDefinition,
+DescribeFlowDefinition, ListFlowDefinitions, DeleteFlowDefinition, CreateHumanTaskUi,
+DescribeHumanTaskUi, DeleteHumanTaskUi, and DescribeWorkteam for the workteams made known with
+`add_workteam` (the private team whose portal is the local review).
+
+Human loops are answered by a reviewer: `reviewer(loop_name, input_content) -> list of
+{"label", "startOffset", "endOffset"}`, or None when there is no answer yet (asked again on the next
+tick). Someone can also answer or fail a loop directly (`complete_loop`, `fail_loop`). On an answer
+the stand-in writes A2I's output.json at
+
+    <flow definition S3OutputPath>/<flow-definition-name>/YYYY/MM/DD/hh/mm/ss/<human-loop-name>/output.json
+
+(the time is the loop's creation time, as A2I documents) and puts A2I's "SageMaker A2I HumanLoop
+Status Change" event on the emulated bus. Names: 1-63 characters of ^[a-z0-9](-*[a-z0-9])*$, unique
+in the account: starting a loop again with the same name and the same input is answered with the
+existing loop (a retried call); the same name with other input is a ConflictException.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from nerloop.constants import CROWD_ELEMENT_NAME
+from nerloop_local.fakes import (
+    FakeContext,
+    FakeError,
+    FakeService,
+    Reviewer,
+    drop_none,
+    from_iso,
+    iso_millis,
+    join_s3_uri,
+    paginate,
+    to_iso,
+    utcnow,
+)
+
+A2I = "sagemaker-a2i-runtime"
+SAGEMAKER = "sagemaker"
+LOOP_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+FLOW_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+MAX_NAME_LENGTH = 63
+MAX_INPUT_CONTENT_CHARS = 3_145_728
+DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
+FINISHED = ("Completed", "Failed", "Stopped")
+FAILURE_CODES = ("ValidationError", "Expired", "InternalError")
+LOCAL_WORKER = "local-reviewer"
+
+
+def _check_name(label: str, value: str, pattern: re.Pattern[str]) -> None:
+    if not 1 <= len(value) <= MAX_NAME_LENGTH or not pattern.match(value):
+        raise FakeError("ValidationException", f"{label} {value!r} must be 1-{MAX_NAME_LENGTH} characters matching "
+                        f"{pattern.pattern}")
+
+
+# --- flow definitions and human task UIs (service "sagemaker") -------------------------------------------
+
+
+@dataclass
+class FlowDefinition:
+    name: str
+    arn: str
+    output_path: str
+    role: str
+    human_loop_config: dict[str, Any]
+    creation_time: datetime
+    status: str = "Active"
+
+    def describe(self) -> dict[str, Any]:
+        return {"FlowDefinitionArn": self.arn, "FlowDefinitionName": self.name,
+                "FlowDefinitionStatus": self.status, "CreationTime": self.creation_time,
+                "HumanLoopConfig": self.human_loop_config, "OutputConfig": {"S3OutputPath": self.output_path},
+                "RoleArn": self.role}
+
+
+@dataclass
+class HumanTaskUi:
+    name: str
+    arn: str
+    content: str
+    creation_time: datetime
+
+
+class FlowDefinitionsFake(FakeService):
+    """SageMaker flow definitions and human task UIs: kept, described and deleted (created Active)."""
+
+    operations: ClassVar[dict[tuple[str, str], str]] = {
+        (SAGEMAKER, "CreateFlowDefinition"): "create_flow_definition",
+        (SAGEMAKER, "DescribeFlowDefinition"): "describe_flow_definition",
+        (SAGEMAKER, "ListFlowDefinitions"): "list_flow_definitions",
+        (SAGEMAKER, "DeleteFlowDefinition"): "delete_flow_definition",
+        (SAGEMAKER, "CreateHumanTaskUi"): "create_human_task_ui",
+        (SAGEMAKER, "DescribeHumanTaskUi"): "describe_human_task_ui",
+        (SAGEMAKER, "DeleteHumanTaskUi"): "delete_human_task_ui",
+        (SAGEMAKER, "DescribeWorkteam"): "describe_workteam",
+    }
+
+    def __init__(self, context: FakeContext) -> None:
+        super().__init__(context)
+        self.flows: dict[str, FlowDefinition] = {}
+        self.task_uis: dict[str, HumanTaskUi] = {}
+        self.workteams: dict[str, str] = {}  # name → worker portal address (SubDomain)
+
+    def add_workteam(self, arn: str, portal: str = "") -> None:
+        """Make a private workteam known (its workers are whoever answers the loops locally)."""
+        name = arn.rsplit("/", 1)[-1]
+        self.workteams[name] = portal or f"{name}.labeling.{self.context.region}.sagemaker.aws"
+
+    def describe_workteam(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["WorkteamName"]
+        if name not in self.workteams:
+            raise FakeError("ResourceNotFound", f"Workteam {name} does not exist")
+        pool = f"{self.context.region}_local"
+        return {"Workteam": {
+            "WorkteamName": name,
+            "WorkteamArn": self._arn("workteam/private-crowd", name),
+            "WorkforceArn": self._arn("workforce", "default"),
+            "Description": "people reviewing locally",
+            "SubDomain": self.workteams[name],
+            "MemberDefinitions": [{"CognitoMemberDefinition": {"UserPool": pool, "UserGroup": name,
+                                                               "ClientId": "local"}}],
+        }}
+
+    def _arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.context.region}:{self.context.account}:{kind}/{name}"
+
+    def by_arn(self, arn: str) -> FlowDefinition | None:
+        return next((flow for flow in self.flows.values() if flow.arn == arn), None)
+
+    def create_flow_definition(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["FlowDefinitionName"]
+        _check_name("FlowDefinitionName", name, FLOW_NAME)
+        if name in self.flows:
+            raise FakeError("ResourceInUse", f"Flow definition {self.flows[name].arn} already exists")
+        output = params["OutputConfig"]["S3OutputPath"]
+        if not output.startswith("s3://"):
+            raise FakeError("ValidationException", f"S3OutputPath {output!r} is not an S3 URI")
+        self.flows[name] = FlowDefinition(
+            name=name, arn=self._arn("flow-definition", name), output_path=output, role=params["RoleArn"],
+            human_loop_config=params.get("HumanLoopConfig", {}), creation_time=utcnow(),
+        )
+        self.changes += 1
+        return {"FlowDefinitionArn": self.flows[name].arn}
+
+    def _flow(self, name: str) -> FlowDefinition:
+        if name not in self.flows:
+            raise FakeError("ResourceNotFound", f"Flow definition {name} does not exist")
+        return self.flows[name]
+
+    def describe_flow_definition(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._flow(params["FlowDefinitionName"]).describe()
+
+    def list_flow_definitions(self, params: dict[str, Any]) -> dict[str, Any]:
+        flows = sorted(self.flows.values(), key=lambda f: f.creation_time,
+                       reverse=params.get("SortOrder", "Descending") == "Descending")
+        page, token = paginate(flows, params)
+        return drop_none({"FlowDefinitionSummaries": [
+            {"FlowDefinitionName": f.name, "FlowDefinitionArn": f.arn, "FlowDefinitionStatus": f.status,
+             "CreationTime": f.creation_time} for f in page], "NextToken": token})
+
+    def delete_flow_definition(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._flow(params["FlowDefinitionName"])
+        del self.flows[params["FlowDefinitionName"]]
+        self.changes += 1
+        return {}
+
+    def create_human_task_ui(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["HumanTaskUiName"]
+        _check_name("HumanTaskUiName", name, FLOW_NAME)
+        if name in self.task_uis:
+            raise FakeError("ResourceInUse", f"Human task UI {name} already exists")
+        self.task_uis[name] = HumanTaskUi(name, self._arn("human-task-ui", name),
+                                          params["UiTemplate"]["Content"], utcnow())
+        return {"HumanTaskUiArn": self.task_uis[name].arn}
+
+    def describe_human_task_ui(self, params: dict[str, Any]) -> dict[str, Any]:
+        ui = self.task_uis.get(params["HumanTaskUiName"])
+        if ui is None:
+            raise FakeError("ResourceNotFound", f"Human task UI {params['HumanTaskUiName']} does not exist")
+        return {"HumanTaskUiArn": ui.arn, "HumanTaskUiName": ui.name, "HumanTaskUiStatus": "Active",
+                "CreationTime": ui.creation_time,
+                "UiTemplate": {"Url": f"s3://local-task-uis/{ui.name}.liquid.html",
+                               "ContentSha256": hashlib.sha256(ui.content.encode("utf-8")).hexdigest()}}
+
+    def delete_human_task_ui(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.task_uis.pop(params["HumanTaskUiName"], None) is None:
+            raise FakeError("ResourceNotFound", f"Human task UI {params['HumanTaskUiName']} does not exist")
+        return {}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"flows": [{**asdict(f), "creation_time": to_iso(f.creation_time)} for f in self.flows.values()],
+                "task_uis": [{**asdict(u), "creation_time": to_iso(u.creation_time)} for u in self.task_uis.values()],
+                "workteams": self.workteams}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.flows = {item["name"]: FlowDefinition(**{**item, "creation_time": from_iso(item["creation_time"])})
+                      for item in data.get("flows", [])}
+        self.task_uis = {item["name"]: HumanTaskUi(**{**item, "creation_time": from_iso(item["creation_time"])})
+                         for item in data.get("task_uis", [])}
+        self.workteams = dict(data.get("workteams", {}))
+
+
+# --- human loops (service "sagemaker-a2i-runtime") --------------------------------------------------------
+
+
+@dataclass
+class HumanLoop:
+    name: str
+    arn: str
+    flow_definition_arn: str
+    input_content: str
+    creation_time: datetime
+    status: str = "InProgress"
+    failure_code: str | None = None
+    failure_reason: str | None = None
+    output_uri: str | None = None
+    asked: int = 0  # how many times the reviewer was asked
+
+    @property
+    def input(self) -> dict[str, Any]:
+        decoded = json.loads(self.input_content)
+        return decoded if isinstance(decoded, dict) else {"value": decoded}
+
+
+@dataclass(frozen=True)
+class PendingLoop:
+    """A loop waiting for a reviewer: its name, the worker's input and when it started."""
+
+    name: str
+    input: dict[str, Any]
+    created: datetime
+    flow_definition_arn: str
+
+
+class A2IFake(FakeService):
+    """Human loops kept locally and answered by a reviewer callback (or by `complete_loop`)."""
+
+    operations: ClassVar[dict[tuple[str, str], str]] = {
+        (A2I, "StartHumanLoop"): "start_human_loop",
+        (A2I, "DescribeHumanLoop"): "describe_human_loop",
+        (A2I, "ListHumanLoops"): "list_human_loops",
+        (A2I, "StopHumanLoop"): "stop_human_loop",
+        (A2I, "DeleteHumanLoop"): "delete_human_loop",
+    }
+
+    def __init__(self, context: FakeContext, flows: FlowDefinitionsFake, reviewer: Reviewer | None = None) -> None:
+        super().__init__(context)
+        self.flows = flows
+        self.reviewer = reviewer
+        self.loops: dict[str, HumanLoop] = {}
+
+    # --- API ------------------------------------------------------------------------------------
+
+    def _loop(self, name: str) -> HumanLoop:
+        loop = self.loops.get(name)
+        if loop is None:
+            raise FakeError("ResourceNotFoundException", f"We couldn't find the human loop {name}.", 404)
+        return loop
+
+    def start_human_loop(self, params: dict[str, Any]) -> dict[str, Any]:
+        name, flow_arn = params["HumanLoopName"], params["FlowDefinitionArn"]
+        content = params["HumanLoopInput"]["InputContent"]
+        _check_name("HumanLoopName", name, LOOP_NAME)
+        if len(content) > MAX_INPUT_CONTENT_CHARS:
+            raise FakeError("ValidationException", f"InputContent is {len(content)} characters; at most "
+                            f"{MAX_INPUT_CONTENT_CHARS} are allowed")
+        try:
+            json.loads(content)
+        except ValueError as exc:
+            raise FakeError("ValidationException", f"InputContent is not valid JSON: {exc}") from exc
+        existing = self.loops.get(name)
+        if existing is not None:
+            if existing.input_content == content and existing.flow_definition_arn == flow_arn:
+                return {"HumanLoopArn": existing.arn}  # the same request again
+            raise FakeError("ConflictException", "Your request has the same name as another active human loop but "
+                            "has different input data. You cannot start two human loops with the same name and "
+                            "different input data.", 409)
+        flow = self.flows.by_arn(flow_arn)
+        if flow is None or flow.status != "Active":
+            raise FakeError("ResourceNotFoundException", f"We couldn't find the flow definition {flow_arn}.", 404)
+        self.loops[name] = HumanLoop(
+            name=name, arn=f"arn:aws:sagemaker:{self.context.region}:{self.context.account}:human-loop/{name}",
+            flow_definition_arn=flow_arn, input_content=content, creation_time=utcnow(),
+        )
+        self.changes += 1
+        return {"HumanLoopArn": self.loops[name].arn}
+
+    def describe_human_loop(self, params: dict[str, Any]) -> dict[str, Any]:
+        loop = self._loop(params["HumanLoopName"])
+        return drop_none({
+            "CreationTime": loop.creation_time, "FailureReason": loop.failure_reason,
+            "FailureCode": loop.failure_code, "HumanLoopStatus": loop.status, "HumanLoopName": loop.name,
+            "HumanLoopArn": loop.arn, "FlowDefinitionArn": loop.flow_definition_arn,
+            "HumanLoopOutput": {"OutputS3Uri": loop.output_uri} if loop.output_uri else None,
+        })
+
+    def list_human_loops(self, params: dict[str, Any]) -> dict[str, Any]:
+        flow_arn = params["FlowDefinitionArn"]
+        if self.flows.by_arn(flow_arn) is None:
+            raise FakeError("ResourceNotFoundException", f"We couldn't find the flow definition {flow_arn}.", 404)
+        found = [loop for loop in self.loops.values() if loop.flow_definition_arn == flow_arn]
+        if "CreationTimeAfter" in params:
+            found = [loop for loop in found if loop.creation_time > params["CreationTimeAfter"]]
+        if "CreationTimeBefore" in params:
+            found = [loop for loop in found if loop.creation_time < params["CreationTimeBefore"]]
+        found.sort(key=lambda loop: (loop.creation_time, loop.name),
+                   reverse=params.get("SortOrder", "Descending") == "Descending")
+        page, token = paginate(found, params)
+        return drop_none({"HumanLoopSummaries": [drop_none({
+            "HumanLoopName": loop.name, "HumanLoopStatus": loop.status, "CreationTime": loop.creation_time,
+            "FailureReason": loop.failure_reason, "FlowDefinitionArn": loop.flow_definition_arn,
+        }) for loop in page], "NextToken": token})
+
+    def stop_human_loop(self, params: dict[str, Any]) -> dict[str, Any]:
+        loop = self._loop(params["HumanLoopName"])
+        if loop.status == "InProgress":
+            loop.status = "Stopping"
+            self.changes += 1
+        elif loop.status in FINISHED:
+            raise FakeError("ValidationException", f"Human loop {loop.name} is {loop.status} and cannot be stopped")
+        return {}
+
+    def delete_human_loop(self, params: dict[str, Any]) -> dict[str, Any]:
+        loop = self._loop(params["HumanLoopName"])
+        if loop.status not in FINISHED:
+            raise FakeError("ValidationException", f"Human loop {loop.name} is {loop.status}; only Completed, "
+                            "Failed or Stopped loops can be deleted")
+        del self.loops[loop.name]
+        self.changes += 1
+        return {}
+
+    # --- people -----------------------------------------------------------------------------------
+
+    def pending_loops(self) -> list[PendingLoop]:
+        """Loops waiting for an answer, oldest first."""
+        return [PendingLoop(loop.name, loop.input, loop.creation_time, loop.flow_definition_arn)
+                for loop in sorted(self.loops.values(), key=lambda loop: (loop.creation_time, loop.name))
+                if loop.status == "InProgress"]
+
+    def complete_loop(self, name: str, entities: list[dict[str, Any]], *, worker_id: str = LOCAL_WORKER,
+                      seconds_spent: float = 30.0) -> str:
+        """Answer a loop as a worker would; return the output.json URI. The entities are written as given."""
+        loop = self._loop(name)
+        if loop.status != "InProgress":
+            raise ValueError(f"human loop {name} is {loop.status}, not InProgress")
+        flow = self.flows.by_arn(loop.flow_definition_arn)
+        if flow is None:
+            raise ValueError(f"the flow definition of {name} is gone")
+        submitted = utcnow()
+        created = loop.creation_time
+        uri = join_s3_uri(flow.output_path, flow.name, created.strftime("%Y/%m/%d/%H/%M/%S"), loop.name,
+                          "output.json")
+        output = {
+            "flowDefinitionArn": loop.flow_definition_arn,
+            "humanLoopName": loop.name,
+            "humanAnswers": [{
+                "answerContent": {CROWD_ELEMENT_NAME: {"entities": entities}},
+                "submissionTime": iso_millis(submitted),
+                "acceptanceTime": iso_millis(created),
+                "timeSpentInSeconds": seconds_spent,
+                "workerId": worker_id,
+                "workerMetadata": {"identityData": {
+                    "identityProviderType": "Cognito",
+                    "issuer": f"https://cognito-idp.{self.context.region}.amazonaws.com/{self.context.region}_local",
+                    "sub": worker_id,
+                }},
+            }],
+            "inputContent": loop.input,
+        }
+        self.context.write_s3(uri, json.dumps(output, ensure_ascii=False).encode("utf-8"), "application/json")
+        loop.status, loop.output_uri = "Completed", uri
+        self._finish(loop)
+        return uri
+
+    def fail_loop(self, name: str, code: str = "Expired", reason: str = "The human loop expired") -> None:
+        """End a loop as Failed (ValidationError, Expired or InternalError), as A2I would."""
+        if code not in FAILURE_CODES:
+            raise ValueError(f"failure code must be one of {FAILURE_CODES}")
+        loop = self._loop(name)
+        if loop.status not in ("InProgress", "Stopping"):
+            raise ValueError(f"human loop {name} is {loop.status}")
+        loop.status, loop.failure_code, loop.failure_reason = "Failed", code, reason
+        self._finish(loop)
+
+    def _finish(self, loop: HumanLoop) -> None:
+        self.changes += 1
+        detail: dict[str, Any] = {
+            "creationTime": iso_millis(loop.creation_time),
+            "failureCode": loop.failure_code,
+            "failureReason": loop.failure_reason,
+            "flowDefinitionArn": loop.flow_definition_arn,
+            "humanLoopArn": loop.arn,
+            "humanLoopName": loop.name,
+            "humanLoopStatus": loop.status,
+        }
+        if loop.output_uri:
+            detail["humanLoopOutput"] = {"outputS3Uri": loop.output_uri}
+        self.context.publish("aws.sagemaker", DETAIL_TYPE, detail, [loop.arn])
+
+    # --- the clock --------------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        """Stopping loops, and loops the reviewer has not been asked about yet, will change by themselves.
+        A loop the reviewer left unanswered waits for a person: it does not keep the pump busy."""
+        return any(loop.status == "Stopping" or (loop.status == "InProgress" and self.reviewer and not loop.asked)
+                   for loop in self.loops.values())
+
+    def tick(self) -> None:
+        for loop in sorted(self.loops.values(), key=lambda loop: (loop.creation_time, loop.name)):
+            if loop.status == "Stopping":
+                loop.status = "Stopped"
+                self._finish(loop)
+            elif loop.status == "InProgress" and self.reviewer is not None:
+                loop.asked += 1
+                answer = self.reviewer(loop.name, loop.input)
+                if answer is not None:
+                    self.complete_loop(loop.name, list(answer))
+
+    # --- saved state ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"loops": [{**asdict(loop), "creation_time": to_iso(loop.creation_time)}
+                          for loop in self.loops.values()]}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.loops = {item["name"]: HumanLoop(**{**item, "creation_time": from_iso(item["creation_time"])})
+                      for item in data.get("loops", [])}
+
+
+__all__ = ["A2IFake", "FlowDefinition", "FlowDefinitionsFake", "HumanLoop", "PendingLoop"]
