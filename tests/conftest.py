@@ -62,7 +62,10 @@ from moto import mock_aws  # noqa: E402
 from nerloop import aws as nerloop_aws  # noqa: E402
 from nerloop import idempotency, settings  # noqa: E402
 from nerloop.state import StateTable  # noqa: E402
+from nerloop_local.atomic import make_dynamodb_writes_atomic  # noqa: E402
 from nerloop_local.stack import Stack, create_resources, load_event  # noqa: E402
+
+make_dynamodb_writes_atomic()
 
 
 _REAL_CLIENT = nerloop_aws.client
