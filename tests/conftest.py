@@ -63,7 +63,8 @@ from nerloop import aws as nerloop_aws  # noqa: E402
 from nerloop import idempotency, settings  # noqa: E402
 from nerloop.state import StateTable  # noqa: E402
 from nerloop_local.atomic import make_dynamodb_writes_atomic  # noqa: E402
-from nerloop_local.stack import Stack, create_resources, load_event  # noqa: E402
+from nerloop_local.runtime import create_stack_resources  # noqa: E402
+from nerloop_local.stack import Stack, load_event  # noqa: E402
 
 make_dynamodb_writes_atomic()
 
@@ -140,7 +141,7 @@ def emulated(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulated
         nerloop_aws.reset_clients()
         idempotency.forget_persistence()
         settings.get_settings.cache_clear()
-        bucket, table_name = create_resources(stack)
+        bucket, table_name = create_stack_resources(stack)
         yield EmulatedStack(stack, monkeypatch, bucket, table_name)
         nerloop_aws.reset_clients()
         idempotency.forget_persistence()

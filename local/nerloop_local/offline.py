@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE
-from nerloop_local.stack import Stack, create_resources
+from nerloop_local.runtime import create_stack_resources
+from nerloop_local.stack import Stack
 
 JOB_NAME = "nerloop-convert"
 
@@ -39,7 +40,7 @@ def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[dict[str,
     with mock_aws():
         nerloop_aws.reset_clients()
         idempotency.forget_persistence()
-        bucket, table = create_resources(stack)
+        bucket, table = create_stack_resources(stack)
         s3 = boto3.client("s3")
         key = f"labeling/{JOB_NAME}/manifests/output/output.manifest"
         s3.upload_file(str(manifest), bucket, key)

@@ -69,6 +69,8 @@ class Stack:
             elif kind == "AWS::IAM::Role":
                 names[f"{logical_id}.Arn"] = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
             elif kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource":
+                # A fixed stand-in, the one the sample events name; the local runtime replaces it
+                # with what the real custom resource handler returns.
                 names[f"{logical_id}.Arn"] = (
                     f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/{STACK_NAME}-review"
                 )
@@ -111,28 +113,6 @@ class Stack:
         module_name, handler_name = props.get("Handler", "app.lambda_handler").rsplit(".", 1)
         code_dir = REPO / props["CodeUri"]
         return getattr(load_module(code_dir / f"{module_name}.py", f"nerloop_fn_{logical_id}"), handler_name)
-
-
-def create_resources(stack: Stack) -> tuple[str, str]:
-    """Create the data bucket (sending its events to EventBridge) and the state table as the
-    template declares them, in whatever account boto3 reaches (moto's, in tests and local mode)."""
-    import boto3
-
-    bucket = stack.physical_name("DataBucket")
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
-    )
-    table_props = stack.resolve(stack.resource("StateTable")["Properties"])
-    table_name = stack.physical_name("StateTable")
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=table_name,
-        KeySchema=table_props["KeySchema"],
-        AttributeDefinitions=table_props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return bucket, table_name
 
 
 def load_module(path: Path, name: str) -> ModuleType:
