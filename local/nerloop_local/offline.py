@@ -18,7 +18,7 @@ class _CompletedLabelingJob:
     def __init__(self, manifest_uri: str) -> None:
         self.manifest_uri = manifest_uri
 
-    def describe_labeling_job(self, LabelingJobName: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def describe_labeling_job(self, LabelingJobName: str) -> dict[str, Any]:
         return {"LabelingJobName": LabelingJobName, "LabelingJobStatus": "Completed",
                 "LabelingJobOutput": {"OutputDatasetS3Uri": self.manifest_uri}}
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import pycrfsuite
+
 from nerloop.documents import Span, normalize_text
 from nerloop.errors import NerloopError
-
 from nerloop_local.features import OUTSIDE, Token, bio_tags, sequence_features, tokenize, trim_span
 
 Document = tuple[str, Sequence[Span]]

@@ -73,11 +73,11 @@ import boto3
 from moto import mock_aws
 
 from nerloop.constants import LABELING_PREFIX
+from nerloop_local.atomic import make_dynamodb_writes_atomic
 
 # Imported before any boto3 session is made, so every client reaches the stand-ins.
 from nerloop_local.fakes import FakeContext, Fakes, Reviewer, patch_client
 from nerloop_local.fakes.groundtruth import label_attribute_of
-from nerloop_local.atomic import make_dynamodb_writes_atomic
 from nerloop_local.stack import ACCOUNT, REGION, Stack
 from nerloop_local.template import rules as template_rules
 from nerloop_local.workspace import Workspace

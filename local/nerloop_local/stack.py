@@ -3,6 +3,7 @@ emulated resources created from it, and handlers loaded from the folders it poin
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -46,16 +47,14 @@ class Stack:
             names[f"Condition:{condition}"] = _evaluate_condition(expression, names)
         resources = self.template["Resources"]
         # Physical names: resources that name themselves keep their name; others get a stand-in.
-        for logical_id, resource in resources.items():
+        for logical_id in resources:
             names[logical_id] = f"{STACK_NAME}-{logical_id}"
         for logical_id, resource in resources.items():
             props = resource.get("Properties", {})
             for name_prop in ("BucketName", "TableName", "QueueName", "Name", "FunctionName", "RoleName"):
                 if name_prop in props:
-                    try:
+                    with contextlib.suppress(KeyError):  # a name made of what is known only on AWS
                         names[logical_id] = resolve(props[name_prop], names)
-                    except KeyError:
-                        pass
             kind = resource["Type"]
             physical = names[logical_id]
             if kind == "AWS::S3::Bucket":

@@ -21,7 +21,8 @@ BATCH = 5
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict[str, Any]:
     workspace = tmp_path_factory.mktemp("workspace")
-    seed_manifest = b"".join(itertools.islice(open(sample_dir / "output.manifest", "rb"), 45))
+    with (sample_dir / "output.manifest").open("rb") as manifest:
+        seed_manifest = b"".join(itertools.islice(manifest, 45))
     raw_lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:40]
     reviewed: dict[str, list[dict[str, Any]]] = {}
 

@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+
 from nerloop.documents import Span, normalize_text
 from nerloop_local.features import Token, bio_tags, tokenize, trim_span
 from nerloop_local.recognizer import (

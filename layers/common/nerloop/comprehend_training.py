@@ -13,8 +13,8 @@ from nerloop.constants import (
     MAX_DOCUMENT_BYTES,
     MAX_ENTITY_TYPES,
     MAX_TYPE_NAME_LENGTH,
-    MIN_CORPUS_BYTES,
     MIN_ANNOTATIONS_PER_TYPE,
+    MIN_CORPUS_BYTES,
     MIN_TRAINING_DOCUMENTS,
 )
 from nerloop.documents import Span, utf8_size
