@@ -10,12 +10,6 @@ from botocore.stub import Stubber
 from nerloop.state import Job, Version
 from nerloop_local.template import rules
 
-SCHEDULED = {
-    "version": "0", "id": "89d1a02d-5ec7-412e-82f5-13505f849b41", "detail-type": "Scheduled Event",
-    "source": "aws.events", "account": "123456789012", "time": "2026-11-27T22:00:00Z", "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/nerloop-WatchFunctionPoll"], "detail": {},
-}
-
 
 def capture_rule(emulated, function: str, event_name: str) -> str:
     """Route what the template's rule for `function` matches into a queue; return the queue URL."""
@@ -43,7 +37,7 @@ def create_version(version: str) -> str:
     )["EntityRecognizerArn"]
 
 
-def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, lambda_context):
+def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, event, lambda_context):
     # Given v1 recorded as SUBMITTED while Comprehend (moto) already says TRAINED
     arn = create_version("v1")
     emulated.state.put_version(Version("v1", "SUBMITTED", arn=arn))
@@ -51,8 +45,8 @@ def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, lam
     handler = emulated.handler("WatchFunction")
 
     # When the schedule fires twice
-    first = handler(SCHEDULED, lambda_context)
-    second = handler(SCHEDULED, lambda_context)
+    first = handler(event("watch"), lambda_context)
+    second = handler(event("watch"), lambda_context)
 
     # Then one event reaches the detect rule, and the state table follows the service
     assert first["changes"] == [{"version": "v1", "status": "TRAINED"}]
@@ -64,7 +58,7 @@ def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, lam
     assert emulated.state.get_version("v1").status == "TRAINED"
 
 
-def test_detection_job_changes_are_published_and_recorded(emulated, lambda_context):
+def test_detection_job_changes_are_published_and_recorded(emulated, event, lambda_context):
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
     emulated.state.put_job(Job("job-1", "SUBMITTED", "v1", "detection/input/v1-x/documents.txt", 3))
@@ -73,7 +67,7 @@ def test_detection_job_changes_are_published_and_recorded(emulated, lambda_conte
             "JobId": "job-1", "JobStatus": "FAILED", "Message": "access denied to the input prefix",
             "JobArn": "arn:aws:comprehend:us-east-1:123456789012:entities-detection-job/job-1"}},
             {"JobId": "job-1"})
-        result = emulated.handler("WatchFunction")(SCHEDULED, lambda_context)
+        result = emulated.handler("WatchFunction")(event("watch"), lambda_context)
 
     assert result["changes"] == [{"job": "job-1", "status": "FAILED"}]
     assert emulated.state.get_job("job-1").status == "FAILED"
