@@ -1,6 +1,8 @@
 """The `nerloop` command: the loop on a laptop, with no AWS account.
 
     nerloop demo                       the whole loop on the walkthrough's data, with a simulated reviewer
+    nerloop up                         the loop as a local service: drop .txt files in the inbox
+    nerloop status                     versions, metrics, queues and in-flight work of a workspace
     nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
     nerloop validate FILE              check a manifest, detection archive or A2I output.json
 """
@@ -114,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
     validate.set_defaults(run=cmd_validate)
 
-    from nerloop_local import demo
+    from nerloop_local import demo, service
 
     demo.add_commands(commands)
+    service.add_commands(commands)
     return parser
 
 
