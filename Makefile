@@ -25,6 +25,7 @@ LAYER_PACKAGE := .aws-sam/build/CommonLayer/python/nerloop/__init__.py
 
 lint: validate
 	$(BIN)/ruff check .
+	$(BIN)/mypy layers/common/nerloop local/nerloop_local
 
 # The template: CloudFormation's linter, then SAM's own validation (which lints the transformed template).
 validate: $(STAMP)

@@ -62,8 +62,8 @@ def split_for_demo(
     corpus = 0
     for key in train_keys:
         text, spans = groups[key][0]  # duplicates collapse into one gold document anyway
-        short = any(counts[name] < needed for name in entity_types) or corpus < MIN_CORPUS_BYTES * 1.1
-        if short and spans:
+        wanted = any(counts[name] < needed for name in entity_types) or corpus < MIN_CORPUS_BYTES * 1.1
+        if wanted and spans:
             seed_docs.append((text, spans))
             counts.update(span.type for span in spans)
             corpus += len(text.encode("utf-8")) + 1
