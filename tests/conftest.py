@@ -152,3 +152,14 @@ def emulated(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulated
 def event() -> Any:
     """load_event as a fixture: event("convert") reads events/convert.json."""
     return load_event
+
+
+@pytest.fixture
+def sagemaker_stub(emulated: EmulatedStack) -> Iterator[Any]:
+    """A Stubber on the SageMaker client every handler's Aws bundle receives (moto has no Ground Truth)."""
+    from botocore.stub import Stubber
+
+    stubbed = boto3.client("sagemaker", region_name="us-east-1")
+    emulated.override_client("sagemaker", stubbed)
+    with Stubber(stubbed) as stubber:
+        yield stubber

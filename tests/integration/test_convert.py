@@ -11,27 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import pytest
 from botocore.stub import Stubber
 from moto.events.models import EventPattern
 
-from nerloop import aws as nerloop_aws
 from nerloop.comprehend_training import ANNOTATIONS_HEADER
 from nerloop.labeling import labeling_job_request
 
 SAMPLE_ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
-
-
-@pytest.fixture
-def sagemaker_stub(monkeypatch: pytest.MonkeyPatch) -> Stubber:
-    """A stubbed SageMaker client that the handler's Aws bundle receives."""
-    stubbed = boto3.client("sagemaker", region_name="us-east-1")
-    real_factory = nerloop_aws.client
-    monkeypatch.setattr(nerloop_aws, "client",
-                        lambda service: stubbed if service == "sagemaker" else real_factory(service))
-    with Stubber(stubbed) as stubber:
-        yield stubber
 
 
 def completed_job(emulated: Any, event: Any, stub: Stubber, manifest: bytes,

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from moto.events.models import EventPattern
 
 from nerloop import aws as nerloop_aws
@@ -206,17 +205,6 @@ def test_an_object_overwritten_since_its_event_is_left_to_the_newer_event(emulat
 
 
 # --- with a workteam: the first batch goes to Ground Truth ---------------------------------------
-
-
-@pytest.fixture
-def sagemaker_stub(monkeypatch: pytest.MonkeyPatch) -> Stubber:
-    """A stubbed SageMaker client that the handler's Aws bundle receives."""
-    stubbed = boto3.client("sagemaker", region_name="us-east-1")
-    real_factory = nerloop_aws.client
-    monkeypatch.setattr(nerloop_aws, "client",
-                        lambda service: stubbed if service == "sagemaker" else real_factory(service))
-    with Stubber(stubbed) as stubber:
-        yield stubber
 
 
 def handler_with_workteam(emulated: Any, role: str = LABELING_ROLE) -> Any:
