@@ -69,12 +69,13 @@ def split_for_demo(
             corpus += len(text.encode("utf-8")) + 1
         else:
             pool.append((text, spans))
-    short = [name for name in entity_types if counts[name] < MIN_ANNOTATIONS_PER_TYPE]
+    problems = [f"{counts[name]} {name} annotations (at least {MIN_ANNOTATIONS_PER_TYPE} are needed)"
+                for name in entity_types if counts[name] < MIN_ANNOTATIONS_PER_TYPE]
     if corpus < MIN_CORPUS_BYTES:
-        short.append(f"text ({corpus} bytes of the {MIN_CORPUS_BYTES} needed)")
-    if short:
-        raise ValueError(f"the manifest has too few annotations of {', '.join(short)} for a seed set "
-                         f"({MIN_ANNOTATIONS_PER_TYPE} each are needed)")
+        problems.append(f"{corpus:,} bytes of text (at least {MIN_CORPUS_BYTES:,} are needed)")
+    if problems:
+        raise ValueError("the manifest's training side is too small for a Comprehend seed set: "
+                         + "; ".join(problems))
     return DemoSplit(test=test, seed=seed_docs, pool=pool)
 
 

@@ -46,3 +46,11 @@ def test_the_oracle_moves_a_lines_spans_into_a_sentence_cut_from_it():
     assert oracle.labels_for("AWS Lambda 2.0 ships.") == [Span(0, 10, "SERVICE"), Span(11, 14, "VERSION")]
     assert oracle.labels_for("Not in the pool.") is None
     assert (oracle.answered, oracle.unknown) == (1, 1)
+
+
+def test_a_manifest_too_small_for_a_seed_says_what_is_short():
+    import pytest
+
+    documents = [(f"Amazon S{i} 1.{i}", [Span(0, 6 + len(str(i)) + 1, "SERVICE")]) for i in range(30)]
+    with pytest.raises(ValueError, match=r"0 VERSION annotations .*; [\d,]+ bytes of text \(at least 5,120"):
+        split_for_demo(documents, ["SERVICE", "VERSION"], test_fraction=0.1)
