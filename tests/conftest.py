@@ -43,6 +43,24 @@ socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
+def reference_annotations(sample_dir: Path) -> list[tuple[int, str, Any]]:
+    """The reference notebook's annotations.csv as (0-based line, document text, span trimmed of
+    white space at its edges); its Line counts into train.csv, whose first lines are the manifest's."""
+    import csv
+
+    from nerloop.documents import Span, trim_span
+
+    train = (sample_dir / "train.csv").read_text(encoding="utf-8").split("\n")
+    rows = []
+    with (sample_dir / "annotations.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            line, text = int(row["Line"]), train[int(row["Line"])]
+            span = Span(int(row["Begin Offset"]), int(row["End Offset"]), row["Type"])
+            rows.append((line, text, trim_span(text, span)))
+    return rows
+
+
+@pytest.fixture(scope="session")
 def sample_dir() -> Path:
     """The walkthrough's real data (read-only)."""
     if not (SAMPLE_DIR / "output.manifest").exists():

@@ -58,19 +58,6 @@ def split_tokens(tokens: Sequence[Token], cuts: Iterable[int]) -> list[Token]:
     return result
 
 
-def trim_span(text: str, span: Span) -> Span | None:
-    """`span` without leading or trailing white space (tokens never hold any); None if nothing is left.
-
-    Annotators often include a space at an edge (54 of the sample's 665 spans do).
-    """
-    begin, end = span.begin, span.end
-    while begin < end and text[begin].isspace():
-        begin += 1
-    while end > begin and text[end - 1].isspace():
-        end -= 1
-    return Span(begin, end, span.type) if begin < end else None
-
-
 def bio_tags(text: str, spans: Sequence[Span]) -> tuple[list[Token], list[str]]:
     """Tokens of `text` and their BIO tags for non-overlapping, trimmed `spans`.
 

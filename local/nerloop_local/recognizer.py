@@ -25,9 +25,9 @@ from typing import Any, NamedTuple, Protocol
 
 import pycrfsuite
 
-from nerloop.documents import Span, normalize_text
+from nerloop.documents import Span, normalize_text, trim_span
 from nerloop.errors import NerloopError
-from nerloop_local.features import OUTSIDE, Token, bio_tags, sequence_features, tokenize, trim_span
+from nerloop_local.features import OUTSIDE, Token, bio_tags, sequence_features, tokenize
 
 Document = tuple[str, Sequence[Span]]
 

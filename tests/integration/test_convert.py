@@ -8,7 +8,6 @@ import io
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from botocore.stub import Stubber
@@ -54,21 +53,10 @@ def read(emulated: Any, key: str) -> str:
     return emulated.s3.get_object(Bucket=emulated.bucket, Key=key)["Body"].read().decode("utf-8")
 
 
-def reference_spans(sample_dir: Path) -> Counter[tuple[str, int, int, str]]:
-    """The reference notebook's annotations, trimmed of white space at their edges, per document
-    text; a document on several manifest lines gets every span any of them has."""
-    train = (sample_dir / "train.csv").read_text(encoding="utf-8").split("\n")
-    spans: set[tuple[str, int, int, str]] = set()
-    with (sample_dir / "annotations.csv").open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            text = train[int(row["Line"])]
-            begin, end = int(row["Begin Offset"]), int(row["End Offset"])
-            while text[begin].isspace():
-                begin += 1
-            while text[end - 1].isspace():
-                end -= 1
-            spans.add((text, begin, end, row["Type"]))
-    return Counter(spans)
+def reference_spans(reference_annotations: list) -> Counter[tuple[str, int, int, str]]:
+    """The reference spans per document text; a document on several manifest lines gets every span
+    any of them has."""
+    return Counter({(text, span.begin, span.end, span.type) for _, text, span in reference_annotations})
 
 
 def test_the_sample_event_matches_the_functions_rule(stack: Any, event: Any) -> None:
@@ -82,7 +70,7 @@ def test_the_sample_event_matches_the_functions_rule(stack: Any, event: Any) -> 
 
 
 def test_the_sample_manifest_fills_the_gold_set_and_writes_a_snapshot(
-    emulated, event, lambda_context, sagemaker_stub, sample_dir
+    emulated, event, lambda_context, sagemaker_stub, sample_dir, reference_annotations
 ):
     manifest = (sample_dir / "output.manifest").read_bytes()
     completed_job(emulated, event, sagemaker_stub, manifest)
@@ -104,7 +92,7 @@ def test_the_sample_manifest_fills_the_gold_set_and_writes_a_snapshot(
     assert rows[0] == ANNOTATIONS_HEADER
     written = Counter((documents[int(line)], int(begin), int(end), kind)
                       for _, line, begin, end, kind in rows[1:])
-    assert written == reference_spans(sample_dir)
+    assert written == reference_spans(reference_annotations)
     assert len(rows) - 1 == result["spans"]
 
 

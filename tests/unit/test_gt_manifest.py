@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -286,20 +285,13 @@ def test_read_label_set_lists_the_jobs_labels_then_other_labels_used() -> None:
 # --- the real sample -------------------------------------------------------------------------------------
 
 
-def test_the_sample_manifest_yields_the_reference_annotations_trimmed(sample_dir: Path) -> None:
-    # Given the reference notebook's conversion (Line 0-based into train.csv, whose first lines
-    # are the manifest's texts in order), trimmed of white space at each span's edges
-    train = (sample_dir / "train.csv").read_text(encoding="utf-8").split("\n")
+def test_the_sample_manifest_yields_the_reference_annotations_trimmed(
+    sample_dir: Path, reference_annotations: list
+) -> None:
+    # Given the reference notebook's conversion, trimmed of white space at each span's edges
     expected: dict[int, set[Span]] = {}
-    with (sample_dir / "annotations.csv").open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            text = train[int(row["Line"])]
-            begin, end = int(row["Begin Offset"]), int(row["End Offset"])
-            while text[begin].isspace():
-                begin += 1
-            while text[end - 1].isspace():
-                end -= 1
-            expected.setdefault(int(row["Line"]) + 1, set()).add(Span(begin, end, row["Type"]))
+    for line, _, span in reference_annotations:
+        expected.setdefault(line + 1, set()).add(span)
 
     # When the manifest is parsed
     quarantine = Quarantine(stage="convert", source="sample")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nerloop.documents import Span, normalize_text
-from nerloop_local.features import Token, bio_tags, tokenize, trim_span
+from nerloop.documents import Span, normalize_text, trim_span
+from nerloop_local.features import Token, bio_tags, tokenize
 from nerloop_local.recognizer import (
     Counts,
     CrfRecognizer,

@@ -8,7 +8,7 @@ import pytest
 
 from nerloop import constants, events
 from nerloop.documents import document_hash, split_sentences
-from nerloop.recognizers import metrics_from_metadata, recognizer_arn, version_from_arn
+from nerloop.recognizers import metrics_from_metadata
 from nerloop.settings import SettingsError, load_settings
 
 
@@ -61,12 +61,6 @@ def test_recognizer_metrics_are_kept_as_fractions():
                                      "EntityTypes": [{"Type": "SERVICE", "EvaluationMetrics": {"F1Score": 100.0}}]})
     assert metrics["f1"] == pytest.approx(0.847)
     assert metrics["per_type"]["SERVICE"]["f1"] == pytest.approx(1.0)
-
-
-def test_version_arns_round_trip():
-    arn = recognizer_arn("us-east-1", "123456789012", "nerloop", "v12")
-    assert arn.endswith("entity-recognizer/nerloop/version/v12")
-    assert version_from_arn(arn) == "v12"
 
 
 def test_documents_differing_only_in_white_space_share_an_id():

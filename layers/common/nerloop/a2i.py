@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
-from nerloop.documents import Span, resolve_overlaps
+from nerloop.documents import Span, resolve_overlaps, trim_span
 from nerloop.errors import InvalidRecord
 from nerloop.observability import logger
 
@@ -278,17 +278,13 @@ def review_answer(
             raise InvalidRecord(file, None, f"{where}: reversed offsets")
         if item.startOffset < 0 or item.endOffset > len(text):
             raise InvalidRecord(file, None, f"{where}: outside the text ({len(text)} characters)")
-        begin, end = item.startOffset, item.endOffset
-        while begin < end and text[begin].isspace():
-            begin += 1
-        while end > begin and text[end - 1].isspace():
-            end -= 1
-        if begin == end:
+        trimmed = trim_span(text, Span(item.startOffset, item.endOffset, item.label))
+        if trimmed is None:
             notes.append(f"{where}: empty or only white space; dropped")
             continue
-        if (begin, end) != (item.startOffset, item.endOffset):
-            notes.append(f"{where}: trimmed white space to {begin}..{end}")
-        spans.append(Span(begin, end, item.label))
+        if (trimmed.begin, trimmed.end) != (item.startOffset, item.endOffset):
+            notes.append(f"{where}: trimmed white space to {trimmed.begin}..{trimmed.end}")
+        spans.append(trimmed)
     resolved, dropped = resolve_overlaps(spans)
     notes += [
         f"span {span.type} {span.begin}..{span.end}: "

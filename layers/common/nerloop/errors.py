@@ -25,14 +25,5 @@ class InvalidEvent(NerloopError):
     """An event does not have the shape its rule promises."""
 
 
-class TrainingDataShort(NerloopError):
-    """A training snapshot does not meet Comprehend's minimums; `problems` says what is short."""
-
-    def __init__(self, snapshot: str, problems: list[str]) -> None:
-        self.snapshot = snapshot
-        self.problems = problems
-        super().__init__(f"{snapshot}: " + "; ".join(problems))
-
-
 class UnknownJob(NerloopError):
     """An event names a job or human loop the state table has no record of."""

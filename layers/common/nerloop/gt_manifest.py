@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nerloop.constants import MAX_DOCUMENT_BYTES, MAX_MANIFEST_LINE_CHARS
-from nerloop.documents import Span, document_hash, resolve_overlaps
+from nerloop.documents import Span, document_hash, resolve_overlaps, trim_span
 from nerloop.errors import InvalidRecord
 from nerloop.quarantine import Quarantine
 
@@ -277,21 +277,17 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     stats = stats if stats is not None else ParseStats()
     trimmed: list[Span] = []
     for span in spans:
-        begin, end = span.begin, span.end
-        while begin < end and text[begin].isspace():
-            begin += 1
-        while end > begin and text[end - 1].isspace():
-            end -= 1
-        if begin == end:
+        edged = trim_span(text, span)
+        if edged is None:
             stats.dropped_spans += 1
             what = "empty" if span.begin == span.end else "white space only"
             quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) dropped: {what}")
             continue
-        if (begin, end) != (span.begin, span.end):
+        if edged != span:
             stats.trimmed += 1
             quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) trimmed to "
-                                        f"[{begin}, {end}): white space at its edges")
-        trimmed.append(Span(begin, end, span.type))
+                                        f"[{edged.begin}, {edged.end}): white space at its edges")
+        trimmed.append(edged)
 
     unique: list[Span] = []
     seen: set[Span] = set()

@@ -1,4 +1,4 @@
-"""Comprehend recognizer versions: names, ARNs and the metrics the service reports."""
+"""Comprehend recognizer versions: the version-name rule and the metrics the service reports."""
 
 from __future__ import annotations
 
@@ -6,18 +6,6 @@ import re
 from typing import Any
 
 VERSION_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-
-
-def recognizer_arn(region: str, account: str, name: str, version: str) -> str:
-    return f"arn:aws:comprehend:{region}:{account}:entity-recognizer/{name}/version/{version}"
-
-
-def version_from_arn(arn: str) -> str:
-    """The version name at the end of `.../entity-recognizer/<name>/version/<version>`."""
-    parts = arn.split("/")
-    if len(parts) < 4 or parts[-2] != "version":
-        raise ValueError(f"not a recognizer version ARN: {arn}")
-    return parts[-1]
 
 
 def _fraction(value: Any) -> float | None:

@@ -38,7 +38,6 @@ class Settings(BaseModel):
     workteam_arn: str = Field(alias="WORKTEAM_ARN", default="")
     labeling_role_arn: str = Field(alias="LABELING_ROLE_ARN", default="")
     labeling_job_prefix: str = Field(alias="LABELING_JOB_PREFIX", default="nerloop")
-    labeling_ui_template_uri: str = Field(alias="LABELING_UI_TEMPLATE_URI", default="")
 
     @field_validator("entity_types", mode="before")
     @classmethod

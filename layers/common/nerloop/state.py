@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from nerloop.documents import Span
@@ -442,6 +442,3 @@ def _job_from_item(item: dict[str, Any]) -> Job:
 def _loop_from_item(item: dict[str, Any]) -> Loop:
     return Loop(name=item["sk"], doc=item["doc"], version=item["version"], status=item["status"],
                 failure=item.get("failure", ""))
-
-
-__all__ = ["Attr", "GoldDocument", "Job", "Loop", "PoolDocument", "StateTable", "Version"]
