@@ -151,6 +151,29 @@ class EmulatedStack:
         self.use_environment(logical_id, **overrides)
         return self.stack.load_handler(logical_id)
 
+    def capture_rule(self, function: str, event_name: str) -> str:
+        """Route what the template's rule `event_name` of `function` matches on the default bus into
+        a queue; return the queue's URL (read it with `received`)."""
+        import json
+
+        from nerloop_local.template import rules
+
+        pattern = self.stack.resolve(rules(self.stack.template)[function][event_name]["Properties"]["Pattern"])
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        url: str = sqs.create_queue(QueueName=f"capture-{function}-{event_name}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=f"capture-{function}-{event_name}", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=f"capture-{function}-{event_name}", Targets=[{"Id": "capture", "Arn": arn}])
+        return url
+
+    @staticmethod
+    def received(url: str) -> list[dict[str, Any]]:
+        """The events a `capture_rule` queue holds."""
+        import json
+
+        messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
+
 
 @pytest.fixture
 def emulated(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedStack]:

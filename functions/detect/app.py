@@ -1,4 +1,5 @@
-"""Stage 5 — detect: a recognizer version TRAINED or IN_ERROR → activate it, start detection."""
+"""Stage 5 — detect: a recognizer version TRAINED or IN_ERROR → activate it, start detection;
+new documents added to the pool → detect them with the active version."""
 
 from typing import Any
 
@@ -7,11 +8,11 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import RecognizerStatusChange
+from nerloop.events import DetectTrigger, DocumentsAdded, RecognizerStatusChange
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
-from nerloop.stages.detect import handle_recognizer_status
+from nerloop.stages.detect import detect_batch, handle_recognizer_status
 
 settings = get_settings()
 
@@ -19,7 +20,9 @@ settings = get_settings()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_parser(model=RecognizerStatusChange)
-def lambda_handler(event: RecognizerStatusChange, context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=DetectTrigger)
+def lambda_handler(event: RecognizerStatusChange | DocumentsAdded, context: LambdaContext) -> dict[str, Any]:
     bind_lambda_context(context)
+    if isinstance(event, DocumentsAdded):
+        return detect_batch(event.detail, Aws(settings.state_table), settings)
     return handle_recognizer_status(event.detail, Aws(settings.state_table), settings)

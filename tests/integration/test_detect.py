@@ -129,3 +129,66 @@ def test_versions_beyond_retention_are_deleted_but_never_the_active_one(emulated
     assert result["deleted_versions"] == ["v2"]
     assert emulated.state.get_version("v2").status == "DELETED"
     assert emulated.state.get_version("v1").status == "TRAINED"
+
+
+# --- new documents -------------------------------------------------------------------------------
+
+BATCH_EVENT = "detect-documents-added"
+
+
+def given_a_batch(emulated, event, texts: list[str]) -> dict:
+    """The batch the sample Documents Added event names, pooled and written as preprocess does."""
+    from nerloop.documents import document_hash
+
+    added = event(BATCH_EVENT)
+    detail = added["detail"]
+    for text in texts:
+        emulated.state.add_to_pool(document_hash(text), text, batch=detail["batch"])
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=detail["documentsKey"],
+                           Body="".join(text + "\n" for text in texts).encode())
+    return added
+
+
+def test_new_documents_are_detected_at_once_by_the_active_version(emulated, event, lambda_context, comprehend):
+    texts = ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."]
+    added = given_a_batch(emulated, event, texts)
+    emulated.state.put_version(Version("v2", "TRAINED", arn=ARN.format("v2")))
+    emulated.state.set_active("v2", 0.9)
+    comprehend.add_response(
+        "start_entities_detection_job",
+        {"JobId": "job-7", "JobStatus": "SUBMITTED"},
+        {"JobName": f"v2-{added['detail']['batch']}", "EntityRecognizerArn": ARN.format("v2"), "LanguageCode": "en",
+         "DataAccessRoleArn": ANY,
+         "InputDataConfig": {"S3Uri": ANY, "InputFormat": "ONE_DOC_PER_LINE"},
+         "OutputDataConfig": {"S3Uri": f"s3://{emulated.bucket}/detection/output/"}},
+    )
+    handler = emulated.handler("DetectFunction")
+
+    result = handler(added, lambda_context)
+    assert handler(added, lambda_context) == result  # a redelivery starts no second job
+
+    assert (result["detection_job"], result["version"]) == ("job-7", "v2")
+    job = emulated.state.get_job("job-7")
+    assert (job.version, job.documents) == ("v2", 2)
+    assert job.input_key.startswith("detection/input/")  # where Comprehend's role may read
+    body = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode()
+    assert body.splitlines() == texts
+
+
+def test_new_documents_wait_for_the_first_version(emulated, event, lambda_context, comprehend):
+    added = given_a_batch(emulated, event, ["Amazon S3 adds a feature."])
+
+    result = emulated.handler("DetectFunction")(added, lambda_context)
+
+    assert result["detection_job"] is None and result["skipped"] == "no active version yet"
+    assert emulated.state.list_jobs() == []
+
+
+def test_a_documents_added_event_with_a_key_outside_batches_is_refused(emulated, event, lambda_context):
+    from aws_lambda_powertools.utilities.parser import ValidationError
+
+    added = event(BATCH_EVENT)
+    added["detail"]["documentsKey"] = "training/v1/documents.txt"
+
+    with pytest.raises(ValidationError, match="documentsKey"):
+        emulated.handler("DetectFunction")(added, lambda_context)

@@ -141,6 +141,20 @@ def test_a_second_delivery_adds_nothing(emulated, event, lambda_context, sample_
             for key in keys_under(emulated, "batches/")} == written
 
 
+def test_a_batch_of_new_documents_is_announced_once_to_the_detect_rule(emulated, event, lambda_context):
+    queue = emulated.capture_rule("DetectFunction", "DocumentsAdded")
+    text = b"Amazon S3 adds a storage class.\nAmazon EC2 adds an instance type.\n"
+    handler = emulated.handler("PreprocessFunction")
+    created = upload(emulated, event, text)
+
+    result = handler(created, lambda_context)
+    handler(created, lambda_context)  # a redelivery
+    handler(upload(emulated, event, text, key="raw/copy.txt"), lambda_context)  # nothing new in it
+
+    (announced,) = emulated.received(queue)
+    assert announced["detail"] == {"batch": result["batch"], "documents": 2, "documentsKey": result["documents_key"]}
+
+
 def test_the_same_text_under_another_name_adds_no_documents(emulated, event, lambda_context):
     text = b"Amazon S3 adds a storage class.\nAmazon EC2 adds an instance type.\n"
     handler = emulated.handler("PreprocessFunction")

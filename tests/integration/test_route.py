@@ -109,22 +109,27 @@ def output_lines(docs: list[Doc]) -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def given_a_finished_detection_job(emulated: Any) -> Any:
+def finished_detection_job(emulated: Any, docs: list[Doc]) -> Any:
     """Pool documents, the job's input file and item, and the output archive from events/route.json."""
     state = emulated.state
-    for doc in DOCS:
+    for doc in docs:
         state.add_to_pool(doc.hash, doc.text, "batch-1")
-    state.put_gold(
-        GoldDocument(ALREADY_GOLD.hash, ALREADY_GOLD.text, [Span(0, 13, "SERVICE")], "labeling:job-1")
-    )
     emulated.s3.put_object(
-        Bucket=emulated.bucket, Key=INPUT_KEY, Body="".join(doc.text + "\n" for doc in DOCS).encode("utf-8")
+        Bucket=emulated.bucket, Key=INPUT_KEY, Body="".join(doc.text + "\n" for doc in docs).encode("utf-8")
     )
     state.put_job(
-        Job(job_id=JOB_ID, status="COMPLETED", version=VERSION, input_key=INPUT_KEY, documents=len(DOCS))
+        Job(job_id=JOB_ID, status="COMPLETED", version=VERSION, input_key=INPUT_KEY, documents=len(docs))
     )
-    emulated.s3.put_object(Bucket=emulated.bucket, Key=KEY, Body=make_archive(output_lines(DOCS)))
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=KEY, Body=make_archive(output_lines(docs)))
+    return emulated
+
+
+@pytest.fixture
+def given_a_finished_detection_job(emulated: Any) -> Any:
+    finished_detection_job(emulated, DOCS)
+    emulated.state.put_gold(
+        GoldDocument(ALREADY_GOLD.hash, ALREADY_GOLD.text, [Span(0, 13, "SERVICE")], "labeling:job-1")
+    )
     return emulated
 
 
@@ -348,6 +353,24 @@ def test_a_review_budget_keeps_the_least_confident_and_leaves_the_rest_waiting(
     assert (result["loops_started"], result["over_budget"]) == (1, 1)
     over = given_a_finished_detection_job.state.get_pool(UNCERTAIN.hash)
     assert (over.status, over.seen_by) == (WAITING, VERSION)
+
+
+def test_the_budget_passes_over_a_near_duplicate_for_a_different_document(
+    emulated: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    first = Doc("Amazon EC2 X2idn instances are now available in Europe (Paris).", [("Amazon EC2", "SERVICE", 0.30)])
+    repeat = Doc("Amazon EC2 X2idn instances are now available in Asia Pacific (Tokyo).",
+                 [("Amazon EC2", "SERVICE", 0.35)])
+    other = Doc("AWS Lambda adds support for Java 21.", [("AWS Lambda", "SERVICE", 0.5)])
+    finished_detection_job(emulated, [first, repeat, other])
+    expect_loop(a2i, first)
+    expect_loop(a2i, other)  # less uncertain than `repeat`, but it teaches something new
+
+    result = route(emulated, lambda_context, REVIEW_BUDGET="2")
+
+    a2i.assert_no_pending_responses()
+    assert (result["loops_started"], result["over_budget"]) == (2, 1)
+    assert emulated.state.get_pool(repeat.hash).status == WAITING
 
 
 def test_an_output_of_an_unknown_job_is_refused(emulated: Any, a2i: Stubber, lambda_context: Any) -> None:

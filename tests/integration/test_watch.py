@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import boto3
 from botocore.stub import Stubber
 
 from nerloop.state import Job, Version
-from nerloop_local.template import rules
-
-
-def capture_rule(emulated, function: str, event_name: str) -> str:
-    """Route what the template's rule for `function` matches into a queue; return the queue URL."""
-    pattern = emulated.stack.resolve(rules(emulated.stack.template)[function][event_name]["Properties"]["Pattern"])
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName=f"capture-{function}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=f"capture-{function}", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule=f"capture-{function}", Targets=[{"Id": "capture", "Arn": arn}])
-    return url
-
-
-def received(url: str) -> list[dict]:
-    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(message["Body"]) for message in messages]
 
 
 def create_version(version: str) -> str:
@@ -41,7 +22,7 @@ def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, eve
     # Given v1 recorded as SUBMITTED while Comprehend (moto) already says TRAINED
     arn = create_version("v1")
     emulated.state.put_version(Version("v1", "SUBMITTED", arn=arn))
-    queue = capture_rule(emulated, "DetectFunction", "RecognizerFinished")
+    queue = emulated.capture_rule("DetectFunction", "RecognizerFinished")
     handler = emulated.handler("WatchFunction")
 
     # When the schedule fires twice
@@ -51,7 +32,7 @@ def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, eve
     # Then one event reaches the detect rule, and the state table follows the service
     assert first["changes"] == [{"version": "v1", "status": "TRAINED"}]
     assert second["changes"] == []
-    events = received(queue)
+    events = emulated.received(queue)
     assert len(events) == 1
     assert events[0]["detail"] == {"recognizerName": "nerloop", "versionName": "v1", "recognizerArn": arn,
                                    "status": "TRAINED", "previousStatus": "SUBMITTED", "message": ""}

@@ -7,7 +7,16 @@ import random
 import pytest
 
 from nerloop.comprehend_output import DetectedEntity
-from nerloop.routing import ACCEPT, REVIEW, ReviewBudget, min_score, route_decision
+from nerloop.routing import (
+    ACCEPT,
+    REVIEW,
+    ReviewBudget,
+    min_score,
+    pick_diverse,
+    route_decision,
+    word_overlap,
+    word_set,
+)
 
 THRESHOLD = 0.8
 
@@ -96,3 +105,51 @@ def test_a_budget_of_zero_means_no_limit_and_keeps_nothing_back() -> None:
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         ReviewBudget(-1)
+
+
+# --- diversity within the budget ------------------------------------------------------------------
+
+
+def test_the_short_list_holds_a_multiple_of_the_budget() -> None:
+    budget: ReviewBudget[int] = ReviewBudget(2, shortlist_factor=3)
+    over = [budget.offer(score, order, order) for order, score in enumerate([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6])]
+
+    assert budget.selected() == [1, 3, 5, 6, 4, 2]
+    assert [item for item in over if item is not None] == [0]
+
+
+def test_word_overlap_is_the_jaccard_similarity_of_case_folded_words() -> None:
+    a = word_set("Amazon EC2 is now available in Paris.")
+    b = word_set("amazon ec2 is now available in Tokyo")
+
+    assert word_overlap(a, b) == 6 / 8
+    assert word_overlap(a, a) == 1.0
+    assert word_overlap(frozenset(), frozenset()) == 0.0
+
+
+def test_a_near_duplicate_of_a_chosen_document_is_passed_over_for_a_different_one() -> None:
+    ranked = ["Amazon EC2 now in Paris", "Amazon EC2 now in Tokyo", "AWS Lambda adds Java 21", "S3 gets cheaper"]
+
+    chosen, rest = pick_diverse(ranked, 2, word_set, max_overlap=0.5)
+
+    assert chosen == ["Amazon EC2 now in Paris", "AWS Lambda adds Java 21"]
+    assert rest == ["Amazon EC2 now in Tokyo", "S3 gets cheaper"]
+
+
+def test_passed_over_documents_fill_the_budget_when_nothing_else_is_left() -> None:
+    ranked = ["EC2 in Paris", "EC2 in Paris now", "EC2 in Paris today"]
+
+    chosen, rest = pick_diverse(ranked, 2, word_set, max_overlap=0.5)
+
+    assert chosen == ["EC2 in Paris", "EC2 in Paris now"]
+    assert rest == ["EC2 in Paris today"]
+
+
+def test_without_near_duplicates_the_least_confident_are_chosen_in_order() -> None:
+    ranked = ["alpha one", "beta two", "gamma three", "delta four"]
+
+    assert pick_diverse(ranked, 3, word_set) == (ranked[:3], ranked[3:])
+
+
+def test_a_short_list_shorter_than_the_budget_is_chosen_whole() -> None:
+    assert pick_diverse(["only"], 5, word_set) == (["only"], [])

@@ -1,8 +1,10 @@
-"""Each stage's EventBridge rule, as template.yaml declares it, matches its sample events in events/
-and rejects their near misses (another bucket, key, status, source, flow definition ...).
+"""Each stage's EventBridge rules, as template.yaml declares them, match their sample events in
+events/ and reject their near misses (another bucket, key, status, source, flow definition ...).
 
 Functions map to sample events by folder name: functions/<stage>/ <-> events/<stage>.json and
-events/<stage>-*.json. moto's EventPattern is a real EventBridge pattern matcher.
+events/<stage>-*.json. A function may have several rules (detect: a finished training, or new
+documents): every sample then matches at least one of them, and every rule at least one sample.
+moto's EventPattern is a real EventBridge pattern matcher.
 """
 
 from __future__ import annotations
@@ -118,17 +120,29 @@ def test_every_stage_function_has_a_rule():
 
 
 @pytest.mark.parametrize(("function", "event_name"), pattern_rules())
-def test_the_rule_matches_its_sample_events(function, event_name):
+def test_the_rule_matches_a_sample_event(function, event_name):
     pattern = pattern_of(function, event_name)
+    samples = sample_events(stage_of(function))
+    assert any(matches(pattern, load(path)) for path in samples), (
+        f"{function}.{event_name} matches none of {[path.name for path in samples]}: {pattern}")
+
+
+@pytest.mark.parametrize("function", sorted({function for function, _ in pattern_rules()}))
+def test_every_sample_event_matches_one_of_its_functions_rules(function):
+    names = [name for owner, name in pattern_rules() if owner == function]
     for path in sample_events(stage_of(function)):
-        assert matches(pattern, load(path)), f"{function}.{event_name} does not match {path.name}: {pattern}"
+        matched = [name for name in names if matches(pattern_of(function, name), load(path))]
+        assert len(matched) == 1, f"{path.name} matches {matched or 'none'} of {function}'s rules {names}"
 
 
 def near_misses() -> list[Any]:
     cases = []
     for function, event_name in pattern_rules():
+        pattern = pattern_of(function, event_name)
         for sample in sample_events(stage_of(function)):  # none: test_every_rule_has_sample_events fails
-            for field, allowed in constrained_fields(pattern_of(function, event_name)):
+            if not matches(pattern, load(sample)):
+                continue  # a sample of the function's other rule
+            for field, allowed in constrained_fields(pattern):
                 for change in breaking_changes(allowed):
                     cases.append(pytest.param(function, event_name, sample, field, change,
                                               id=f"{sample.stem}-{'.'.join(field)}-{change}"))
@@ -186,6 +200,14 @@ def test_detect_takes_only_finished_trainings_of_its_recognizer():
     for status, expected in (("TRAINED", True), ("IN_ERROR", True), ("TRAINING", False), ("STOPPED", False)):
         changed = {**event, "detail": {**event["detail"], "status": status}}
         assert matches(pattern, changed) is expected, status
+
+
+def test_detect_takes_new_documents_from_the_loop_only():
+    pattern = pattern_of("DetectFunction", "DocumentsAdded")
+    event = load(EVENTS_DIR / "detect-documents-added.json")
+    assert matches(pattern, event)
+    assert not matches(pattern, {**event, "source": "someone.else"})
+    assert not matches(pattern_of("DetectFunction", "RecognizerFinished"), event)
 
 
 def test_merge_takes_every_way_a_loop_ends_and_no_other_flow_definition():

@@ -8,6 +8,7 @@ Bucket prefixes and event names live here once; tests check that template.yaml u
 EVENT_SOURCE = "nerloop"
 RECOGNIZER_STATUS_DETAIL_TYPE = "Recognizer Status Change"
 DETECTION_JOB_STATUS_DETAIL_TYPE = "Detection Job Status Change"
+DOCUMENTS_ADDED_DETAIL_TYPE = "Documents Added"  # preprocess: a batch of new documents joined the pool
 
 # Events AWS services publish.
 S3_OBJECT_CREATED = "Object Created"

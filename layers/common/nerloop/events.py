@@ -5,11 +5,12 @@ The Literal values repeat nerloop.constants; tests/unit/test_events.py keeps the
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Envelope(BaseModel):
@@ -30,13 +31,13 @@ class Envelope(BaseModel):
 
 
 class S3Bucket(BaseModel):
-    name: str
+    name: str = Field(min_length=1)
 
 
 class S3Object(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    key: str
+    key: str = Field(min_length=1)
     size: int = 0
     # AWS sends "etag"; moto sends "eTag".
     etag: str = Field(default="", validation_alias=AliasChoices("etag", "eTag"))
@@ -71,6 +72,9 @@ class S3ObjectCreated(Envelope):
 # --- SageMaker Ground Truth labeling job ---------------------------------------------------------
 
 
+_LABELING_JOB_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:labeling-job/[^/]+$")
+
+
 class LabelingJobDetail(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -81,6 +85,15 @@ class LabelingJobStateChange(Envelope):
     source: Literal["aws.sagemaker"]
     detail_type: Literal["SageMaker Ground Truth Labeling Job State Change"] = Field(alias="detail-type")
     detail: LabelingJobDetail
+
+    @field_validator("resources")
+    @classmethod
+    def names_a_labeling_job(cls, resources: list[str]) -> list[str]:
+        """The job's ARN is the only place the event names the job: without it there is nothing to do."""
+        if not resources or not _LABELING_JOB_ARN.match(resources[0]):
+            raise ValueError(f"resources[0] must be the labeling job's ARN "
+                             f"(arn:aws:sagemaker:<region>:<account>:labeling-job/<name>), got {resources[:1]}")
+        return resources
 
     @property
     def job_arn(self) -> str:
@@ -96,7 +109,7 @@ class LabelingJobStateChange(Envelope):
 
 
 class HumanLoopOutput(BaseModel):
-    outputS3Uri: str
+    outputS3Uri: str = Field(min_length=1)
 
 
 class HumanLoopDetail(BaseModel):
@@ -110,6 +123,13 @@ class HumanLoopDetail(BaseModel):
     failureCode: str | None = None
     failureReason: str | None = None
     creationTime: str | None = None
+
+    @model_validator(mode="after")
+    def completed_has_output(self) -> HumanLoopDetail:
+        """A completed loop's answer is only found through humanLoopOutput.outputS3Uri."""
+        if self.humanLoopStatus == "Completed" and not (self.humanLoopOutput and self.humanLoopOutput.outputS3Uri):
+            raise ValueError("a Completed human loop needs humanLoopOutput.outputS3Uri")
+        return self
 
 
 class HumanLoopStatusChange(Envelope):
@@ -138,6 +158,24 @@ class RecognizerStatusChange(Envelope):
     detail: RecognizerStatusDetail
 
 
+class DocumentsAddedDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    batch: str = Field(min_length=1)
+    documents: int = Field(ge=1)
+    documentsKey: str = Field(pattern=r"^batches/[^/]+/documents\.txt$")
+
+
+class DocumentsAdded(Envelope):
+    source: Literal["nerloop"]
+    detail_type: Literal["Documents Added"] = Field(alias="detail-type")
+    detail: DocumentsAddedDetail
+
+
+# The detect function reacts to both of the loop's events that can start detection.
+DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded, Field(discriminator="detail_type")]
+
+
 class DetectionJobStatusDetail(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -159,3 +197,38 @@ class ScheduledEvent(Envelope):
     source: Literal["aws.events"]
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
 
+
+
+# --- which model an event is, and what is wrong with it -----------------------------------------
+
+_MODELS: dict[tuple[str, str], type[Envelope]] = {
+    ("aws.s3", "Object Created"): S3ObjectCreated,
+    ("aws.sagemaker", "SageMaker Ground Truth Labeling Job State Change"): LabelingJobStateChange,
+    ("aws.sagemaker", "SageMaker A2I HumanLoop Status Change"): HumanLoopStatusChange,
+    ("nerloop", "Recognizer Status Change"): RecognizerStatusChange,
+    ("nerloop", "Detection Job Status Change"): DetectionJobStatusChange,
+    ("aws.events", "Scheduled Event"): ScheduledEvent,
+}
+
+
+def model_for(event: dict[str, Any]) -> type[Envelope] | None:
+    """The parser model of an event, from its source and detail-type, or else the one model that
+    either alone points to (so the model can say which field is wrong); None when no rule takes it."""
+    source, detail_type = str(event.get("source")), str(event.get("detail-type"))
+    exact = _MODELS.get((source, detail_type))
+    if exact is not None:
+        return exact
+    for position, value in ((0, source), (1, detail_type)):
+        candidates = {model for key, model in _MODELS.items() if key[position] == value}
+        if len(candidates) == 1:
+            return candidates.pop()
+    return None
+
+
+def describe_event_error(exc: ValidationError) -> str:
+    """One line per problem of a rejected event: the field's path and what is wrong with it."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

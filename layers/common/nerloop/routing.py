@@ -4,19 +4,31 @@ A document goes to review when ANY of its entities scores below the confidence t
 entity counts, not only the first); otherwise the model's entities are accepted. A score exactly at
 the threshold is confident. A document with no entities has nothing uncertain and is accepted.
 
-A review budget caps the human loops of one detection job: the budget's least confident documents
-(lowest minimum score) are kept with a bounded heap while the output streams past; the rest stay
-waiting so that the next model version sees them again.
+A review budget caps the human loops of one detection job: the least confident documents (lowest
+minimum score) are short-listed with a bounded heap while the output streams past, then the budget
+is filled from the short list least confident first, passing over a document whose words mostly
+repeat one already chosen (`pick_diverse`): near-duplicate headlines teach the model the same thing
+twice, so one review of each says more. The rest stay waiting so that the next model version sees
+them again.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 REVIEW = "review"
 ACCEPT = "accept"
+# The short list holds this many times the budget: enough near-duplicates can be passed over while
+# memory stays bounded by the budget, not by the detection job's size.
+SHORTLIST_FACTOR = 4
+# Two documents sharing more than this share of their distinct words (Jaccard) are near-duplicates.
+# Measured on the sample with the local recognizer (10 seeds, 3 rounds): passing them over raised
+# test F1 over plain least-confident-first in round 1 and did not lower it later.
+MAX_WORD_OVERLAP = 0.3
+_WORD = re.compile(r"\w+")
 
 T = TypeVar("T")
 
@@ -38,16 +50,20 @@ def route_decision(entities: Iterable[Scored], threshold: float) -> str:
 
 
 class ReviewBudget(Generic[T]):
-    """Keeps the `limit` least confident documents offered to it; `limit` 0 means no limit.
+    """Keeps the `capacity` (= `limit` * `shortlist_factor`) least confident documents offered to
+    it; `limit` 0 means no limit.
 
-    Memory holds at most `limit` items. Ties on the score keep the document offered first (the
+    Memory holds at most `capacity` items. Ties on the score keep the document offered first (the
     lower `order`), so the choice does not depend on heap internals.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shortlist_factor: int = 1) -> None:
         if limit < 0:
             raise ValueError("a review budget cannot be negative")
+        if shortlist_factor < 1:
+            raise ValueError("the short list must hold at least the budget")
         self.limit = limit
+        self.capacity = limit * shortlist_factor
         # A max-heap on (score, order) by negation: its top is the first to give up its place.
         self._heap: list[tuple[float, int, T]] = []
 
@@ -63,7 +79,7 @@ class ReviewBudget(Generic[T]):
         if self.unlimited:
             return None
         entry = (-score, -order, item)
-        if len(self._heap) < self.limit:
+        if len(self._heap) < self.capacity:
             heapq.heappush(self._heap, entry)
             return None
         if entry > self._heap[0]:  # less confident, or as confident and offered earlier
@@ -76,3 +92,41 @@ class ReviewBudget(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The distinct words of `text`, case folded."""
+    return frozenset(_WORD.findall(text.casefold()))
+
+
+def word_overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two word sets, in [0, 1]; 0 when both are empty."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def pick_diverse(
+    ranked: Sequence[T],
+    limit: int,
+    words: Callable[[T], frozenset[str]],
+    max_overlap: float = MAX_WORD_OVERLAP,
+) -> tuple[list[T], list[T]]:
+    """Choose up to `limit` of `ranked` (most wanted first), passing over an item whose words overlap
+    one already chosen by more than `max_overlap`; when too few remain, the budget is filled with the
+    passed-over ones in rank order, so diversity never costs a review. Returns (chosen, the rest),
+    each in rank order."""
+    chosen: list[int] = []
+    chosen_words: list[frozenset[str]] = []
+    passed: list[int] = []
+    for index, item in enumerate(ranked):
+        if len(chosen) == limit:
+            break
+        mine = words(item)
+        if any(word_overlap(mine, other) > max_overlap for other in chosen_words):
+            passed.append(index)
+            continue
+        chosen.append(index)
+        chosen_words.append(mine)
+    chosen += passed[: max(0, limit - len(chosen))]
+    taken = set(chosen)
+    return [ranked[i] for i in sorted(chosen)], [item for i, item in enumerate(ranked) if i not in taken]

@@ -1,10 +1,13 @@
-"""Stage 5 — detect: a recognizer version finished training.
+"""Stage 5 — detect: a recognizer version finished training, or new documents joined the pool.
 
 TRAINED: keep its metrics, make it the active version unless it is worse than the active one by
 more than the tolerance, delete versions beyond the retention count, and start a detection job
 with the active version over the pool documents it has not yet seen. IN_ERROR: record the message
 and raise the alarm metric. Either way the training lock is released and a retrain that became
 due meanwhile starts.
+
+Documents Added (a batch from the preprocess stage): when a version is active, a detection job over
+the batch starts at once, so new text does not wait for the next training.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from botocore.exceptions import ClientError
 from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DETECTION_OUTPUT_PREFIX, DOCUMENTS_FILE
-from nerloop.events import RecognizerStatusDetail
+from nerloop.events import DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import metrics_from_metadata
@@ -111,14 +114,11 @@ def _version_order(name: str) -> tuple[int, str]:
 def start_detection(state: StateTable, aws: Aws, settings: Settings) -> str | None:
     """Start a detection job with the active version over the pool documents still waiting and those
     accepted by an earlier version."""
-    active = state.get_active()
-    if active is None:
-        return None
-    active_version = state.get_version(active[0])
-    if active_version is None or not active_version.arn:
+    active_version = _active_version(state)
+    if active_version is None:
         return None
     run = f"{active_version.version}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    input_prefix = f"{DETECTION_INPUT_PREFIX}{run}/"
+    input_key = f"{DETECTION_INPUT_PREFIX}{run}/{DOCUMENTS_FILE}"
     with tempfile.TemporaryFile("w+b") as spool:
         count = 0
         for doc in state.iter_pool((WAITING, ACCEPTED)):
@@ -133,19 +133,58 @@ def start_detection(state: StateTable, aws: Aws, settings: Settings) -> str | No
             logger.info("no documents waiting for detection", version=active_version.version)
             return None
         spool.seek(0)
-        aws.s3.upload_fileobj(spool, settings.data_bucket, input_prefix + DOCUMENTS_FILE)
+        aws.s3.upload_fileobj(spool, settings.data_bucket, input_key)
+    return _start_job(state, aws, settings, active_version, run, input_key, count)
+
+
+def detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    """New documents joined the pool: detect them with the active version now, rather than when the
+    next version trains. Once per batch. Before the first version is active there is nothing to do:
+    that version's training ends with a detection over the whole pool."""
+    return run_once(settings.state_table, "detect-batch", {"batch": detail.batch},
+                    lambda: _detect_batch(detail, aws, settings))
+
+
+def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    state = StateTable(aws.table)
+    result: dict[str, Any] = {"batch": detail.batch, "documents": detail.documents, "detection_job": None}
+    active_version = _active_version(state)
+    if active_version is None:
+        logger.info("no active version yet; the batch waits for the first one", batch=detail.batch)
+        return {**result, "skipped": "no active version yet"}
+    # The batch file is the job's input as it stands (one document a line); a server-side copy puts
+    # it where Comprehend's data-access role may read, and where the route stage finds a job's input.
+    run = f"{active_version.version}-{detail.batch}"
+    input_key = f"{DETECTION_INPUT_PREFIX}{run}/{DOCUMENTS_FILE}"
+    aws.s3.copy_object(Bucket=settings.data_bucket, Key=input_key,
+                       CopySource={"Bucket": settings.data_bucket, "Key": detail.documentsKey})
+    result["detection_job"] = _start_job(state, aws, settings, active_version, run, input_key, detail.documents)
+    result["version"] = active_version.version
+    return result
+
+
+def _active_version(state: StateTable) -> Version | None:
+    active = state.get_active()
+    if active is None:
+        return None
+    version = state.get_version(active[0])
+    return version if version is not None and version.arn else None
+
+
+def _start_job(state: StateTable, aws: Aws, settings: Settings, version: Version, run: str, input_key: str,
+               count: int) -> str:
     reply = aws.comprehend.start_entities_detection_job(
         JobName=run,
-        EntityRecognizerArn=active_version.arn,
+        EntityRecognizerArn=version.arn,
         LanguageCode=settings.language_code,
         DataAccessRoleArn=settings.comprehend_role_arn,
-        InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{input_prefix}", "InputFormat": "ONE_DOC_PER_LINE"},
+        InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{input_key}", "InputFormat": "ONE_DOC_PER_LINE"},
         OutputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{DETECTION_OUTPUT_PREFIX}"},
     )
     job_id = reply["JobId"]
-    state.put_job(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=active_version.version,
-                      input_key=input_prefix + DOCUMENTS_FILE, documents=count, arn=reply.get("JobArn", "")))
+    state.put_job(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=version.version,
+                      input_key=input_key, documents=count, arn=reply.get("JobArn", "")))
     metrics.add_metric(name="DetectionJobsStarted", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=count)
-    logger.info("detection job started", job=job_id, version=active_version.version, documents=count)
+    logger.info("detection job started", job=job_id, version=version.version, documents=count)
     return str(job_id)

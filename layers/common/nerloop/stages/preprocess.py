@@ -5,7 +5,8 @@ each document is the stripped slice of its line, so white space inside it stays 
 sentence over Comprehend's 5,000-byte limit cannot be a document: it is quarantined and the line's
 other sentences are kept. Documents already seen (in this file, the pool or the gold set) are
 dropped, the rest are written to batches/<batch>/documents.txt and input.manifest and registered in
-the pool. With a workteam and no gold set yet, a Ground Truth labeling job is started on the batch.
+the pool, and a "Documents Added" event tells the detect stage. With a workteam and no gold set yet,
+a Ground Truth labeling job is started on the batch.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import IO, Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from nerloop.aws import Aws
+from nerloop.bus import publish
 from nerloop.comprehend_training import one_line
 from nerloop.constants import (
     BATCHES_PREFIX,
+    DOCUMENTS_ADDED_DETAIL_TYPE,
     DOCUMENTS_FILE,
     INPUT_MANIFEST_FILE,
     MAX_DOCUMENT_BYTES,
@@ -240,6 +243,9 @@ def _preprocess(
                 aws.s3.upload_fileobj(raw_file, settings.data_bucket, target,
                                       ExtraArgs={"ContentType": content_type})
             result.update(documents_key=documents_key, manifest_key=manifest_key)
+            # Once a model is active, the detect stage starts detection on the batch at once.
+            publish(aws, DOCUMENTS_ADDED_DETAIL_TYPE, {"batch": batch, "documents": writer.added,
+                                                       "documentsKey": documents_key})
 
     if writer.added and settings.workteam_arn and not state.has_gold():
         result["labeling_job"] = start_labeling_job(

@@ -2,7 +2,8 @@
 
 Every document of the output is either accepted (all its entities are confident) or sent to one
 A2I human loop for the whole document (any entity below the threshold), least confident first
-when a review budget applies; documents over budget stay waiting for the next model version.
+when a review budget applies, near-duplicates of a chosen document passed over
+(`nerloop.routing.pick_diverse`); documents over budget stay waiting for the next model version.
 Gold documents and documents already in review are left alone. Bad records are quarantined and
 the rest goes on: records in = accepted + sent to review + over budget + skipped + quarantined.
 """
@@ -37,7 +38,7 @@ from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.routing import ACCEPT, ReviewBudget, route_decision
+from nerloop.routing import ACCEPT, SHORTLIST_FACTOR, ReviewBudget, pick_diverse, route_decision, word_set
 from nerloop.settings import Settings, require
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, StateTable, now
 
@@ -130,7 +131,7 @@ class Router:
         self.version = job.version
         self.counts: Counter[str] = Counter()
         self.quarantine = Quarantine(stage="route", source=job.job_id)
-        self.budget: ReviewBudget[Candidate] = ReviewBudget(settings.review_budget)
+        self.budget: ReviewBudget[Candidate] = ReviewBudget(settings.review_budget, SHORTLIST_FACTOR)
 
     def run(self) -> dict[str, Any]:
         with open_input_documents(self.aws.s3, self.settings.data_bucket, self.job.input_key) as documents:
@@ -150,8 +151,12 @@ class Router:
                     raise
                 self.counts["records"] += 1
                 self.route_record(record)
-            for candidate in self.budget.selected():
+            chosen, passed_over = pick_diverse(self.budget.selected(), self.budget.limit,
+                                               lambda candidate: word_set(candidate.text))
+            for candidate in chosen:
                 self.review(candidate)
+            for candidate in passed_over:
+                self.over_budget(candidate)
         self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
         quarantine_key = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
@@ -205,9 +210,7 @@ class Router:
             return
         over = self.budget.offer(record.min_score or 0.0, record.line, candidate)
         if over is not None:
-            self.counts["over_budget"] += 1
-            self.keep_waiting(over.doc)
-            logger.info("document over the review budget", document=over.doc, budget=self.budget.limit)
+            self.over_budget(over)
 
     def document_text(self, record: DocumentEntities | DocumentFailure) -> str | None:
         """The text of the record's input line; None (and the record quarantined) when it has none."""
@@ -244,6 +247,11 @@ class Router:
         pool = self.state.get_pool(doc)
         if pool is not None and pool.status not in (GOLD, IN_REVIEW):
             self.state.mark_pool(doc, WAITING, seen_by=self.version)
+
+    def over_budget(self, candidate: Candidate) -> None:
+        self.counts["over_budget"] += 1
+        self.keep_waiting(candidate.doc)
+        logger.info("document over the review budget", document=candidate.doc, budget=self.budget.limit)
 
     def accept(self, doc: str, record: DocumentEntities) -> None:
         entities = [{"begin": e.begin, "end": e.end, "type": e.type, "score": e.score}

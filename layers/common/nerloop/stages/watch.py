@@ -3,14 +3,14 @@ project's own status events. Comprehend publishes none, and this keeps the rest 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from nerloop.aws import Aws
-from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, EVENT_SOURCE, RECOGNIZER_STATUS_DETAIL_TYPE
+from nerloop.bus import publish
+from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
 from nerloop.observability import logger, metrics
 from nerloop.settings import Settings
 from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT, StateTable
@@ -37,7 +37,7 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         status, message = props["Status"], props.get("Message", "")
         if status == version.status:
             continue
-        _publish(aws, RECOGNIZER_STATUS_DETAIL_TYPE, version.arn, {
+        publish(aws, RECOGNIZER_STATUS_DETAIL_TYPE, resource=version.arn, detail={
             "recognizerName": settings.recognizer_name, "versionName": version.version,
             "recognizerArn": version.arn, "status": status, "previousStatus": version.status,
             "message": message,
@@ -55,7 +55,7 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         status, message = props["JobStatus"], props.get("Message", "")
         if status == job.status:
             continue
-        _publish(aws, DETECTION_JOB_STATUS_DETAIL_TYPE, props.get("JobArn", job.arn), {
+        publish(aws, DETECTION_JOB_STATUS_DETAIL_TYPE, resource=props.get("JobArn", job.arn), detail={
             "jobId": job.job_id, "jobArn": props.get("JobArn", job.arn), "versionName": job.version,
             "status": status, "previousStatus": job.status, "message": message,
             "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
@@ -66,12 +66,3 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         changes.append({"job": job.job_id, "status": status})
         logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
     return {"changes": changes}
-
-
-def _publish(aws: Aws, detail_type: str, resource: str, detail: dict[str, str]) -> None:
-    reply = aws.events.put_events(Entries=[{
-        "Source": EVENT_SOURCE, "DetailType": detail_type, "Resources": [resource] if resource else [],
-        "Detail": json.dumps(detail),
-    }])
-    if reply.get("FailedEntryCount"):
-        raise RuntimeError(f"EventBridge refused the {detail_type} event: {reply['Entries']}")
