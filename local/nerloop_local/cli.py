@@ -5,6 +5,7 @@
     nerloop status                     versions, metrics, queues and in-flight work of a workspace
     nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
     nerloop validate FILE              check a manifest, detection archive or A2I output.json
+    nerloop report                     a demo run's figures as an HTML page with plots
 """
 
 from __future__ import annotations
@@ -116,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
     validate.set_defaults(run=cmd_validate)
 
-    from nerloop_local import demo, service
+    from nerloop_local import demo, report, service
 
     demo.add_commands(commands)
     service.add_commands(commands)
+    report.add_commands(commands)
     return parser
 
 

@@ -327,7 +327,7 @@ def evaluate(recognizer: Detector, documents: Sequence[Document]) -> Metrics:
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
     for text, spans in documents:
-        gold = {trimmed for span in spans if (trimmed := trim_span(text, span)) is not None}
+        gold = gold_spans(text, spans)
         predicted = {entity.to_span() for entity in recognizer.detect(text)}
         for span in predicted & gold:
             tp[span.type] += 1
@@ -339,6 +339,32 @@ def evaluate(recognizer: Detector, documents: Sequence[Document]) -> Metrics:
     by_type = {name: Counts(tp[name], fp[name], fn[name]) for name in types}
     overall = Counts(sum(tp.values()), sum(fp.values()), sum(fn.values()))
     return Metrics(overall=overall, by_type=by_type, documents=len(documents))
+
+
+def gold_spans(text: str, spans: Sequence[Span]) -> set[Span]:
+    """The spans a prediction must match exactly: trimmed of edge white space, as for training."""
+    return {trimmed for span in spans if (trimmed := trim_span(text, span)) is not None}
+
+
+@dataclass(frozen=True)
+class ScoredPrediction:
+    """One predicted entity on a labelled document: its confidence, and whether it was right."""
+
+    doc: int  # the document's index in the list scored
+    score: float
+    correct: bool
+    type: str
+
+
+def scored_predictions(recognizer: Detector, documents: Sequence[Document]) -> list[ScoredPrediction]:
+    """Every entity `recognizer` predicts on `documents`, with its score and whether begin, end and
+    type match a gold span: what calibration and threshold choices are measured on."""
+    out = []
+    for index, (text, spans) in enumerate(documents):
+        gold = gold_spans(text, spans)
+        for entity in recognizer.detect(text):
+            out.append(ScoredPrediction(index, round(entity.score, 4), entity.to_span() in gold, entity.type))
+    return out
 
 
 def grouped_split(
@@ -409,10 +435,13 @@ __all__ = [
     "HoldoutResult",
     "InvalidTrainingData",
     "Metrics",
+    "ScoredPrediction",
     "Token",
     "clean_spans",
     "evaluate",
+    "gold_spans",
     "grouped_split",
+    "scored_predictions",
     "train_recognizer",
     "train_with_holdout",
 ]
