@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint build validate deploy bench clean
+.PHONY: demo test lint build validate deploy bench security clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +42,21 @@ build: $(STAMP)
 deploy: build
 	$(SAM) deploy
 
+# checkov on the template, bandit on the code. Their own venv: checkov pins dozens of packages
+# (boto3 among them) that must not move the app's. Suppressions: .checkov.yaml and template.yaml
+# Metadata (checkov), `# nosec <id> # reason` comments (bandit), each with its reason.
+SECURITY_VENV := .venv-security
+SECURITY_STAMP := $(SECURITY_VENV)/.installed
+
+$(SECURITY_STAMP):
+	$(PYTHON) -m venv $(SECURITY_VENV)
+	$(SECURITY_VENV)/bin/pip install --quiet --upgrade pip
+	$(SECURITY_VENV)/bin/pip install --quiet "checkov>=3.2,<4" "bandit[toml]>=1.7.9,<2"
+	touch $(SECURITY_STAMP)
+
+security: $(SECURITY_STAMP)
+	$(SECURITY_VENV)/bin/checkov --config-file .checkov.yaml
+	$(SECURITY_VENV)/bin/bandit --quiet -c pyproject.toml -r layers/common/nerloop functions local bench
+
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SECURITY_VENV) .aws-sam .pytest_cache

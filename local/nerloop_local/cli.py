@@ -27,7 +27,7 @@ class UsageError(Exception):
 
 def offline_environment() -> None:
     """Fake credentials and a region, so nothing can reach a real AWS account."""
-    os.environ.update({
+    os.environ.update({  # nosec B105 # fake credentials, so that nothing signs a request for a real account
         "AWS_ACCESS_KEY_ID": "nerloop-local", "AWS_SECRET_ACCESS_KEY": "nerloop-local",
         "AWS_SESSION_TOKEN": "nerloop-local", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "nerloop",

@@ -140,10 +140,12 @@ def run_demo(
         return [{"label": s.type, "startOffset": s.begin, "endOffset": s.end} for s in spans]
 
     own_workspace = workspace is None
-    folder = Path(tempfile.mkdtemp(prefix="nerloop-demo-")) if own_workspace else workspace
-    assert folder is not None
-    if not own_workspace and folder.exists():
-        shutil.rmtree(folder)
+    if workspace is None:
+        folder = Path(tempfile.mkdtemp(prefix="nerloop-demo-"))
+    else:
+        folder = workspace
+        if folder.exists():
+            shutil.rmtree(folder)
     runtime = LocalRuntime(folder, parameters, reviewer=reviewer, seed=seed,
                            environment={"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"})
     try:
@@ -177,7 +179,7 @@ def run_demo(
         budget = entry.reviewed_documents
         f1s = []
         for draw in range(random_draws):
-            chosen = random.Random(seed * 1000 + draw * 97 + budget).sample(labelled_pool, budget)  # noqa: S311 - sampling, not secrets
+            chosen = random.Random(seed * 1000 + draw * 97 + budget).sample(labelled_pool, budget)  # nosec B311 # sampling, not secrets
             model = train_with_holdout([*split.seed, *chosen], types, seed=seed).recognizer
             f1s.append(evaluate(model, split.test).f1)
         random_selection.append({"reviewed_documents": budget, "f1": round(sum(f1s) / len(f1s), 4),

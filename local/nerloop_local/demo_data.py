@@ -44,7 +44,7 @@ def split_for_demo(
     for text, spans in documents:
         groups.setdefault(_group_key(text), []).append((text, list(spans)))
     keys = sorted(groups)
-    rng = random.Random(seed)  # noqa: S311 - a repeatable split, not a secret
+    rng = random.Random(seed)  # nosec B311 # a repeatable split, not a secret
     rng.shuffle(keys)
     test_target = round(len(documents) * test_fraction)
     test: list[Labelled] = []

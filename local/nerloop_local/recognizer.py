@@ -380,7 +380,7 @@ def grouped_split(
     for index, (text, _spans) in enumerate(documents):
         groups[normalize_text(text).casefold()].append(index)
     keys = sorted(groups)
-    random.Random(seed).shuffle(keys)  # noqa: S311 -- a reproducible split, not a secret
+    random.Random(seed).shuffle(keys)  # nosec B311 # a reproducible split, not a secret
     target = max(1, round(test_fraction * len(documents)))
     held: set[int] = set()
     for key in keys:

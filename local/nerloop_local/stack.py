@@ -117,7 +117,8 @@ class Stack:
 def load_module(path: Path, name: str) -> ModuleType:
     """Import a file under a unique module name (every function's file is called app.py)."""
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader, path
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

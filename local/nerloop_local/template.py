@@ -56,7 +56,7 @@ for _tag in _SHORT_TAGS:
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """The template as plain data, short tags in their long forms."""
     with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(handle, Loader=CloudFormationLoader)  # nosec B506 # a SafeLoader subclass
 
 
 def parameter_defaults(template: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,39 @@
+"""Document text is never logged at INFO: a small local loop at log level INFO, every line the
+handlers write captured, searched for the text of every document they handled."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nerloop_local.runtime import LocalRuntime
+
+
+def test_no_document_text_reaches_the_logs_at_info(tmp_path: Path, sample_dir: Path,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    with (sample_dir / "output.manifest").open("rb") as manifest:
+        seed_manifest = b"".join(itertools.islice(manifest, 45))
+    raw_lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:12]
+
+    def reviewer(loop_name: str, content: dict[str, Any]) -> list[dict[str, Any]]:
+        return [dict(item) for item in content["initialValue"]]
+
+    parameters = {"EntityTypes": "SERVICE,VERSION", "ConfidenceThreshold": "0.999",
+                  "RetrainBatchSize": "3", "ReviewBudget": "3", "F1Tolerance": "1"}
+    with LocalRuntime(tmp_path, parameters, reviewer=reviewer,
+                      environment={"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "INFO"}) as runtime:
+        runtime.put_text("raw/offerings.txt", "\n".join(raw_lines) + "\n")
+        runtime.label_with_manifest(seed_manifest, job_name="nerloop-logs-seed")
+        result = runtime.run_until_idle(max_cycles=100)
+        texts = {doc.text for doc in runtime.state.iter_pool()} | {gold.text for gold in runtime.state.iter_gold()}
+    logs = capfd.readouterr().out
+
+    assert result.idle and not result.failures
+    # The handlers did log at INFO: the stages' own messages are there.
+    for message in ("batch preprocessed", "detection job started", "human loop started"):
+        assert message in logs, message
+    leaked = [text for text in texts if len(text) >= 20 and text in logs]
+    assert leaked == [], f"{len(leaked)} document texts in the INFO logs, e.g. {leaked[0]!r}"
