@@ -300,17 +300,8 @@ def test_a_retried_start_finds_the_job_it_started(emulated, sagemaker_stub):
     arn = f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"
     sagemaker_stub.add_client_error("create_labeling_job", service_error_code="ResourceInUse",
                                     service_message=f"Labeling job {job} already exists")
-    request = labeling_job_request(
-        job_name=job, region="us-east-1", manifest_uri="s3://b/batches/x/input.manifest",
-        output_uri="s3://b/labeling/", categories_uri="s3://b/batches/x/label-categories.json",
-        workteam_arn=WORKTEAM, role_arn=LABELING_ROLE)
-    sagemaker_stub.add_response("describe_labeling_job", {
-        **{name: request[name] for name in ("LabelingJobName", "LabelAttributeName", "InputConfig",
-                                            "OutputConfig", "RoleArn", "HumanTaskConfig")},
-        "LabelingJobStatus": "InProgress", "LabelCounters": {}, "JobReferenceCode": "a1b2",
-        "CreationTime": datetime(2026, 11, 28, tzinfo=UTC),
-        "LastModifiedTime": datetime(2026, 11, 28, tzinfo=UTC), "LabelingJobArn": arn,
-    }, expected_params={"LabelingJobName": job})
+    sagemaker_stub.add_response("describe_labeling_job", described_job(job, "InProgress"),
+                                expected_params={"LabelingJobName": job})
 
     # When the start is tried again, Then it answers with the existing job
     started = start_labeling_job(
@@ -319,3 +310,58 @@ def test_a_retried_start_finds_the_job_it_started(emulated, sagemaker_stub):
         workteam_arn=WORKTEAM, role_arn=LABELING_ROLE, prefix="nerloop")
     assert started == arn
     sagemaker_stub.assert_no_pending_responses()
+
+
+def described_job(job: str, status: str) -> dict[str, Any]:
+    """DescribeLabelingJob's answer for `job` in `status`."""
+    request = labeling_job_request(
+        job_name=job, region="us-east-1", manifest_uri="s3://b/batches/x/input.manifest",
+        output_uri="s3://b/labeling/", categories_uri="s3://b/batches/x/label-categories.json",
+        workteam_arn=WORKTEAM, role_arn=LABELING_ROLE)
+    return {
+        **{name: request[name] for name in ("LabelingJobName", "LabelAttributeName", "InputConfig",
+                                            "OutputConfig", "RoleArn", "HumanTaskConfig")},
+        "LabelingJobStatus": status, "LabelCounters": {}, "JobReferenceCode": "a1b2",
+        "CreationTime": datetime(2026, 11, 28, tzinfo=UTC), "LastModifiedTime": datetime(2026, 11, 28, tzinfo=UTC),
+        "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}",
+    }
+
+
+def start_first_batch(emulated: Any, event: Any, lambda_context: Any, sagemaker_stub: Any) -> str:
+    """The first batch starts the seed labeling job; returns that job's name."""
+    created = upload(emulated, event, b"Amazon S3 adds a storage class.\n")
+    job = labeling_job_name("nerloop", batch_name(RAW_KEY, created["detail"]["object"]["etag"]))
+    sagemaker_stub.add_response("create_labeling_job", {
+        "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"})
+    assert handler_with_workteam(emulated)(created, lambda_context)["labeling_job"]
+    return job
+
+
+def test_a_batch_arriving_while_the_seed_is_labelled_waits_for_the_model(
+    emulated, event, lambda_context, sagemaker_stub
+):
+    first_job = start_first_batch(emulated, event, lambda_context, sagemaker_stub)
+    sagemaker_stub.add_response("describe_labeling_job", described_job(first_job, "InProgress"),
+                                expected_params={"LabelingJobName": first_job})
+
+    later = handler_with_workteam(emulated)(
+        upload(emulated, event, b"Amazon EC2 adds an instance type.\n", key="raw/later.txt"), lambda_context)
+
+    sagemaker_stub.assert_no_pending_responses()  # no second CreateLabelingJob
+    assert later["documents"] == 1 and later["labeling_job"] is None
+
+
+def test_after_a_failed_seed_job_the_next_batch_is_labelled(emulated, event, lambda_context, sagemaker_stub):
+    first_job = start_first_batch(emulated, event, lambda_context, sagemaker_stub)
+    sagemaker_stub.add_response("describe_labeling_job", described_job(first_job, "Failed"),
+                                expected_params={"LabelingJobName": first_job})
+    created = upload(emulated, event, b"Amazon EC2 adds an instance type.\n", key="raw/later.txt")
+    job = labeling_job_name("nerloop", batch_name("raw/later.txt", created["detail"]["object"]["etag"]))
+    sagemaker_stub.add_response("create_labeling_job", {
+        "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"})
+
+    later = handler_with_workteam(emulated)(created, lambda_context)
+
+    sagemaker_stub.assert_no_pending_responses()
+    assert later["labeling_job"].endswith(f"labeling-job/{job}")
+    assert emulated.state.seed_labeling_batch() == batch_name("raw/later.txt", created["detail"]["object"]["etag"])

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from nerloop.constants import LABELING_PREFIX
 from nerloop.errors import NerloopError
 from nerloop.observability import logger
+from nerloop.state import StateTable
 
 # The account that runs Ground Truth's built-in Lambdas (PRE-NamedEntityRecognition and
 # ACS-NamedEntityRecognition) in each region, as the SageMaker API reference lists them.
@@ -180,3 +181,36 @@ def start_labeling_job(
         return arn
     logger.info("labeling job started", job=job_name, batch=batch)
     return arn
+
+
+# A seed job in these states labelled nothing: another batch may take its place.
+ENDED_WITHOUT_LABELS = ("Failed", "Stopped")
+
+
+def start_seed_labeling(state: StateTable, sagemaker: Any, s3: Any, *, batch: str, prefix: str,
+                        **job: Any) -> str | None:
+    """Start the Ground Truth job that labels the seed set, for one batch only; return its ARN, or
+    None when another batch's job is labelling the seed (this batch then waits in the pool for the
+    first model, like every later batch). Human labelling is the loop's dearest step: batches that
+    arrive before the first job ends must not each start one. If that job failed or was stopped,
+    the next batch takes its place."""
+    if not state.claim_seed_labeling(batch):
+        holder = state.seed_labeling_batch() or ""
+        status = _labeling_status(sagemaker, labeling_job_name(prefix, holder))
+        if status not in ENDED_WITHOUT_LABELS or not state.claim_seed_labeling(batch, replacing=holder):
+            logger.info("the seed is being labelled from another batch; this one waits for the model",
+                        batch=batch, labeling_batch=holder, status=status)
+            return None
+        logger.info("the seed labeling job ended without labels; this batch takes its place",
+                    batch=batch, previous_batch=holder, status=status)
+    return start_labeling_job(sagemaker, s3, batch=batch, prefix=prefix, **job)
+
+
+def _labeling_status(sagemaker: Any, job_name: str) -> str:
+    """The job's LabelingJobStatus; "Failed" when it does not exist (its batch never started it)."""
+    try:
+        return str(sagemaker.describe_labeling_job(LabelingJobName=job_name)["LabelingJobStatus"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFound", "ValidationException"):
+            raise
+        return "Failed"

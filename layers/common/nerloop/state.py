@@ -398,6 +398,33 @@ class StateTable:
             if not _is_condition_failure(exc):
                 raise
 
+    # --- the seed labeling job ------------------------------------------------------------------
+
+    def claim_seed_labeling(self, batch: str, replacing: str | None = None) -> bool:
+        """Make `batch` the one whose Ground Truth job labels the seed set; False when another batch
+        holds that place. `replacing` names a holder whose job ended without labels: it is taken over."""
+        condition = "attribute_not_exists(pk) OR #batch = :batch"
+        values = {":batch": batch}
+        if replacing:
+            condition += " OR #batch = :old"
+            values[":old"] = replacing
+        try:
+            self.table.put_item(
+                Item={"pk": "LABELING", "sk": "SEED", "batch": batch, "claimed_at": now()},
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#batch": "batch"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def seed_labeling_batch(self) -> str | None:
+        item = self._get("LABELING", "SEED")
+        return str(item["batch"]) if item else None
+
     # --- helpers -------------------------------------------------------------------------------
 
     def _update(self, pk: str, sk: str, attributes: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ sentence over Comprehend's 5,000-byte limit cannot be a document: it is quaranti
 other sentences are kept. Documents already seen (in this file, the pool or the gold set) are
 dropped, the rest are written to batches/<batch>/documents.txt and input.manifest and registered in
 the pool, and a "Documents Added" event tells the detect stage. With a workteam and no gold set yet,
-a Ground Truth labeling job is started on the batch.
+a Ground Truth labeling job is started on the batch, unless another batch's job is labelling the seed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from nerloop.documents import document_hash, split_sentences, utf8_size
 from nerloop.errors import InvalidRecord
 from nerloop.gt_manifest import iter_byte_lines
 from nerloop.idempotency import run_once
-from nerloop.labeling import start_labeling_job
+from nerloop.labeling import start_seed_labeling
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.settings import Settings, require
@@ -248,8 +248,8 @@ def _preprocess(
                                                        "documentsKey": documents_key})
 
     if writer.added and settings.workteam_arn and not state.has_gold():
-        result["labeling_job"] = start_labeling_job(
-            aws.sagemaker, aws.s3,
+        result["labeling_job"] = start_seed_labeling(
+            state, aws.sagemaker, aws.s3,
             bucket=settings.data_bucket, batch=batch, manifest_key=manifest_key,
             entity_types=settings.entity_types, workteam_arn=settings.workteam_arn,
             role_arn=require(settings.labeling_role_arn, "LABELING_ROLE_ARN"),
