@@ -1,6 +1,7 @@
 """`nerloop up` and `nerloop status`: the loop as a long-running local service, and a look at its state.
 
     nerloop up [--workspace DIR] [--inbox DIR] [--interval S] [--once] [--seed-manifest FILE] [--param N=V ...]
+               [--review-port N | --no-review]
     nerloop status [--workspace DIR] [--json]
 
 `up` keeps the local stack (nerloop_local.runtime.LocalRuntime) in a workspace folder, default
@@ -22,8 +23,14 @@ may still be being written; writing elsewhere and moving the file in is safest);
 file at once. One line is printed per delivery, and a status line after every round that changed
 something. With `--seed-manifest`, a Ground Truth labeling job that completes from that output
 manifest runs first when the gold set is empty (the first start), so the first version is trained
-and the inbox's documents need no labeling job of their own. Nobody answers the human loops here
-(the review page is future work): they wait, and the status line says how many.
+and the inbox's documents need no labeling job of their own.
+
+The human loops wait for people: while `up` runs (not with `--once`) it serves the review page
+(nerloop_local.review) on http://127.0.0.1:<--review-port>/ (default 8470; 0 takes any free port), and
+prints its address. An answer there completes the loop through the A2I stand-in, as a worker's would,
+and wakes the service at once: the merge stage runs in the next round. Only the service's thread drives
+the runtime's pump; the page's requests run in the server's threads and hold `Service.lock`, which
+each round holds too, so the two never use the emulated AWS at the same time.
 
 Template parameters: `--param Name=Value` (repeatable) over the template's defaults (see
 `nerloop up --help`), checked as CloudFormation would (type, bounds, pattern) and as the functions'
@@ -44,6 +51,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -58,6 +66,7 @@ from nerloop_local.cli import UsageError
 
 DEFAULT_WORKSPACE = Path(".nerloop/workspace")
 DEFAULT_INTERVAL = 5.0
+DEFAULT_REVIEW_PORT = 8470
 SETTLE_SECONDS = 1.0
 MAX_CYCLES = 500  # pump cycles per round; a round that does not settle goes on in the next one
 SEED_CYCLES = 50  # cycles allowed for the seed's labels to reach the gold set
@@ -71,9 +80,10 @@ WORKSPACE_ENTRIES = ("workspace.json", "fakes", "s3", "dynamodb", "queues.json",
 POOL_STATUSES = ("waiting", "in_review", "accepted", "gold")
 
 
-def wait(seconds: float) -> None:
-    """Sleep between two looks at the inbox (Ctrl-C interrupts it)."""
-    time.sleep(seconds)
+def wait(seconds: float, wakeup: threading.Event) -> None:
+    """Sleep between two looks at the inbox, or until `wakeup` is set (Ctrl-C interrupts it)."""
+    wakeup.wait(seconds)
+    wakeup.clear()
 
 
 def handler_environment() -> dict[str, str]:
@@ -245,6 +255,7 @@ class ServiceOptions:
     once: bool = False
     seed_manifest: Path | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+    review_port: int | None = None  # serve the review page on this port (0: any free one); None: no page
 
 
 class Service:
@@ -256,6 +267,10 @@ class Service:
         self.runtime: Any = None
         self.dead_lettered = 0
         self.settled = True
+        self.review_url: str | None = None
+        self.lock = threading.RLock()  # held by each round and by each request of the review page
+        self.wakeup = threading.Event()  # set by an answer on the page: the next round starts at once
+        self._stopping = threading.Event()
         self._last_line = ""
 
     def say(self, line: str) -> None:
@@ -284,21 +299,52 @@ class Service:
                     if options.once:
                         self.round()
                     else:
-                        self._serve()
+                        with self._review_page():
+                            self._serve()
             except KeyboardInterrupt:
                 self.say("stopping: saving the workspace")
             finally:
-                self.runtime.close()  # saves
+                with self.lock:  # a page request still running ends first
+                    self.runtime.close()  # saves
             self.say(f"state saved in {options.workspace}")
         if options.once and not self.settled:
             self.say(f"the loop did not settle in {MAX_CYCLES} cycles; run again to go on")
             return 1
         return 1 if options.once and self.dead_lettered else 0
 
+    def stop(self) -> None:
+        """Stop serving after the current round (from another thread; Ctrl-C and SIGTERM stop it too)."""
+        self._stopping.set()
+        self.wakeup.set()
+
     def _serve(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self.round()
-            wait(self.options.interval)
+            wait(self.options.interval, self.wakeup)
+
+    @contextmanager
+    def _review_page(self) -> Iterator[None]:
+        """Serve the review page while the block runs (when a port is set)."""
+        from nerloop_local.review.desk import ReviewDesk
+        from nerloop_local.review.server import ReviewServer
+
+        port = self.options.review_port
+        if port is None:
+            yield
+            return
+        desk = ReviewDesk(self.runtime, self.lock, on_answer=self.wakeup.set)
+        try:
+            server = ReviewServer(desk, self.options.workspace / "report", port)
+        except OSError as exc:
+            raise UsageError(f"--review-port {port}: cannot serve the review page there ({exc.strerror}); "
+                             "choose another port, or 0 for any free one") from exc
+        with server:
+            self.review_url = server.url
+            self.say(f"review page: {server.url}")
+            try:
+                yield
+            finally:
+                self.review_url = None
 
     def _on_delivery(self, delivery: Any) -> None:
         self.say(delivery.line())
@@ -370,7 +416,11 @@ class Service:
             item.path.replace(done_path(done, item.path.name))
 
     def round(self) -> None:
-        """One look at the inbox, and the pump until idle."""
+        """One look at the inbox, and the pump until idle (holding the lock the review page shares)."""
+        with self.lock:
+            self._round()
+
+    def _round(self) -> None:
         runtime = self.runtime
         taken = self.take_inbox()
         for item in taken:
@@ -382,7 +432,7 @@ class Service:
             self.settled = result.idle
             worked = bool(result.deliveries)
         self.file_away(taken)
-        line = status_line(collect_status(runtime, history=False))
+        line = status_line(collect_status(runtime, history=False), self.review_url)
         if worked or taken or line != self._last_line:
             self.say(line)
             self._last_line = line
@@ -497,8 +547,8 @@ def _figure(value: Any) -> str:
     return "-" if value is None else f"{float(value):.3f}"
 
 
-def status_line(status: dict[str, Any]) -> str:
-    """One line for `up`: the pool, the active version, what waits for people."""
+def status_line(status: dict[str, Any], review_url: str | None = None) -> str:
+    """One line for `up`: the pool, the active version, what waits for people (and where they answer)."""
     pool = status["pool"]
     active = status["active"]
     parts = [f"pool {pool['waiting']} waiting, {pool['in_review']} in review, {pool['accepted']} accepted, "
@@ -509,7 +559,8 @@ def status_line(status: dict[str, Any]) -> str:
         parts.append(f"latest {latest['version']} {latest['status']}")
     reviews = status["reviews"]
     if reviews["loops_waiting"]:
-        parts.append(f"{reviews['loops_waiting']} human loops wait for a reviewer (the review page is future work)")
+        parts.append(f"{reviews['loops_waiting']} human loops wait for a reviewer"
+                     + (f" at {review_url}" if review_url else ""))
     if status["labeling_jobs_waiting"]:
         parts.append(f"{len(status['labeling_jobs_waiting'])} labeling jobs wait for labels "
                      "(the gold set is empty: start with --seed-manifest)")
@@ -630,11 +681,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError(f"{inbox}: no such folder (create it, or leave out --inbox for {default_inbox(workspace)})")
     if args.seed_manifest is not None:
         check_seed_manifest(args.seed_manifest)
+    if not 0 <= args.review_port <= 65535:
+        raise UsageError("--review-port must be a port number from 0 to 65535 (0: any free port)")
     parameters = parse_params(args.param or [])
     stack_parameters(parameters)  # bad input is refused before anything starts
     inbox.mkdir(parents=True, exist_ok=True)
     options = ServiceOptions(workspace=workspace, inbox=inbox, interval=args.interval, once=args.once,
-                             seed_manifest=args.seed_manifest, parameters=parameters)
+                             seed_manifest=args.seed_manifest, parameters=parameters,
+                             review_port=None if args.once or args.no_review else args.review_port)
     return Service(options).run()
 
 
@@ -670,6 +724,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                     help="a Ground Truth NER output manifest labeled into the gold set on the first start")
     up.add_argument("--param", action="append", metavar="NAME=VALUE",
                     help="a template parameter (repeatable), e.g. EntityTypes=SERVICE,VERSION")
+    review = up.add_mutually_exclusive_group()
+    review.add_argument("--review-port", type=int, default=DEFAULT_REVIEW_PORT, metavar="N",
+                        help="serve the review page on http://127.0.0.1:N/ (default: "
+                             f"{DEFAULT_REVIEW_PORT}; 0: any free port; not with --once)")
+    review.add_argument("--no-review", action="store_true", help="do not serve the review page")
     up.set_defaults(run=cmd_up)
 
     status = commands.add_parser("status", help="versions, queues, in-flight work and dead letters of a workspace")
@@ -681,6 +740,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "DEFAULT_REVIEW_PORT",
     "DEFAULT_WORKSPACE",
     "Service",
     "ServiceOptions",

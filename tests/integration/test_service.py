@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import io
 import itertools
 import json
 import os
+import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +193,7 @@ def test_up_refuses_a_workspace_another_up_holds(tmp_path):
 
 
 def test_ctrl_c_stops_the_service_cleanly_with_the_state_saved(tmp_path, monkeypatch):
-    def interrupt(seconds: float) -> None:
+    def interrupt(seconds: float, wakeup: threading.Event) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(service, "wait", interrupt)
@@ -197,8 +201,75 @@ def test_ctrl_c_stops_the_service_cleanly_with_the_state_saved(tmp_path, monkeyp
     inbox.mkdir()
     (inbox / "notes.txt").write_text("Amazon S3 now supports conditional writes.\n", encoding="utf-8")
     monkeypatch.setattr(service, "SETTLE_SECONDS", 0.0)  # the file was just written: take it at once
-    run = nerloop("up", "--workspace", tmp_path / "workspace", "--inbox", inbox, "--interval", "60")
+    run = nerloop("up", "--workspace", tmp_path / "workspace", "--inbox", inbox, "--interval", "60",
+                  "--review-port", "0")
     assert run.code == 0
     assert "state saved" in run.out
+    assert re.search(r"^review page: http://127\.0\.0\.1:\d+/$", run.out, re.MULTILINE)
     assert Workspace(tmp_path / "workspace").exists()
     assert file_names(inbox / "done") == ["notes.txt"]
+
+
+# --- the review page -----------------------------------------------------------------------------------------
+
+
+def api(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.request(method, path, body=None if body is None else json.dumps(body),
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    data = json.loads(response.read())
+    connection.close()
+    return response.status, data
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the service's thread: see cmd_up
+def test_an_answer_on_the_review_page_is_merged_by_the_services_next_round(served, tmp_path):
+    workspace = tmp_path / "workspace"
+    shutil.copytree(served["workspace"], workspace)
+    out = io.StringIO()
+    up = service.Service(service.ServiceOptions(workspace=workspace, inbox=served["inbox"], interval=3600,
+                                                review_port=0), out=out)
+    thread = threading.Thread(target=up.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while up.review_url is None and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = up.review_url
+        assert url, out.getvalue()
+        before = api(url, "GET", "/api/status")[1]["reviews"]
+        first = api(url, "GET", "/api/queue")[1]["loops"][0]["name"]
+        spans = api(url, "GET", f"/api/loops/{first}")[1]["spans"]
+        status, answer = api(url, "POST", f"/api/loops/{first}/answer", {"entities": spans})
+        assert status == 200, answer
+        while api(url, "GET", "/api/status")[1]["reviews"]["merged"] == before["merged"]:
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.1)  # the answer woke the service: its round merges the review, however long the interval
+        after = api(url, "GET", "/api/status")[1]["reviews"]
+    finally:
+        up.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert (after["merged"], after["loops_waiting"]) == (before["merged"] + 1, before["loops_waiting"] - 1)
+    assert f"MergeFunction  SageMaker A2I HumanLoop Status Change {first} Completed  ok" in out.getvalue()
+    assert f"human loops wait for a reviewer at {url}" in out.getvalue()
+    assert "state saved" in out.getvalue()
+
+
+def test_up_refuses_a_review_port_out_of_range(tmp_path):
+    run = nerloop("up", "--workspace", tmp_path / "workspace", "--review-port", "70000")
+    assert run.code == 2 and "--review-port" in run.err
+    assert not (tmp_path / "workspace").exists()
+
+
+def test_up_says_when_the_review_port_is_taken(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = nerloop("up", "--workspace", tmp_path / "workspace", "--inbox", tmp_path, "--review-port", port)
+    assert run.code == 2 and f"--review-port {port}: cannot serve the review page there" in run.err

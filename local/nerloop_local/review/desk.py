@@ -1,0 +1,241 @@
+"""What the review page may do with the local loop: list the human loops waiting for a reviewer, show
+one, answer it, and read how the loop is doing.
+
+The page reads and answers the loops the route stage started, through the A2I stand-in: its input is
+the human loop's InputContent (nerloop.a2i.build_input_content, the same the A2I worker template
+reads), and an answer is written by `A2IFake.complete_loop`, the path the simulated reviewer takes,
+so output.json has A2I's `crowd-entity-annotation` shape and the A2I status event reaches the merge
+stage. Offsets are Unicode code points throughout, as A2I and Comprehend count them.
+
+Threads: moto and the stand-ins are not thread-safe, and the service loop drives them from its own
+thread. Every call here holds `lock`, the lock the service holds for each of its rounds, so a page
+request waits for a round to end and a round waits for a request. `on_answer` is called after an
+answer (outside the lock): the service uses it to start its next round at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+
+from nerloop_local.fakes.a2i import A2I, PendingLoop
+
+PREVIEW_CHARS = 120  # code points of a document shown in the queue
+MAX_SECONDS = 86_400.0  # a longer time spent is not believed (A2I's task time limit is 8 hours)
+
+
+class ReviewError(Exception):
+    """A request the page cannot have; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- the human loop's input ------------------------------------------------------------------------------
+
+
+class _Label(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    label: str
+
+
+class _Span(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    label: str
+    startOffset: StrictInt
+    endOffset: StrictInt
+
+
+class _Prediction(_Span):
+    score: float
+
+
+class ReviewInput(BaseModel):
+    """A human loop's InputContent as nerloop.a2i.build_input_content writes it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str
+    labels: list[_Label]
+    initialValue: list[_Span] = []
+    predictions: list[_Prediction] = []
+    lowestScore: float | None = None
+    document: str = ""
+    version: str = ""
+
+    @property
+    def label_names(self) -> list[str]:
+        return [item.label for item in self.labels]
+
+
+def read_input(loop: PendingLoop) -> ReviewInput:
+    """The loop's input; ReviewError 422 when it is not what the route stage writes."""
+    try:
+        return ReviewInput.model_validate(loop.input)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:3])
+        raise ReviewError(422, f"human loop {loop.name}: its input is not an entity review ({problems})") from exc
+
+
+def _score_order(span: dict[str, Any]) -> tuple[bool, float, int]:
+    """Least confident first; spans without a score (none from the model) last, in text order."""
+    score = span["score"]
+    return (score is None, 0.0 if score is None else score, span["startOffset"])
+
+
+def document_view(loop: PendingLoop, content: ReviewInput) -> dict[str, Any]:
+    """One document for the page: its text, the labels to choose from, and the model's spans (those
+    pre-filled for the worker) with their scores, least confident first."""
+    scores = {(p.label, p.startOffset, p.endOffset): p.score for p in content.predictions}
+    spans = [{"label": s.label, "startOffset": s.startOffset, "endOffset": s.endOffset,
+              "score": scores.get((s.label, s.startOffset, s.endOffset))} for s in content.initialValue]
+    return {"name": loop.name, "document": content.document, "version": content.version,
+            "created": loop.created.isoformat(), "text": content.text, "labels": content.label_names,
+            "lowestScore": content.lowestScore, "spans": sorted(spans, key=_score_order)}
+
+
+def queue_entry(loop: PendingLoop) -> dict[str, Any]:
+    """A loop as the queue lists it; one whose input cannot be read is listed with the problem."""
+    entry: dict[str, Any] = {"name": loop.name, "created": loop.created.isoformat()}
+    try:
+        content = read_input(loop)
+    except ReviewError as exc:
+        return {**entry, "problem": exc.message, "lowestScore": None}
+    return {**entry, "document": content.document, "version": content.version,
+            "lowestScore": content.lowestScore, "spans": len(content.initialValue),
+            "preview": "".join(list(content.text)[:PREVIEW_CHARS])}
+
+
+def order_queue(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Least confident first; loops without a score, then unreadable ones, last; then oldest first."""
+    return sorted(entries, key=lambda e: ("problem" in e, e["lowestScore"] is None, e["lowestScore"] or 0.0,
+                                          e["created"], e["name"]))
+
+
+# --- the answer ------------------------------------------------------------------------------------------
+
+
+def check_answer(content: ReviewInput, body: Any) -> list[dict[str, Any]]:
+    """The entities of a page's answer `{"entities": [{"label", "startOffset", "endOffset"}, ...]}` as
+    A2I writes them, in text order; ReviewError 400 naming the first problem. Each span must have a
+    label of the loop's, lie inside the text (code points), hold more than white space, and overlap
+    no other: the merge stage would reject or repair such answers, so the page never sends them."""
+    if not isinstance(body, dict) or not isinstance(body.get("entities"), list):
+        raise ReviewError(400, 'the answer must be a JSON object {"entities": [...]}')
+    text, labels = content.text, content.label_names
+    spans: list[dict[str, Any]] = []
+    for index, item in enumerate(body["entities"]):
+        try:
+            span = _Span.model_validate(item)
+        except ValidationError as exc:
+            raise ReviewError(400, f"entity {index}: needs a label and integer startOffset and endOffset "
+                                   f"({exc.errors()[0]['msg']})") from exc
+        where = f"entity {index} ({span.label} {span.startOffset}..{span.endOffset})"
+        if span.label not in labels:
+            raise ReviewError(400, f"{where}: unknown label; the labels are {', '.join(labels)}")
+        if not 0 <= span.startOffset < span.endOffset <= len(text):
+            raise ReviewError(400, f"{where}: offsets must satisfy 0 <= start < end <= {len(text)} "
+                                   "(the text's length in code points)")
+        if text[span.startOffset:span.endOffset].isspace():
+            raise ReviewError(400, f"{where}: only white space")
+        spans.append({"label": span.label, "startOffset": span.startOffset, "endOffset": span.endOffset})
+    spans.sort(key=lambda s: (s["startOffset"], s["endOffset"]))
+    for before, after in pairwise(spans):
+        if after["startOffset"] < before["endOffset"]:
+            raise ReviewError(400, f"entities {before['label']} {before['startOffset']}..{before['endOffset']} "
+                                   f"and {after['label']} {after['startOffset']}..{after['endOffset']} overlap")
+    return spans
+
+
+def seconds_spent(body: dict[str, Any]) -> float:
+    """The answer's `seconds` (time the reviewer spent, for A2I's timeSpentInSeconds); 0 when absent."""
+    value = body.get("seconds", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_SECONDS:
+        raise ReviewError(400, f"seconds must be a number from 0 to {MAX_SECONDS:g}")
+    return round(float(value), 3)
+
+
+# --- the loop's status -----------------------------------------------------------------------------------
+
+
+def page_status(status: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows of nerloop_local.service.collect_status: the review counts, the active and
+    latest versions, trainings in flight, and whether events wait for the service's next round."""
+    latest = status["versions"][-1] if status["versions"] else None
+    return {
+        "reviews": status["reviews"],
+        "active": status["active"],
+        "latest": {key: latest[key] for key in ("version", "status", "f1", "active")} if latest else None,
+        "versions": len(status["versions"]),
+        "trainings": status["in_flight"]["trainings"],
+        "pool": status["pool"],
+        "working": bool(status["events_pending"]),
+        "dead_letters": sum(len(letters) for letters in status["dead_letters"].values()),
+    }
+
+
+# --- the desk --------------------------------------------------------------------------------------------
+
+
+class ReviewDesk:
+    """The page's access to a started LocalRuntime (see the module docstring for the lock)."""
+
+    def __init__(self, runtime: Any, lock: threading.RLock | None = None,
+                 on_answer: Callable[[], None] | None = None) -> None:
+        self.runtime = runtime
+        self.lock = lock or threading.RLock()
+        self.on_answer = on_answer
+
+    def queue(self) -> list[dict[str, Any]]:
+        """The loops waiting for a reviewer, least confident first."""
+        with self.lock:
+            pending = self.runtime.a2i.pending_loops()
+        return order_queue([queue_entry(loop) for loop in pending])
+
+    def document(self, name: str) -> dict[str, Any]:
+        """One waiting loop's document (404 unknown, 409 answered, 422 unreadable)."""
+        with self.lock:
+            loop = self._pending(name)
+        return document_view(loop, read_input(loop))
+
+    def answer(self, name: str, body: Any) -> dict[str, Any]:
+        """Answer a waiting loop as an A2I worker would; its output.json URI and the entities written."""
+        with self.lock:
+            loop = self._pending(name)
+            entities = check_answer(read_input(loop), body)
+            uri = self.runtime.a2i.complete_loop(name, entities, seconds_spent=seconds_spent(body))
+        if self.on_answer is not None:
+            self.on_answer()
+        return {"name": name, "output": uri, "entities": entities}
+
+    def status(self) -> dict[str, Any]:
+        from nerloop_local.service import collect_status
+
+        with self.lock:
+            return page_status(collect_status(self.runtime, history=False))
+
+    def _pending(self, name: str) -> PendingLoop:
+        found = next((loop for loop in self.runtime.a2i.pending_loops() if loop.name == name), None)
+        if found is not None:
+            return found
+        try:
+            described = self.runtime.client(A2I).describe_human_loop(HumanLoopName=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise ReviewError(404, f"no human loop {name}") from exc
+            raise
+        raise ReviewError(409, f"human loop {name} is {described['HumanLoopStatus']}: it was answered or "
+                               "ended already")
+
+
+__all__ = ["ReviewDesk", "ReviewError", "ReviewInput", "check_answer", "document_view", "order_queue",
+           "page_status", "queue_entry", "read_input", "seconds_spent"]
