@@ -4,7 +4,7 @@
     nerloop up                         the loop as a local service: drop .txt files in the inbox
     nerloop status                     versions, metrics, queues and in-flight work of a workspace
     nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
-    nerloop validate FILE              check a manifest, detection archive or A2I output.json
+    nerloop validate FILE              check a manifest, detection archive, A2I output.json or event
     nerloop report                     a demo run's figures as an HTML page with plots
 """
 
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--entity-types", help="comma-separated; default: the labels the manifest uses")
     convert.set_defaults(run=cmd_convert)
 
-    validate = commands.add_parser("validate", help="check a manifest, detection archive or A2I output.json")
+    validate = commands.add_parser("validate", help="check a manifest, detection archive, A2I output.json or event")
     validate.add_argument("file", type=Path)
     validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
     validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     offline_environment()  # before any nerloop module creates its logger or a client
     # Handlers run outside Lambda here: Powertools' reminder about the Lambda context is noise.
     warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
+    # Metrics are off locally (POWERTOOLS_METRICS_DISABLED); Powertools still says there are none to flush.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -42,6 +42,7 @@ from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
 from nerloop.documents import Span, resolve_overlaps, trim_span
 from nerloop.errors import InvalidRecord
+from nerloop.gt_manifest import utf16_hint
 from nerloop.observability import logger
 
 MAX_NAME_LENGTH = 63
@@ -227,6 +228,13 @@ class ReviewedAnswer:
 def parse_output(output_json: bytes | str, file: str) -> HumanLoopOutputFile:
     """Parse output.json; InvalidRecord naming `file` when it is not the A2I output shape."""
     try:
+        json.loads(output_json)
+    except json.JSONDecodeError as exc:  # json says on which line; pydantic does not
+        raise InvalidRecord(file, exc.lineno, f"not an A2I output file: invalid JSON: {exc.msg} "
+                                              f"(column {exc.colno})") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(file, None, f"not an A2I output file: invalid UTF-8 at byte {exc.start}") from exc
+    try:
         output = HumanLoopOutputFile.model_validate_json(output_json)
         output.input()
     except (ValidationError, ValueError) as exc:
@@ -277,7 +285,8 @@ def review_answer(
         if item.startOffset > item.endOffset:
             raise InvalidRecord(file, None, f"{where}: reversed offsets")
         if item.startOffset < 0 or item.endOffset > len(text):
-            raise InvalidRecord(file, None, f"{where}: outside the text ({len(text)} characters)")
+            raise InvalidRecord(file, None, f"{where}: outside the text ({len(text)} characters"
+                                            f"{utf16_hint(text, item.endOffset)})")
         trimmed = trim_span(text, Span(item.startOffset, item.endOffset, item.label))
         if trimmed is None:
             notes.append(f"{where}: empty or only white space; dropped")

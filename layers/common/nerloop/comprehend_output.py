@@ -14,7 +14,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
@@ -164,12 +164,15 @@ def iter_detection_output(body: IO[bytes] | Any, archive_key: str) -> Iterator[D
     """Stream the records of an output.tar.gz (a file-like object with `read`).
 
     Bad lines are yielded as InvalidRecord and the rest goes on. An archive that is not a readable
-    tar.gz, or holds no records at all, raises InvalidRecord naming the archive (line None).
+    tar.gz, or holds no records at all, raises InvalidRecord naming the archive (line None). The
+    gzip checksum is verified, so a corrupt archive raises even where its damaged bytes still
+    decompress; being streamed, it raises after yielding the records before the damage is known.
     """
     members = 0
     records = 0
+    data = _Gunzip(body)
     try:
-        with tarfile.open(fileobj=body, mode="r|gz") as archive:
+        with tarfile.open(fileobj=cast(IO[bytes], data), mode="r|") as archive:
             for member in archive:
                 if not member.isfile():
                     continue
@@ -181,12 +184,75 @@ def iter_detection_output(body: IO[bytes] | Any, archive_key: str) -> Iterator[D
                 for record in _iter_member(stream, source):
                     records += 1
                     yield record
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+        while data.read(_Gunzip.CHUNK):  # tar stops at its end marker: read on to check the gzip trailer
+            pass
+    except _CorruptGzip as exc:
         raise InvalidRecord(archive_key, None, f"not a readable tar.gz archive: {exc}") from exc
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InvalidRecord(archive_key, None, f"not a readable tar.gz archive: the gzip data holds no tar "
+                                               f"archive ({exc})") from exc
     if members == 0:
         raise InvalidRecord(archive_key, None, "the archive holds no files")
     if records == 0:
         raise InvalidRecord(archive_key, None, "the archive holds no records")
+
+
+class _CorruptGzip(Exception):
+    """The gzip layer of an archive is damaged; the message says how."""
+
+
+class _Gunzip:
+    """A forward-only reader of the data inside a gzip stream, checking each member's CRC-32 and length
+    (tarfile's own streaming mode checks neither, so flipped bytes could pass unnoticed)."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, raw: IO[bytes] | Any) -> None:
+        self.raw = raw
+        self.inflater: Any = None
+        self.pending = b""  # compressed bytes not yet given to the inflater
+        self.members = 0
+        self.finished = False
+
+    def _next_compressed(self) -> bytes:
+        data, self.pending = self.pending, b""
+        return data or self.raw.read(self.CHUNK)
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = size if size is not None and size >= 0 else 1 << 62
+        out = bytearray()
+        while len(out) < wanted and not self.finished:
+            if self.inflater is None:
+                head = self._next_compressed()
+                if self.members and not head.strip(b"\0"):  # end of stream, or zero padding after it
+                    while head:
+                        if head.strip(b"\0"):
+                            raise _CorruptGzip("data after the end of the gzip stream")
+                        head = self.raw.read(self.CHUNK)
+                    self.finished = True
+                    break
+                if not head:
+                    raise _CorruptGzip("the file is empty")
+                if self.members == 0 and not head.startswith(b"\x1f\x8b"):
+                    hint = " (it looks like plain JSON)" if head.lstrip()[:1] in (b"{", b"[") else ""
+                    raise _CorruptGzip(f"not a gzip file{hint}")
+                self.inflater = zlib.decompressobj(wbits=31)
+                self.members += 1
+                self.pending = head
+            data = self.inflater.unconsumed_tail or self._next_compressed()
+            if not data:
+                raise _CorruptGzip("the gzip data is truncated (it ends before its end-of-stream marker)")
+            try:
+                out += self.inflater.decompress(data, max(1, min(wanted - len(out), self.CHUNK)))
+            except zlib.error as exc:
+                detail = str(exc).split(": ", 1)[-1]
+                if "incorrect data check" in detail or "incorrect length check" in detail:
+                    detail += " (the CRC-32 or length in the gzip trailer does not match the data)"
+                raise _CorruptGzip(f"corrupt gzip data: {detail}") from exc
+            if self.inflater.eof:
+                self.pending = self.inflater.unused_data
+                self.inflater = None
+        return bytes(out)
 
 
 def _iter_member(stream: IO[bytes], source: str) -> Iterator[DetectionRecord]:
@@ -218,10 +284,20 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
         where = ".".join(str(p) for p in error["loc"])
-        if error["type"] == "json_invalid":
+        if error["type"] == "model_type" and not where:
+            parts.append(f"a record must be a JSON object, not {_json_type(error.get('input'))}")
+        elif error["type"] == "json_invalid":
             parts.append(f"invalid JSON ({error.get('ctx', {}).get('error', error['msg'])})")
         elif error["type"] == "missing":
             parts.append(f"missing {where}")
         else:
             parts.append(f"{where}: {error['msg']}" if where else error["msg"])
     return "; ".join(parts)
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), type(value).__name__)

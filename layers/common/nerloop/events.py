@@ -198,7 +198,6 @@ class ScheduledEvent(Envelope):
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
 
 
-
 # --- which model an event is, and what is wrong with it -----------------------------------------
 
 _MODELS: dict[tuple[str, str], type[Envelope]] = {
@@ -206,6 +205,7 @@ _MODELS: dict[tuple[str, str], type[Envelope]] = {
     ("aws.sagemaker", "SageMaker Ground Truth Labeling Job State Change"): LabelingJobStateChange,
     ("aws.sagemaker", "SageMaker A2I HumanLoop Status Change"): HumanLoopStatusChange,
     ("nerloop", "Recognizer Status Change"): RecognizerStatusChange,
+    ("nerloop", "Documents Added"): DocumentsAdded,
     ("nerloop", "Detection Job Status Change"): DetectionJobStatusChange,
     ("aws.events", "Scheduled Event"): ScheduledEvent,
 }

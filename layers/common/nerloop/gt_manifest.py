@@ -144,6 +144,17 @@ def detect_label_attribute(record: Mapping[str, Any], file: str = "", line: int 
     raise InvalidRecord(file, line, f"several NER label attributes {sorted(found)}; name the one to use")
 
 
+def utf16_hint(text: str, offset: int) -> str:
+    """A hint for an offset past the end of `text` that would fit were it counted in UTF-16 units, as
+    JavaScript counts: each character outside the Basic Multilingual Plane (most emoji) is two of those
+    but one code point. Empty when that cannot be the explanation."""
+    astral = sum(1 for char in text if ord(char) > 0xFFFF)
+    if not astral or offset > len(text) + astral:
+        return ""
+    return (f"; offsets count code points and the text has {astral} character(s) outside the BMP, "
+            "so they may have been counted in UTF-16 units")
+
+
 # --- one line ------------------------------------------------------------------------------------
 
 
@@ -177,7 +188,7 @@ def _load(text: str, file: str, line: int) -> dict[str, Any]:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidRecord(file, line, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+        raise InvalidRecord(file, line, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
     if not isinstance(record, dict):
         raise InvalidRecord(file, line, f"a line must be a JSON object, not {type(record).__name__}")
     return record
@@ -249,7 +260,7 @@ def _raw_spans(
                 raise InvalidRecord(file, line, f"{where}: {name} {offset} is negative")
             if offset > len(text):
                 raise InvalidRecord(file, line, f"{where}: {name} {offset} is beyond the text "
-                                                f"({len(text)} characters)")
+                                                f"({len(text)} characters{utf16_hint(text, offset)})")
             offsets.append(offset)
         begin, end = offsets
         if end < begin:
@@ -361,9 +372,11 @@ def parse_manifest(
         yield LabelledDocument(line=number, text=text, spans=spans, doc=document_hash(text), labels=labels)
 
 
-def read_label_set(lines: Iterable[bytes | str], label_attribute: str | None = None) -> list[str]:
-    """The labels a manifest uses: each job's `annotations.labels`, then any other entity label,
-    in first-seen order. Lines that do not parse are skipped (parse_manifest reports them)."""
+def read_label_set(lines: Iterable[bytes | str], label_attribute: str | None = None, *,
+                   used: bool = True) -> list[str]:
+    """The labels a manifest uses: each job's `annotations.labels`, then (unless `used` is False) any
+    other entity label, in first-seen order. Lines that do not parse are skipped (parse_manifest
+    reports them)."""
     found: list[str] = []
     attribute = label_attribute
     for raw in lines:
@@ -373,7 +386,8 @@ def read_label_set(lines: Iterable[bytes | str], label_attribute: str | None = N
                 attribute = detect_label_attribute(record)
             annotations = record[attribute]["annotations"]
             names = [item["label"] for item in annotations.get("labels") or []]
-            names += [entity["label"] for entity in annotations.get("entities") or []]
+            if used:
+                names += [entity["label"] for entity in annotations.get("entities") or []]
         except (ValueError, TypeError, KeyError, AttributeError, InvalidRecord):
             continue
         for name in names:
