@@ -150,7 +150,7 @@ def a2i(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
 
 def expect_loop(stubber: Stubber, doc: Doc) -> None:
     """StartHumanLoop for `doc`: its name, our flow definition, and its input content exactly."""
-    name = loop_name(doc.hash, VERSION)
+    name = loop_name(doc.hash, VERSION, FLOW)
     content = build_input_content(doc.hash, doc.text, doc.detected(), VERSION, TYPES)
     stubber.add_response(
         "start_human_loop",
@@ -220,7 +220,7 @@ def test_pool_statuses_follow_the_decisions(
         FAILED.text: WAITING,
         ALREADY_GOLD.text: GOLD,
     }
-    assert pool[UNCERTAIN.text].loop == loop_name(UNCERTAIN.hash, VERSION)
+    assert pool[UNCERTAIN.text].loop == loop_name(UNCERTAIN.hash, VERSION, FLOW)
     assert {p.seen_by for text, p in pool.items() if text != ALREADY_GOLD.text} == {VERSION}
 
 
@@ -250,7 +250,7 @@ def test_each_loop_is_recorded_in_progress_and_the_job_marked_routed(
 
     state = given_a_finished_detection_job.state
     loops = {loop.name: loop for loop in state.list_loops()}
-    assert set(loops) == {loop_name(THIRD_UNCERTAIN.hash, VERSION), loop_name(UNCERTAIN.hash, VERSION)}
+    assert set(loops) == {loop_name(THIRD_UNCERTAIN.hash, VERSION, FLOW), loop_name(UNCERTAIN.hash, VERSION, FLOW)}
     assert {(loop.doc, loop.version, loop.status) for loop in loops.values()} == {
         (THIRD_UNCERTAIN.hash, VERSION, "InProgress"),
         (UNCERTAIN.hash, VERSION, "InProgress"),
@@ -291,7 +291,7 @@ def test_a_redelivered_event_starts_nothing_new(
 def test_throttling_is_retried_with_back_off(
     given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
 ) -> None:
-    name = loop_name(THIRD_UNCERTAIN.hash, VERSION)
+    name = loop_name(THIRD_UNCERTAIN.hash, VERSION, FLOW)
     a2i.add_client_error(
         "start_human_loop",
         "ThrottlingException",
@@ -316,7 +316,7 @@ def test_a_loop_that_a2i_already_has_is_not_counted_as_new(
 ) -> None:
     # Given a first attempt that recorded and started the loop, then crashed before the pool was marked
     state = given_a_finished_detection_job.state
-    state.put_loop(Loop(loop_name(UNCERTAIN.hash, VERSION), UNCERTAIN.hash, VERSION, "InProgress"))
+    state.put_loop(Loop(loop_name(UNCERTAIN.hash, VERSION, FLOW), UNCERTAIN.hash, VERSION, "InProgress"))
     expect_loop(a2i, THIRD_UNCERTAIN)
     a2i.add_client_error("start_human_loop", "ConflictException", http_status_code=409)
 
@@ -330,7 +330,7 @@ def test_a_loop_already_finished_for_this_version_is_not_started_again(
     given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
 ) -> None:
     state = given_a_finished_detection_job.state
-    name = loop_name(UNCERTAIN.hash, VERSION)
+    name = loop_name(UNCERTAIN.hash, VERSION, FLOW)
     state.put_loop(Loop(name, UNCERTAIN.hash, VERSION, "InProgress"))
     state.finish_loop(name, "Failed", "Expired: nobody reviewed it")
     expect_loop(a2i, THIRD_UNCERTAIN)

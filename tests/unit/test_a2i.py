@@ -33,6 +33,7 @@ FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
 FILE = "s3://nerloop-data-123456789012-us-east-1/reviews/loop/output.json"
 NAME_RULE = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 DOC = document_hash("Amazon S3 now supports things.")
+FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
 
 
 # --- loop names -----------------------------------------------------------------------------------
@@ -46,6 +47,21 @@ def test_a_loop_name_is_a_valid_a2i_name_for_any_version(version: str) -> None:
 
     assert 1 <= len(name) <= 63
     assert NAME_RULE.match(name), name
+
+
+@pytest.mark.parametrize("version", ["v1", "Version_2024.10", "x" * 63])
+def test_a_scoped_loop_name_is_a_valid_a2i_name(version: str) -> None:
+    name = loop_name(DOC, version, scope=FLOW_ARN)
+
+    assert 1 <= len(name) <= 63
+    assert NAME_RULE.match(name), name
+
+
+def test_two_stacks_name_the_same_review_differently() -> None:
+    other_stack = FLOW_ARN.replace("nerloop-review", "team-b-review")
+
+    assert loop_name(DOC, "v1", scope=FLOW_ARN) != loop_name(DOC, "v1", scope=other_stack)
+    assert loop_name(DOC, "v1", scope=FLOW_ARN) == loop_name(DOC, "v1", scope=FLOW_ARN)
 
 
 def test_a_loop_name_is_the_same_for_the_same_document_and_version() -> None:

@@ -55,17 +55,22 @@ ALREADY_STARTED = "already-started"
 
 _HASH_CHARS = 40  # 160 bits of the document hash: collisions are not a practical concern
 _VERSION_CHARS = 20
+_SCOPE_CHARS = 6
+_SCOPED_HASH_CHARS = 33  # 132 bits, still far from any practical collision; the name stays <= 61
 
 
 # --- loop names ----------------------------------------------------------------------------------
 
 
-def loop_name(doc_hash: str, version: str) -> str:
+def loop_name(doc_hash: str, version: str, scope: str = "") -> str:
     """The human loop name for reviewing document `doc_hash` under model `version`.
 
     Deterministic, so a retried start reuses the name and A2I refuses a second loop. At most 63
     characters of `^[a-z0-9](-*[a-z0-9])*$`: `<version tag>-<first 40 hex of the hash>`, the tag being
     the version itself when it is already short lower-case, else a readable prefix and a hash of it.
+    A2I wants loop names unique in the account and region, so with a `scope` (the stack's flow
+    definition ARN) the name carries 6 hex of its hash before 33 of the document's: two stacks
+    reviewing the same text under the same version name do not take each other's loops.
     """
     if not re.fullmatch(r"[0-9a-f]{40,}", doc_hash):
         raise ValueError(f"not a document hash: {doc_hash!r}")
@@ -76,7 +81,11 @@ def loop_name(doc_hash: str, version: str) -> str:
         digest = hashlib.sha256(version.encode("utf-8")).hexdigest()[:8]
         prefix = tag[: _VERSION_CHARS - 9].strip("-")
         tag = f"{prefix}-{digest}" if prefix else digest
-    name = f"{tag}-{doc_hash[:_HASH_CHARS]}"
+    if scope:
+        scope_tag = hashlib.sha256(scope.encode("utf-8")).hexdigest()[:_SCOPE_CHARS]
+        name = f"{tag}-{scope_tag}-{doc_hash[:_SCOPED_HASH_CHARS]}"
+    else:
+        name = f"{tag}-{doc_hash[:_HASH_CHARS]}"
     if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):  # pragma: no cover - by construction
         raise ValueError(f"derived an invalid human loop name {name!r}")
     return name

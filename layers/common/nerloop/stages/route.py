@@ -264,7 +264,7 @@ class Router:
     def review(self, candidate: Candidate) -> None:
         """Open one human loop for the document (once: the name is derived from document and version)."""
         doc = candidate.doc
-        name = loop_name(doc, self.version)
+        name = loop_name(doc, self.version, scope=self.flow_definition_arn)
         try:
             content = build_input_content(doc, candidate.text, candidate.entities, self.version,
                                           self.settings.entity_types)
