@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint build validate deploy bench security clean
+.PHONY: demo test lint build validate deploy bench security chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Duplicates, 20 % faults, 200 concurrent merges and a dead-letter redrive, each against a clean run.
+chaos: $(STAMP)
+	$(BIN)/python -m nerloop_local.chaos
 
 # SAM CLI: no telemetry, and the venv first on PATH (sam build needs python3.11 there).
 export SAM_CLI_TELEMETRY := 0

@@ -6,6 +6,8 @@
     nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
     nerloop validate FILE              check a manifest, detection archive, A2I output.json or event
     nerloop report                     a demo run's figures as an HTML page with plots
+    nerloop redrive                    re-run the dead letters of a workspace through their functions
+    nerloop chaos                      duplicates, faults, concurrency and redrive against a clean run
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ class UsageError(Exception):
 
 def offline_environment() -> None:
     """Fake credentials and a region, so nothing can reach a real AWS account."""
-    os.environ.update({  # nosec B105 # fake credentials, so that nothing signs a request for a real account
-        "AWS_ACCESS_KEY_ID": "nerloop-local", "AWS_SECRET_ACCESS_KEY": "nerloop-local",
-        "AWS_SESSION_TOKEN": "nerloop-local", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    fake = "nerloop-local"  # credentials no real account accepts
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": fake, "AWS_SECRET_ACCESS_KEY": fake,
+        "AWS_SESSION_TOKEN": fake, "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": "true",
@@ -117,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
     validate.set_defaults(run=cmd_validate)
 
-    from nerloop_local import demo, report, service
+    from nerloop_local import chaos, demo, redrive, report, service
 
     demo.add_commands(commands)
     service.add_commands(commands)
     report.add_commands(commands)
+    redrive.add_commands(commands)
+    chaos.add_commands(commands)
     return parser
 
 

@@ -56,6 +56,7 @@ import functools
 import io
 import json
 import os
+import random
 import socket
 import time
 import traceback
@@ -78,15 +79,18 @@ from nerloop_local.atomic import make_dynamodb_writes_atomic
 # Imported before any boto3 session is made, so every client reaches the stand-ins.
 from nerloop_local.fakes import FakeContext, Fakes, Reviewer, patch_client
 from nerloop_local.fakes.groundtruth import label_attribute_of
+from nerloop_local.faults import FaultInjector
 from nerloop_local.stack import ACCOUNT, REGION, Stack
 from nerloop_local.template import rules as template_rules
 from nerloop_local.workspace import Workspace
 
+# Fake, so that nothing can sign a request for a real account.
+_FAKE = "testing"
 FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    "AWS_ACCESS_KEY_ID": _FAKE,
+    "AWS_SECRET_ACCESS_KEY": _FAKE,
+    "AWS_SECURITY_TOKEN": _FAKE,
+    "AWS_SESSION_TOKEN": _FAKE,
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
@@ -98,6 +102,8 @@ ENDPOINT_PREFIX = "AWS_ENDPOINT_URL_"
 MOTO_S3_EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
 ATTEMPT_ATTRIBUTE = "nerloop-attempt"
 NORMALIZED_ATTRIBUTE = "nerloop-normalized"
+DUPLICATE_ATTRIBUTE = "nerloop-duplicate"  # a second delivery made by `duplicate_events`
+REDRIVEN_ATTRIBUTE = "nerloop-redriven"  # put back from the dead-letter queue by `redrive`
 LOCAL_ROLE = f"arn:aws:iam::{ACCOUNT}:role/nerloop-local"
 LOCAL_WORKTEAM = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/nerloop-local"
 # Ground Truth's built-in NER task (us-east-1), as a real labeling job would name it.
@@ -131,6 +137,7 @@ class Delivery:
     result: Any = None
     error: str = ""
     seconds: float = 0.0
+    duplicate: bool = False  # a second delivery of the same event (`duplicate_events`)
 
     def line(self) -> str:
         """One line for people: `[3] PreprocessFunction  Object Created raw/a.txt  ok`."""
@@ -357,6 +364,8 @@ class LocalRuntime:
         test_fraction: float = 0.1,
         seed: int = 0,
         stack: Stack | None = None,
+        duplicate_events: bool = False,
+        faults: FaultInjector | None = None,
     ) -> None:
         """
         workspace: the folder holding the state (created if missing).
@@ -370,6 +379,11 @@ class LocalRuntime:
         test_fraction, seed: the Comprehend stand-in's hold-out split.
         stack: an already loaded Stack (instead of `parameters`; saves reading the template again).
             It is copied: the custom resources' attributes are added to the copy's names.
+        duplicate_events: deliver every event twice, as EventBridge, S3 and A2I may: the second copy
+            has a new event id (redeliveries do) and goes either into the same cycle's batch, whose
+            order is shuffled (a rule promises no order), or to the next cycle. Seeded by `seed`.
+        faults: a nerloop_local.faults.FaultInjector, installed while the runtime runs and armed
+            around every delivery to a handler (the harness's own calls are never faulted).
         """
         if watch_every < 1 or (max_attempts is not None and max_attempts < 1):
             raise ValueError("watch_every and max_attempts must be at least 1")
@@ -384,6 +398,10 @@ class LocalRuntime:
         self.block_network = block_network
         self.test_fraction = test_fraction
         self.seed = seed
+        self.duplicate_events = duplicate_events
+        self.faults = faults
+        self.duplicates_injected = 0
+        self._shuffle = random.Random(seed)  # nosec B311 # delivery order, not secrets
 
         if stack is not None and parameters:
             raise ValueError("give either a loaded stack or parameters, not both")
@@ -456,6 +474,8 @@ class LocalRuntime:
             if saved:
                 self._restore_queues()
                 self.restored = True
+            if self.faults is not None:
+                self.faults.install()
         except BaseException:
             self.close(save=False)
             raise
@@ -467,6 +487,8 @@ class LocalRuntime:
             if save and self.started:
                 self.save()
         finally:
+            if self.faults is not None:
+                self.faults.uninstall()
             if self._fakes is not None:
                 self._fakes.uninstall()
             if self._mock is not None:
@@ -651,6 +673,11 @@ class LocalRuntime:
         self._overrides[function] = handler
         self._handlers[function] = handler
 
+    def restore_handler(self, function: str) -> None:
+        """Go back to the function's own code after `override_handler`."""
+        self._overrides.pop(function, None)
+        self._handlers.pop(function, None)
+
     def _function_setting(self, function: str, name: str, default: Any) -> Any:
         own = self.stack.functions()[function].get("Properties", {})
         globals_ = (self.stack.template.get("Globals") or {}).get("Function") or {}
@@ -816,13 +843,15 @@ class LocalRuntime:
         try:
             for function, wiring in self.wiring.items():
                 messages = self._receive_all(wiring.queue_url)
-                for index, message in enumerate(messages):
+                batch = (self._with_duplicates(wiring, messages) if self.duplicate_events
+                         else [(message, True) for message in messages])
+                for index, (message, owned) in enumerate(batch):
                     try:
-                        delivered.append(self._deliver(function, message))
+                        delivered.append(self._deliver(function, message, owned=owned))
                     except BaseException:
                         # Interrupted (Ctrl-C): what was not handled becomes visible again, so it is
                         # saved with the queue and delivered after a restart.
-                        self._release(wiring.queue_url, messages[index:])
+                        self._release(wiring.queue_url, [m for m, own in batch[index:] if own])
                         raise
         finally:
             self.deliveries.extend(delivered)
@@ -878,6 +907,43 @@ class LocalRuntime:
                               "record": record})
         return found
 
+    def redrive(self, function: str | None = None, *, keep: bool = False) -> list[dict[str, Any]]:
+        """Put each dead letter's original event (Lambda's `requestPayload`) back on its function's
+        event queue, the target of the function's rules, as a first attempt: the next cycles deliver
+        it to the same handler as before, with the same retries. The stages' business-key idempotency
+        makes a redriven event that had half succeeded, or one redriven twice, change nothing twice.
+
+        function: only this function's dead letters (default: every function's).
+        keep: leave the dead letters in place (default: they are removed once requeued).
+        Returns [{"function", "event", "error", "attempts"}] for what was requeued.
+        """
+        if function is not None and function not in self.wiring:
+            raise KeyError(f"no function {function!r} with a dead-letter queue; known: {', '.join(self.wiring)}")
+        sqs = self.client("sqs")
+        requeued: list[dict[str, Any]] = []
+        for name, wiring in self.wiring.items():
+            if function is not None and name != function:
+                continue
+            messages = self._receive_all(wiring.dlq_url)
+            for message in messages:
+                record = json.loads(message["Body"])
+                event = record.get("requestPayload")
+                if not isinstance(event, dict):
+                    continue  # not an invocation record: left in the queue for a person
+                sqs.send_message(QueueUrl=wiring.queue_url, MessageBody=json.dumps(event),
+                                 MessageAttributes=_attributes({NORMALIZED_ATTRIBUTE: "1", REDRIVEN_ATTRIBUTE: "1"}))
+                requeued.append({"function": name, "event": event,
+                                 "error": (record.get("responsePayload") or {}).get("errorMessage", ""),
+                                 "attempts": (record.get("requestContext") or {}).get("approximateInvokeCount", 0)})
+                if not keep:
+                    sqs.delete_message(QueueUrl=wiring.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            if keep:
+                self._release(wiring.dlq_url, messages)
+            else:
+                self._release(wiring.dlq_url, [m for m in messages
+                                               if not isinstance(json.loads(m["Body"]).get("requestPayload"), dict)])
+        return requeued
+
     def fire_schedules(self) -> None:
         """Send a Scheduled Event to every scheduled function now (what EventBridge's timer would do)."""
         self._scheduled_seen = self._changes()
@@ -924,25 +990,60 @@ class LocalRuntime:
         return [{"body": m["Body"], "attributes": {name: value["StringValue"] for name, value in
                                                    (m.get("MessageAttributes") or {}).items()}} for m in messages]
 
-    def _deliver(self, function: str, message: dict[str, Any]) -> Delivery:
+    def _event_of(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The event a queued message carries, as AWS would deliver it."""
+        raw = json.loads(message["Body"])
+        if _message_attributes(message).get(NORMALIZED_ATTRIBUTE):
+            return raw  # type: ignore[no-any-return]
+        self._sequence += 1
+        return normalize_event(raw, self._sequence)
+
+    def _with_duplicates(self, wiring: FunctionWiring, messages: list[dict[str, Any]]
+                         ) -> list[tuple[dict[str, Any], bool]]:
+        """The cycle's batch for one function with every first delivery made twice, shuffled:
+        [(message, owned)], where only owned messages are in the queue (and deleted once handled)."""
+        sqs = self.client("sqs")
+        batch: list[tuple[dict[str, Any], bool]] = []
+        for message in messages:
+            attributes = _message_attributes(message)
+            if attributes.get(DUPLICATE_ATTRIBUTE) or int(attributes.get(ATTEMPT_ATTRIBUTE, "1")) > 1:
+                batch.append((message, True))  # a copy or a retry: delivered as it is
+                continue
+            event = self._event_of(message)
+            original = {**message, "Body": json.dumps(event), "MessageAttributes": _attributes(
+                {**attributes, NORMALIZED_ATTRIBUTE: "1"})}
+            batch.append((original, True))
+            # A redelivery is a new event as far as ids go: only business keys may tell them apart.
+            body = json.dumps({**event, "id": str(uuid.uuid4())})
+            copy_attributes = _attributes({NORMALIZED_ATTRIBUTE: "1", DUPLICATE_ATTRIBUTE: "1"})
+            self.duplicates_injected += 1
+            if self._shuffle.random() < 0.5:
+                batch.append(({"Body": body, "MessageAttributes": copy_attributes, "ReceiptHandle": ""}, False))
+            else:  # later: the next cycle, after whatever the first delivery set off
+                sqs.send_message(QueueUrl=wiring.queue_url, MessageBody=body, MessageAttributes=copy_attributes)
+        self._shuffle.shuffle(batch)
+        return batch
+
+    def _deliver(self, function: str, message: dict[str, Any], *, owned: bool = True) -> Delivery:
+        """Hand one queued message's event to `function`; `owned` False for an in-memory copy
+        (`duplicate_events`) that is in no queue."""
         sqs = self.client("sqs")
         wiring = self.wiring[function]
-        attributes = {name: value["StringValue"] for name, value in (message.get("MessageAttributes") or {}).items()}
+        attributes = _message_attributes(message)
         attempt = int(attributes.get(ATTEMPT_ATTRIBUTE, "1"))
-        raw = json.loads(message["Body"])
-        if attributes.get(NORMALIZED_ATTRIBUTE):
-            event = raw
-        else:
-            self._sequence += 1
-            event = normalize_event(raw, self._sequence)
+        event = self._event_of(message)
         if wiring.schedules and event.get("detail-type") == "Scheduled Event":
             self._scheduled_seen = self._changes()
         delivery = Delivery(cycle=self._cycle, function=function, source=str(event.get("source", "")),
                             detail_type=str(event.get("detail-type", "")), summary=summarize_event(event),
-                            outcome="ok", attempt=attempt)
+                            outcome="ok", attempt=attempt, duplicate=bool(attributes.get(DUPLICATE_ATTRIBUTE)))
         started = time.monotonic()
         try:
-            result = self.invoke(function, event)
+            if self.faults is not None:
+                with self.faults.armed(function):
+                    result = self.invoke(function, event)
+            else:
+                result = self.invoke(function, event)
         except Exception as exc:  # a handler's failure is the event's, never the pump's
             delivery.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             body = json.dumps(event)
@@ -958,7 +1059,8 @@ class LocalRuntime:
             delivery.result = result
         delivery.seconds = round(time.monotonic() - started, 4)
         # Deleted only once handled (or passed on to a retry or the dead-letter queue).
-        sqs.delete_message(QueueUrl=wiring.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if owned:
+            sqs.delete_message(QueueUrl=wiring.queue_url, ReceiptHandle=message["ReceiptHandle"])
         for listener in self._listeners:
             listener(delivery)
         return delivery
@@ -1054,6 +1156,10 @@ def _cloudformation_responses() -> Iterator[dict[str, dict[str, Any]]]:
         yield catcher.bodies
     finally:
         urllib.request._opener = previous  # type: ignore[attr-defined]
+
+
+def _message_attributes(message: Mapping[str, Any]) -> dict[str, str]:
+    return {name: value["StringValue"] for name, value in (message.get("MessageAttributes") or {}).items()}
 
 
 def _attributes(values: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -248,7 +248,8 @@ def operations() -> dict[str, set[str]]:
     for service, prefix in SERVICES.items():
         for operation in session.get_service_model(service).operation_names:
             found.setdefault(xform_name(operation), set()).add(f"{prefix}:{operation}")
-    return {**found, **S3_HELPERS}
+    # IAM governs a transaction by its items' actions; nerloop's only transaction is two Updates.
+    return {**found, **S3_HELPERS, "transact_write_items": {"dynamodb:UpdateItem"}}
 
 
 OPERATIONS = operations()

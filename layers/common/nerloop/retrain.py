@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from nerloop.observability import logger
-from nerloop.snapshots import Snapshot, next_version, write_snapshot
+from nerloop.snapshots import SNAPSHOT_COUNTER, Snapshot, write_snapshot
 from nerloop.state import StateTable
 
 REVIEWS = "REVIEWS"
@@ -61,10 +61,14 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, batch_size: int
                 or reviews - state.get_counter(REVIEWS_AT_SNAPSHOT) >= batch_size):
             state.release_training_lock(token)  # another caller snapshotted between our checks
             return None
-        version = next_version(state)
+        # The number is taken under the lock and counted only once the snapshot is written, so a
+        # snapshot that failed half way is written again under the same name: no gaps in v1, v2, ...
+        number = state.get_counter(SNAPSHOT_COUNTER) + 1
+        version = f"v{number}"
         state.rename_training_lock(token, version)
         holder = version
         snapshot = write_snapshot(state, s3, bucket, version)
+        state.set_counter(SNAPSHOT_COUNTER, number)
     except Exception:
         state.release_training_lock(holder)
         raise

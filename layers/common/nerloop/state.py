@@ -324,6 +324,38 @@ class StateTable:
             raise
         return True
 
+    def complete_loop_counted(self, name: str, counter: str) -> bool:
+        """Move a loop from InProgress to Completed and add 1 to `counter`, in one transaction; False
+        (and nothing changed) when the loop had already finished.
+
+        One transaction, so a failure between the two writes cannot leave a finished loop whose review
+        was never counted (a retry would find the loop finished and count nothing)."""
+        client = self.table.meta.client
+        try:
+            client.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self.table.name, "Key": {"pk": "LOOP", "sk": name},
+                    "UpdateExpression": "SET #status = :status, failure = :failure, finished_at = :now",
+                    "ConditionExpression": "attribute_exists(pk) AND #status = :open",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":status": "Completed", ":failure": "", ":now": now(),
+                                                  ":open": "InProgress"},
+                }},
+                {"Update": {
+                    "TableName": self.table.name, "Key": {"pk": "COUNTER", "sk": counter},
+                    "UpdateExpression": "ADD #value :one",
+                    "ExpressionAttributeNames": {"#value": "value"},
+                    "ExpressionAttributeValues": {":one": 1},
+                }},
+            ])
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException" and \
+                    reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
     # --- counters and the training lock -------------------------------------------------------
 
     def add_to_counter(self, name: str, amount: int = 1) -> int:

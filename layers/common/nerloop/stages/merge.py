@@ -22,7 +22,7 @@ from nerloop.events import HumanLoopDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.retrain import REVIEWS, count_review, maybe_start_retrain
+from nerloop.retrain import REVIEWS, maybe_start_retrain
 from nerloop.settings import Settings
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
@@ -48,9 +48,14 @@ def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, A
     result: dict[str, Any] = {"loop": loop.name, "status": detail.humanLoopStatus, "document": loop.doc,
                               "version": loop.version, "merged": False, "snapshot": None}
     if loop.status != IN_PROGRESS:
-        # Finished before (a redelivery after the idempotency record expired): change nothing.
+        # Finished before: a redelivery after the idempotency record expired, or a retry of a run that
+        # failed after finishing the loop. Change nothing, but a retrain that run was about to start
+        # must still start (maybe_start_retrain does nothing unless one is due and none in flight).
         logger.info("human loop already finished", loop=loop.name, recorded=loop.status)
-        return {**result, "already_finished": loop.status}
+        snapshot = None
+        if loop.status == "Completed" == detail.humanLoopStatus:
+            snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
+        return {**result, "already_finished": loop.status, "snapshot": snapshot.version if snapshot else None}
     if detail.humanLoopStatus == "Completed":
         return _merge_completed(detail, loop, state, aws, settings, result)
     failure = f"{detail.failureCode or detail.humanLoopStatus}: {detail.failureReason or 'no reason given'}"
@@ -81,12 +86,11 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
     for note in answer.notes:
         quarantine.note(uri, None, note)
     state.put_gold(GoldDocument(doc=loop.doc, text=text, spans=answer.spans, origin=f"review:{loop.name}"))
-    counted = state.finish_loop(loop.name, "Completed")
+    # The loop's end and its count in one transaction: a retry never finds a finished, uncounted loop.
+    counted = state.complete_loop_counted(loop.name, REVIEWS)
+    reviews = state.get_counter(REVIEWS)
     if counted:
-        reviews = count_review(state)
         metrics.add_metric(name="ReviewsMerged", unit=MetricUnit.Count, value=1)
-    else:
-        reviews = state.get_counter(REVIEWS)
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
     logger.info("review merged", loop=loop.name, document=loop.doc, spans=len(answer.spans),
                 reviews=reviews, counted=counted, snapshot=snapshot.version if snapshot else None)

@@ -1,0 +1,92 @@
+"""`nerloop redrive`: re-run the events that failed every attempt, once what broke them is fixed.
+
+    nerloop redrive --workspace DIR [--function NAME] [--dry-run]
+
+Each dead letter is Lambda's invocation record in the function's on-failure destination queue; its
+`requestPayload` (the original event) goes back on the function's event queue as a first attempt,
+and the loop runs until idle: the same handler, the same retries. The stages' business-key
+idempotency makes a redriven event that had half succeeded, or one redriven twice, change nothing
+twice. An event that fails again lands in the dead-letter queue again. Exit status 1 when dead
+letters remain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def open_workspace(workspace: Path) -> Any:
+    """A LocalRuntime on a saved workspace, with the parameters it was saved with (not started)."""
+    from nerloop_local.cli import UsageError
+    from nerloop_local.runtime import LOCAL_PARAMETERS, LocalRuntime
+    from nerloop_local.service import handler_environment
+    from nerloop_local.stack import Stack
+    from nerloop_local.template import load_template
+    from nerloop_local.workspace import Workspace
+
+    saved = Workspace(workspace)
+    if not saved.exists():
+        raise UsageError(f"{workspace}: no nerloop workspace here (start one with `nerloop up`)")
+    declared = load_template().get("Parameters", {})
+    parameters = {name: value for name, value in (saved.manifest().get("parameters") or {}).items()
+                  if name in declared}
+    stack = Stack.load({**LOCAL_PARAMETERS, **parameters})
+    return LocalRuntime(workspace, stack=stack, environment=handler_environment())
+
+
+def describe(letter: dict[str, Any]) -> str:
+    from nerloop_local.runtime import summarize_event
+
+    event = letter["event"] if isinstance(letter.get("event"), dict) else {}
+    error = (letter.get("error") or "").splitlines()[0][:120] if letter.get("error") else ""
+    return (f"{letter['function']}  {event.get('detail-type', '')} {summarize_event(event)}  "
+            f"after {letter.get('attempts', '?')} attempts: {error}")
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from nerloop_local.cli import UsageError
+
+    workspace: Path = args.workspace
+    if not workspace.is_dir():
+        raise UsageError(f"{workspace}: no such workspace folder")
+    runtime = open_workspace(workspace)
+    runtime.start()
+    try:
+        if args.function is not None and args.function not in runtime.functions:
+            raise UsageError(f"no function {args.function!r}; functions: {', '.join(runtime.functions)}")
+        letters = runtime.dead_letters(args.function)
+        for letter in letters:
+            print(f"dead letter: {describe(letter)}")
+        if not letters:
+            print("no dead letters")
+            return 0
+        if args.dry_run:
+            return 1
+        requeued = runtime.redrive(args.function)
+        print(f"redriving {len(requeued)} event(s)")
+        runtime.on_delivery(lambda delivery: print(delivery.line()))
+        result = runtime.run_until_idle(max_cycles=args.max_cycles)
+        remaining = runtime.dead_letters(args.function)
+        for letter in remaining:
+            print(f"still dead: {describe(letter)}")
+        if args.json:
+            args.json.write_text(json.dumps({"requeued": len(requeued), "idle": result.idle,
+                                             "remaining": len(remaining)}, indent=2) + "\n", encoding="utf-8")
+        print(f"{len(requeued)} redriven, {len(remaining)} dead letter(s) left")
+        return 1 if remaining else 0
+    finally:
+        runtime.close()
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    redrive = commands.add_parser("redrive", help="re-run dead-lettered events through their functions",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    redrive.add_argument("--workspace", type=Path, required=True, help="the workspace folder (as for `nerloop up`)")
+    redrive.add_argument("--function", help="only this function's dead letters (e.g. MergeFunction)")
+    redrive.add_argument("--dry-run", action="store_true", help="list the dead letters, redrive nothing")
+    redrive.add_argument("--max-cycles", type=int, default=400, help="pump cycles to run after redriving")
+    redrive.add_argument("--json", type=Path, help="also write the outcome as JSON to this file")
+    redrive.set_defaults(run=cmd_redrive)
