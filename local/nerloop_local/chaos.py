@@ -118,6 +118,9 @@ def canonical_state(runtime: Any) -> dict[str, Any]:
     - IDEMPOTENCY items: bookkeeping of how often something was attempted (their expiry times and
       stored results carry timestamps and job ids); the effects they guard are compared instead.
     - timestamps (attributes named *_at or *_epoch): when, not what.
+    - the seed-labeling marker (LABELING): a batch that arrives before the seed's labels are in is
+      sent to Ground Truth, one that arrives after is not; a fault that delays the seed's conversion
+      legitimately changes which, and the stand-in never completes a job nobody labels.
     - detection job ids and ARNs (JOB sk, arn, routed_key, a pool item's `job`): Comprehend makes them
       up (random); a job is named by its version and what it did instead, and the run-name time in
       its input key is blanked.
@@ -139,7 +142,7 @@ def canonical_state(runtime: Any) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = []
     for item in items:
         pk, sk = str(item["pk"]), str(item["sk"])
-        if pk == IDEMPOTENCY_PK:
+        if pk in (IDEMPOTENCY_PK, "LABELING"):
             continue
         fields = {name: _plain(value) for name, value in item.items()
                   if name not in ("pk", "sk") and not name.endswith(TIMESTAMP_SUFFIXES)}

@@ -63,7 +63,7 @@ def test_trained_version_becomes_active_and_detects_waiting_documents(emulated, 
          "JobStatus": "SUBMITTED"},
         {"JobName": ANY, "EntityRecognizerArn": ARN.format("v1"), "LanguageCode": "en", "DataAccessRoleArn": ANY,
          "InputDataConfig": {"S3Uri": ANY, "InputFormat": "ONE_DOC_PER_LINE"},
-         "OutputDataConfig": {"S3Uri": f"s3://{emulated.bucket}/detection/output/"}},
+         "OutputDataConfig": {"S3Uri": f"s3://{emulated.bucket}/detection/output/"}, "ClientRequestToken": ANY},
     )
 
     # When the TRAINED event arrives (twice: the second is a redelivery)
@@ -160,7 +160,7 @@ def test_new_documents_are_detected_at_once_by_the_active_version(emulated, even
         {"JobName": f"v2-{added['detail']['batch']}", "EntityRecognizerArn": ARN.format("v2"), "LanguageCode": "en",
          "DataAccessRoleArn": ANY,
          "InputDataConfig": {"S3Uri": ANY, "InputFormat": "ONE_DOC_PER_LINE"},
-         "OutputDataConfig": {"S3Uri": f"s3://{emulated.bucket}/detection/output/"}},
+         "OutputDataConfig": {"S3Uri": f"s3://{emulated.bucket}/detection/output/"}, "ClientRequestToken": ANY},
     )
     handler = emulated.handler("DetectFunction")
 
@@ -192,3 +192,44 @@ def test_a_documents_added_event_with_a_key_outside_batches_is_refused(emulated,
 
     with pytest.raises(ValidationError, match="documentsKey"):
         emulated.handler("DetectFunction")(added, lambda_context)
+
+
+def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_input(
+    emulated, event, lambda_context, comprehend, monkeypatch
+):
+    from nerloop.stages.detect import detection_token
+    from nerloop.state import StateTable
+
+    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    seed_pool(emulated, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."])
+    token = detection_token(f"trained|{ARN.format('v1')}")
+    for attempt in range(2):
+        expect_describe(comprehend, "v1", 0.85)
+        comprehend.add_response(
+            "start_entities_detection_job", {"JobId": "job-1", "JobStatus": "SUBMITTED"},
+            {"JobName": ANY, "EntityRecognizerArn": ARN.format("v1"), "LanguageCode": "en", "DataAccessRoleArn": ANY,
+             "InputDataConfig": {"S3Uri": ANY, "InputFormat": "ONE_DOC_PER_LINE"},
+             "OutputDataConfig": {"S3Uri": ANY}, "ClientRequestToken": token},
+        )
+    real_put_job = StateTable.put_job
+    failures = iter([RuntimeError("DynamoDB went away after the job started")])
+
+    def put_job_failing_once(self, job):
+        for failure in failures:
+            raise failure
+        return real_put_job(self, job)
+
+    monkeypatch.setattr(StateTable, "put_job", put_job_failing_once)
+    handler = emulated.handler("DetectFunction")
+
+    # When the first attempt fails after Comprehend started the job, and text arrives before the retry
+    with pytest.raises(RuntimeError, match="went away"):
+        handler(event("detect"), lambda_context)
+    seed_pool(emulated, ["Amazon EC2 adds an instance type."])
+    result = handler(event("detect"), lambda_context)
+
+    # Then the retry names the same job (same token), and the job's input is what that job read
+    assert result["detection_job"] == "job-1"
+    job = emulated.state.get_job("job-1")
+    body = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode()
+    assert job.documents == 2 and "Amazon EC2" not in body

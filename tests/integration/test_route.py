@@ -326,6 +326,34 @@ def test_a_loop_that_a2i_already_has_is_not_counted_as_new(
     assert state.get_pool(UNCERTAIN.hash).status == IN_REVIEW
 
 
+def test_an_output_routed_again_after_a_failure_makes_the_same_choices(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nerloop.state import StateTable
+
+    # Given a first attempt that opened the budget's one loop, then failed before it finished
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    real_update_job = StateTable.update_job
+    failures = iter([RuntimeError("throttled past the retries")])
+
+    def update_job_failing_once(self: Any, job_id: str, **attributes: Any) -> None:
+        for failure in failures:
+            raise failure
+        real_update_job(self, job_id, **attributes)
+
+    monkeypatch.setattr(StateTable, "update_job", update_job_failing_once)
+    with pytest.raises(RuntimeError, match="throttled"):
+        route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="1")
+
+    # When the event is delivered again, Then the same document has the budget: no second loop opens
+    a2i.add_client_error("start_human_loop", "ConflictException", http_status_code=409)
+    result = route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="1")
+
+    a2i.assert_no_pending_responses()
+    assert (result["loops_started"], result["loops_existing"], result["over_budget"]) == (0, 1, 1)
+    assert given_a_finished_detection_job.state.get_pool(UNCERTAIN.hash).status == WAITING
+
+
 def test_a_loop_already_finished_for_this_version_is_not_started_again(
     given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
 ) -> None:

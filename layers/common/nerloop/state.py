@@ -90,6 +90,16 @@ class Job:
 
 
 @dataclass
+class DetectionRequest:
+    """A detection job about to start: its idempotency token and the input it reads."""
+
+    token: str
+    version: str
+    input_key: str
+    documents: int
+
+
+@dataclass
 class Loop:
     name: str
     doc: str
@@ -429,6 +439,33 @@ class StateTable:
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
+
+    # --- detection requests ---------------------------------------------------------------------
+
+    def record_detection_request(self, request: DetectionRequest) -> DetectionRequest:
+        """Record the input a detection job is about to be started on; when a request with the same
+        token was recorded before (a retried start), that one is kept and returned."""
+        try:
+            self.table.put_item(
+                Item={"pk": "DETECT-REQUEST", "sk": request.token, "version": request.version,
+                      "input_key": request.input_key, "documents": request.documents, "created_at": now()},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            earlier = self.get_detection_request(request.token)
+            if earlier is not None:
+                return earlier
+            raise
+        return request
+
+    def get_detection_request(self, token: str) -> DetectionRequest | None:
+        item = self._get("DETECT-REQUEST", token)
+        if item is None:
+            return None
+        return DetectionRequest(token=token, version=str(item["version"]), input_key=str(item["input_key"]),
+                                documents=int(item["documents"]))
 
     # --- the seed labeling job ------------------------------------------------------------------
 

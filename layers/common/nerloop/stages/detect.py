@@ -12,9 +12,9 @@ the batch starts at once, so new text does not wait for the next training.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
-import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,7 +29,7 @@ from nerloop.observability import logger, metrics
 from nerloop.recognizers import metrics_from_metadata
 from nerloop.retrain import maybe_start_retrain
 from nerloop.settings import Settings
-from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, Job, StateTable, Version
+from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, DetectionRequest, Job, StateTable, Version
 
 # Versions in these states can be deleted to save cost (never the active one, never one in use).
 DELETABLE = ("TRAINED", "IN_ERROR", "STOPPED")
@@ -54,7 +54,8 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
     elif detail.status == "TRAINED":
         result.update(_record_trained(state, aws, detail, settings))
         result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
-        result["detection_job"] = start_detection(state, aws, settings)
+        result["detection_job"] = start_detection(state, aws, settings,
+                                                  request_key=f"trained|{detail.recognizerArn}")
     state.release_training_lock(version)
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
     result["snapshot"] = snapshot.version if snapshot else None
@@ -111,30 +112,46 @@ def _version_order(name: str) -> tuple[int, str]:
     return (int(match.group(1)), "") if match else (0, name)
 
 
-def start_detection(state: StateTable, aws: Aws, settings: Settings) -> str | None:
+def detection_token(request_key: str) -> str:
+    """Comprehend's ClientRequestToken for a detection job, from the business key of what started
+    it: a retried start gets the job the first attempt started, never a second one."""
+    return hashlib.sha256(request_key.encode("utf-8")).hexdigest()[:40]
+
+
+def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key: str) -> str | None:
     """Start a detection job with the active version over the pool documents still waiting and those
-    accepted by an earlier version."""
-    active_version = _active_version(state)
-    if active_version is None:
-        return None
-    run = f"{active_version.version}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    input_key = f"{DETECTION_INPUT_PREFIX}{run}/{DOCUMENTS_FILE}"
+    accepted by an earlier version; once per `request_key` (what triggered it)."""
+    token = detection_token(request_key)
+    request = state.get_detection_request(token)
+    if request is None:
+        active_version = _active_version(state)
+        if active_version is None:
+            return None
+        input_key = f"{DETECTION_INPUT_PREFIX}{active_version.version}-{token[:12]}/{DOCUMENTS_FILE}"
+        count = _write_detection_input(state, aws, settings, active_version.version, input_key)
+        if count == 0:
+            logger.info("no documents waiting for detection", version=active_version.version)
+            return None
+        # Recorded before the job starts: a retry reuses this input as it is, even if the pool changed.
+        request = state.record_detection_request(DetectionRequest(token, active_version.version, input_key, count))
+    return _start_job(state, aws, settings, request)
+
+
+def _write_detection_input(state: StateTable, aws: Aws, settings: Settings, version: str, input_key: str) -> int:
     with tempfile.TemporaryFile("w+b") as spool:
         count = 0
         for doc in state.iter_pool((WAITING, ACCEPTED)):
             # Accepted documents are looked at again by each new version; waiting ones (left over by
             # the review budget, or sent back by a failed loop) always, even by the version that saw
             # them, so the loop goes on when a new version is not activated.
-            if doc.status == ACCEPTED and doc.seen_by == active_version.version:
+            if doc.status == ACCEPTED and doc.seen_by == version:
                 continue
             spool.write((one_line(doc.text) + "\n").encode("utf-8"))
             count += 1
-        if count == 0:
-            logger.info("no documents waiting for detection", version=active_version.version)
-            return None
-        spool.seek(0)
-        aws.s3.upload_fileobj(spool, settings.data_bucket, input_key)
-    return _start_job(state, aws, settings, active_version, run, input_key, count)
+        if count:
+            spool.seek(0)
+            aws.s3.upload_fileobj(spool, settings.data_bucket, input_key)
+    return count
 
 
 def detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
@@ -148,18 +165,22 @@ def detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> 
 def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
     state = StateTable(aws.table)
     result: dict[str, Any] = {"batch": detail.batch, "documents": detail.documents, "detection_job": None}
-    active_version = _active_version(state)
-    if active_version is None:
-        logger.info("no active version yet; the batch waits for the first one", batch=detail.batch)
-        return {**result, "skipped": "no active version yet"}
-    # The batch file is the job's input as it stands (one document a line); a server-side copy puts
-    # it where Comprehend's data-access role may read, and where the route stage finds a job's input.
-    run = f"{active_version.version}-{detail.batch}"
-    input_key = f"{DETECTION_INPUT_PREFIX}{run}/{DOCUMENTS_FILE}"
-    aws.s3.copy_object(Bucket=settings.data_bucket, Key=input_key,
-                       CopySource={"Bucket": settings.data_bucket, "Key": detail.documentsKey})
-    result["detection_job"] = _start_job(state, aws, settings, active_version, run, input_key, detail.documents)
-    result["version"] = active_version.version
+    token = detection_token(f"batch|{detail.batch}")
+    request = state.get_detection_request(token)
+    if request is None:
+        active_version = _active_version(state)
+        if active_version is None:
+            logger.info("no active version yet; the batch waits for the first one", batch=detail.batch)
+            return {**result, "skipped": "no active version yet"}
+        # The batch file is the job's input as it stands (one document a line); a server-side copy
+        # puts it where Comprehend's data-access role may read, and where the route stage finds it.
+        input_key = f"{DETECTION_INPUT_PREFIX}{active_version.version}-{detail.batch}/{DOCUMENTS_FILE}"
+        aws.s3.copy_object(Bucket=settings.data_bucket, Key=input_key,
+                           CopySource={"Bucket": settings.data_bucket, "Key": detail.documentsKey})
+        request = state.record_detection_request(
+            DetectionRequest(token, active_version.version, input_key, detail.documents))
+    result["detection_job"] = _start_job(state, aws, settings, request)
+    result["version"] = request.version
     return result
 
 
@@ -171,20 +192,25 @@ def _active_version(state: StateTable) -> Version | None:
     return version if version is not None and version.arn else None
 
 
-def _start_job(state: StateTable, aws: Aws, settings: Settings, version: Version, run: str, input_key: str,
-               count: int) -> str:
+def _start_job(state: StateTable, aws: Aws, settings: Settings, request: DetectionRequest) -> str | None:
+    version = state.get_version(request.version)
+    if version is None or not version.arn:
+        logger.warning("the version of a detection request is gone", version=request.version)
+        return None
     reply = aws.comprehend.start_entities_detection_job(
-        JobName=run,
+        JobName=request.input_key.removeprefix(DETECTION_INPUT_PREFIX).split("/", 1)[0],
         EntityRecognizerArn=version.arn,
         LanguageCode=settings.language_code,
         DataAccessRoleArn=settings.comprehend_role_arn,
-        InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{input_key}", "InputFormat": "ONE_DOC_PER_LINE"},
+        InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{request.input_key}",
+                         "InputFormat": "ONE_DOC_PER_LINE"},
         OutputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{DETECTION_OUTPUT_PREFIX}"},
+        ClientRequestToken=request.token,
     )
     job_id = reply["JobId"]
     state.put_job(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=version.version,
-                      input_key=input_key, documents=count, arn=reply.get("JobArn", "")))
+                      input_key=request.input_key, documents=request.documents, arn=reply.get("JobArn", "")))
     metrics.add_metric(name="DetectionJobsStarted", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=count)
-    logger.info("detection job started", job=job_id, version=version.version, documents=count)
+    metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=request.documents)
+    logger.info("detection job started", job=job_id, version=version.version, documents=request.documents)
     return str(job_id)

@@ -4,7 +4,8 @@ Every document of the output is either accepted (all its entities are confident)
 A2I human loop for the whole document (any entity below the threshold), least confident first
 when a review budget applies, near-duplicates of a chosen document passed over
 (`nerloop.routing.pick_diverse`); documents over budget stay waiting for the next model version.
-Gold documents and documents already in review are left alone. Bad records are quarantined and
+Gold documents and documents already in review are left alone, unless this version's routing sent
+them to review (an output routed again decides as before). Bad records are quarantined and
 the rest goes on: records in = accepted + sent to review + over budget + skipped + quarantined.
 """
 
@@ -40,7 +41,7 @@ from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.routing import ACCEPT, SHORTLIST_FACTOR, ReviewBudget, pick_diverse, route_decision, word_set
 from nerloop.settings import Settings, require
-from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, StateTable, now
+from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDocument, StateTable, now
 
 LOOP_IN_PROGRESS = "InProgress"
 
@@ -196,7 +197,7 @@ class Router:
             return
         doc = document_hash(text)
         pool = self.state.get_pool(doc)
-        if pool is None or pool.status in (GOLD, IN_REVIEW):
+        if pool is None or (pool.status in (GOLD, IN_REVIEW) and not self.reviewed_here(pool)):
             self.counts["skipped"] += 1
             logger.info("document skipped", document=doc, line=record.line,
                         status=pool.status if pool else "not in the pool")
@@ -211,6 +212,12 @@ class Router:
         over = self.budget.offer(record.min_score or 0.0, record.line, candidate)
         if over is not None:
             self.over_budget(over)
+
+    def reviewed_here(self, pool: PoolDocument) -> bool:
+        """True when the document went to review from this version's routing (its loop is still
+        open, or was merged since). An output routed again after a failure half way then makes the
+        same choices as the first attempt, and the budget is not spent twice."""
+        return pool.loop == loop_name(pool.doc, self.version, scope=self.flow_definition_arn)
 
     def document_text(self, record: DocumentEntities | DocumentFailure) -> str | None:
         """The text of the record's input line; None (and the record quarantined) when it has none."""
