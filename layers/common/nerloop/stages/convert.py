@@ -7,6 +7,7 @@ requested, which writes the next training snapshot unless a training is in fligh
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -49,6 +50,65 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+class SeenDocuments:
+    """The documents met so far in one manifest, each with the line it was first met on.
+
+    A manifest may hold a million lines, so this is not a dict of hashes (about 200 bytes an entry)
+    but an open-addressing table of the hashes' first 64 bits in two arrays: 12 bytes a slot, at
+    most 70 % full, about 24 MB for a million documents. Two documents sharing 64 bits (odds about
+    1 in 30 million for a million documents) look alike here; the caller tells them apart by the
+    gold set's text (see `_convert`).
+    """
+
+    MAX_LOAD = 0.7
+
+    def __init__(self, capacity: int = 1024) -> None:
+        if capacity & (capacity - 1):
+            raise ValueError("capacity must be a power of two")
+        self._keys = array("Q", bytes(8 * capacity))
+        self._lines = array("I", bytes(4 * capacity))
+        self._mask = capacity - 1
+        self.count = 0
+
+    @staticmethod
+    def _key(doc: str) -> int:
+        return int(doc[:16], 16) or 1  # 0 marks an empty slot
+
+    def first_seen(self, doc: str, line: int) -> int | None:
+        """The line `doc` was first met on; None (and `line` remembered) when this is the first time."""
+        key = self._key(doc)
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while keys[slot]:
+            if keys[slot] == key:
+                return self._lines[slot]
+            slot = (slot + 1) & mask
+        keys[slot] = key
+        self._lines[slot] = line
+        self.count += 1
+        if self.count > self.MAX_LOAD * (mask + 1):
+            self._grow()
+        return None
+
+    def _grow(self) -> None:
+        old_keys, old_lines = self._keys, self._lines
+        capacity = 2 * len(old_keys)
+        self._keys = array("Q", bytes(8 * capacity))
+        self._lines = array("I", bytes(4 * capacity))
+        self._mask = capacity - 1
+        keys, lines, mask = self._keys, self._lines, self._mask
+        for key, line in zip(old_keys, old_lines, strict=True):
+            if key:
+                slot = key & mask
+                while keys[slot]:
+                    slot = (slot + 1) & mask
+                keys[slot] = key
+                lines[slot] = line
+
+    def __len__(self) -> int:
+        return self.count
+
+
 def convert_labeling_job(
     job_arn: str, aws: Aws, settings: Settings, status: str = COMPLETED
 ) -> dict[str, Any]:
@@ -83,29 +143,33 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
     quarantine = Quarantine(stage="convert", source=job_name)
     stats = ParseStats()
     origin = f"labeling:{job_name}"
-    first_line: dict[str, int] = {}
-    spans_of: dict[str, int] = {}
+    # Memory must not grow with the manifest: no per-document dicts, only the compact table of
+    # what was seen, and running totals.
+    seen = SeenDocuments()
+    documents = 0  # distinct documents written
+    span_total = 0  # spans those documents hold now
     body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"]
     lines = iter_byte_lines(body.iter_chunks(), max_bytes=MAX_MANIFEST_LINE_BYTES)
     for document in parse_manifest(lines, manifest_uri, settings.entity_types, quarantine,
                                    label_attribute=label_attribute, stats=stats):
         spans = document.spans
-        if document.doc in first_line:
-            first = first_line[document.doc]
-            spans = _merge_repeat(state, document, first, origin, quarantine, manifest_uri)
+        first = seen.first_seen(document.doc, document.line)
+        earlier = state.get_gold(document.doc) if first is not None else None
+        if earlier is None:  # new here (or only its first 64 bits were seen before)
+            documents += 1
+            span_total += len(spans)
         else:
-            first_line[document.doc] = document.line
-        spans_of[document.doc] = len(spans)
+            spans = _merge_repeat(earlier, document, first or 0, origin, quarantine, manifest_uri)
+            span_total += len(spans) - len(earlier.spans)
         state.put_gold(GoldDocument(doc=document.doc, text=document.text, spans=spans, origin=origin))
 
     report = quarantine.write(aws.s3, settings.data_bucket)
     snapshot = None
-    if first_line:
+    if documents:
         request_retrain(state)
         snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
 
-    span_total = sum(spans_of.values())
-    metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=len(first_line))
+    metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=documents)
     metrics.add_metric(name="SpansConverted", unit=MetricUnit.Count, value=span_total)
     metrics.add_metric(name="LinesQuarantined", unit=MetricUnit.Count, value=stats.rejected)
     result: dict[str, Any] = {
@@ -113,8 +177,8 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
         "manifest": manifest_uri,
         "label_attribute": stats.label_attribute,
         "lines": stats.lines,
-        "documents": len(first_line),
-        "repeated": stats.documents - len(first_line),
+        "documents": documents,
+        "repeated": stats.documents - documents,
         "spans": span_total,
         "quarantined": stats.rejected,
         "trimmed": stats.trimmed,
@@ -125,12 +189,11 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
     return result
 
 
-def _merge_repeat(state: StateTable, document: LabelledDocument, first: int, origin: str,
+def _merge_repeat(earlier: GoldDocument, document: LabelledDocument, first: int, origin: str,
                   quarantine: Quarantine, file: str) -> list[Span]:
     """The spans of a document met again in the same manifest: the union with what its earlier
-    line(s) put in the gold set."""
-    earlier = state.get_gold(document.doc)
-    if earlier is None or earlier.origin != origin:  # changed by someone else meanwhile: ours wins
+    line(s) put in the gold set (`earlier`)."""
+    if earlier.origin != origin:  # changed by someone else meanwhile: ours wins
         return document.spans
     if earlier.text != document.text:
         # The same words spaced differently: the offsets do not carry over, so this line replaces.

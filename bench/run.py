@@ -1,0 +1,412 @@
+"""`python -m bench.run`: every benchmark side by side with its reference; a table and bench/results.json.
+
+Inputs are generated once per seed and size (bench/generate.py) into a cache directory and reused.
+Each measurement runs in a fresh child process (bench/workloads.py). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess  # nosec B404 # runs this repository's own make target
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.measure import REPO, child_env, import_seconds, median, run_workload, side_by_side
+
+DEFAULT_CACHE = Path(os.environ.get("NERLOOP_BENCH_CACHE", Path(tempfile.gettempdir()) / "nerloop-bench-cache"))
+SEED = 20240601
+
+
+@dataclass
+class Config:
+    convert_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    convert_repeats: dict[int, int] = field(default_factory=lambda: {1_000_000: 1})
+    walkthrough_sizes: tuple[int, ...] = (100_000, 1_000_000)
+    route_sizes: tuple[int, ...] = (10_000, 100_000)
+    merge_loops: int = 10_000
+    merge_gold: int = 20_000
+    snapshot_gold: int = 200_000
+    repeats: int = 3
+    import_repeats: int = 5
+    cache: Path = DEFAULT_CACHE
+    seed: int = SEED
+
+    def repeats_for(self, size: int) -> int:
+        return self.convert_repeats.get(size, self.repeats)
+
+
+QUICK = Config(convert_sizes=(300, 1_000), convert_repeats={}, walkthrough_sizes=(1_000,), route_sizes=(300, 1_000),
+               merge_loops=60, merge_gold=100, snapshot_gold=500, repeats=1, import_repeats=1)
+
+
+@dataclass
+class Row:
+    benchmark: str
+    size: str
+    measured: str
+    reference: str
+    ratio: str = ""
+    target: str = ""
+    ok: bool | None = None
+
+
+def _label_attribute() -> str:
+    from bench.generate import load_sample
+
+    return load_sample().label_attribute
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+
+def cached(path: Path, make: Callable[[Path], Any]) -> Path:
+    """`path` (a file or a folder), made by `make(temporary path)` unless already there (renamed into
+    place when whole, so an interrupted run never leaves a partial input behind)."""
+    from bench.generate import GENERATOR_VERSION
+
+    path = path.with_name(f"g{GENERATOR_VERSION}-{path.name}")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        if partial.is_file():
+            partial.unlink()
+        make(partial)
+        partial.rename(path)
+    return path
+
+
+def manifest(config: Config, lines: int) -> Path:
+    from bench.generate import write_manifest
+
+    return cached(config.cache / f"manifest-{config.seed}-{lines}.jsonl",
+                  lambda path: write_manifest(path, lines, config.seed))
+
+
+def detection(config: Config, documents: int) -> dict[str, str]:
+    """Input file, archive and a state-table file holding the job and the pool, for the route stage."""
+    from bench.fakes import SqliteTable
+    from bench.generate import iter_pool_items, write_detection_output
+
+    job_id = "0123456789abcdef0123456789abcdef"
+    input_key = f"detection/input/{job_id}/documents.txt"
+
+    def make(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        write_detection_output(folder / "documents.txt", folder / "output.tar.gz", documents, config.seed)
+        table = SqliteTable(folder / "state.sqlite")
+        table.load_items(iter_pool_items(folder / "documents.txt"))
+        table.load_items(iter([{"pk": "JOB", "sk": job_id, "status": "COMPLETED", "version": "v1",
+                                "input_key": input_key, "documents": documents, "arn": "", "created_at": ""}]))
+        table.close()
+
+    folder = cached(config.cache / f"detection-{config.seed}-{documents}", make)
+    return {"input": str(folder / "documents.txt"), "archive": str(folder / "output.tar.gz"),
+            "state": str(folder / "state.sqlite"), "input_key": input_key,
+            "archive_key": f"detection/output/123456789012-NER-{job_id}/output/output.tar.gz"}
+
+
+def gold_state(config: Config, documents: int) -> Path:
+    from bench.fakes import SqliteTable
+    from bench.generate import iter_gold_items
+
+    def make(path: Path) -> None:
+        table = SqliteTable(path)
+        table.load_items(iter_gold_items(documents, config.seed + 7))
+        table.close()
+
+    return cached(config.cache / f"gold-{config.seed}-{documents}.sqlite", make)
+
+
+# --- the benchmarks -------------------------------------------------------------------------------------
+
+
+def _mb(value: float) -> str:
+    return f"{value:.0f} MB"
+
+
+def bench_convert(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
+    attribute = _label_attribute()
+    peaks: dict[int, float] = {}
+    entries = []
+    for lines in config.convert_sizes:
+        params = {"manifest": str(manifest(config, lines)), "label_attribute": attribute}
+        repeats = config.repeats_for(lines)
+        stage, reference = side_by_side("convert_stage", "convert_reference", params, repeats)
+        # The parse alone, for the breakdown (skipped at the largest size: minutes for one figure).
+        parse = run_workload("convert_parse_only", params) if lines <= 100_000 else None
+        seconds = median([run["seconds"] for run in stage])
+        ref_seconds = median([run["seconds"] for run in reference])
+        ratio = seconds / ref_seconds
+        peaks[lines] = max(run["peak_mb"] for run in stage)
+        entry = {
+            "lines": lines, "repeats": repeats, "seconds": seconds, "reference_seconds": ref_seconds,
+            "ratio": ratio, "lines_per_second": lines / seconds, "reference_lines_per_second": lines / ref_seconds,
+            "parse_only_seconds": parse["seconds"] if parse else None, "peak_mb": peaks[lines],
+            "reference_peak_mb": max(run["peak_mb"] for run in reference),
+            "result": stage[-1]["result"], "table_calls": stage[-1]["table_calls"],
+            "runs": [run["seconds"] for run in stage], "reference_runs": [run["seconds"] for run in reference],
+            "target": "time ratio <= 1.5", "pass": ratio <= 1.5,
+        }
+        entries.append(entry)
+        rows.append(Row("convert time", f"{lines:,} lines" + (f" ({repeats} run)" if repeats == 1 else ""),
+                        f"{seconds:.2f} s ({lines / seconds:,.0f}/s)",
+                        f"{ref_seconds:.2f} s ({lines / ref_seconds:,.0f}/s)", f"{ratio:.2f}", "<= 1.5", ratio <= 1.5))
+        if parse:
+            rows.append(Row("  of which parse+validate", f"{lines:,} lines", f"{parse['seconds']:.2f} s",
+                            f"{ref_seconds:.2f} s", f"{parse['seconds'] / ref_seconds:.2f}", "", None))
+    smallest, largest = min(config.convert_sizes), max(config.convert_sizes)
+    growth = peaks[largest] - peaks[smallest]
+    memory = {"small_lines": smallest, "large_lines": largest, "small_peak_mb": peaks[smallest],
+              "large_peak_mb": peaks[largest], "growth_mb": growth, "target": "growth <= 50 MB",
+              "pass": growth <= 50}
+    for lines in config.convert_sizes:
+        rows.append(Row("convert peak RSS", f"{lines:,} lines", _mb(peaks[lines]),
+                        _mb(next(e["reference_peak_mb"] for e in entries if e["lines"] == lines))))
+    rows.append(Row("convert memory growth", f"{smallest:,} -> {largest:,}", f"+{growth:.0f} MB", "", "",
+                    "<= +50 MB", growth <= 50))
+    results["convert"] = {"sizes": entries, "memory": memory}
+
+    walk = []
+    for lines in config.walkthrough_sizes:
+        params = {"manifest": str(manifest(config, lines)), "label_attribute": attribute}
+        run = run_workload("walkthrough", params)
+        ratio = run["peak_mb"] / peaks[lines]  # absolute peaks: convert's includes boto3, pydantic, Powertools
+        walk.append({"lines": lines, "walkthrough_peak_mb": run["peak_mb"], "walkthrough_seconds": run["seconds"],
+                     "convert_peak_mb": peaks[lines], "memory_ratio": ratio,
+                     "walkthrough_annotations": run["annotations"]})
+        rows.append(Row("walkthrough's way peak RSS", f"{lines:,} lines", _mb(peaks[lines]) + " (convert)",
+                        _mb(run["peak_mb"]) + " (notebook)", f"{ratio:.1f}", "(notebook / convert)", None))
+    results["walkthrough"] = walk
+
+
+def bench_route(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
+    entries = []
+    for documents in config.route_sizes:
+        params = detection(config, documents)
+        stage, reference = side_by_side("route_stage", "route_reference", params, config.repeats)
+        seconds = median([run["seconds"] for run in stage])
+        ref_seconds = median([run["seconds"] for run in reference])
+        ratio = seconds / ref_seconds
+        entries.append({"documents": documents, "seconds": seconds, "reference_seconds": ref_seconds, "ratio": ratio,
+                        "documents_per_second": documents / seconds, "peak_mb": max(r["peak_mb"] for r in stage),
+                        "growth_mb": max(r["growth_mb"] for r in stage), "loops": stage[-1]["loops"],
+                        "result": stage[-1]["result"], "table_calls": stage[-1]["table_calls"],
+                        "target": "time ratio <= 2", "pass": ratio <= 2})
+        rows.append(Row("route time", f"{documents:,} documents", f"{seconds:.2f} s ({documents / seconds:,.0f}/s)",
+                        f"{ref_seconds:.2f} s ({documents / ref_seconds:,.0f}/s)", f"{ratio:.2f}", "<= 2", ratio <= 2))
+    small, large = entries[0], entries[-1]
+    growth = large["peak_mb"] - small["peak_mb"]
+    for entry in entries:
+        rows.append(Row("route peak RSS", f"{entry['documents']:,} documents", _mb(entry["peak_mb"]), ""))
+    flat = growth <= 50
+    rows.append(Row("route memory growth", f"{small['documents']:,} -> {large['documents']:,}", f"+{growth:.0f} MB",
+                    "", "", "flat (<= +50 MB)", flat))
+    results["route"] = {"sizes": entries, "memory": {"growth_mb": growth, "target": "flat (<= +50 MB)", "pass": flat}}
+
+
+def bench_merge(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
+    params = {"state": str(gold_state(config, config.merge_gold)), "loops": config.merge_loops,
+              "seed": config.seed + 11, "gold": config.merge_gold}
+    run = run_workload("merge_loops", params)
+    rows.append(Row("merge per loop", f"{config.merge_loops:,} loops, {config.merge_gold:,} gold",
+                    f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms", "",
+                    "", f"max {run['max_ms']:.0f} ms ({run['snapshots']} snapshot)"))
+    snap = run_workload("snapshot", {"state": str(gold_state(config, config.snapshot_gold))})
+    rows.append(Row("training snapshot", f"{config.snapshot_gold:,} gold documents",
+                    f"{snap['seconds']:.2f} s ({snap['documents'] / snap['seconds']:,.0f}/s)", "",
+                    "", f"peak +{snap['growth_mb']:.0f} MB"))
+    results["merge"] = {"loops": config.merge_loops, **{k: v for k, v in run.items() if k != "base_mb"}}
+    results["snapshot"] = {"gold_documents": config.snapshot_gold, **snap}
+
+
+def lambda_env(function: str, tracing: bool) -> dict[str, str]:
+    """What Lambda gives a function: its template environment, region, task root, function name."""
+    from nerloop_local.stack import Stack
+
+    env = child_env(Stack.load().function_environment(function))
+    env.pop("PYTHONPATH", None)
+    env.update({"LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": function,
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", "FLOW_DEFINITION_ARN":
+                env.get("FLOW_DEFINITION_ARN") or "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/x"})
+    if tracing:
+        env.pop("POWERTOOLS_TRACE_DISABLED", None)
+    else:
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    return env
+
+
+def bench_cold_start(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
+    from nerloop_local.stack import Stack
+
+    stack = Stack.load()
+    layer = str(REPO / "layers/common")
+    entries = []
+    boto3_env = {**child_env(), "PYTHONPATH": layer}
+    boto3_runs: list[float] = []
+    for logical_id, resource in sorted(stack.functions().items()):
+        code = REPO / resource["Properties"]["CodeUri"]
+        handler = str(code / "app.py")
+        env = {**lambda_env(logical_id, tracing=False), "PYTHONPATH": os.pathsep.join([str(code), layer])}
+        handler_runs: list[float] = []
+        reference_runs: list[float] = []
+        for _ in range(config.import_repeats):  # alternated, so load on the machine hits both alike
+            reference_runs += import_seconds("boto3", boto3_env, 1)
+            handler_runs += import_seconds(handler, env, 1)
+        boto3_runs += reference_runs
+        seconds, reference = median(handler_runs), median(reference_runs)
+        ratio = seconds / reference
+        entries.append({"function": logical_id, "import_seconds": seconds, "boto3_seconds": reference,
+                        "ratio": ratio, "target": "ratio <= 1.3", "pass": ratio <= 1.3})
+        rows.append(Row("cold start (import)", logical_id, f"{seconds * 1000:.0f} ms",
+                        f"{reference * 1000:.0f} ms (boto3)", f"{ratio:.2f}", "<= 1.3", ratio <= 1.3))
+    boto3_seconds = median(boto3_runs)
+    # For comparison: the same handler with tracing on (the real Tracer and the X-Ray SDK).
+    traced_id = "ConvertFunction"
+    code = REPO / stack.functions()[traced_id]["Properties"]["CodeUri"]
+    env = {**lambda_env(traced_id, tracing=True), "PYTHONPATH": os.pathsep.join([str(code), layer])}
+    traced = median(import_seconds(str(code / "app.py"), env, config.import_repeats))
+    rows.append(Row("cold start, tracing on", traced_id, f"{traced * 1000:.0f} ms",
+                    f"{boto3_seconds * 1000:.0f} ms (boto3)", f"{traced / boto3_seconds:.2f}", "(information)", None))
+    results["cold_start"] = {"boto3_seconds": boto3_seconds, "functions": entries,
+                             "tracing_on": {"function": traced_id, "import_seconds": traced}}
+
+
+def bench_recognizer(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
+    from bench.generate import SAMPLE_DIR
+
+    runs = [run_workload("recognizer", {"sample_dir": str(SAMPLE_DIR)}) for _ in range(max(1, config.repeats))]
+    train = median([run["train_seconds"] for run in runs])
+    speed = median([run["documents_per_second"] for run in runs])
+    f1 = runs[-1]["f1"]
+    rows.append(Row("local recognizer", f"sample ({runs[-1]['detect_documents']} docs detected)",
+                    f"train {train:.2f} s, detect {speed:,.0f} docs/s", "", "", f"F1 {f1:.3f} (hold-out)"))
+    results["recognizer"] = {"train_seconds": train, "documents_per_second": speed, "f1": f1,
+                             "precision": runs[-1]["precision"], "recall": runs[-1]["recall"],
+                             "test_documents": runs[-1]["test_documents"]}
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink())
+
+
+def bench_sizes(config: Config, results: dict[str, Any], rows: list[Row], build_dir: Path) -> None:
+    """Each function's unzipped deployment: its code folder plus the layer (package + requirements)."""
+    if not build_dir.is_dir():
+        rows.append(Row("deployment size", "not built", "run `make build` first", ""))
+        results["deployment"] = {"built": False}
+        return
+    layer = directory_bytes(build_dir / "CommonLayer") if (build_dir / "CommonLayer").is_dir() else 0
+    entries: list[dict[str, Any]] = []
+    for function in sorted(p for p in build_dir.iterdir() if p.is_dir() and p.name.endswith("Function")):
+        own = directory_bytes(function)
+        total = own + layer
+        entries.append({"function": function.name, "function_bytes": own, "layer_bytes": layer,
+                        "total_bytes": total, "limit_bytes": 250 * 1024 * 1024, "pass": total < 250 * 1024 * 1024})
+    largest = max(entries, key=lambda entry: entry["total_bytes"])
+    rows.append(Row("deployment size (unzipped)", f"{len(entries)} functions",
+                    f"layer {layer / 2**20:.1f} MB, largest {largest['total_bytes'] / 2**20:.1f} MB", "",
+                    "", "< 250 MB", all(entry["pass"] for entry in entries)))
+    results["deployment"] = {"built": True, "layer_bytes": layer, "functions": entries}
+
+
+# --- output -------------------------------------------------------------------------------------------
+
+
+def render(rows: list[Row]) -> str:
+    header = ("benchmark", "size", "nerloop", "reference", "ratio", "target", "met")
+    table = [header] + [(r.benchmark, r.size, r.measured, r.reference, r.ratio, r.target,
+                         "" if r.ok is None else ("yes" if r.ok else "NO")) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |"
+             for line in table]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
+                            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            info["cpu_model"] = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                                      if line.startswith("model name")), "")
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            info["memory_gb"] = round(int(meminfo.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return info
+
+
+BENCHMARKS = {
+    "convert": bench_convert, "route": bench_route, "merge": bench_merge, "cold-start": bench_cold_start,
+    "recognizer": bench_recognizer,
+}
+
+
+def run(config: Config, only: list[str], output: Path | None, build_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Run the benchmarks (all, or `only` these); with `only`, the others' earlier results in `output`
+    are kept. Results are written after each benchmark, so an interrupted run keeps what it measured;
+    a benchmark that fails is reported as such and the others go on."""
+    results: dict[str, Any] = {}
+    if only and output is not None and output.exists():
+        results = json.loads(output.read_text(encoding="utf-8"))
+    results.update({"machine": machine(), "seed": config.seed})
+    rows_of: dict[str, Any] = results.setdefault("rows", {})
+    timings: dict[str, float] = results.setdefault("bench_seconds", {})
+    for name, function in [*BENCHMARKS.items(), ("size", None)]:
+        if only and name not in only:
+            continue
+        began = time.perf_counter()
+        rows: list[Row] = []
+        try:
+            if function is None:
+                bench_sizes(config, results, rows, build_dir)
+            else:
+                function(config, results, rows)
+        except Exception as exc:
+            rows.append(Row(name, "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}", ""))
+            results[name] = {"error": str(exc)[-3000:]}
+        rows_of[name] = [row.__dict__ for row in rows]
+        timings[name] = time.perf_counter() - began
+        print(f"[bench] {name} done in {timings[name]:.0f} s", file=sys.stderr, flush=True)
+        if output is not None:
+            output.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    results["seconds"] = sum(timings.values())
+    table = render([Row(**row) for name in [*BENCHMARKS, "size"] for row in rows_of.get(name, [])])
+    if output is not None:
+        output.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    return table, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--only", nargs="*", default=[], choices=[*BENCHMARKS, "size"],
+                        help="run only these benchmarks")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (a smoke test)")
+    parser.add_argument("--output", type=Path, default=REPO / "bench/results.json")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where generated inputs are kept")
+    parser.add_argument("--build", action="store_true", help="run `make build` first (deployment sizes)")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else Config()
+    config.cache = args.cache
+    if args.build:
+        subprocess.run(["make", "build"], cwd=REPO, check=True)  # nosec B603 B607 # our own make target
+    table, results = run(config, args.only, args.output, REPO / ".aws-sam/build")
+    print(table)
+    print(f"\n{results['machine'].get('cpu_model', '')}, {results['machine']['cpus']} CPUs, Python "
+          f"{results['machine']['python']}; {results['seconds']:.0f} s; results in {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
