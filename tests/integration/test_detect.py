@@ -203,7 +203,7 @@ def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_inp
     emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
     seed_pool(emulated, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."])
     token = detection_token(f"trained|{ARN.format('v1')}")
-    for attempt in range(2):
+    for _attempt in range(2):
         expect_describe(comprehend, "v1", 0.85)
         comprehend.add_response(
             "start_entities_detection_job", {"JobId": "job-1", "JobStatus": "SUBMITTED"},
