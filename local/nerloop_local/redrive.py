@@ -18,25 +18,6 @@ from pathlib import Path
 from typing import Any
 
 
-def open_workspace(workspace: Path) -> Any:
-    """A LocalRuntime on a saved workspace, with the parameters it was saved with (not started)."""
-    from nerloop_local.cli import UsageError
-    from nerloop_local.runtime import LOCAL_PARAMETERS, LocalRuntime
-    from nerloop_local.service import handler_environment
-    from nerloop_local.stack import Stack
-    from nerloop_local.template import load_template
-    from nerloop_local.workspace import Workspace
-
-    saved = Workspace(workspace)
-    if not saved.exists():
-        raise UsageError(f"{workspace}: no nerloop workspace here (start one with `nerloop up`)")
-    declared = load_template().get("Parameters", {})
-    parameters = {name: value for name, value in (saved.manifest().get("parameters") or {}).items()
-                  if name in declared}
-    stack = Stack.load({**LOCAL_PARAMETERS, **parameters})
-    return LocalRuntime(workspace, stack=stack, environment=handler_environment())
-
-
 def describe(letter: dict[str, Any]) -> str:
     from nerloop_local.runtime import summarize_event
 
@@ -52,6 +33,8 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     workspace: Path = args.workspace
     if not workspace.is_dir():
         raise UsageError(f"{workspace}: no such workspace folder")
+    from nerloop_local.service import open_workspace
+
     runtime = open_workspace(workspace)
     runtime.start()
     try:

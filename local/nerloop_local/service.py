@@ -627,8 +627,8 @@ def format_status(status: dict[str, Any]) -> list[str]:
     return lines
 
 
-def read_status(workspace: Path) -> dict[str, Any]:
-    """Start the runtime on a saved workspace, collect its status, close without saving.
+def open_workspace(workspace: Path, *, autosave: bool = True) -> Any:
+    """A LocalRuntime (not started) on a saved workspace, with the parameters it was saved with.
     UsageError when no workspace was saved there."""
     from nerloop_local.runtime import LOCAL_PARAMETERS, LocalRuntime
     from nerloop_local.stack import Stack
@@ -642,7 +642,13 @@ def read_status(workspace: Path) -> dict[str, Any]:
     parameters = {name: value for name, value in (saved.manifest().get("parameters") or {}).items()
                   if name in declared}
     stack = Stack.load({**LOCAL_PARAMETERS, **parameters})
-    runtime = LocalRuntime(workspace, stack=stack, autosave=False, environment=handler_environment())
+    return LocalRuntime(workspace, stack=stack, autosave=autosave, environment=handler_environment())
+
+
+def read_status(workspace: Path) -> dict[str, Any]:
+    """Start the runtime on a saved workspace, collect its status, close without saving.
+    UsageError when no workspace was saved there."""
+    runtime = open_workspace(workspace, autosave=False)
     runtime.start()
     try:
         return collect_status(runtime)
