@@ -43,8 +43,11 @@ validate: $(STAMP)
 
 # No container: the functions and the layer are built with the venv's Python 3.11 (samconfig.toml:
 # cached, parallel). The layer must put the package at /opt/python/nerloop on Lambda.
+# Then .pyc files: Lambda's file system is read-only, so without them every cold start compiles the
+# layer from source. unchecked-hash: zip keeps file times to 2 s only, so time-stamped .pyc could be ignored.
 build: $(STAMP)
 	$(SAM) build
+	$(BIN)/python -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 	@test -f $(LAYER_PACKAGE) || { echo "sam build: $(LAYER_PACKAGE) is missing: the layer lacks the nerloop package" >&2; exit 1; }
 	@echo "sam build: layer holds python/nerloop"
 

@@ -4,7 +4,7 @@ Under moto a million DynamoDB puts would measure moto, not nerloop, and moto kee
 in memory. So the stages run here against:
 
 - `SqliteTable`: the boto3 DynamoDB `Table` calls StateTable makes (get/put/update/delete_item with
-  the condition and update expressions nerloop writes, query with pages, batch_get_item), items
+  the condition and update expressions nerloop writes, query with pages, batch_get_item, batch_write_item), items
   kept in a SQLite file on local disk so the stand-in's storage does not show in the process's
   memory. Condition failures raise the same ClientError DynamoDB's client raises.
 - `LocalS3`: get_object (a body with iter_chunks/read), put_object, upload_fileobj,
@@ -107,7 +107,7 @@ class _Meta:
 
 
 class _TableClient:
-    """The resource client's batch_get_item, answering for the one table."""
+    """The resource client's batch_get_item, batch_write_item and transact_write_items, answering for the one table."""
 
     def __init__(self, table: SqliteTable) -> None:
         self.table = table
@@ -116,29 +116,53 @@ class _TableClient:
         self.table.calls["batch_get_item"] += 1
         responses: dict[str, list[dict[str, Any]]] = {}
         for name, request in RequestItems.items():
-            found = [self.table._load(key["pk"], key["sk"]) for key in request["Keys"]]
-            responses[name] = [item for item in found if item is not None]
+            responses[name] = self.table._load_many([(key["pk"], key["sk"]) for key in request["Keys"]])
         return {"Responses": responses, "UnprocessedKeys": {}}
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        """Puts and deletes, at most 25 and no key twice, as DynamoDB checks; all processed."""
+        self.table.calls["batch_write_item"] += 1
+        requests = [request for name in RequestItems for request in RequestItems[name]]
+        if len(requests) > 25:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "more than 25 requests"}},
+                              "BatchWriteItem")
+        keys = [(r.get("PutRequest", {}).get("Item") or r["DeleteRequest"]["Key"]) for r in requests]
+        if len({(key["pk"], key["sk"]) for key in keys}) < len(keys):
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "duplicate keys"}},
+                              "BatchWriteItem")
+        db = self.table.db
+        db.execute("BEGIN")
+        db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
+                       [(item["pk"], item["sk"], marshal.dumps(item))
+                        for item in (r["PutRequest"]["Item"] for r in requests if "PutRequest" in r)])
+        db.executemany("DELETE FROM items WHERE pk = ? AND sk = ?",
+                       [(key["pk"], key["sk"]) for key in (r["DeleteRequest"]["Key"] for r in requests
+                                                           if "DeleteRequest" in r)])
+        db.execute("COMMIT")
+        return {"UnprocessedItems": {}}
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
         """All or nothing: every condition is checked before anything is written."""
         self.table.calls["transact_write_items"] += 1
         reasons: list[Any] = []
+        current: list[dict[str, Any] | None] = []  # each action's item as read for its condition
         for action in TransactItems:
             (kind, request), = action.items()
             key = request.get("Key") or {"pk": request["Item"]["pk"], "sk": request["Item"]["sk"]}
             condition = request.get("ConditionExpression")
             expression = _Expression(request.get("ExpressionAttributeNames"), request.get("ExpressionAttributeValues"))
-            failed = bool(condition) and not expression.check(condition, self.table._load(key["pk"], key["sk"]))
+            current.append(self.table._load(key["pk"], key["sk"]))
+            failed = bool(condition) and not expression.check(condition, current[-1])
             reasons.append({"Code": "ConditionalCheckFailed" if failed else "None"})
         if any(reason["Code"] != "None" for reason in reasons):
             raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
                                "CancellationReasons": reasons}, "TransactWriteItems")
-        for action in TransactItems:
+        self.table.db.execute("BEGIN")  # one request, one commit (as batch_write_item)
+        for action, loaded in zip(TransactItems, current, strict=True):
             (kind, request), = action.items()
             if kind == "Update":
                 key = request["Key"]
-                item = self.table._load(key["pk"], key["sk"]) or dict(key)
+                item = loaded if loaded is not None else dict(key)
                 _Expression(request.get("ExpressionAttributeNames"),
                             request.get("ExpressionAttributeValues")).update(request["UpdateExpression"], item)
                 self.table._store(item)
@@ -147,6 +171,7 @@ class _TableClient:
             elif kind == "Delete":
                 self.table.db.execute("DELETE FROM items WHERE pk = ? AND sk = ?",
                                       (request["Key"]["pk"], request["Key"]["sk"]))
+        self.table.db.execute("COMMIT")
         return {}
 
 
@@ -173,6 +198,20 @@ class SqliteTable:
     def _load(self, pk: str, sk: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT body FROM items WHERE pk = ? AND sk = ?", (pk, sk)).fetchone()
         return marshal.loads(row[0]) if row else None  # nosec B302 # our own rows, written above
+
+    def _load_many(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The items of `keys` that exist, one statement per partition key (a batch read's keys
+        share no order)."""
+        by_pk: dict[str, list[str]] = {}
+        for pk, sk in keys:
+            by_pk.setdefault(pk, []).append(sk)
+        found: list[dict[str, Any]] = []
+        for pk, sks in by_pk.items():
+            marks = ", ".join("?" * len(sks))
+            rows = self.db.execute(f"SELECT body FROM items WHERE pk = ? AND sk IN ({marks})",  # nosec B608 # only "?" placeholders are joined in
+                                   [pk, *sks])
+            found += [marshal.loads(body) for (body,) in rows]  # nosec B302 # our own rows, written above
+        return found
 
     def _store(self, item: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO items VALUES (?, ?, ?)",

@@ -1,6 +1,9 @@
 """Stage 2 — convert: a Ground Truth labeling job completed → its labels in the gold set, and a
 training snapshot when no training is in flight."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -8,12 +11,13 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import LabelingJobStateChange
+from nerloop.event_models.labeling import LabelingJobStateChange
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.convert import convert_labeling_job
 
+coldstart.loaded()
 settings = get_settings()
 
 

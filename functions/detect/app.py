@@ -1,6 +1,9 @@
 """Stage 5 — detect: a recognizer version TRAINED or IN_ERROR → activate it, start detection;
 new documents added to the pool → detect them with the active version."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -8,12 +11,13 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import DetectTrigger, DocumentsAdded, RecognizerStatusChange
+from nerloop.event_models.loop import DetectTrigger, DocumentsAdded, RecognizerStatusChange
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.detect import detect_batch, handle_recognizer_status
 
+coldstart.loaded()
 settings = get_settings()
 
 

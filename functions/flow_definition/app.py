@@ -1,6 +1,9 @@
 """Custom resources — the A2I flow definition and the recognizer's cleanup: CloudFormation request ->
 create / keep / delete -> the response PUT to CloudFormation's ResponseURL."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -8,6 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nerloop.aws import Aws
 from nerloop.custom_resources import handle_request
 from nerloop.observability import logger, tracer
+
+coldstart.loaded()
 
 
 # No settings and no event_parser here: a request must be answered even when it is malformed or the

@@ -1,5 +1,8 @@
 """Stage 7 — merge: A2I human loop finished -> reviewed spans into the gold set, retrain when due."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -7,12 +10,13 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import HumanLoopStatusChange
+from nerloop.event_models.human_loop import HumanLoopStatusChange
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.merge import merge_human_loop
 
+coldstart.loaded()
 settings = get_settings()
 
 

@@ -1,6 +1,9 @@
 """Stage 1 — preprocess: raw/*.txt created → a batch of new documents in the pool (and, with a
 workteam and no gold set yet, a Ground Truth labeling job on it)."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -8,12 +11,13 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import S3ObjectCreated
+from nerloop.event_models.s3 import S3ObjectCreated
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.preprocess import preprocess_object
 
+coldstart.loaded()
 settings = get_settings()
 
 

@@ -1,5 +1,8 @@
 """Stage 6 — route: detection output.tar.gz created in S3 -> human loops for uncertain documents."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -7,12 +10,13 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import S3ObjectCreated
+from nerloop.event_models.s3 import S3ObjectCreated
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.route import route_detection_output
 
+coldstart.loaded()
 settings = get_settings()
 
 

@@ -1,5 +1,8 @@
 """Stage 4 — watch: on a schedule → poll Comprehend and publish nerloop status events."""
 
+from nerloop import coldstart  # first: no garbage collection while the modules below load
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -7,11 +10,12 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.events import ScheduledEvent
+from nerloop.event_models.schedule import ScheduledEvent
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.watch import poll_in_flight
 
+coldstart.loaded()
 settings = get_settings()
 
 

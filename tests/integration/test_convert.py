@@ -10,11 +10,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from botocore.stub import Stubber
 from moto.events.models import EventPattern
 
 from nerloop.comprehend_training import ANNOTATIONS_HEADER
+from nerloop.documents import document_hash
 from nerloop.labeling import labeling_job_request
+from nerloop.retrain import RETRAIN_REQUESTED
+from nerloop.stages import convert
+from nerloop.state import GOLD
 
 SAMPLE_ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
 
@@ -69,9 +74,14 @@ def test_the_sample_event_matches_the_functions_rule(stack: Any, event: Any) -> 
     assert not matcher.matches_event(sample)
 
 
+# Gold documents are written in batches: 1 writes each document before the next line is read (a
+# repeat is always read back from the table), 3 puts most repeats of the sample in a flushed batch
+# and some in the pending one, the default keeps nearby repeats pending.
+@pytest.mark.parametrize("buffer", [1, 3, convert.GOLD_BUFFER])
 def test_the_sample_manifest_fills_the_gold_set_and_writes_a_snapshot(
-    emulated, event, lambda_context, sagemaker_stub, sample_dir, reference_annotations
+    emulated, event, lambda_context, sagemaker_stub, sample_dir, reference_annotations, monkeypatch, buffer
 ):
+    monkeypatch.setattr(convert, "GOLD_BUFFER", buffer)
     manifest = (sample_dir / "output.manifest").read_bytes()
     completed_job(emulated, event, sagemaker_stub, manifest)
 
@@ -159,7 +169,12 @@ def test_a_job_that_did_not_complete_is_not_converted(emulated, event, lambda_co
     assert list(emulated.state.iter_gold()) == []
 
 
-def test_a_document_on_two_lines_gets_the_spans_of_both(emulated, event, lambda_context, sagemaker_stub):
+@pytest.mark.parametrize("buffer", [1, convert.GOLD_BUFFER])
+def test_a_document_on_two_lines_gets_the_spans_of_both(
+    emulated, event, lambda_context, sagemaker_stub, monkeypatch, buffer
+):
+    monkeypatch.setattr(convert, "GOLD_BUFFER", buffer)
+
     def labelled(entities: list[tuple[int, int, str]]) -> bytes:
         return json.dumps({
             "source": "Amazon S3 version 2 is out",
@@ -180,3 +195,44 @@ def test_a_document_on_two_lines_gets_the_spans_of_both(emulated, event, lambda_
     report = read(emulated, result["quarantine"])
     assert "same document as line 1; labels merged (1 span(s) added" in report
     assert "SERVICE span [7, 9) dropped: overlaps SERVICE span [0, 9)" in report
+
+
+def test_the_batched_gold_writes_mark_pooled_documents_gold(
+    emulated, event, lambda_context, sagemaker_stub, sample_dir
+):
+    manifest = (sample_dir / "output.manifest").read_bytes()
+    texts = list(dict.fromkeys(json.loads(line)["source"] for line in manifest.decode("utf-8").splitlines()))
+    pooled = {document_hash(text) for text in texts[:3]}  # three of the manifest's documents wait in the pool
+    for text in texts[:3]:
+        emulated.state.add_to_pool(document_hash(text), text, "b1")
+    completed_job(emulated, event, sagemaker_stub, manifest)
+
+    emulated.handler("ConvertFunction")(event("convert"), lambda_context)
+
+    assert {doc.doc for doc in emulated.state.iter_pool()} == pooled
+    assert {doc.status for doc in emulated.state.iter_pool()} == {GOLD}
+
+
+def test_a_retry_after_a_failure_past_the_retrain_request_asks_for_one_retrain(
+    emulated, event, lambda_context, sagemaker_stub, sample_dir, monkeypatch
+):
+    completed_job(emulated, event, sagemaker_stub, (sample_dir / "output.manifest").read_bytes())
+    completed_job(emulated, event, sagemaker_stub, (sample_dir / "output.manifest").read_bytes())
+    real = convert.maybe_start_retrain
+    calls = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("snapshot upload failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(convert, "maybe_start_retrain", fails_once)
+    handler = emulated.handler("ConvertFunction")
+    with pytest.raises(RuntimeError):
+        handler(event("convert"), lambda_context)
+
+    result = handler(event("convert"), lambda_context)  # the redelivery runs the effect again
+
+    assert len(calls) == 2 and result["snapshot"] == "v1"
+    assert emulated.state.get_counter(RETRAIN_REQUESTED) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
+import pytest
 
 from nerloop.documents import Span, document_hash
 from nerloop.retrain import count_review, maybe_start_retrain, pending_reviews, request_retrain
@@ -73,3 +74,37 @@ def test_a_request_starts_a_retrain_without_reviews(emulated):
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10).version == "v1"
     state.release_training_lock("v1")
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+
+
+def test_a_snapshot_whose_bookkeeping_failed_keeps_the_lock_and_is_settled_when_its_training_ends(
+    emulated, monkeypatch
+):
+    from nerloop.retrain import REVIEWS_AT_SNAPSHOT, release_training
+    from nerloop.state import StateTable
+
+    state = table(emulated)
+    add_gold(state, 3)
+    for _ in range(10):
+        count_review(state)
+    real_set_counter = StateTable.set_counter
+    failures = iter([RuntimeError("throttled past the retries")])
+
+    def set_counter_failing_once(self, name, value):
+        if name == REVIEWS_AT_SNAPSHOT:
+            for failure in failures:
+                raise failure
+        real_set_counter(self, name, value)
+
+    monkeypatch.setattr(StateTable, "set_counter", set_counter_failing_once)
+
+    # When the snapshot is written (its training starts) but recording what it settled fails
+    with pytest.raises(RuntimeError, match="throttled"):
+        maybe_start_retrain(state, emulated.s3, emulated.bucket, 10)
+
+    # Then the training keeps the lock (nothing else starts), and when it ends nothing is due again
+    assert state.training_lock_holder() == "v1"
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    release_training(state, "v1")
+    assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    assert snapshot_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]

@@ -420,3 +420,92 @@ def test_a_corrupt_archive_fails_naming_it_and_is_quarantined(
     assert caught.value.file == KEY
     report = emulated.s3.get_object(Bucket=emulated.bucket, Key=f"quarantine/route/{JOB_ID}.jsonl")
     assert KEY in report["Body"].read().decode()
+
+
+# --- batches: pool items are read 100 and written 25 at a time ----------------------------------------
+
+
+def confident_docs(count: int) -> list[Doc]:
+    return [Doc(f"Amazon Comprehend release {n} detects entities.", [("Amazon Comprehend", "SERVICE", 0.99)])
+            for n in range(count)]
+
+
+def test_documents_across_several_batches_are_all_routed(emulated: Any, a2i: Stubber, lambda_context: Any) -> None:
+    docs = confident_docs(230)  # three pool reads (100, 100, 30), ten writes of 25 and one of 5
+    finished_detection_job(emulated, docs)
+
+    result = route(emulated, lambda_context)
+
+    assert (result["records"], result["accepted"]) == (230, 230)
+    assert {p.status for p in emulated.state.iter_pool()} == {ACCEPTED}
+
+
+def test_a_routed_document_keeps_its_text_and_batch(emulated: Any, a2i: Stubber, lambda_context: Any) -> None:
+    finished_detection_job(emulated, [CONFIDENT])
+
+    route(emulated, lambda_context)
+
+    item = emulated.state.table.get_item(Key={"pk": "POOL", "sk": CONFIDENT.hash})["Item"]
+    assert (item["text"], item["batch"], item["status"], item["seen_by"]) == (CONFIDENT.text, "batch-1", ACCEPTED,
+                                                                               VERSION)
+
+
+def test_the_same_text_on_two_lines_is_decided_once_after_the_other(
+    emulated: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    # The second line's pool item is read after the first line's decision is written (a batch
+    # write naming one item twice would be refused).
+    finished_detection_job(emulated, [CONFIDENT, NO_ENTITIES, CONFIDENT])
+
+    result = route(emulated, lambda_context)
+
+    assert (result["records"], result["accepted"], result["quarantined"]) == (3, 3, 0)
+    assert emulated.state.get_pool(CONFIDENT.hash).status == ACCEPTED
+
+
+def test_documents_over_budget_wait_seen_by_the_version_unless_gold_by_then(
+    emulated: Any, a2i: Stubber, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nerloop.stages import route as route_stage
+
+    low = Doc("AWS Glue adds new connectors.", [("AWS Glue", "SERVICE", 0.1)])
+    over = [Doc(f"Amazon Redshift release {n} is out.", [("Amazon Redshift", "SERVICE", 0.5)]) for n in range(3)]
+    finished_detection_job(emulated, [low, *over])
+    expect_loop(a2i, low)
+    # One of them becomes gold (a labeling job finished) after it was read, before routing ends
+    real_pick = route_stage.pick_diverse
+
+    def pick_then_label(*args: Any, **kwargs: Any) -> Any:
+        emulated.state.put_gold(GoldDocument(over[1].hash, over[1].text, [], "labeling:job-2"))
+        return real_pick(*args, **kwargs)
+
+    monkeypatch.setattr(route_stage, "pick_diverse", pick_then_label)
+
+    result = route(emulated, lambda_context, REVIEW_BUDGET="1")
+
+    assert (result["loops_started"], result["over_budget"]) == (1, 3)
+    pool = [emulated.state.get_pool(doc.hash) for doc in over]
+    assert [(p.status, p.seen_by) for p in pool] == [(WAITING, VERSION), (GOLD, ""), (WAITING, VERSION)]
+
+
+def test_a_document_that_becomes_gold_while_its_batch_is_routed_stays_gold(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nerloop.state import StateTable
+
+    # Given a merge that makes the confident document gold just after route read its pool item
+    expect_loop(a2i, THIRD_UNCERTAIN)
+    expect_loop(a2i, UNCERTAIN)
+    real_read = StateTable.get_pool_items
+
+    def read_then_merged(self: Any, docs: Any) -> Any:
+        items = real_read(self, docs)
+        self.put_gold(GoldDocument(CONFIDENT.hash, CONFIDENT.text, [Span(0, 17, "SERVICE")], "review:loop-x"))
+        return items
+
+    monkeypatch.setattr(StateTable, "get_pool_items", read_then_merged)
+
+    route(given_a_finished_detection_job, lambda_context)
+
+    # Then route's "accepted" does not overwrite it
+    assert given_a_finished_detection_job.state.get_pool(CONFIDENT.hash).status == GOLD

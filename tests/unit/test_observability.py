@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nerloop.observability import DisabledTracer, make_tracer, tracing_enabled
+from nerloop_local.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDA = {"LAMBDA_TASK_ROOT": "/var/task"}
@@ -83,3 +84,13 @@ def test_with_tracing_off_importing_a_handler_never_imports_the_xray_sdk() -> No
 def test_with_tracing_on_a_handler_gets_the_real_powertools_tracer() -> None:
     seen = _import_handler(tracing=True)
     assert seen == {"tracer": "Tracer", "xray": True, "handler": True}
+
+
+@pytest.mark.parametrize(("mode", "traced"), [("Active", True), ("PassThrough", False)])
+def test_the_tracing_parameter_sets_every_function_s_mode_and_powertools_tracer(mode: str, traced: bool) -> None:
+    stack = Stack.load({"Tracing": mode})
+
+    assert stack.resolve(stack.template["Globals"]["Function"]["Tracing"]) == mode
+    for function, resource in stack.functions().items():
+        assert "Tracing" not in resource["Properties"], f"{function} overrides the Tracing parameter"
+        assert tracing_enabled({**stack.function_environment(function), **LAMBDA}) is traced, function

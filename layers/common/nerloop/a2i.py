@@ -25,6 +25,7 @@ Answer policy (`review_answer`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -72,23 +73,31 @@ def loop_name(doc_hash: str, version: str, scope: str = "") -> str:
     definition ARN) the name carries 6 hex of its hash before 33 of the document's: two stacks
     reviewing the same text under the same version name do not take each other's loops.
     """
-    if not re.fullmatch(r"[0-9a-f]{40,}", doc_hash):
+    if not _DOC_HASH.fullmatch(doc_hash):
         raise ValueError(f"not a document hash: {doc_hash!r}")
     if not version:
         raise ValueError("a model version is needed to name a human loop")
+    prefix = _loop_name_prefix(version, scope)
+    name = f"{prefix}{doc_hash[:_SCOPED_HASH_CHARS if scope else _HASH_CHARS]}"
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):  # pragma: no cover - by construction
+        raise ValueError(f"derived an invalid human loop name {name!r}")
+    return name
+
+
+_DOC_HASH = re.compile(r"[0-9a-f]{40,}")
+
+
+@functools.lru_cache(maxsize=64)
+def _loop_name_prefix(version: str, scope: str) -> str:
+    """`<version tag>-` or `<version tag>-<scope tag>-`: the same for every loop of a routing."""
     tag = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", version.lower())).strip("-")
     if tag != version or len(tag) > _VERSION_CHARS:
         digest = hashlib.sha256(version.encode("utf-8")).hexdigest()[:8]
         prefix = tag[: _VERSION_CHARS - 9].strip("-")
         tag = f"{prefix}-{digest}" if prefix else digest
     if scope:
-        scope_tag = hashlib.sha256(scope.encode("utf-8")).hexdigest()[:_SCOPE_CHARS]
-        name = f"{tag}-{scope_tag}-{doc_hash[:_SCOPED_HASH_CHARS]}"
-    else:
-        name = f"{tag}-{doc_hash[:_HASH_CHARS]}"
-    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):  # pragma: no cover - by construction
-        raise ValueError(f"derived an invalid human loop name {name!r}")
-    return name
+        return f"{tag}-{hashlib.sha256(scope.encode('utf-8')).hexdigest()[:_SCOPE_CHARS]}-"
+    return f"{tag}-"
 
 
 # --- the worker's input --------------------------------------------------------------------------

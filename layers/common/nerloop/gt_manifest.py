@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from nerloop.constants import MAX_DOCUMENT_BYTES, MAX_MANIFEST_LINE_CHARS
@@ -216,10 +217,9 @@ def _source(record: Mapping[str, Any], file: str, line: int) -> str:
 
 
 def _check_attributes(record: Mapping[str, Any], attribute: str, strict: bool, file: str, line: int) -> None:
-    present = _ner_attributes(record)
     if attribute not in record:
         failure = _failure_reason(record)
-        others = [name for name in present if name != attribute]
+        others = [name for name in _ner_attributes(record) if name != attribute]
         reason = f"missing label attribute '{attribute}'"
         if others:
             reason += f" (the line has {others})"
@@ -229,9 +229,9 @@ def _check_attributes(record: Mapping[str, Any], attribute: str, strict: bool, f
         raise InvalidRecord(file, line, f"'{attribute}' holds labels of type {metadata.get('type')!r}, "
                                         f"not '{TEXT_SPAN_TYPE}'")
     # A chained job's manifest legitimately carries earlier jobs' labels; only a guessed attribute
-    # makes a second one ambiguous.
-    extra = [name for name in present if name != attribute]
-    if strict and extra:
+    # makes a second one ambiguous (so the other attributes are only looked for then).
+    extra = [name for name in _ner_attributes(record) if name != attribute] if strict else []
+    if extra:
         raise InvalidRecord(file, line, f"extra label attribute(s) {extra} besides '{attribute}'")
 
 
@@ -244,34 +244,18 @@ def _raw_spans(
     if not isinstance(annotations, dict) or not isinstance(annotations.get("entities"), list):
         raise InvalidRecord(file, line, f"'{attribute}.annotations.entities' must be a list")
     entities = annotations["entities"]
+    size = len(text)
     spans = []
     for index, entity in enumerate(entities):
-        where = f"entity {index}"
-        if not isinstance(entity, dict):
-            raise InvalidRecord(file, line, f"{where} is not an object")
-        offsets = []
-        for name in ("startOffset", "endOffset"):
-            offset = entity.get(name)
-            if name not in entity:
-                raise InvalidRecord(file, line, f"{where}: missing {name}")
-            if isinstance(offset, bool) or not isinstance(offset, int):
-                raise InvalidRecord(file, line, f"{where}: {name} {offset!r} is not an integer")
-            if offset < 0:
-                raise InvalidRecord(file, line, f"{where}: {name} {offset} is negative")
-            if offset > len(text):
-                raise InvalidRecord(file, line, f"{where}: {name} {offset} is beyond the text "
-                                                f"({len(text)} characters{utf16_hint(text, offset)})")
-            offsets.append(offset)
-        begin, end = offsets
-        if end < begin:
-            raise InvalidRecord(file, line, f"{where}: endOffset {end} is before startOffset {begin}")
-        label = entity.get("label")
-        if not isinstance(label, str) or not label:
-            raise InvalidRecord(file, line, f"{where}: label {label!r} is not a non-empty string")
-        if entity_types is not None and label not in entity_types:
-            raise InvalidRecord(file, line, f"{where}: label {label!r} is not one of the entity types "
-                                            f"{sorted(entity_types)}")
-        spans.append(Span(begin, end, label))
+        # The usual entity, checked at once: exact ints (not bool) in order within the text and a
+        # known non-empty label. Anything else takes the full check below, which names the problem.
+        if type(entity) is dict:
+            begin, end, label = entity.get("startOffset"), entity.get("endOffset"), entity.get("label")
+            if type(begin) is int and type(end) is int and 0 <= begin <= end <= size and type(label) is str \
+                    and label and (entity_types is None or label in entity_types):
+                spans.append(Span(begin, end, label))
+                continue
+        spans.append(_checked_span(entity, index, text, entity_types, file, line))
     listed = annotations.get("labels")
     labels = [
         item["label"] for item in (listed if isinstance(listed, list) else [])
@@ -280,11 +264,45 @@ def _raw_spans(
     return spans, tuple(labels)
 
 
+def _checked_span(entity: Any, index: int, text: str, entity_types: Collection[str] | None, file: str,
+                  line: int) -> Span:
+    """One entity, every check in turn: its Span, or InvalidRecord naming the first problem."""
+    where = f"entity {index}"
+    if not isinstance(entity, dict):
+        raise InvalidRecord(file, line, f"{where} is not an object")
+    offsets = []
+    for name in ("startOffset", "endOffset"):
+        offset = entity.get(name)
+        if name not in entity:
+            raise InvalidRecord(file, line, f"{where}: missing {name}")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise InvalidRecord(file, line, f"{where}: {name} {offset!r} is not an integer")
+        if offset < 0:
+            raise InvalidRecord(file, line, f"{where}: {name} {offset} is negative")
+        if offset > len(text):
+            raise InvalidRecord(file, line, f"{where}: {name} {offset} is beyond the text "
+                                            f"({len(text)} characters{utf16_hint(text, offset)})")
+        offsets.append(offset)
+    begin, end = offsets
+    if end < begin:
+        raise InvalidRecord(file, line, f"{where}: endOffset {end} is before startOffset {begin}")
+    label = entity.get("label")
+    if not isinstance(label, str) or not label:
+        raise InvalidRecord(file, line, f"{where}: label {label!r} is not a non-empty string")
+    if entity_types is not None and label not in entity_types:
+        raise InvalidRecord(file, line, f"{where}: label {label!r} is not one of the entity types "
+                                        f"{sorted(entity_types)}")
+    return Span(begin, end, label)
+
+
 def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine: Quarantine,
                  stats: ParseStats | None = None) -> list[Span]:
     """Trim white space off each span's edges, drop empty ones, dedupe, and resolve overlaps
     (keep the longer span; on a tie the earlier one). Every change is noted. Returns spans in order.
     """
+    ordered = _in_order_if_clean(spans, text)
+    if ordered is not None:  # nothing to repair, and so nothing to note
+        return ordered
     stats = stats if stats is not None else ParseStats()
     trimmed: list[Span] = []
     for span in spans:
@@ -318,6 +336,24 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     return kept
 
 
+def _span_order(span: Span) -> tuple[int, int, str]:
+    return span.begin, span.end, span.type  # Span's own order, without its comparison methods
+
+
+def _in_order_if_clean(spans: list[Span], text: str) -> list[Span] | None:
+    """`spans` sorted, as repair_spans' full pass returns them, when there is nothing to repair: no
+    span is empty or has white space at an edge, and none overlaps (or repeats) another. Else None."""
+    for span in spans:
+        begin, end = span.begin, span.end
+        if begin >= end or text[begin].isspace() or text[end - 1].isspace():
+            return None
+    ordered = sorted(spans, key=_span_order)
+    for before, after in pairwise(ordered):
+        if before.end > after.begin:
+            return None
+    return ordered
+
+
 def union_spans(earlier: list[Span], later: list[Span]) -> tuple[list[Span], list[tuple[Span, Span]]]:
     """Merge two labellings of one document: every span either has, overlaps resolved as in
     `resolve_overlaps` (the earlier labelling's span wins a tie)."""
@@ -343,6 +379,8 @@ def parse_manifest(
     lines, documents and repairs, with lines == documents + rejected.
     """
     stats = stats if stats is not None else ParseStats()
+    if entity_types is not None:
+        entity_types = frozenset(entity_types)  # looked up for every span
     strict = label_attribute is None
     attribute = label_attribute
     if attribute:

@@ -5,7 +5,8 @@ that import costs more than boto3's (about 0.7 s on a cold start). So the real T
 when tracing is on; otherwise `tracer` is a stand-in with the same decorators that does nothing,
 and `aws_xray_sdk` is never imported. Tracing is off, as Powertools decides it, when
 POWERTOOLS_TRACE_DISABLED is true, outside Lambda (no LAMBDA_TASK_ROOT), and under `sam local`
-or Chalice's local server.
+or Chalice's local server. On AWS the template's `Tracing` parameter (Active / PassThrough, default
+PassThrough) sets both each function's X-Ray mode and POWERTOOLS_TRACE_DISABLED.
 """
 
 from __future__ import annotations

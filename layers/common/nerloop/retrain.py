@@ -32,6 +32,19 @@ def request_retrain(state: StateTable) -> None:
     state.add_to_counter(RETRAIN_REQUESTED)
 
 
+def settle(state: StateTable, owed: dict[str, int]) -> None:
+    """Raise each counter to what a written snapshot settled (never lowers: safe to repeat)."""
+    for name, value in owed.items():
+        state.set_counter(name, value)
+
+
+def release_training(state: StateTable, holder: str) -> None:
+    """The training of `holder` ended (trained, failed or rejected): settle what its snapshot owed,
+    in case the call that wrote it failed before it could, then free the lock."""
+    settle(state, state.training_lock_owed(holder))
+    state.release_training_lock(holder)
+
+
 def pending_reviews(state: StateTable) -> int:
     return state.get_counter(REVIEWS) - state.get_counter(REVIEWS_AT_SNAPSHOT)
 
@@ -54,6 +67,7 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, batch_size: int
         logger.info("retrain due but a training is in flight", holder=state.training_lock_holder())
         return None
     holder = token
+    written = False
     try:
         reviews = state.get_counter(REVIEWS)
         requested = state.get_counter(RETRAIN_REQUESTED)
@@ -63,17 +77,20 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, batch_size: int
             return None
         # The number is taken under the lock and counted only once the snapshot is written, so a
         # snapshot that failed half way is written again under the same name: no gaps in v1, v2, ...
+        # What the snapshot settles is recorded with the lock, so that it is settled even when
+        # this call fails after writing: at the latest when the training ends (`release_training`).
         number = state.get_counter(SNAPSHOT_COUNTER) + 1
         version = f"v{number}"
-        state.rename_training_lock(token, version)
+        owed = {SNAPSHOT_COUNTER: number, REVIEWS_AT_SNAPSHOT: reviews, RETRAIN_DONE: requested}
+        state.rename_training_lock(token, version, **owed)
         holder = version
         snapshot = write_snapshot(state, s3, bucket, version)
-        state.set_counter(SNAPSHOT_COUNTER, number)
+        written = True  # its annotations file starts the training: from here the lock must stay
+        settle(state, owed)
     except Exception:
-        state.release_training_lock(holder)
+        if not written:
+            state.release_training_lock(holder)
         raise
-    state.set_counter(REVIEWS_AT_SNAPSHOT, reviews)
-    state.set_counter(RETRAIN_DONE, requested)
     logger.info("training snapshot written", version=version, documents=snapshot.stats.documents,
                 reviews=reviews)
     return snapshot

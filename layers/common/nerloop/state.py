@@ -416,13 +416,27 @@ class StateTable:
             raise
         return True
 
-    def rename_training_lock(self, holder: str, new_holder: str) -> None:
+    def rename_training_lock(self, holder: str, new_holder: str, **owed: int) -> None:
+        """Hand the lock to `new_holder`, recording `owed` (counter name → value) with it: counters
+        to raise once the holder's snapshot is written (see `training_lock_owed`)."""
+        names = {f"#o{i}": f"owed_{name}" for i, name in enumerate(owed)}
+        values: dict[str, Any] = {":new": new_holder, ":old": holder}
+        values.update({f":o{i}": value for i, value in enumerate(owed.values())})
+        sets = ["holder = :new", *(f"#o{i} = :o{i}" for i in range(len(owed)))]
         self.table.update_item(
             Key={"pk": "LOCK", "sk": "TRAINING"},
-            UpdateExpression="SET holder = :new",
+            UpdateExpression="SET " + ", ".join(sets),
             ConditionExpression="holder = :old",
-            ExpressionAttributeValues={":new": new_holder, ":old": holder},
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": names} if names else {}),
         )
+
+    def training_lock_owed(self, holder: str) -> dict[str, int]:
+        """The counters `holder` recorded with the lock (empty when it does not hold it)."""
+        item = self._get("LOCK", "TRAINING")
+        if item is None or item.get("holder") != holder:
+            return {}
+        return {name.removeprefix("owed_"): int(value) for name, value in item.items() if name.startswith("owed_")}
 
     def training_lock_holder(self) -> str | None:
         item = self._get("LOCK", "TRAINING")
@@ -505,6 +519,224 @@ class StateTable:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    # --- once-only counts (convert stage, issue 6) ----------------------------------------------
+    # New methods only; nothing above changed. The batched gold writes are GoldBatchWriter below the
+    # class: IAM grants are checked per function against every method of the classes it uses, and
+    # only the convert stage needs dynamodb:BatchWriteItem.
+
+    def count_once(self, marker: str, counter: str) -> bool:
+        """Add 1 to `counter` unless `marker` was counted before: the marker item (COUNTED /
+        <marker>) and the count are written in one transaction, so a retried effect counts once.
+        False (and nothing changed) when the marker was already there."""
+        client = self.table.meta.client
+        try:
+            client.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self.table.name, "Key": {"pk": "COUNTED", "sk": marker},
+                    "UpdateExpression": "SET #counter = :counter, counted_at = :now",
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ExpressionAttributeNames": {"#counter": "counter"},
+                    "ExpressionAttributeValues": {":counter": counter, ":now": now()},
+                }},
+                {"Update": {
+                    "TableName": self.table.name, "Key": {"pk": "COUNTER", "sk": counter},
+                    "UpdateExpression": "ADD #value :one",
+                    "ExpressionAttributeNames": {"#value": "value"},
+                    "ExpressionAttributeValues": {":one": 1},
+                }},
+            ])
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException" and \
+                    reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    # --- end of the convert stage's section ----------------------------------------------------
+
+    # --- batched pool reads and writes (route stage, issue 6) -------------------------------------
+    # New methods only; nothing above changed. The route stage reads and writes the pool once per
+    # document of a detection output: these read 100 pool items per BatchGetItem and make up to 100
+    # conditional changes per TransactWriteItems (IAM authorizes a transaction by its items' actions:
+    # UpdateItem, PutItem) instead of one request each.
+
+    POOL_TRANSACTION_ITEMS = 100  # TransactWriteItems takes at most 100 actions
+    POOL_TRANSACTION_BYTES = 3_000_000  # and 4 MB in all: stay well below it
+
+    def get_pool_items(self, docs: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The pool items (every attribute) of those of `docs` that are pooled, by hash; read
+        consistently, 100 a request, unprocessed keys asked again after a pause."""
+        client = self.table.meta.client
+        found: dict[str, dict[str, Any]] = {}
+        keys = list(dict.fromkeys(docs))
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self.table.name: {
+                "Keys": [{"pk": "POOL", "sk": doc} for doc in keys[start : start + 100]], "ConsistentRead": True}}
+            attempt = 0
+            while request:
+                if attempt:  # throttled: back off before asking again
+                    time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
+                reply = client.batch_get_item(RequestItems=request)
+                for item in reply["Responses"].get(self.table.name, []):
+                    found[item["sk"]] = item
+                request = reply.get("UnprocessedKeys") or {}
+                attempt += 1
+        return found
+
+    @staticmethod
+    def pool_document(item: dict[str, Any]) -> PoolDocument:
+        """A pool item (as `get_pool_items` returns it) as a PoolDocument."""
+        return _pool_from_item(item)
+
+    def mark_pool_many(self, changes: Iterable[tuple[str, str, dict[str, str]]],
+                       unless: Iterable[str] = ()) -> list[str]:
+        """Make many `mark_pool` changes, each (doc, status, attributes), leaving alone a document
+        whose current status is one of `unless`. Returns the documents changed (not those absent from
+        the pool or left alone).
+
+        Up to 100 changes go in one transaction; when any of them cannot be made (its condition
+        fails, or a concurrent write conflicts), the transaction changes nothing and each of its
+        changes is then made on its own. A document named twice is changed in the given order."""
+        skip = list(dict.fromkeys(unless))
+        condition = "attribute_exists(pk)" + "".join(f" AND #status <> :not{i}" for i in range(len(skip)))
+        stamp = now()
+
+        def update(doc: str, status: str, attributes: dict[str, str]) -> dict[str, Any]:
+            names = {"#status": "status", "#updated": "updated_at"}
+            values: dict[str, Any] = {":status": status, ":now": stamp}
+            values.update({f":not{i}": value for i, value in enumerate(skip)})
+            sets = ["#status = :status", "#updated = :now"]
+            for index, (name, value) in enumerate(attributes.items()):
+                names[f"#a{index}"] = name
+                values[f":a{index}"] = value
+                sets.append(f"#a{index} = :a{index}")
+            return {"Key": {"pk": "POOL", "sk": doc}, "UpdateExpression": "SET " + ", ".join(sets),
+                    "ConditionExpression": condition, "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values}
+
+        changed: list[str] = []
+        for chunk in self._pool_transactions(changes):
+            updates = [update(doc, status, attributes) for doc, status, attributes in chunk]
+            if len(updates) > 1:
+                try:
+                    self.table.meta.client.transact_write_items(
+                        TransactItems=[{"Update": {"TableName": self.table.name, **one}} for one in updates])
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                        raise
+                else:
+                    changed.extend(doc for doc, _, _ in chunk)
+                    continue
+            for one in updates:  # one change, or a cancelled transaction: each on its own
+                try:
+                    self.table.update_item(**one)
+                except ClientError as exc:
+                    if _is_condition_failure(exc):
+                        continue
+                    raise
+                changed.append(one["Key"]["sk"])
+        return changed
+
+    def _pool_transactions(
+        self, changes: Iterable[tuple[str, str, dict[str, str]]]
+    ) -> Iterator[list[tuple[str, str, dict[str, str]]]]:
+        """`changes` cut into transactions: at most 100 each, below the size limit, no item twice."""
+        chunk: list[tuple[str, str, dict[str, str]]] = []
+        docs: set[str] = set()
+        size = 0
+        for change in changes:
+            doc, status, attributes = change
+            bytes_ = 200 + len(doc) + len(status) + sum(len(k) + len(v) for k, v in attributes.items())
+            if chunk and (doc in docs or len(chunk) == self.POOL_TRANSACTION_ITEMS
+                          or size + bytes_ > self.POOL_TRANSACTION_BYTES):
+                yield chunk
+                chunk, docs, size = [], set(), 0
+            chunk.append(change)
+            docs.add(doc)
+            size += bytes_
+        if chunk:
+            yield chunk
+
+    def put_loop_many(self, loops: list[Loop]) -> list[bool]:
+        """`put_loop` for many loops, up to 100 in one transaction: for each, True when it was recorded
+        now, False when a loop of that name was already recorded. When any is already there the
+        transaction records nothing, and each loop is then recorded on its own."""
+        recorded: list[bool] = []
+        for start in range(0, len(loops), self.POOL_TRANSACTION_ITEMS):
+            chunk = loops[start : start + self.POOL_TRANSACTION_ITEMS]
+            if len(chunk) > 1 and len({loop.name for loop in chunk}) == len(chunk):
+                stamp = now()
+                try:
+                    self.table.meta.client.transact_write_items(TransactItems=[
+                        {"Put": {"TableName": self.table.name,
+                                 "Item": {"pk": "LOOP", "sk": loop.name, "doc": loop.doc, "version": loop.version,
+                                          "status": loop.status, "failure": loop.failure, "started_at": stamp},
+                                 "ConditionExpression": "attribute_not_exists(pk)"}}
+                        for loop in chunk])
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                        raise
+                else:
+                    recorded.extend(True for _ in chunk)
+                    continue
+            recorded.extend(self.put_loop(loop) for loop in chunk)
+        return recorded
+
+    # --- end of the route stage's section ------------------------------------------------------
+
+
+class GoldBatchWriter:
+    """`StateTable.put_gold` for many documents at once (the convert stage's, issue 6).
+
+    A manifest of a million lines would cost two requests a document through put_gold: this writes
+    25 gold items a BatchWriteItem request, then one BatchGetItem per 100 documents finds which are
+    in the pool, and only those get the pool update put_gold makes.
+    """
+
+    BATCH = 25  # DynamoDB's BatchWriteItem limit
+    ATTEMPTS = 8
+
+    def __init__(self, state: StateTable) -> None:
+        self.state = state
+
+    def put_gold_many(self, golds: Iterable[GoldDocument]) -> int:
+        """Write `golds` as put_gold would; a document named twice is written once, with its last
+        labels. Returns how many pooled documents were marked GOLD."""
+        latest = {gold.doc: gold for gold in golds}  # one request may not name a key twice
+        items = [_gold_item_of(gold) for gold in latest.values()]
+        for start in range(0, len(items), self.BATCH):
+            self._batch_put(items[start:start + self.BATCH])
+        marked = 0
+        for doc in self.state._batch_get("POOL", latest):
+            marked += self.state.mark_pool(doc, GOLD)
+        return marked
+
+    def _batch_put(self, items: list[dict[str, Any]]) -> None:
+        """Put up to 25 items in one BatchWriteItem, retrying what DynamoDB leaves unprocessed."""
+        table = self.state.table
+        client = table.meta.client  # the resource's client takes plain Python values
+        request: dict[str, Any] = {table.name: [{"PutRequest": {"Item": item}} for item in items]}
+        for attempt in range(self.ATTEMPTS):
+            reply = client.batch_write_item(RequestItems=request)
+            request = reply.get("UnprocessedItems") or {}
+            if not request:
+                return
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))  # throttled: back off before the rest
+        left = sum(len(requests) for requests in request.values())
+        raise StateWriteIncomplete(f"{left} item(s) still unprocessed after {self.ATTEMPTS} BatchWriteItem attempts")
+
+
+class StateWriteIncomplete(Exception):
+    """DynamoDB kept leaving items of a batch write unprocessed (throttling outlasted the retries)."""
+
+
+def _gold_item_of(gold: GoldDocument) -> dict[str, Any]:
+    """The item `put_gold` writes for `gold`."""
+    return {"pk": "GOLD", "sk": gold.doc, "text": gold.text,
+            "spans": json.dumps([span.to_list() for span in gold.spans]),
+            "origin": gold.origin, "updated_at": gold.updated_at}
 
 
 def _gold_from_item(item: dict[str, Any]) -> GoldDocument:

@@ -26,11 +26,12 @@ from nerloop.gt_manifest import (
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.retrain import maybe_start_retrain, request_retrain
+from nerloop.retrain import RETRAIN_REQUESTED, maybe_start_retrain
 from nerloop.settings import Settings
-from nerloop.state import GoldDocument, StateTable
+from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
 
 COMPLETED = "Completed"
+GOLD_BUFFER = 100  # gold documents held before a batched write (memory stays bounded)
 
 
 class LabelingJobOutputMissing(NerloopError):
@@ -150,23 +151,37 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
     span_total = 0  # spans those documents hold now
     body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"]
     lines = iter_byte_lines(body.iter_chunks(), max_bytes=MAX_MANIFEST_LINE_BYTES)
+    # Gold documents are written GOLD_BUFFER at a time (25 to a request); a repeated document still
+    # in the buffer is merged with the buffered labels, one already written is read back.
+    pending: dict[str, GoldDocument] = {}
+    gold_writer = GoldBatchWriter(state)
     for document in parse_manifest(lines, manifest_uri, settings.entity_types, quarantine,
                                    label_attribute=label_attribute, stats=stats):
         spans = document.spans
         first = seen.first_seen(document.doc, document.line)
-        earlier = state.get_gold(document.doc) if first is not None else None
+        earlier = None
+        if first is not None:
+            earlier = pending.get(document.doc) or state.get_gold(document.doc)
         if earlier is None:  # new here (or only its first 64 bits were seen before)
             documents += 1
             span_total += len(spans)
         else:
             spans = _merge_repeat(earlier, document, first or 0, origin, quarantine, manifest_uri)
             span_total += len(spans) - len(earlier.spans)
-        state.put_gold(GoldDocument(doc=document.doc, text=document.text, spans=spans, origin=origin))
+        pending[document.doc] = GoldDocument(doc=document.doc, text=document.text, spans=spans, origin=origin)
+        if len(pending) >= GOLD_BUFFER:
+            gold_writer.put_gold_many(pending.values())
+            pending.clear()
+    gold_writer.put_gold_many(pending.values())
+    pending.clear()
 
     report = quarantine.write(aws.s3, settings.data_bucket)
+    quarantine.close()
     snapshot = None
     if documents:
-        request_retrain(state)
+        # Counted once per job: a retry of this effect (it failed after this line) asks again for
+        # nothing, so a training that the first attempt started is not followed by a needless one.
+        state.count_once(f"retrain-request/convert/{job_name}", RETRAIN_REQUESTED)
         snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
 
     metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=documents)

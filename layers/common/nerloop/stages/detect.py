@@ -23,11 +23,11 @@ from botocore.exceptions import ClientError
 from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DETECTION_OUTPUT_PREFIX, DOCUMENTS_FILE
-from nerloop.events import DocumentsAddedDetail, RecognizerStatusDetail
+from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import metrics_from_metadata
-from nerloop.retrain import maybe_start_retrain
+from nerloop.retrain import maybe_start_retrain, release_training
 from nerloop.settings import Settings
 from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, DetectionRequest, Job, StateTable, Version
 
@@ -56,7 +56,7 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
         result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
         result["detection_job"] = start_detection(state, aws, settings,
                                                   request_key=f"trained|{detail.recognizerArn}")
-    state.release_training_lock(version)
+    release_training(state, version)
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
     result["snapshot"] = snapshot.version if snapshot else None
     return result

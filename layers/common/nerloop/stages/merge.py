@@ -18,7 +18,7 @@ from nerloop import a2i
 from nerloop.aws import Aws
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord, UnknownJob
-from nerloop.events import HumanLoopDetail
+from nerloop.event_models.human_loop import HumanLoopDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine

@@ -7,6 +7,11 @@ when a review budget applies, near-duplicates of a chosen document passed over
 Gold documents and documents already in review are left alone, unless this version's routing sent
 them to review (an output routed again decides as before). Bad records are quarantined and
 the rest goes on: records in = accepted + sent to review + over budget + skipped + quarantined.
+
+Requests come in batches, not per document: the pool items of 100 records are read in one
+BatchGetItem, the decided ones written back 25 a BatchWriteItem (whole items, as read and changed),
+the human loops of the batch recorded in one transaction before A2I starts them one by one. A text
+that recurs on another line is decided after the batch holding the first one is written.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from nerloop.settings import Settings, require
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDocument, StateTable, now
 
 LOOP_IN_PROGRESS = "InProgress"
+POOL_BATCH = 100  # records whose pool items are read in one request (BatchGetItem's limit)
 
 
 def route_detection_output(
@@ -104,6 +110,11 @@ def open_input_documents(s3: Any, bucket: str, key: str) -> Iterator[InputDocume
         yield InputDocuments(spool, posixpath.basename(key))
 
 
+# --- writing pool items in batches ---------------------------------------------------------------
+
+
+
+
 # --- routing one output ----------------------------------------------------------------------------
 
 
@@ -133,6 +144,15 @@ class Router:
         self.counts: Counter[str] = Counter()
         self.quarantine = Quarantine(stage="route", source=job.job_id)
         self.budget: ReviewBudget[Candidate] = ReviewBudget(settings.review_budget, SHORTLIST_FACTOR)
+        # Records waiting for their pool items (read POOL_BATCH at a time), each document once.
+        self.pending: list[tuple[DocumentEntities | DocumentFailure, str, str]] = []
+        self.pending_docs: set[str] = set()
+        self.to_review: list[Candidate] = []  # of the pending records, without a review budget
+        self.items: dict[str, dict[str, Any]] = {}  # the pool items of the batch being routed
+        # Pool changes not yet written: whole items (documents of the batch, as read, changed), and
+        # (doc, status, attributes) to make unless the document is gold or in review by then.
+        self.marks: list[tuple[str, str, dict[str, str]]] = []
+        self.waits: list[tuple[str, str, dict[str, str]]] = []
 
     def run(self) -> dict[str, Any]:
         with open_input_documents(self.aws.s3, self.settings.data_bucket, self.job.input_key) as documents:
@@ -147,17 +167,19 @@ class Router:
                     break
                 except InvalidRecord as exc:  # the archive itself: nothing more can be read
                     logger.exception("detection output unreadable", archive=self.key, job=self.job.job_id)
+                    self.flush()  # the records read before the damage are routed, as they came
                     self.quarantine.reject(exc)
                     self.quarantine.write(self.aws.s3, self.settings.data_bucket)
                     raise
                 self.counts["records"] += 1
                 self.route_record(record)
+            self.flush()
             chosen, passed_over = pick_diverse(self.budget.selected(), self.budget.limit,
                                                lambda candidate: word_set(candidate.text))
-            for candidate in chosen:
-                self.review(candidate)
+            self.review_many(chosen)
             for candidate in passed_over:
                 self.over_budget(candidate)
+            self.write_pool()
         self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
         quarantine_key = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
@@ -180,6 +202,8 @@ class Router:
     # --- one record ------------------------------------------------------------------------------
 
     def route_record(self, record: DocumentEntities | DocumentFailure | InvalidRecord) -> None:
+        """Check a record against the job's input; a valid one waits for its pool item to be read
+        together with those of the next records (`flush`)."""
         if isinstance(record, InvalidRecord):
             self.reject(record)
             return
@@ -189,25 +213,52 @@ class Router:
         if isinstance(record, DocumentFailure):
             self.reject(record.as_invalid_record())
             self.counts["document_failures"] += 1
-            self.keep_waiting(document_hash(text))
-            return
-        problem = check_against_text(record, text)
-        if problem is not None:
-            self.reject(problem)
-            return
+        else:
+            problem = check_against_text(record, text)
+            if problem is not None:
+                self.reject(problem)
+                return
         doc = document_hash(text)
-        pool = self.state.get_pool(doc)
+        if doc in self.pending_docs:  # the same text on another line: decide after the first is done
+            self.flush()
+        self.pending.append((record, text, doc))
+        self.pending_docs.add(doc)
+        if len(self.pending) >= POOL_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Route the pending records, in their order, with one read of their pool items."""
+        if not self.pending:
+            return
+        self.items = self.state.get_pool_items(self.pending_docs)
+        for record, text, doc in self.pending:
+            item = self.items.get(doc)
+            self.route_document(record, text, doc, self.state.pool_document(item) if item else None)
+        self.pending.clear()
+        self.pending_docs.clear()
+        self.write_pool()  # the accepted ones, before the loops of the batch start
+        if self.to_review:
+            self.review_many(self.to_review)
+            self.to_review.clear()
+            self.write_pool()
+        self.items = {}
+
+    def route_document(self, record: DocumentEntities | DocumentFailure, text: str, doc: str,
+                       pool: PoolDocument | None) -> None:
+        if isinstance(record, DocumentFailure):
+            self.keep_waiting(doc)
+            return
         if pool is None or (pool.status in (GOLD, IN_REVIEW) and not self.reviewed_here(pool)):
             self.counts["skipped"] += 1
-            logger.info("document skipped", document=doc, line=record.line,
-                        status=pool.status if pool else "not in the pool")
+            logger.debug("document skipped", document=doc, line=record.line,
+                         status=pool.status if pool else "not in the pool")
             return
         if route_decision(record.entities, self.settings.confidence_threshold) == ACCEPT:
             self.accept(doc, record)
             return
         candidate = Candidate(doc, text, record.entities, record.line)
         if self.budget.unlimited:
-            self.review(candidate)
+            self.to_review.append(candidate)
             return
         over = self.budget.offer(record.min_score or 0.0, record.line, candidate)
         if over is not None:
@@ -250,42 +301,70 @@ class Router:
         self.counts["quarantined"] += 1
 
     def keep_waiting(self, doc: str) -> None:
-        """Leave a document waiting, but seen by this version so the next version picks it up."""
-        pool = self.state.get_pool(doc)
-        if pool is not None and pool.status not in (GOLD, IN_REVIEW):
-            self.state.mark_pool(doc, WAITING, seen_by=self.version)
+        """Leave a document waiting, but seen by this version so the next version picks it up (unless
+        it is gold or in review by then: the write is conditional, written with the next batch)."""
+        self.waits.append((doc, WAITING, {"seen_by": self.version}))
 
     def over_budget(self, candidate: Candidate) -> None:
         self.counts["over_budget"] += 1
         self.keep_waiting(candidate.doc)
-        logger.info("document over the review budget", document=candidate.doc, budget=self.budget.limit)
+        logger.debug("document over the review budget", document=candidate.doc, budget=self.budget.limit)
 
     def accept(self, doc: str, record: DocumentEntities) -> None:
         entities = [{"begin": e.begin, "end": e.end, "type": e.type, "score": e.score}
                     for e in record.entities]
-        self.state.mark_pool(doc, ACCEPTED, seen_by=self.version, job=self.job.job_id,
-                             entities=json.dumps(entities))
+        self.mark(doc, ACCEPTED, seen_by=self.version, job=self.job.job_id, entities=json.dumps(entities))
         self.counts["accepted"] += 1
-        logger.debug("document accepted", document=doc, entities=len(entities))
 
-    def review(self, candidate: Candidate) -> None:
-        """Open one human loop for the document (once: the name is derived from document and version)."""
-        doc = candidate.doc
-        name = loop_name(doc, self.version, scope=self.flow_definition_arn)
-        try:
-            content = build_input_content(doc, candidate.text, candidate.entities, self.version,
-                                          self.settings.entity_types)
-        except InvalidRecord as exc:
-            self.reject(exc)
-            self.keep_waiting(doc)
+    def mark(self, doc: str, status: str, **attributes: str) -> None:
+        """Set a document's status; written by `write_pool`, with the batch's other changes."""
+        self.marks.append((doc, status, attributes))
+
+    def write_pool(self) -> None:
+        """Write the pool status changes decided so far (a batch's worth: the documents differ).
+        Conditional, so a document that became gold meanwhile (a merge, a labeling job) stays gold."""
+        if self.marks:
+            self.state.mark_pool_many(self.marks, unless=(GOLD,))
+            self.marks.clear()
+        if self.waits:
+            self.state.mark_pool_many(self.waits, unless=(GOLD, IN_REVIEW))
+            self.waits.clear()
+
+    def review_many(self, candidates: list[Candidate]) -> None:
+        """Open one human loop for each document (once: the name is derived from document and version).
+
+        The loops of the batch are recorded in one request before any is started, then started one
+        by one (A2I starts one at a time); a retry after a failure half way finds its loops recorded
+        and still in progress, and starts them (A2I answers for those it already has)."""
+        ready: list[tuple[Candidate, str, str]] = []
+        for candidate in candidates:
+            try:
+                content = build_input_content(candidate.doc, candidate.text, candidate.entities, self.version,
+                                              self.settings.entity_types)
+            except InvalidRecord as exc:
+                self.reject(exc)
+                self.keep_waiting(candidate.doc)
+                continue
+            ready.append((candidate, loop_name(candidate.doc, self.version, scope=self.flow_definition_arn),
+                          content))
+        if not ready:
             return
-        if not self.state.put_loop(Loop(name=name, doc=doc, version=self.version, status=LOOP_IN_PROGRESS)):
-            existing = self.state.get_loop(name)
-            if existing is not None and existing.status != LOOP_IN_PROGRESS:
-                # This version's review of the document already ended; the next version sends it again.
-                self.counts["skipped"] += 1
-                logger.info("human loop already finished", loop=name, document=doc, status=existing.status)
-                return
+        recorded = self.state.put_loop_many(
+            [Loop(name=name, doc=candidate.doc, version=self.version, status=LOOP_IN_PROGRESS)
+             for candidate, name, _ in ready])
+        for (candidate, name, content), new in zip(ready, recorded, strict=True):
+            if not new:
+                existing = self.state.get_loop(name)
+                if existing is not None and existing.status != LOOP_IN_PROGRESS:
+                    # This version's review of the document already ended; the next version sends it again.
+                    self.counts["skipped"] += 1
+                    logger.debug("human loop already finished", loop=name, document=candidate.doc,
+                                 status=existing.status)
+                    continue
+            self.start_loop(candidate, name, content)
+
+    def start_loop(self, candidate: Candidate, name: str, content: str) -> None:
+        doc = candidate.doc
         try:
             outcome = start_human_loop(self.aws.a2i, name, self.flow_definition_arn, content)
         except ClientError as exc:
@@ -297,10 +376,12 @@ class Router:
             self.reject(InvalidRecord(f"human loop {name}", None, reason))
             self.keep_waiting(doc)
             return
-        self.state.mark_pool(doc, IN_REVIEW, loop=name, seen_by=self.version)
+        # Written with the batch: a crash before then is the case of a loop started and the pool not
+        # yet marked, which the retry handles (the loop is recorded; A2I answers it already exists).
+        self.mark(doc, IN_REVIEW, loop=name, seen_by=self.version)
         if outcome == ALREADY_STARTED:
             self.counts["loops_existing"] += 1
         else:
             self.counts["loops_started"] += 1
-        lowest = min(e.score for e in candidate.entities)
-        logger.info("human loop started", loop=name, document=doc, score=lowest, outcome=outcome)
+        logger.debug("human loop started", loop=name, document=doc,
+                     score=min(e.score for e in candidate.entities), outcome=outcome)

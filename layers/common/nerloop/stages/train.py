@@ -22,6 +22,7 @@ from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import VERSION_NAME
+from nerloop.retrain import release_training
 from nerloop.settings import Settings
 from nerloop.state import StateTable, Version
 
@@ -155,7 +156,7 @@ def _reject(state: StateTable, aws: Aws, bucket: str, version: str, stats: Train
     )
     state.put_version(Version(version=version, status="REJECTED", snapshot=f"{TRAINING_PREFIX}{version}/",
                               message="; ".join(problems)[:1000], metrics={"training_set": stats.as_dict()}))
-    state.release_training_lock(version)
+    release_training(state, version)
     metrics.add_metric(name="TrainingsRejected", unit=MetricUnit.Count, value=1)
     logger.warning("training snapshot rejected", version=version, problems=problems, report=report_key)
     return {"version": version, "status": "REJECTED", "problems": problems, "report": report_key}

@@ -1,0 +1,19 @@
+"""The EventBridge envelope every event model extends."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Envelope(BaseModel):
+    """The EventBridge envelope. `account` is optional: events sent with PutEvents under moto lack it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    account: str = ""
+    region: str = ""
+    time: datetime
+    resources: list[str] = Field(default_factory=list)

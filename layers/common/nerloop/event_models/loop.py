@@ -1,0 +1,59 @@
+"""The project's own events, published by the watch and preprocess stages."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nerloop.event_models.envelope import Envelope
+
+
+class RecognizerStatusDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    recognizerName: str
+    versionName: str
+    recognizerArn: str
+    status: str
+    previousStatus: str = ""
+    message: str = ""
+
+
+class RecognizerStatusChange(Envelope):
+    source: Literal["nerloop"]
+    detail_type: Literal["Recognizer Status Change"] = Field(alias="detail-type")
+    detail: RecognizerStatusDetail
+
+
+class DocumentsAddedDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    batch: str = Field(min_length=1)
+    documents: int = Field(ge=1)
+    documentsKey: str = Field(pattern=r"^batches/[^/]+/documents\.txt$")
+
+
+class DocumentsAdded(Envelope):
+    source: Literal["nerloop"]
+    detail_type: Literal["Documents Added"] = Field(alias="detail-type")
+    detail: DocumentsAddedDetail
+
+
+# The detect function reacts to both of the loop's events that can start detection.
+DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded, Field(discriminator="detail_type")]
+
+
+class DetectionJobStatusDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    jobId: str
+    jobArn: str = ""
+    versionName: str
+    status: str
+    previousStatus: str = ""
+    message: str = ""
+
+
+class DetectionJobStatusChange(Envelope):
+    source: Literal["nerloop"]
+    detail_type: Literal["Detection Job Status Change"] = Field(alias="detail-type")
+    detail: DetectionJobStatusDetail

@@ -1,0 +1,67 @@
+"""Cold start: a handler imports only the event models of its own events (nerloop.event_models, one
+module per source), pydantic skips its plugin search with the template's environment, and garbage
+collection, paused while the modules load (nerloop.coldstart), runs again once they are loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from nerloop.events import model_for
+from nerloop_local.stack import Stack, load_event
+from nerloop_local.template import REPO
+
+STACK = Stack.load()
+def _stage(function: str) -> str:
+    return str(STACK.functions()[function]["Properties"]["CodeUri"]).strip("/").rsplit("/", 1)[-1]
+
+
+# Stage functions and their sample event (events/<stage>.json); the custom resource has none.
+STAGES = {function: _stage(function) for function in STACK.functions()
+          if (REPO / "events" / f"{_stage(function)}.json").is_file()}
+
+# Imports a handler as Lambda would, then reports which nerloop event modules got imported, whether
+# pydantic searched for plugins, and what the garbage collector is doing.
+PROBE = """
+import gc, importlib.util, json, sys
+from pydantic.plugin import _loader
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported = sorted(name for name in sys.modules if name == "nerloop.events" or name.startswith("nerloop.event_models."))
+print(json.dumps({"imported": imported, "plugins_searched": _loader._plugins is not None,
+                  "gc": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def _import_handler(function: str) -> dict[str, Any]:
+    code = REPO / STACK.functions()[function]["Properties"]["CodeUri"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("POWERTOOLS_", "PYDANTIC_"))}
+    env.update(STACK.function_environment(function))
+    env.update({"PYTHONPATH": os.pathsep.join([str(code), str(REPO / "layers/common")]),
+                "LAMBDA_TASK_ROOT": "/var/task", "AWS_DEFAULT_REGION": "us-east-1",
+                "FLOW_DEFINITION_ARN": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/x"})
+    done = subprocess.run([sys.executable, "-c", PROBE, str(code / "app.py")], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_every_stage_function_has_a_sample_event() -> None:
+    assert {"ConvertFunction", "DetectFunction", "MergeFunction", "WatchFunction"} <= set(STAGES)
+
+
+@pytest.mark.parametrize("function", sorted(STAGES))
+def test_a_handler_imports_only_the_event_models_of_its_own_events(function: str) -> None:
+    model = model_for(load_event(STAGES[function]))
+    assert model is not None
+
+    seen = _import_handler(function)
+
+    assert seen["imported"] == sorted({"nerloop.event_models.envelope", model.__module__})
+    assert not seen["plugins_searched"]
+    assert seen["gc"] and seen["frozen"] > 10_000  # collecting again; the modules' objects left out
