@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # Benchmarks (bench/README.md): each stage beside a bare reference, as ratios of medians; prints a
-# table and writes bench/results.json. About 13 minutes on 2 CPUs once the inputs are cached.
+# table and writes bench/results.json. About 5 minutes on 2 quiet CPUs once the inputs are cached.
 bench: build
 	$(BIN)/python -m bench.run
 
