@@ -151,6 +151,37 @@ class EmulatedStack:
         self.use_environment(logical_id, **overrides)
         return self.stack.load_handler(logical_id)
 
+    def completed_labeling_job(self, stub: Any, manifest: bytes, attribute: str) -> str:
+        """The sample convert event's labeling job, finished: `manifest` where Ground Truth writes
+        it, and DescribeLabelingJob answered on `stub` (label attribute `attribute`); its S3 URI."""
+        from datetime import UTC, datetime
+
+        from nerloop.labeling import labeling_job_request
+
+        arn = load_event("convert")["resources"][0]
+        job = arn.rsplit("/", 1)[-1]
+        key = f"labeling/{job}/manifests/output/output.manifest"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=manifest)
+        uri = f"s3://{self.bucket}/{key}"
+        request = labeling_job_request(
+            job_name=job, region="us-east-1", manifest_uri=f"s3://{self.bucket}/batches/b/input.manifest",
+            output_uri=f"s3://{self.bucket}/labeling/", categories_uri=f"s3://{self.bucket}/batches/b/c.json",
+            workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/team",
+            role_arn="arn:aws:iam::123456789012:role/labeling",
+        )
+        when = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+        stub.add_response("describe_labeling_job", {
+            **{name: request[name] for name in ("LabelingJobName", "InputConfig", "OutputConfig", "RoleArn",
+                                                "LabelCategoryConfigS3Uri", "HumanTaskConfig")},
+            "LabelAttributeName": attribute,  # need not be the job's name
+            "LabelingJobStatus": "Completed",
+            "LabelCounters": {"TotalLabeled": 1, "HumanLabeled": 1, "MachineLabeled": 0,
+                              "FailedNonRetryableError": 0, "Unlabeled": 0},
+            "CreationTime": when, "LastModifiedTime": when, "JobReferenceCode": "a1b2c3d4",
+            "LabelingJobArn": arn, "LabelingJobOutput": {"OutputDatasetS3Uri": uri},
+        }, expected_params={"LabelingJobName": job})
+        return uri
+
     def capture_rule(self, function: str, event_name: str) -> str:
         """Route what the template's rule `event_name` of `function` matches on the default bus into
         a queue; return the queue's URL (read it with `received`)."""

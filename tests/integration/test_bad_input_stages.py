@@ -12,7 +12,6 @@ import copy
 import importlib.util
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,7 +23,6 @@ from pydantic import ValidationError
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord
 from nerloop.events import describe_event_error
-from nerloop.labeling import labeling_job_request
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop
 from nerloop_local.stack import load_event
 from nerloop_local.validation import validate_file
@@ -89,29 +87,7 @@ def check_report(report: list[dict[str, Any]], row: Any, file: str) -> None:
 
 def a_completed_labeling_job(emulated: Any, stub: Stubber, manifest: bytes) -> str:
     """The manifest where Ground Truth writes it, and DescribeLabelingJob stubbed; its S3 URI."""
-    arn = load_event("convert")["resources"][0]
-    job = arn.rsplit("/", 1)[-1]
-    key = f"labeling/{job}/manifests/output/output.manifest"
-    emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=manifest)
-    uri = f"s3://{emulated.bucket}/{key}"
-    request = labeling_job_request(
-        job_name=job, region="us-east-1", manifest_uri=f"s3://{emulated.bucket}/batches/b/input.manifest",
-        output_uri=f"s3://{emulated.bucket}/labeling/", categories_uri=f"s3://{emulated.bucket}/batches/b/c.json",
-        workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/team",
-        role_arn="arn:aws:iam::123456789012:role/labeling",
-    )
-    when = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-    stub.add_response("describe_labeling_job", {
-        **{name: request[name] for name in ("LabelingJobName", "InputConfig", "OutputConfig", "RoleArn",
-                                            "LabelCategoryConfigS3Uri", "HumanTaskConfig")},
-        "LabelAttributeName": CORPUS_GENERATOR.ATTRIBUTE,
-        "LabelingJobStatus": "Completed",
-        "LabelCounters": {"TotalLabeled": 3, "HumanLabeled": 3, "MachineLabeled": 0,
-                          "FailedNonRetryableError": 0, "Unlabeled": 0},
-        "CreationTime": when, "LastModifiedTime": when, "JobReferenceCode": "a1b2c3d4",
-        "LabelingJobArn": arn, "LabelingJobOutput": {"OutputDatasetS3Uri": uri},
-    }, expected_params={"LabelingJobName": job})
-    return uri
+    return str(emulated.completed_labeling_job(stub, manifest, CORPUS_GENERATOR.ATTRIBUTE))
 
 
 @pytest.mark.parametrize("row", rows("manifest"), ids=ids(rows("manifest")))

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from moto.events.models import EventPattern
 
 from nerloop.comprehend_training import ANNOTATIONS_HEADER
 from nerloop.documents import document_hash
-from nerloop.labeling import labeling_job_request
 from nerloop.retrain import RETRAIN_REQUESTED
 from nerloop.stages import convert
 from nerloop.state import GOLD
@@ -28,30 +26,7 @@ def completed_job(emulated: Any, event: Any, stub: Stubber, manifest: bytes,
                   attribute: str = SAMPLE_ATTRIBUTE) -> str:
     """Put `manifest` where Ground Truth writes it and stub DescribeLabelingJob for the sample event's
     job; return the manifest's URI."""
-    arn = event("convert")["resources"][0]
-    job = arn.rsplit("/", 1)[-1]
-    key = f"labeling/{job}/manifests/output/output.manifest"
-    emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=manifest)
-    uri = f"s3://{emulated.bucket}/{key}"
-    request = labeling_job_request(
-        job_name=job, region="us-east-1", manifest_uri=f"s3://{emulated.bucket}/batches/b/input.manifest",
-        output_uri=f"s3://{emulated.bucket}/labeling/", categories_uri=f"s3://{emulated.bucket}/batches/b/c.json",
-        workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/team",
-        role_arn="arn:aws:iam::123456789012:role/labeling",
-    )
-    when = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-    stub.add_response("describe_labeling_job", {
-        **{name: request[name] for name in ("LabelingJobName", "InputConfig", "OutputConfig", "RoleArn",
-                                            "LabelCategoryConfigS3Uri", "HumanTaskConfig")},
-        "LabelAttributeName": attribute,  # need not be the job's name
-        "LabelingJobStatus": "Completed",
-        "LabelCounters": {"TotalLabeled": 202, "HumanLabeled": 202, "MachineLabeled": 0,
-                          "FailedNonRetryableError": 0, "Unlabeled": 0},
-        "CreationTime": when, "LastModifiedTime": when, "JobReferenceCode": "a1b2c3d4",
-        "LabelingJobArn": arn,
-        "LabelingJobOutput": {"OutputDatasetS3Uri": uri},
-    }, expected_params={"LabelingJobName": job})
-    return uri
+    return str(emulated.completed_labeling_job(stub, manifest, attribute))
 
 
 def read(emulated: Any, key: str) -> str:

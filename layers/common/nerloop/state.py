@@ -340,17 +340,21 @@ class StateTable:
 
         One transaction, so a failure between the two writes cannot leave a finished loop whose review
         was never counted (a retry would find the loop finished and count nothing)."""
-        client = self.table.meta.client
+        return self._update_and_count({
+            "Key": {"pk": "LOOP", "sk": name},
+            "UpdateExpression": "SET #status = :status, failure = :failure, finished_at = :now",
+            "ConditionExpression": "attribute_exists(pk) AND #status = :open",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": "Completed", ":failure": "", ":now": now(),
+                                          ":open": "InProgress"},
+        }, counter)
+
+    def _update_and_count(self, update: dict[str, Any], counter: str) -> bool:
+        """A conditional `update` and 1 added to `counter`, in one transaction; False (and nothing
+        changed) when the update's condition fails."""
         try:
-            client.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table.name, "Key": {"pk": "LOOP", "sk": name},
-                    "UpdateExpression": "SET #status = :status, failure = :failure, finished_at = :now",
-                    "ConditionExpression": "attribute_exists(pk) AND #status = :open",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":status": "Completed", ":failure": "", ":now": now(),
-                                                  ":open": "InProgress"},
-                }},
+            self.table.meta.client.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table.name, **update}},
                 {"Update": {
                     "TableName": self.table.name, "Key": {"pk": "COUNTER", "sk": counter},
                     "UpdateExpression": "ADD #value :one",
@@ -529,30 +533,13 @@ class StateTable:
         """Add 1 to `counter` unless `marker` was counted before: the marker item (COUNTED /
         <marker>) and the count are written in one transaction, so a retried effect counts once.
         False (and nothing changed) when the marker was already there."""
-        client = self.table.meta.client
-        try:
-            client.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table.name, "Key": {"pk": "COUNTED", "sk": marker},
-                    "UpdateExpression": "SET #counter = :counter, counted_at = :now",
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                    "ExpressionAttributeNames": {"#counter": "counter"},
-                    "ExpressionAttributeValues": {":counter": counter, ":now": now()},
-                }},
-                {"Update": {
-                    "TableName": self.table.name, "Key": {"pk": "COUNTER", "sk": counter},
-                    "UpdateExpression": "ADD #value :one",
-                    "ExpressionAttributeNames": {"#value": "value"},
-                    "ExpressionAttributeValues": {":one": 1},
-                }},
-            ])
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException" and \
-                    reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+        return self._update_and_count({
+            "Key": {"pk": "COUNTED", "sk": marker},
+            "UpdateExpression": "SET #counter = :counter, counted_at = :now",
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ExpressionAttributeNames": {"#counter": "counter"},
+            "ExpressionAttributeValues": {":counter": counter, ":now": now()},
+        }, counter)
 
     # --- end of the convert stage's section ----------------------------------------------------
 
