@@ -10,14 +10,16 @@ without freezing would only move the walk to the first event.
 
 import gc
 
-_paused = gc.isenabled()
+_collecting = gc.isenabled()  # restored by loaded(): a process that had collection off keeps it off
+_frozen = False
 gc.disable()
 
 
 def loaded() -> None:
     """The handler's modules are loaded: freeze what they made and collect garbage again."""
-    global _paused
-    if _paused:  # only the first time: a process loading several handlers (tests, local mode) freezes once
+    global _frozen
+    if not _frozen:  # only the first time: a process loading several handlers (tests, local mode) freezes once
         gc.freeze()
-        _paused = False
-    gc.enable()
+        _frozen = True
+    if _collecting:
+        gc.enable()
