@@ -7,8 +7,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from nerloop.constants import MAX_DOCUMENT_BYTES
-
 
 @dataclass(frozen=True, order=True)
 class Span:
@@ -92,8 +90,3 @@ def split_sentences(text: str) -> list[str]:
 
 def utf8_size(text: str) -> int:
     return len(text.encode("utf-8"))
-
-
-def fits_comprehend(text: str) -> bool:
-    """True when Comprehend accepts `text` as one document (1..5,000 bytes)."""
-    return 1 <= utf8_size(text) <= MAX_DOCUMENT_BYTES

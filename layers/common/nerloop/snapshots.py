@@ -23,11 +23,6 @@ class Snapshot:
     stats: TrainingStats
 
 
-def next_version(state: StateTable) -> str:
-    """A new version name, v1, v2, ... (matches Comprehend's VersionName pattern)."""
-    return f"v{state.add_to_counter(SNAPSHOT_COUNTER)}"
-
-
 def snapshot_keys(version: str) -> tuple[str, str]:
     base = f"{TRAINING_PREFIX}{version}/"
     return base + DOCUMENTS_FILE, base + ANNOTATIONS_FILE

@@ -258,9 +258,6 @@ class StateTable:
             attributes["metrics"] = json.dumps(attributes["metrics"])
         self._update("VERSION", version, attributes)
 
-    def delete_version(self, version: str) -> None:
-        self.table.delete_item(Key={"pk": "VERSION", "sk": version})
-
     def get_active(self) -> tuple[str, float] | None:
         """The active version and its F1, or None before the first model is trained."""
         item = self._get("MODEL", "ACTIVE")
