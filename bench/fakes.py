@@ -12,7 +12,9 @@ in memory. So the stages run here against:
 - `FakeA2I`: start_human_loop that checks the name and the input size and counts loops.
 - `FakeSageMaker`: describe_labeling_job naming the manifest.
 
-Every call is counted (`calls`), so a benchmark can say how many requests a stage made.
+Every call is counted (`calls`), so a benchmark can say how many requests a stage made, and timed
+(`CLOCK`), so it can say how much of the stage's time was spent inside the stand-ins: on AWS that
+part is a network round trip and the service's work, not the function's code.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import marshal
 import re
 import shutil
 import sqlite3
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import wraps
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -33,6 +37,37 @@ from nerloop.a2i import MAX_INPUT_CONTENT_CHARS, NAME_PATTERN
 
 PAGE_BYTES = 1024 * 1024  # DynamoDB returns at most 1 MB of items per query page
 _MISSING = object()
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+class StandInClock:
+    """Seconds spent inside stand-in calls; a call made from inside another counts once."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.depth = 0
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+
+
+CLOCK = StandInClock()
+
+
+def timed(call: _Call) -> _Call:
+    """Add the time spent in `call` to CLOCK."""
+    @wraps(call)
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        if CLOCK.depth:
+            return call(*args, **kwargs)
+        CLOCK.depth += 1
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            CLOCK.seconds += time.perf_counter() - started
+            CLOCK.depth -= 1
+    return timed_call  # type: ignore[return-value]
 
 
 def _condition_failed(operation: str) -> ClientError:
@@ -112,6 +147,7 @@ class _TableClient:
     def __init__(self, table: SqliteTable) -> None:
         self.table = table
 
+    @timed
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         self.table.calls["batch_get_item"] += 1
         responses: dict[str, list[dict[str, Any]]] = {}
@@ -119,6 +155,7 @@ class _TableClient:
             responses[name] = self.table._load_many([(key["pk"], key["sk"]) for key in request["Keys"]])
         return {"Responses": responses, "UnprocessedKeys": {}}
 
+    @timed
     def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         """Puts and deletes, at most 25 and no key twice, as DynamoDB checks; all processed."""
         self.table.calls["batch_write_item"] += 1
@@ -141,6 +178,7 @@ class _TableClient:
         db.execute("COMMIT")
         return {"UnprocessedItems": {}}
 
+    @timed
     def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
         """All or nothing: every condition is checked before anything is written."""
         self.table.calls["transact_write_items"] += 1
@@ -229,11 +267,13 @@ class SqliteTable:
 
     # --- the Table API --------------------------------------------------------------------------
 
+    @timed
     def get_item(self, Key: dict[str, str], **_: Any) -> dict[str, Any]:
         self.calls["get_item"] += 1
         item = self._load(Key["pk"], Key["sk"])
         return {"Item": item} if item is not None else {}
 
+    @timed
     def put_item(self, Item: dict[str, Any], ConditionExpression: str | None = None,
                  ExpressionAttributeNames: dict[str, str] | None = None,
                  ExpressionAttributeValues: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
@@ -245,6 +285,7 @@ class SqliteTable:
         self._store(dict(Item))
         return {}
 
+    @timed
     def update_item(self, Key: dict[str, str], UpdateExpression: str,
                     ConditionExpression: str | None = None,
                     ExpressionAttributeNames: dict[str, str] | None = None,
@@ -264,6 +305,7 @@ class SqliteTable:
             return {"Attributes": item}
         return {}
 
+    @timed
     def delete_item(self, Key: dict[str, str], ConditionExpression: str | None = None,
                     ExpressionAttributeNames: dict[str, str] | None = None,
                     ExpressionAttributeValues: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
@@ -275,6 +317,7 @@ class SqliteTable:
         self.db.execute("DELETE FROM items WHERE pk = ? AND sk = ?", (Key["pk"], Key["sk"]))
         return {}
 
+    @timed
     def query(self, KeyConditionExpression: Any, ExclusiveStartKey: dict[str, str] | None = None,
               Limit: int | None = None, ProjectionExpression: str | None = None,
               **_: Any) -> dict[str, Any]:
@@ -339,6 +382,7 @@ class LocalS3:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    @timed
     def get_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
         self.calls["get_object"] += 1
         path = self.path(Bucket, Key)
@@ -346,12 +390,14 @@ class LocalS3:
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": Key}}, "GetObject")
         return {"Body": _Body(path), "ContentLength": path.stat().st_size}
 
+    @timed
     def head_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
         self.calls["head_object"] += 1
         path = self.path(Bucket, Key)
         etag = hashlib.md5(str(path.stat().st_mtime_ns).encode(), usedforsecurity=False).hexdigest()
         return {"ETag": f'"{etag}"', "ContentLength": path.stat().st_size}
 
+    @timed
     def put_object(self, Bucket: str, Key: str, Body: bytes | str | IO[bytes] = b"", **_: Any) -> dict[str, Any]:
         self.calls["put_object"] += 1
         path = self.path(Bucket, Key)
@@ -364,11 +410,13 @@ class LocalS3:
                 shutil.copyfileobj(Body, out)
         return {"ETag": '"local"'}
 
+    @timed
     def upload_fileobj(self, Fileobj: IO[bytes], Bucket: str, Key: str, **_: Any) -> None:
         self.calls["upload_fileobj"] += 1
         with self.path(Bucket, Key).open("wb") as out:
             shutil.copyfileobj(Fileobj, out, 1024 * 1024)
 
+    @timed
     def download_fileobj(self, Bucket: str, Key: str, Fileobj: IO[bytes], **_: Any) -> None:
         self.calls["download_fileobj"] += 1
         with self.path(Bucket, Key).open("rb") as source:
@@ -389,6 +437,7 @@ class FakeA2I:
         self.calls: Counter[str] = Counter()
         self.started = 0
 
+    @timed
     def start_human_loop(self, HumanLoopName: str, FlowDefinitionArn: str,
                          HumanLoopInput: dict[str, str], **_: Any) -> dict[str, Any]:
         self.calls["start_human_loop"] += 1
@@ -407,6 +456,7 @@ class FakeSageMaker:
         self.manifest_uri = manifest_uri
         self.label_attribute = label_attribute
 
+    @timed
     def describe_labeling_job(self, LabelingJobName: str) -> dict[str, Any]:
         return {"LabelingJobName": LabelingJobName, "LabelingJobStatus": "Completed",
                 "LabelAttributeName": self.label_attribute,

@@ -272,6 +272,17 @@ def test_iter_byte_lines_caps_a_long_line_and_keeps_counting() -> None:
     assert lines[1] == b"short" and not isinstance(lines[1], LongLine)
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 64])
+def test_iter_byte_lines_gives_the_same_lines_however_the_stream_is_chunked(size: int) -> None:
+    stream = b"first\n\nabcdefghijklmnop\r\nmid\nqrstuvwxyz0123456789\nend"
+    chunks = [stream[start:start + size] for start in range(0, len(stream), size)]
+    lines = list(iter_byte_lines(chunks, max_bytes=8))
+    expected = stream.split(b"\n")
+    assert [line.size if isinstance(line, LongLine) else len(line) for line in lines] == [len(e) for e in expected]
+    assert [bytes(line) for line in lines] == [e[:8] for e in expected]
+    assert [isinstance(line, LongLine) for line in lines] == [len(e) > 8 for e in expected]
+
+
 def test_a_capped_line_is_rejected_as_too_long() -> None:
     docs, quarantine, _ = parse([LongLine(b"{", 500_000), GOOD])
     assert len(docs) == 1 and "500000 bytes" in only_problem(quarantine)

@@ -55,20 +55,17 @@ def write_training_files(
     for line_number, (text, spans) in enumerate(documents):
         line = one_line(text) + "\n"
         documents_out.write(line)
-        size = utf8_size(line)  # the text's size and one: one_line swaps one-byte characters only
+        # The text's size and one (one_line swaps one-byte characters only).
+        size = len(line) if line.isascii() else utf8_size(line)
         stats.corpus_bytes += size
         if size - 1 > MAX_DOCUMENT_BYTES:
             stats.oversized_documents.append(line_number)
-        ordered = sorted(spans, key=_span_order)
+        ordered = sorted(spans)
         writer.writerows([documents_file_name, line_number, span.begin, span.end, span.type] for span in ordered)
         for span in ordered:
             annotations[span.type] += 1
         stats.documents += 1
     return stats
-
-
-def _span_order(span: Span) -> tuple[int, int, str]:
-    return span.begin, span.end, span.type  # Span's own order, without its comparison methods
 
 
 def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -> list[str]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Span:
-    """An entity span in code points, `end` exclusive, as Ground Truth and Comprehend count."""
+class Span(NamedTuple):
+    """An entity span in code points, `end` exclusive, as Ground Truth and Comprehend count.
+
+    A named tuple rather than a dataclass: a million-line manifest makes millions of these, and a
+    tuple is made and compared in C (the order is the same: begin, end, type)."""
 
     begin: int
     end: int

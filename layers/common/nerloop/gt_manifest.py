@@ -28,6 +28,7 @@ METADATA_SUFFIX = "-metadata"
 BOM = "\ufeff"
 # A UTF-8 character takes at most 4 bytes: a line longer than this is over the character limit.
 MAX_MANIFEST_LINE_BYTES = 4 * MAX_MANIFEST_LINE_CHARS + 4
+READ_CHUNK_BYTES = 1 << 20  # read from S3 a megabyte at a time (botocore's default is 1 KB)
 
 
 class LongLine(bytes):
@@ -46,32 +47,44 @@ def iter_byte_lines(chunks: Iterable[bytes], max_bytes: int | None = None) -> It
 
     Unlike botocore's `iter_lines`, a stray CR inside a line does not start a new one, so line
     numbers match what an editor shows. With `max_bytes`, a longer line is not held in memory:
-    its first `max_bytes` bytes come out as a `LongLine` carrying its full size.
+    its first `max_bytes` bytes come out as a `LongLine` carrying its full size. Each chunk is split
+    in C (`bytes.split`), so large chunks cost little per line.
     """
-    pending = bytearray()
-    overflow = 0  # bytes dropped from the current line
+    limit = max_bytes if max_bytes is not None else -1
+    pending = bytearray()  # the start of a line that continues in the next chunk
+    overflow = 0  # bytes of that line dropped past max_bytes
     for chunk in chunks:
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            piece = chunk[start:] if end < 0 else chunk[start:end]
-            if max_bytes is not None and (overflow or len(pending) + len(piece) > max_bytes):
-                keep = max(0, max_bytes - len(pending))
-                overflow += len(piece) - keep
-                pending += piece[:keep]
+        pieces = chunk.split(b"\n")
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            if pending or overflow:  # the line began in an earlier chunk
+                overflow += _append_capped(pending, piece, limit)
+                if index == last:
+                    break
+                yield LongLine(bytes(pending), len(pending) + overflow) if overflow else bytes(pending)
+                pending.clear()
+                overflow = 0
+            elif index == last:
+                overflow += _append_capped(pending, piece, limit)
+            elif 0 <= limit < len(piece):
+                yield LongLine(piece[:limit], len(piece))
             else:
-                pending += piece
-            if end < 0:
-                break
-            yield LongLine(bytes(pending), len(pending) + overflow) if overflow else bytes(pending)
-            pending.clear()
-            overflow = 0
-            start = end + 1
+                yield piece
     if pending or overflow:
         yield LongLine(bytes(pending), len(pending) + overflow) if overflow else bytes(pending)
 
 
-@dataclass(frozen=True)
+def _append_capped(pending: bytearray, piece: bytes, limit: int) -> int:
+    """Append `piece` to `pending`, keeping at most `limit` bytes in all (-1: no limit); the bytes dropped."""
+    if limit < 0 or len(pending) + len(piece) <= limit:
+        pending += piece
+        return 0
+    keep = max(0, limit - len(pending))
+    pending += piece[:keep]
+    return len(piece) - keep
+
+
+@dataclass(slots=True)
 class LabelledDocument:
     """A validated manifest line: the text, its repaired spans and its content hash."""
 
@@ -205,11 +218,14 @@ def _source(record: Mapping[str, Any], file: str, line: int) -> str:
         raise InvalidRecord(file, line, f"'source' must be a string, not {type(source).__name__}")
     if not source.strip():
         raise InvalidRecord(file, line, "empty text in 'source'")
-    try:
-        size = len(source.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidRecord(file, line, f"'source' has an unpaired surrogate at character {exc.start}") \
-            from exc
+    if source.isascii():  # most text: one byte a character, and no surrogate can hide in it
+        size = len(source)
+    else:
+        try:
+            size = len(source.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InvalidRecord(file, line, f"'source' has an unpaired surrogate at character {exc.start}") \
+                from exc
     if size > MAX_DOCUMENT_BYTES:
         raise InvalidRecord(file, line, f"document of {size:,} UTF-8 bytes is over Comprehend's limit of "
                                         f"{MAX_DOCUMENT_BYTES:,}")
@@ -336,10 +352,6 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     return kept
 
 
-def _span_order(span: Span) -> tuple[int, int, str]:
-    return span.begin, span.end, span.type  # Span's own order, without its comparison methods
-
-
 def _in_order_if_clean(spans: list[Span], text: str) -> list[Span] | None:
     """`spans` sorted, as repair_spans' full pass returns them, when there is nothing to repair: no
     span is empty or has white space at an edge, and none overlaps (or repeats) another. Else None."""
@@ -347,7 +359,7 @@ def _in_order_if_clean(spans: list[Span], text: str) -> list[Span] | None:
         begin, end = span.begin, span.end
         if begin >= end or text[begin].isspace() or text[end - 1].isspace():
             return None
-    ordered = sorted(spans, key=_span_order)
+    ordered = sorted(spans)
     for before, after in pairwise(ordered):
         if before.end > after.begin:
             return None

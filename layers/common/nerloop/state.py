@@ -154,7 +154,7 @@ class StateTable:
                 "pk": "GOLD",
                 "sk": gold.doc,
                 "text": gold.text,
-                "spans": json.dumps([span.to_list() for span in gold.spans]),
+                "spans": json.dumps(gold.spans),
                 "origin": gold.origin,
                 "updated_at": gold.updated_at,
             }
@@ -719,7 +719,7 @@ class StateWriteIncomplete(Exception):
 def _gold_item_of(gold: GoldDocument) -> dict[str, Any]:
     """The item `put_gold` writes for `gold`."""
     return {"pk": "GOLD", "sk": gold.doc, "text": gold.text,
-            "spans": json.dumps([span.to_list() for span in gold.spans]),
+            "spans": json.dumps(gold.spans),
             "origin": gold.origin, "updated_at": gold.updated_at}
 
 
@@ -727,7 +727,7 @@ def _gold_from_item(item: dict[str, Any]) -> GoldDocument:
     return GoldDocument(
         doc=item["sk"],
         text=item["text"],
-        spans=[Span.from_list(raw) for raw in json.loads(item["spans"])],
+        spans=list(map(Span._make, json.loads(item["spans"]))),  # written by json.dumps of Spans
         origin=item.get("origin", ""),
         updated_at=item.get("updated_at", ""),
     )

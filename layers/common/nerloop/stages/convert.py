@@ -17,6 +17,7 @@ from nerloop.documents import Span
 from nerloop.errors import NerloopError
 from nerloop.gt_manifest import (
     MAX_MANIFEST_LINE_BYTES,
+    READ_CHUNK_BYTES,
     LabelledDocument,
     ParseStats,
     iter_byte_lines,
@@ -150,7 +151,7 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
     documents = 0  # distinct documents written
     span_total = 0  # spans those documents hold now
     body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"]
-    lines = iter_byte_lines(body.iter_chunks(), max_bytes=MAX_MANIFEST_LINE_BYTES)
+    lines = iter_byte_lines(body.iter_chunks(READ_CHUNK_BYTES), max_bytes=MAX_MANIFEST_LINE_BYTES)
     # Gold documents are written GOLD_BUFFER at a time (25 to a request); a repeated document still
     # in the buffer is merged with the buffered labels, one already written is read back.
     pending: dict[str, GoldDocument] = {}

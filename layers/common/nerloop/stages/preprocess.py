@@ -35,7 +35,7 @@ from nerloop.constants import (
 )
 from nerloop.documents import document_hash, split_sentences, utf8_size
 from nerloop.errors import InvalidRecord
-from nerloop.gt_manifest import iter_byte_lines
+from nerloop.gt_manifest import READ_CHUNK_BYTES, iter_byte_lines
 from nerloop.idempotency import run_once
 from nerloop.labeling import start_seed_labeling
 from nerloop.observability import logger, metrics
@@ -197,7 +197,7 @@ def _preprocess(
         documents_out = io.TextIOWrapper(documents_raw, encoding="utf-8", newline="")
         manifest_out = io.TextIOWrapper(manifest_raw, encoding="utf-8", newline="")
         writer = _BatchWriter(state, batch, documents_out, manifest_out)
-        for number, raw in enumerate(iter_byte_lines(obj["Body"].iter_chunks()), start=1):
+        for number, raw in enumerate(iter_byte_lines(obj["Body"].iter_chunks(READ_CHUNK_BYTES)), start=1):
             counts["lines"] += 1
             try:
                 line = raw.decode("utf-8")
