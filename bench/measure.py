@@ -63,29 +63,3 @@ def side_by_side(name: str, reference: str, params: Mapping[str, Any], repeats: 
         measured.append(run_workload(name, params, env))
     return measured, references
 
-
-def import_seconds(target: str, env: Mapping[str, str], repeats: int) -> list[float]:
-    """Seconds to import `target` in fresh interpreters: "boto3", or a handler file path (imported as
-    Lambda does, its folder and the layer on sys.path). Interpreter start-up is not counted."""
-    code = (
-        "import sys, time, importlib.util\n"
-        "target = sys.argv[1]\n"
-        "started = time.perf_counter()\n"
-        "if target == 'boto3':\n"
-        "    import boto3\n"
-        "else:\n"
-        "    spec = importlib.util.spec_from_file_location('app', target)\n"
-        "    module = importlib.util.module_from_spec(spec)\n"
-        "    spec.loader.exec_module(module)\n"
-        "print(time.perf_counter() - started, int('aws_xray_sdk' in sys.modules))\n"
-    )
-    seconds = []
-    for _ in range(repeats):
-        completed = subprocess.run(  # nosec B603 # our own interpreter and import code, no shell
-            [sys.executable, "-c", code, target], cwd=REPO, env=dict(env), capture_output=True, check=False,
-            timeout=120,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"importing {target} failed:\n{completed.stderr.decode(errors='replace')[-3000:]}")
-        seconds.append(float(completed.stdout.split()[0]))
-    return seconds

@@ -228,6 +228,19 @@ def route_reference(params: dict[str, Any], work: Path, probe: Probe) -> dict[st
     return {"records": records}
 
 
+def route_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
+    """Component: only nerloop.comprehend_output's validating read of the archive (no input, no state)."""
+    from nerloop.comprehend_output import iter_detection_output
+
+    probe.start()
+    records = 0
+    with open(params["archive"], "rb") as archive:
+        for _ in iter_detection_output(archive, params["archive_key"]):
+            records += 1
+    probe.stop()
+    return {"records": records}
+
+
 # --- merge and snapshots -----------------------------------------------------------------------------
 
 
@@ -343,6 +356,7 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], Path, Probe], dict[str, Any]]] = 
     "walkthrough": walkthrough,
     "route_stage": route_stage,
     "route_reference": route_reference,
+    "route_parse_only": route_parse_only,
     "merge_loops": merge_loops,
     "snapshot": snapshot,
     "recognizer": recognizer,

@@ -34,17 +34,18 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
-from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
-from nerloop.documents import Span, resolve_overlaps, trim_span
+from nerloop.documents import Span, resolve_overlaps, trim_span, utf16_hint
 from nerloop.errors import InvalidRecord
-from nerloop.gt_manifest import utf16_hint
 from nerloop.observability import logger
+
+if TYPE_CHECKING:  # only named in annotations: the merge function need not load the detection reader
+    from nerloop.comprehend_output import DetectedEntity
 
 MAX_NAME_LENGTH = 63
 NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")

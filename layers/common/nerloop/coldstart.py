@@ -1,11 +1,12 @@
 """Cold start: no garbage collection while a handler's modules load.
 
-Importing boto3, pydantic, Powertools and nerloop makes ~90,000 objects, and the collector walks
-them several times on the way (~35 ms, a tenth of `import boto3`) to find almost no garbage: they
-are modules, classes and functions that live as long as the process. So a handler imports this
-module first, which pauses collection, and calls `loaded()` once its own module is loaded: what
-exists then is frozen (no later collection walks it again) and collection resumes. Re-enabling
-without freezing would only move the walk to the first event.
+Importing boto3, pydantic, Powertools and nerloop makes ~80,000 objects, and the collector walks
+them several times on the way to find almost no garbage: they are modules, classes and functions
+that live as long as the process. Pausing it saves 20-30 ms, 15-20 % of `import boto3` (measured
+as deployed, on 2 CPUs). So a handler imports this module first, which pauses collection, and calls
+`loaded()` once its own module is loaded: what exists then is frozen (no later collection walks it
+again) and collection resumes. Re-enabling without freezing would only move the walk to the first
+event.
 """
 
 import gc

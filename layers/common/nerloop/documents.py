@@ -56,6 +56,17 @@ def resolve_overlaps(spans: list[Span]) -> tuple[list[Span], list[tuple[Span, Sp
     return sorted(kept), dropped
 
 
+def utf16_hint(text: str, offset: int) -> str:
+    """A hint for an offset past the end of `text` that would fit were it counted in UTF-16 units, as
+    JavaScript counts: each character outside the Basic Multilingual Plane (most emoji) is two of those
+    but one code point. Empty when that cannot be the explanation."""
+    astral = sum(1 for char in text if ord(char) > 0xFFFF)
+    if not astral or offset > len(text) + astral:
+        return ""
+    return (f"; offsets count code points and the text has {astral} character(s) outside the BMP, "
+            "so they may have been counted in UTF-16 units")
+
+
 def normalize_text(text: str) -> str:
     """The form two documents are compared in: NFC with white space collapsed."""
     return " ".join(unicodedata.normalize("NFC", text).split())

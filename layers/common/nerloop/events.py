@@ -11,12 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from nerloop.event_models.detection_job import DetectionJobStatusChange, DetectionJobStatusDetail
 from nerloop.event_models.envelope import Envelope
 from nerloop.event_models.human_loop import HumanLoopDetail, HumanLoopOutput, HumanLoopStatusChange
 from nerloop.event_models.labeling import LabelingJobDetail, LabelingJobStateChange
 from nerloop.event_models.loop import (
-    DetectionJobStatusChange,
-    DetectionJobStatusDetail,
     DetectTrigger,
     DocumentsAdded,
     DocumentsAddedDetail,

@@ -19,7 +19,7 @@ from itertools import pairwise
 from typing import Any
 
 from nerloop.constants import MAX_DOCUMENT_BYTES, MAX_MANIFEST_LINE_CHARS
-from nerloop.documents import Span, document_hash, resolve_overlaps, trim_span
+from nerloop.documents import Span, document_hash, resolve_overlaps, trim_span, utf16_hint
 from nerloop.errors import InvalidRecord
 from nerloop.quarantine import Quarantine
 
@@ -156,17 +156,6 @@ def detect_label_attribute(record: Mapping[str, Any], file: str = "", line: int 
         reason += f"'{TEXT_SPAN_TYPE}' metadata)"
         raise InvalidRecord(file, line, reason + (f"; Ground Truth says: {failure}" if failure else ""))
     raise InvalidRecord(file, line, f"several NER label attributes {sorted(found)}; name the one to use")
-
-
-def utf16_hint(text: str, offset: int) -> str:
-    """A hint for an offset past the end of `text` that would fit were it counted in UTF-16 units, as
-    JavaScript counts: each character outside the Basic Multilingual Plane (most emoji) is two of those
-    but one code point. Empty when that cannot be the explanation."""
-    astral = sum(1 for char in text if ord(char) > 0xFFFF)
-    if not astral or offset > len(text) + astral:
-        return ""
-    return (f"; offsets count code points and the text has {astral} character(s) outside the BMP, "
-            "so they may have been counted in UTF-16 units")
 
 
 # --- one line ------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ KEPT_IN_MEMORY = 100  # problems of each kind kept in memory besides the spool
 
 @dataclass
 class Problem:
+    """A record set aside, or a repair noted: where, and why."""
+
     file: str
     line: int | None
     reason: str

@@ -17,6 +17,8 @@ SNAPSHOT_COUNTER = "SNAPSHOT"
 
 @dataclass
 class Snapshot:
+    """A training snapshot written: its version, its two files' keys and what they hold."""
+
     version: str
     documents_key: str
     annotations_key: str

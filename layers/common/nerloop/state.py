@@ -60,6 +60,8 @@ class GoldDocument:
 
 @dataclass
 class PoolDocument:
+    """A document waiting for the model, accepted, in review or gold (`status`)."""
+
     doc: str
     text: str
     status: str
@@ -70,6 +72,8 @@ class PoolDocument:
 
 @dataclass
 class Version:
+    """A recognizer version: its status, ARN, training snapshot and metrics."""
+
     version: str
     status: str
     arn: str = ""
@@ -81,6 +85,8 @@ class Version:
 
 @dataclass
 class Job:
+    """A detection job: the version it runs and the input it reads."""
+
     job_id: str
     status: str
     version: str
@@ -101,6 +107,8 @@ class DetectionRequest:
 
 @dataclass
 class Loop:
+    """A human loop: the document it reviews, under which version, and how it ended."""
+
     name: str
     doc: str
     version: str

@@ -1,4 +1,5 @@
-"""The project's own events, published by the watch and preprocess stages."""
+"""The project's own events that start detection: published by the watch and preprocess stages, taken
+by the detect function."""
 
 from typing import Annotated, Literal
 
@@ -40,20 +41,3 @@ class DocumentsAdded(Envelope):
 
 # The detect function reacts to both of the loop's events that can start detection.
 DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded, Field(discriminator="detail_type")]
-
-
-class DetectionJobStatusDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    jobId: str
-    jobArn: str = ""
-    versionName: str
-    status: str
-    previousStatus: str = ""
-    message: str = ""
-
-
-class DetectionJobStatusChange(Envelope):
-    source: Literal["nerloop"]
-    detail_type: Literal["Detection Job Status Change"] = Field(alias="detail-type")
-    detail: DetectionJobStatusDetail
