@@ -297,14 +297,14 @@ print(json.dumps({"seconds": seconds, "files": files, "sys_path": sys.path, "ori
 def lambda_env(function: str, tracing: bool) -> dict[str, str]:
     """What Lambda gives a function, and nothing of this machine's environment: the template's variables,
     the variables Lambda sets, fake credentials (nothing may reach AWS)."""
+    from nerloop_local.runtime import FAKE_CREDENTIALS
     from nerloop_local.stack import Stack
 
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC",
         "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime", "_HANDLER": "app.lambda_handler",
         "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", **FAKE_CREDENTIALS,
         # /var/task and /opt are read-only on Lambda: what the package does not ship compiled stays uncompiled.
         "PYTHONDONTWRITEBYTECODE": "1",
     }
