@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from nerloop import a2i
+from nerloop import review_answers
 from nerloop.comprehend_output import DocumentFailure, iter_detection_output, job_id_from_key
 from nerloop.constants import DETECTION_OUTPUT_PREFIX
 from nerloop.errors import InvalidEvent, InvalidRecord
@@ -114,13 +114,13 @@ def _validate_answer(path: Path, entity_types: Sequence[str] | None) -> Report:
     report = Report(A2I_OUTPUT, records=1)
     raw = path.read_bytes()
     try:
-        output = a2i.parse_output(raw, str(path))
-        text = a2i.input_text(output, str(path))
+        output = review_answers.parse_output(raw, str(path))
+        text = review_answers.input_text(output, str(path))
         types = list(entity_types or _labels_offered(output))
         if not types:
             raise InvalidRecord(str(path), None, "inputContent offers the reviewer no labels; "
                                                  "pass --entity-types to check the answer's")
-        answer = a2i.review_answer(output, str(path), text, types)
+        answer = review_answers.review_answer(output, str(path), text, types)
     except InvalidRecord as error:
         report.problems.append(_problem(error))
         return report
@@ -154,7 +154,7 @@ def _validate_event(path: Path) -> Report:
     return report
 
 
-def _labels_offered(output: a2i.HumanLoopOutputFile) -> list[str]:
+def _labels_offered(output: review_answers.HumanLoopOutputFile) -> list[str]:
     """The labels the worker was offered, from the loop's own input (route puts them there)."""
     return [item["label"] for item in output.input().get("labels", []) if isinstance(item, dict)]
 

@@ -17,16 +17,13 @@ from nerloop.a2i import (
     MAX_INPUT_CONTENT_CHARS,
     STARTED,
     build_input_content,
-    input_text,
     loop_name,
-    parse_answer,
-    parse_output,
-    review_answer,
     start_human_loop,
 )
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord
+from nerloop.review_answers import input_text, parse_answer, parse_output, review_answer
 
 TYPES = ("SERVICE", "VERSION")
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"

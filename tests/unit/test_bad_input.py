@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from nerloop import a2i
+from nerloop import review_answers
 from nerloop.comprehend_output import DocumentEntities, DocumentFailure, iter_detection_output, job_id_from_key
 from nerloop.errors import InvalidEvent, InvalidRecord
 from nerloop.events import (
@@ -152,9 +152,9 @@ def _parse_archive(row: Row, quarantine: Quarantine) -> Outcome:
 def _parse_answer(row: Row, quarantine: Quarantine) -> Outcome:
     file = str(row.path)
     try:
-        output = a2i.parse_output(row.path.read_bytes(), file)
-        text = a2i.input_text(output, file)
-        answer = a2i.review_answer(output, file, text, TYPES)
+        output = review_answers.parse_output(row.path.read_bytes(), file)
+        text = review_answers.input_text(output, file)
+        answer = review_answers.review_answer(output, file, text, TYPES)
     except InvalidRecord as error:
         quarantine.reject(error, row.path.read_text(encoding="utf-8", errors="replace"))
         return Outcome(quarantine, 1, 0, [])

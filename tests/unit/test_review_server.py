@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from nerloop.a2i import build_input_content, loop_name, parse_answer
+from nerloop.a2i import build_input_content, loop_name
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
 from nerloop.documents import Span, document_hash
+from nerloop.review_answers import parse_answer
 from nerloop_local.fakes.a2i import A2I
 from nerloop_local.review.desk import ReviewDesk
 from nerloop_local.review.server import PAGE_POLICY, ReviewServer, missing_report_page

@@ -1,4 +1,4 @@
-"""Amazon A2I human loops for entity review: loop names, the worker's input, the reviewer's answer.
+"""Amazon A2I human loops for entity review: loop names, the worker's input, starting a loop.
 
 The worker template uses `<crowd-entity-annotation name="crowd-entity-annotation">` and reads the
 input content this module builds (see `build_input_content`):
@@ -7,20 +7,7 @@ input content this module builds (see `build_input_content`):
     labels="{{ task.input.labels | to_json | escape }}"
     initial-value="{{ task.input.initialValue | to_json | escape }}"
 
-A2I writes `output.json` with `humanAnswers[].answerContent["crowd-entity-annotation"].entities`
-(`label`, `startOffset`, `endOffset` in code points) and echoes `inputContent`.
-
-Answer policy (`review_answer`):
-- no answer at all: the answer is rejected;
-- several answers: the latest `submissionTime` wins (noted);
-- a span outside the text, with reversed offsets or with a label that is not an entity type: the
-  WHOLE answer is rejected. A reviewed document enters the gold set as completely labelled, so
-  dropping one span would teach the model that an entity is not one; the loop is recorded as
-  Failed and the document goes back to waiting, to be reviewed again;
-- white space at either end of a span is trimmed; a span that is empty or only white space is
-  dropped; exact duplicates are dropped; of overlapping spans the longest is kept (then the
-  earliest, then the label first in alphabetical order), since Comprehend trains on no overlaps.
-  Each repair is noted.
+The reviewer's answer (A2I's `output.json`) is read by `nerloop.review_answers`.
 """
 
 from __future__ import annotations
@@ -32,19 +19,14 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
-from nerloop.constants import CROWD_ELEMENT_NAME
-from nerloop.documents import Span, resolve_overlaps, trim_span, utf16_hint
 from nerloop.errors import InvalidRecord
 from nerloop.observability import logger
 
-if TYPE_CHECKING:  # only named in annotations: the merge function need not load the detection reader
+if TYPE_CHECKING:  # only named in annotations: importing the detection reader costs a cold start
     from nerloop.comprehend_output import DetectedEntity
 
 MAX_NAME_LENGTH = 63
@@ -189,152 +171,3 @@ def start_human_loop(
         else:
             return STARTED
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --- the reviewer's answer -----------------------------------------------------------------------
-
-
-class _AnsweredSpan(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    label: str
-    startOffset: StrictInt
-    endOffset: StrictInt
-
-
-class _EntityAnnotation(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    entities: list[_AnsweredSpan]
-
-
-class _HumanAnswer(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    answerContent: dict[str, Any]
-    submissionTime: str = ""
-    workerId: str = ""
-
-
-class HumanLoopOutputFile(BaseModel):
-    """A2I's output.json."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    flowDefinitionArn: str = ""
-    humanLoopName: str = ""
-    humanAnswers: list[_HumanAnswer] | None = None
-    inputContent: dict[str, Any] | str | None = None
-
-    def input(self) -> dict[str, Any]:
-        """inputContent as an object (A2I may echo it as a JSON string)."""
-        if isinstance(self.inputContent, str):
-            decoded = json.loads(self.inputContent)
-            return decoded if isinstance(decoded, dict) else {}
-        return self.inputContent or {}
-
-
-@dataclass
-class ReviewedAnswer:
-    """A validated answer: the spans, and what was repaired on the way (for the quarantine notes)."""
-
-    spans: list[Span]
-    notes: list[str] = field(default_factory=list)
-    worker: str = ""
-    submitted: str = ""
-
-
-def parse_output(output_json: bytes | str, file: str) -> HumanLoopOutputFile:
-    """Parse output.json; InvalidRecord naming `file` when it is not the A2I output shape."""
-    try:
-        json.loads(output_json)
-    except json.JSONDecodeError as exc:  # json says on which line; pydantic does not
-        raise InvalidRecord(file, exc.lineno, f"not an A2I output file: invalid JSON: {exc.msg} "
-                                              f"(column {exc.colno})") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidRecord(file, None, f"not an A2I output file: invalid UTF-8 at byte {exc.start}") from exc
-    try:
-        output = HumanLoopOutputFile.model_validate_json(output_json)
-        output.input()
-    except (ValidationError, ValueError) as exc:
-        raise InvalidRecord(file, None, f"not an A2I output file: {_short(exc)}") from exc
-    return output
-
-
-def input_text(output: HumanLoopOutputFile, file: str) -> str:
-    """The document text the reviewer saw (the `text` of the loop's input)."""
-    text = output.input().get("text")
-    if not isinstance(text, str):
-        raise InvalidRecord(file, None, "inputContent has no text")
-    return text
-
-
-def parse_answer(output_json: bytes | str, file: str, text: str, entity_types: Iterable[str]) -> list[Span]:
-    """The reviewer's spans in `output_json`, validated against `text` (see the module's policy)."""
-    return review_answer(parse_output(output_json, file), file, text, entity_types).spans
-
-
-def review_answer(
-    output: HumanLoopOutputFile, file: str, text: str, entity_types: Iterable[str]
-) -> ReviewedAnswer:
-    """Pick the answer, check its spans against `text`, repair what can be repaired."""
-    answers = output.humanAnswers or []
-    if not answers:
-        raise InvalidRecord(file, None, "no human answers")
-    notes: list[str] = []
-    answer = answers[0]
-    if len(answers) > 1:
-        answer = max(answers, key=lambda a: _submitted_at(a.submissionTime))
-        when = answer.submissionTime or "at an unknown time"
-        notes.append(f"{len(answers)} answers; used the latest, submitted {when}")
-    element = answer.answerContent.get(CROWD_ELEMENT_NAME)
-    try:
-        annotation = _EntityAnnotation.model_validate(element)
-    except ValidationError as exc:
-        raise InvalidRecord(
-            file, None, f"answer has no valid {CROWD_ELEMENT_NAME}.entities: {_short(exc)}"
-        ) from exc
-
-    known = set(entity_types)
-    spans: list[Span] = []
-    for index, item in enumerate(annotation.entities):
-        where = f"span {index} ({item.label} {item.startOffset}..{item.endOffset})"
-        if item.label not in known:
-            raise InvalidRecord(file, None, f"{where}: label {item.label!r} is not one of {sorted(known)}")
-        if item.startOffset > item.endOffset:
-            raise InvalidRecord(file, None, f"{where}: reversed offsets")
-        if item.startOffset < 0 or item.endOffset > len(text):
-            raise InvalidRecord(file, None, f"{where}: outside the text ({len(text)} characters"
-                                            f"{utf16_hint(text, item.endOffset)})")
-        trimmed = trim_span(text, Span(item.startOffset, item.endOffset, item.label))
-        if trimmed is None:
-            notes.append(f"{where}: empty or only white space; dropped")
-            continue
-        if (trimmed.begin, trimmed.end) != (item.startOffset, item.endOffset):
-            notes.append(f"{where}: trimmed white space to {trimmed.begin}..{trimmed.end}")
-        spans.append(trimmed)
-    resolved, dropped = resolve_overlaps(spans)
-    notes += [
-        f"span {span.type} {span.begin}..{span.end}: "
-        + ("duplicate" if span == clash else f"overlaps {clash.type} {clash.begin}..{clash.end}")
-        + "; dropped"
-        for span, clash in dropped
-    ]
-    return ReviewedAnswer(resolved, notes, answer.workerId, answer.submissionTime)
-
-
-def _submitted_at(value: str) -> datetime:
-    """A submission time in UTC; an answer without one (or unreadable) counts as the oldest."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _short(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors()[:3]
-        )
-    return str(exc)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from nerloop import a2i
+from nerloop import review_answers
 from nerloop.aws import Aws
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord, UnknownJob
@@ -71,13 +71,13 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
     body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     quarantine = Quarantine(stage="merge", source=loop.name)
     try:
-        output = a2i.parse_output(body, uri)
+        output = review_answers.parse_output(body, uri)
         if output.humanLoopName and output.humanLoopName != loop.name:
             raise InvalidRecord(uri, None, f"output of human loop {output.humanLoopName}, not {loop.name}")
-        text = a2i.input_text(output, uri)
+        text = review_answers.input_text(output, uri)
         if document_hash(text) != loop.doc:
             raise InvalidRecord(uri, None, f"the reviewed text is not document {loop.doc}")
-        answer = a2i.review_answer(output, uri, text, settings.entity_types)
+        answer = review_answers.review_answer(output, uri, text, settings.entity_types)
     except InvalidRecord as exc:
         quarantine.reject(exc)
         closed = _close_unmerged(state, loop, "Failed", f"invalid answer: {exc.reason}")
