@@ -73,10 +73,6 @@ def test_twenty_percent_transient_faults_end_in_the_clean_state(clean: chaos.Run
     assert run.figures.ok, run.figures.notes
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap: when Powertools cannot mark an idempotency record done after the effect ran, the record "
-    "stays IN_PROGRESS and redeliveries are refused until it expires; the delay reorders reviews and "
-    "trainings, and the run can end with an extra version (seen at fault seed 5). See README Known limits."))
 def test_faults_that_outlast_the_client_retries_are_retried_by_the_runtime(clean: chaos.Run,
                                                                            scenario: chaos.Scenario,
                                                                            folder: Path) -> None:

@@ -76,11 +76,9 @@ def test_a_request_starts_a_retrain_without_reviews(emulated):
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
 
 
-def test_a_snapshot_whose_bookkeeping_failed_keeps_the_lock_and_is_settled_when_its_training_ends(
-    emulated, monkeypatch
-):
-    from nerloop.retrain import REVIEWS_AT_SNAPSHOT, release_training
-    from nerloop.state import StateTable
+def write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch) -> StateTable:
+    """Ten reviews due; the snapshot v1 is written, then recording what it settled fails."""
+    from nerloop.retrain import REVIEWS_AT_SNAPSHOT
 
     state = table(emulated)
     add_gold(state, 3)
@@ -96,15 +94,36 @@ def test_a_snapshot_whose_bookkeeping_failed_keeps_the_lock_and_is_settled_when_
         real_set_counter(self, name, value)
 
     monkeypatch.setattr(StateTable, "set_counter", set_counter_failing_once)
-
-    # When the snapshot is written (its training starts) but recording what it settled fails
     with pytest.raises(RuntimeError, match="throttled"):
         maybe_start_retrain(state, emulated.s3, emulated.bucket, 10)
+    return state
 
-    # Then the training keeps the lock (nothing else starts), and when it ends nothing is due again
+
+def test_a_snapshot_whose_bookkeeping_failed_keeps_the_lock_and_is_settled_when_its_training_ends(
+    emulated, monkeypatch
+):
+    from nerloop.retrain import REVIEWS_AT_SNAPSHOT, release_training
+
+    state = write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch)
+
+    # The training keeps the lock (nothing else starts), and when it ends nothing is due again
     assert state.training_lock_holder() == "v1"
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
     release_training(state, "v1")
     assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
     assert snapshot_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
+
+
+def test_the_train_stage_taking_the_lock_of_its_version_keeps_what_the_snapshot_owes(emulated, monkeypatch):
+    # Found by `make chaos` (an outage at fault seed 5): the train stage re-took the lock with a new
+    # item, the owed counters were lost, and the end of the training started a needless retrain.
+    from nerloop.retrain import REVIEWS_AT_SNAPSHOT, release_training
+
+    state = write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch)
+
+    assert state.acquire_training_lock("v1") is True  # what the train stage does for the snapshot v1
+    assert state.acquire_training_lock("v2") is False
+    release_training(state, "v1")
+    assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None

@@ -7,6 +7,7 @@ ids: S3 events redelivered by moto share one id, and real redeliveries get new o
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,8 +16,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 
 from nerloop.aws import RETRY_CONFIG
+from nerloop.observability import logger
 from nerloop.state import IDEMPOTENCY_PK
 
 T = TypeVar("T")
@@ -38,23 +41,52 @@ def persistence(table_name: str, action: str) -> DynamoDBPersistenceLayer:
     )
 
 
+SAVE_ATTEMPTS = 4  # recording a completed effect again, after DynamoDB failed the first time
+
+
 def run_once(table_name: str, action: str, key: dict[str, Any], effect: Callable[[], T]) -> T:
     """Call `effect` once for (`action`, `key`); a repeat returns the first call's result.
 
     The result must be JSON-serialisable. A failed call leaves no record, so a retry runs again.
+    When the effect succeeded but its record could not be marked done, marking it is tried again
+    here (`_record_success`): otherwise the record stays in progress, every redelivery is refused
+    until it expires, and the loop's later events overtake this one.
     """
+    ran: list[T] = []  # the effect's result, once it returned
 
     def once(business_key: dict[str, Any]) -> T:
-        return effect()
+        ran.append(effect())
+        return ran[-1]
 
+    store = persistence(table_name, action)
     guarded = idempotent_function(
         once,
         data_keyword_argument="business_key",
-        persistence_store=persistence(table_name, action),
+        persistence_store=store,
         config=CONFIG,
         key_prefix=action,
     )
-    return guarded(business_key=key)  # type: ignore[no-any-return]
+    try:
+        return guarded(business_key=key)  # type: ignore[no-any-return]
+    except IdempotencyPersistenceLayerError:
+        if not ran:  # the effect did not complete: Powertools' own handling stands
+            raise
+        _record_success(store, key, ran[-1])
+        return ran[-1]
+
+
+def _record_success(store: DynamoDBPersistenceLayer, key: dict[str, Any], result: Any) -> None:
+    """Mark (`key`)'s record completed with `result`, as Powertools would have, pausing between tries;
+    the last failure is raised (the event is then retried, as before)."""
+    for attempt in range(SAVE_ATTEMPTS):
+        try:
+            store.save_success(data=key, result=result)
+            return
+        except Exception:  # whatever DynamoDB raised, the same write is tried again
+            if attempt == SAVE_ATTEMPTS - 1:
+                raise
+            logger.warning("idempotency record not marked done; trying again", attempt=attempt + 1)
+            time.sleep(0.2 * 2 ** attempt)
 
 
 def forget_persistence() -> None:

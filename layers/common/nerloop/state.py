@@ -410,18 +410,20 @@ class StateTable:
         """Take the single-flight training lock; False when another training holds it.
 
         A lock older than `stale_after_seconds` is taken over, so a lost release cannot stop the loop.
+        A lock `holder` already holds is left as it is: it may carry what its snapshot still owes
+        (`rename_training_lock`), which a new item would drop.
         """
         acquired = int(time.time())
         try:
             self.table.put_item(
                 Item={"pk": "LOCK", "sk": "TRAINING", "holder": holder, "acquired_at": now(),
                       "acquired_epoch": acquired},
-                ConditionExpression="attribute_not_exists(pk) OR holder = :holder OR acquired_epoch < :stale",
-                ExpressionAttributeValues={":holder": holder, ":stale": acquired - stale_after_seconds},
+                ConditionExpression="attribute_not_exists(pk) OR acquired_epoch < :stale",
+                ExpressionAttributeValues={":stale": acquired - stale_after_seconds},
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return False
+                return self.training_lock_holder() == holder
             raise
         return True
 
