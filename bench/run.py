@@ -300,15 +300,19 @@ def lambda_env(function: str, tracing: bool) -> dict[str, str]:
     from nerloop_local.runtime import FAKE_CREDENTIALS
     from nerloop_local.stack import Stack
 
+    stack = Stack.load()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC",
-        "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime", "_HANDLER": "app.lambda_handler",
-        "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", **FAKE_CREDENTIALS,
+        "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "_HANDLER": str(stack.function_setting(function, "Handler", "app.lambda_handler")),
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(stack.function_setting(function, "MemorySize", 128)),
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{stack.function_setting(function, 'Runtime', 'python3.11')}",
+        **FAKE_CREDENTIALS,
         # /var/task and /opt are read-only on Lambda: what the package does not ship compiled stays uncompiled.
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    env.update(Stack.load().function_environment(function))
+    env.update(stack.function_environment(function))
     env["FLOW_DEFINITION_ARN"] = (env.get("FLOW_DEFINITION_ARN")
                                   or "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/x")
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if tracing else "true"

@@ -661,7 +661,7 @@ class LocalRuntime:
         return {
             **self.stack.function_environment(function),
             "AWS_LAMBDA_FUNCTION_NAME": physical,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self._function_setting(function, "MemorySize", 128)),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.stack.function_setting(function, "MemorySize", 128)),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{physical}",
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             **self.environment,
@@ -677,11 +677,6 @@ class LocalRuntime:
         """Go back to the function's own code after `override_handler`."""
         self._overrides.pop(function, None)
         self._handlers.pop(function, None)
-
-    def _function_setting(self, function: str, name: str, default: Any) -> Any:
-        own = self.stack.functions()[function].get("Properties", {})
-        globals_ = (self.stack.template.get("Globals") or {}).get("Function") or {}
-        return own.get(name, globals_.get(name, default))
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         """Call `function`'s handler once with `event`, in its own environment (no retries)."""
@@ -712,10 +707,10 @@ class LocalRuntime:
         physical = self.stack.physical_name(function)
         return LambdaContext(
             function_name=physical,
-            memory_limit_in_mb=int(self._function_setting(function, "MemorySize", 128)),
+            memory_limit_in_mb=int(self.stack.function_setting(function, "MemorySize", 128)),
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{physical}",
             aws_request_id=str(uuid.uuid4()),
-            timeout_seconds=int(self._function_setting(function, "Timeout", 3)),
+            timeout_seconds=int(self.stack.function_setting(function, "Timeout", 3)),
             log_group_name=f"/aws/lambda/{physical}",
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -99,6 +100,12 @@ class Stack:
             if resource["Type"] == "AWS::Serverless::Function"
         }
 
+    def function_setting(self, logical_id: str, name: str, default: Any = None) -> Any:
+        """A function property (Runtime, Timeout, MemorySize, ...): its own, else the Globals', else `default`."""
+        own = self.functions()[logical_id].get("Properties", {})
+        globals_ = (self.template.get("Globals") or {}).get("Function") or {}
+        return own.get(name, globals_.get(name, default))
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """The environment a function gets on AWS: Globals merged with its own variables."""
         global_env = (self.template.get("Globals", {}).get("Function", {}).get("Environment") or {})
@@ -120,6 +127,7 @@ def load_module(path: Path, name: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses defined in the file look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -9,11 +9,8 @@ moto has no Ground Truth: DescribeLabelingJob is stubbed (the `sagemaker_stub` f
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,22 +21,13 @@ from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord
 from nerloop.events import describe_event_error
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop
-from nerloop_local.stack import load_event
+from nerloop_local.stack import load_event, load_module
 from nerloop_local.validation import validate_file
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_input"
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bad_input_corpus", CORPUS / "make_corpus.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-CORPUS_GENERATOR = load_generator()
+CORPUS_GENERATOR = load_module(CORPUS / "make_corpus.py", "bad_input_corpus")
 CASES: list[Any] = CORPUS_GENERATOR.read_table()
 ENTITY_TEXTS = set(CORPUS_GENERATOR.ENTITY_TEXTS)
 

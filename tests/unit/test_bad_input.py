@@ -9,15 +9,12 @@ sends the same files through the real handlers.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
-import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -38,22 +35,14 @@ from nerloop.events import (
 from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_lines, parse_manifest
 from nerloop.quarantine import MAX_KEPT_CHARS, Quarantine
 from nerloop_local import cli
+from nerloop_local.stack import load_module
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_input"
 TYPES = ("SERVICE", "VERSION")  # the stack's entity types, as the stages get them from settings
 NOT_OK = ("rejected", "file", "refused")
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bad_input_corpus", CORPUS / "make_corpus.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-CORPUS_GENERATOR = load_generator()
+CORPUS_GENERATOR = load_module(CORPUS / "make_corpus.py", "bad_input_corpus")
 ENTITY_TEXTS = set(CORPUS_GENERATOR.ENTITY_TEXTS)
 
 

@@ -18,14 +18,6 @@ class Span(NamedTuple):
     end: int
     type: str
 
-    def to_list(self) -> list[object]:
-        return [self.begin, self.end, self.type]
-
-    @classmethod
-    def from_list(cls, item: list[object] | tuple[object, ...]) -> Span:
-        begin, end, type_ = item
-        return cls(int(begin), int(end), str(type_))  # type: ignore[call-overload]
-
 
 def trim_span(text: str, span: Span) -> Span | None:
     """`span` without white space at its edges; None when nothing else is left.

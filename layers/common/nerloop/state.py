@@ -531,10 +531,9 @@ class StateTable:
             ExpressionAttributeValues=values,
         )
 
-    # --- once-only counts (convert stage, issue 6) ----------------------------------------------
-    # New methods only; nothing above changed. The batched gold writes are GoldBatchWriter below the
-    # class: IAM grants are checked per function against every method of the classes it uses, and
-    # only the convert stage needs dynamodb:BatchWriteItem.
+    # --- once-only counts ---------------------------------------------------------------------
+    # The batched gold writes are GoldBatchWriter below the class: IAM grants are checked per function
+    # against every method of the classes it uses, and only the convert stage needs BatchWriteItem.
 
     def count_once(self, marker: str, counter: str) -> bool:
         """Add 1 to `counter` unless `marker` was counted before: the marker item (COUNTED /
@@ -548,13 +547,10 @@ class StateTable:
             "ExpressionAttributeValues": {":counter": counter, ":now": now()},
         }, counter)
 
-    # --- end of the convert stage's section ----------------------------------------------------
-
-    # --- batched pool reads and writes (route stage, issue 6) -------------------------------------
-    # New methods only; nothing above changed. The route stage reads and writes the pool once per
-    # document of a detection output: these read 100 pool items per BatchGetItem and make up to 100
-    # conditional changes per TransactWriteItems (IAM authorizes a transaction by its items' actions:
-    # UpdateItem, PutItem) instead of one request each.
+    # --- batched pool reads and writes --------------------------------------------------------
+    # The route stage reads and writes the pool once per document of a detection output: these read
+    # 100 pool items per BatchGetItem and make up to 100 conditional changes per TransactWriteItems
+    # (IAM authorizes a transaction by its items' actions: UpdateItem, PutItem), not one request each.
 
     POOL_TRANSACTION_ITEMS = 100  # TransactWriteItems takes at most 100 actions
     POOL_TRANSACTION_BYTES = 3_000_000  # and 4 MB in all: stay well below it
@@ -678,11 +674,9 @@ class StateTable:
             recorded.extend(self.put_loop(loop) for loop in chunk)
         return recorded
 
-    # --- end of the route stage's section ------------------------------------------------------
-
 
 class GoldBatchWriter:
-    """`StateTable.put_gold` for many documents at once (the convert stage's, issue 6).
+    """`StateTable.put_gold` for many documents at once (the convert stage's).
 
     A manifest of a million lines would cost two requests a document through put_gold: this writes
     25 gold items a BatchWriteItem request, then one BatchGetItem per 100 documents finds which are

@@ -9,9 +9,10 @@ them to review (an output routed again decides as before). Bad records are quara
 the rest goes on: records in = accepted + sent to review + over budget + skipped + quarantined.
 
 Requests come in batches, not per document: the pool items of 100 records are read in one
-BatchGetItem, the decided ones written back 25 a BatchWriteItem (whole items, as read and changed),
-the human loops of the batch recorded in one transaction before A2I starts them one by one. A text
-that recurs on another line is decided after the batch holding the first one is written.
+BatchGetItem, the decided ones changed in transactions of up to 100 conditional updates (a document
+that turned gold meanwhile stays gold), the human loops of the batch recorded in one transaction
+before A2I starts them one by one. A text that recurs on another line is decided after the batch
+holding the first one is written.
 """
 
 from __future__ import annotations
@@ -110,11 +111,6 @@ def open_input_documents(s3: Any, bucket: str, key: str) -> Iterator[InputDocume
         yield InputDocuments(spool, posixpath.basename(key))
 
 
-# --- writing pool items in batches ---------------------------------------------------------------
-
-
-
-
 # --- routing one output ----------------------------------------------------------------------------
 
 
@@ -148,9 +144,8 @@ class Router:
         self.pending: list[tuple[DocumentEntities | DocumentFailure, str, str]] = []
         self.pending_docs: set[str] = set()
         self.to_review: list[Candidate] = []  # of the pending records, without a review budget
-        self.items: dict[str, dict[str, Any]] = {}  # the pool items of the batch being routed
-        # Pool changes not yet written: whole items (documents of the batch, as read, changed), and
-        # (doc, status, attributes) to make unless the document is gold or in review by then.
+        # Pool changes not yet written, each (doc, status, attributes): marks are made unless the
+        # document is gold by then, waits unless it is gold or in review.
         self.marks: list[tuple[str, str, dict[str, str]]] = []
         self.waits: list[tuple[str, str, dict[str, str]]] = []
 
@@ -230,9 +225,9 @@ class Router:
         """Route the pending records, in their order, with one read of their pool items."""
         if not self.pending:
             return
-        self.items = self.state.get_pool_items(self.pending_docs)
+        items = self.state.get_pool_items(self.pending_docs)
         for record, text, doc in self.pending:
-            item = self.items.get(doc)
+            item = items.get(doc)
             self.route_document(record, text, doc, self.state.pool_document(item) if item else None)
         self.pending.clear()
         self.pending_docs.clear()
@@ -241,7 +236,6 @@ class Router:
             self.review_many(self.to_review)
             self.to_review.clear()
             self.write_pool()
-        self.items = {}
 
     def route_document(self, record: DocumentEntities | DocumentFailure, text: str, doc: str,
                        pool: PoolDocument | None) -> None:
