@@ -82,9 +82,11 @@ from nerloop import idempotency, settings  # noqa: E402
 from nerloop.state import StateTable  # noqa: E402
 from nerloop_local.atomic import make_dynamodb_writes_atomic  # noqa: E402
 from nerloop_local.runtime import create_stack_resources  # noqa: E402
+from nerloop_local.scaling import make_moto_scale  # noqa: E402
 from nerloop_local.stack import Stack, load_event  # noqa: E402
 
 make_dynamodb_writes_atomic()
+make_moto_scale()
 
 
 _REAL_CLIENT = nerloop_aws.client

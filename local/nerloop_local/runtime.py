@@ -80,6 +80,7 @@ from nerloop_local.atomic import make_dynamodb_writes_atomic
 from nerloop_local.fakes import FakeContext, Fakes, Reviewer, patch_client
 from nerloop_local.fakes.groundtruth import label_attribute_of
 from nerloop_local.faults import FaultInjector
+from nerloop_local.scaling import make_moto_scale
 from nerloop_local.stack import ACCOUNT, REGION, Stack
 from nerloop_local.template import rules as template_rules
 from nerloop_local.workspace import Workspace
@@ -445,6 +446,7 @@ class LocalRuntime:
         if self.block_network:
             self._guard.install()
         make_dynamodb_writes_atomic()
+        make_moto_scale()
         try:
             mock = mock_aws()
             mock.start()
