@@ -248,8 +248,10 @@ def operations() -> dict[str, set[str]]:
     for service, prefix in SERVICES.items():
         for operation in session.get_service_model(service).operation_names:
             found.setdefault(xform_name(operation), set()).add(f"{prefix}:{operation}")
-    # IAM governs a transaction by its items' actions; nerloop's only transaction is two Updates.
-    return {**found, **S3_HELPERS, "transact_write_items": {"dynamodb:UpdateItem"}}
+    # IAM governs a transaction by its items' actions; nerloop's transactions put, update and delete
+    # (a human loop and its open-loop marker, a counter).
+    return {**found, **S3_HELPERS,
+            "transact_write_items": {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}}
 
 
 OPERATIONS = operations()
