@@ -78,7 +78,7 @@ def _condition_failed(operation: str) -> ClientError:
 class _Expression:
     """The DynamoDB expression subset nerloop writes: `attribute_exists(x)`, `attribute_not_exists(x)`,
     comparisons `a = b`, `a <> b`, `a < b`, `a <= b`, `a > b`, `a >= b` joined by AND / OR (no
-    parentheses), `SET a = :v, ...` and `ADD a :n`."""
+    parentheses), `SET a = :v, ...` (a value may be `if_not_exists(a, :v)`), `ADD a :n` and `REMOVE a`."""
 
     def __init__(self, names: dict[str, str] | None, values: dict[str, Any] | None) -> None:
         self.names = names or {}
@@ -114,11 +114,21 @@ class _Expression:
     def update(self, expression: str, item: dict[str, Any]) -> list[str]:
         """Apply an update expression to `item` in place; return the names it set."""
         changed: list[str] = []
-        for clause, body in re.findall(r"(SET|ADD)\s+(.*?)(?=\s+(?:SET|ADD)\s+|$)", expression.strip()):
-            for part in body.split(","):
+        for clause, body in re.findall(r"(SET|ADD|REMOVE)\s+(.*?)(?=\s+(?:SET|ADD|REMOVE)\s+|$)",
+                                       expression.strip()):
+            for part in re.split(r",(?![^(]*\))", body):  # not the comma inside if_not_exists(a, :v)
+                if clause == "REMOVE":
+                    item.pop(self.name(part.strip()), None)
+                    continue
                 if clause == "SET":
                     target, value = (piece.strip() for piece in part.split("=", 1))
-                    item[self.name(target)] = self.operand(value, item)
+                    default = re.fullmatch(r"if_not_exists\(\s*([#\w]+)\s*,\s*([#:\w]+)\s*\)", value)
+                    if default:
+                        current = self.operand(default.group(1), item)
+                        item[self.name(target)] = (self.operand(default.group(2), item) if current is _MISSING
+                                                   else current)
+                    else:
+                        item[self.name(target)] = self.operand(value, item)
                 else:
                     target, value = part.split()
                     current = item.get(self.name(target), 0)

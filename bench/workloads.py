@@ -281,6 +281,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
                       "batch": "bench", "seen_by": version, "updated_at": "2024-01-01T00:00:00Z"})
         items.append({"pk": "LOOP", "sk": name, "doc": doc, "version": version, "status": "InProgress",
                       "failure": "", "started_at": "2024-01-01T00:00:00Z"})
+        items.append({"pk": "OPEN-LOOP", "sk": name, "opened_at": "2024-01-01T00:00:00Z"})
         details.append(HumanLoopDetail(humanLoopName=name, humanLoopStatus="Completed",
                                        humanLoopOutput={"outputS3Uri": f"s3://{BUCKET}/{key}"}))
     table.load_items(iter(items))

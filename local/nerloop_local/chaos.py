@@ -415,8 +415,8 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
 
     from nerloop.a2i import loop_name
     from nerloop.documents import document_hash
-    from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, maybe_start_retrain
-    from nerloop.state import IN_REVIEW, now
+    from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, RetrainPolicy, maybe_start_retrain, retrain_due
+    from nerloop.state import IN_REVIEW, OPEN_LOOP_PK, now
     from nerloop_local.runtime import LocalRuntime, _environment
     from nerloop_local.stack import load_event
 
@@ -440,6 +440,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
                                   "seen_by": version, "loop": name, "updated_at": now()})
             writer.put_item(Item={"pk": "LOOP", "sk": name, "doc": doc, "version": version, "status": "InProgress",
                                   "failure": "", "started_at": now()})
+            writer.put_item(Item={"pk": OPEN_LOOP_PK, "sk": name, "opened_at": now()})
             key = f"reviews/chaos/{name}/output.json"
             word = len(f"Service{number}")
             runtime.put_text(key, json.dumps({
@@ -503,10 +504,11 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
                 notes.append(f"snapshots {snapshots} (lock {state.training_lock_holder()}), expected one: v1")
             # v1 finished training: the detect stage releases the lock and checks for a due retrain.
             state.release_training_lock("v1")
-            due = reviews - at_snapshot >= batch
+            policy = RetrainPolicy(batch)
+            due = retrain_due(state, policy) is not None
             with ThreadPoolExecutor(max_workers=16) as pool:
                 started_now = [s.version for s in pool.map(
-                    lambda _: maybe_start_retrain(runtime.state, runtime.s3, bucket, batch), range(16)) if s]
+                    lambda _: maybe_start_retrain(runtime.state, runtime.s3, bucket, policy), range(16)) if s]
             if started_now != (["v2"] if due else []):
                 notes.append(f"after v1 trained, {started_now} started; {reviews - at_snapshot} reviews were pending")
             figures.versions = " ".join(snapshots + started_now)

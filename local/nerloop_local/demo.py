@@ -127,16 +127,13 @@ def run_demo(
         "F1Tolerance": "1",
         "VersionRetention": str(rounds + 1),
     }
-    reviews_allowed = per_round * (rounds - 1)
-    answered: list[str] = []
 
     def reviewer(loop_name: str, content: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if len(answered) >= reviews_allowed:
+        if _version_number(str(content.get("version", ""))) >= rounds:
             return None  # the last round's loops wait for a person who never comes
         spans = oracle.labels_for(content["text"])
         if spans is None:  # not a pool sentence (cannot happen with the demo's own data): keep the model's
             spans = [Span(item["startOffset"], item["endOffset"], item["label"]) for item in content["initialValue"]]
-        answered.append(loop_name)
         return [{"label": s.type, "startOffset": s.begin, "endOffset": s.end} for s in spans]
 
     own_workspace = workspace is None
@@ -196,6 +193,12 @@ def run_demo(
     }
 
 
+def _version_number(name: str) -> int:
+    """v3 → 3; a name that is not vN → 0."""
+    digits = name.removeprefix("v")
+    return int(digits) if name.startswith("v") and digits.isdigit() else 0
+
+
 def _rounds(runtime: Any, test: list[tuple[str, list[Span]]], seed_documents: int,
             evaluate: Callable[..., Any], scored_predictions: Callable[..., Any]) -> list[RoundResult]:
     """One entry per trained version, in order, scored on the test set."""
@@ -239,8 +242,8 @@ def print_report(figures: dict[str, Any]) -> None:
               f"{entry['routed_to_review']:>9} {entry['reviewed_this_round']:>8} {entry['reviewed_documents']:>6}  "
               f"{entry['precision']:>5.3f} {entry['recall']:>5.3f} {entry['f1']:>5.3f}  {per_type}")
     if len(figures["rounds"]) < figures["rounds_requested"]:
-        print(f"the loop settled after {len(figures['rounds'])} versions: too few uncertain documents were "
-              f"left to fill a retrain batch of {figures['review_budget_per_round']} reviews")
+        print(f"the loop settled after {len(figures['rounds'])} versions: the last one sent no document "
+              "to review, so no review was left to train the next")
     full = figures["full_supervision"]["f1"]
     print(f"\nlearning curve (test F1 against documents reviewed; pool {figures['pool_size']}):")
     print(f"{'reviewed':>9} {'% pool':>7} {'loop':>6} {'random':>7} {'vs full':>8}")

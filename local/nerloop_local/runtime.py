@@ -23,7 +23,9 @@ What it sets up (all from template.yaml, so the wiring is written once):
 The pump (`cycle`, `run_until_idle`): each cycle
 1. sends a Scheduled Event to each scheduled function (the watch) when it is due: every
    `watch_every` cycles, and only while a stand-in has work in flight or changed since the
-   scheduled functions last ran (so an idle stack stays idle);
+   scheduled functions last ran, or while a retrain is due with no training in flight (the watch,
+   every minute on AWS, would start it: pending reviews past RetrainMaxWaitMinutes, say), so an
+   idle stack stays idle;
 2. delivers every message waiting in the functions' queues, in template order, to the handlers,
    each run with its own environment from the template (Globals merged with its own variables),
    its settings re-read, and a fake LambdaContext. A handler that raises is retried on later cycles,
@@ -961,7 +963,18 @@ class LocalRuntime:
         if not any(wiring.schedules for wiring in self.wiring.values()):
             return False
         fakes = self._require()
-        return fakes.busy() or self._changes() != self._scheduled_seen
+        return fakes.busy() or self._changes() != self._scheduled_seen or self._retrain_waiting()
+
+    def _retrain_waiting(self) -> bool:
+        """A retrain is due and no training holds the lock: on AWS the next minute's watch starts it."""
+        from nerloop.retrain import RetrainPolicy, retrain_due
+
+        state = self.state
+        if state.training_lock_holder() is not None:
+            return False
+        parameters = self.stack.parameters
+        policy = RetrainPolicy(int(parameters["RetrainBatchSize"]), int(parameters["RetrainMaxWaitMinutes"]))
+        return retrain_due(state, policy) is not None
 
     def _receive_all(self, queue_url: str) -> list[dict[str, Any]]:
         """Every message visible in the queue now (hidden while being handled)."""

@@ -27,6 +27,8 @@ def test_the_demo_leaves_its_figures_with_test_set_predictions(demo_run: Path) -
     figures = json.loads((demo_run / "demo.json").read_text(encoding="utf-8"))
 
     assert [entry["round"] for entry in figures["rounds"]] == [1, 2, 3]
+    # The reviewer answers the loops of the first two versions only: the third's wait for a person
+    assert [entry["reviewed_this_round"] > 0 for entry in figures["rounds"]] == [True, True, False]
     assert len(figures["random_selection"]) == 3 and figures["full_supervision"]["f1"] > 0.5
     for entry in figures["rounds"]:
         docs = {prediction["doc"] for prediction in entry["calibration"]}

@@ -87,7 +87,7 @@ def test_a_failed_snapshot_leaves_no_gap_in_version_names(emulated: Any, monkeyp
     real_write = retrain.write_snapshot
     monkeypatch.setattr(retrain, "write_snapshot", flaky_write)
     with pytest.raises(RuntimeError):
-        retrain.maybe_start_retrain(state, emulated.s3, emulated.bucket, 5)
-    snapshot = retrain.maybe_start_retrain(state, emulated.s3, emulated.bucket, 5)
+        retrain.maybe_start_retrain(state, emulated.s3, emulated.bucket, retrain.RetrainPolicy(5))
+    snapshot = retrain.maybe_start_retrain(state, emulated.s3, emulated.bucket, retrain.RetrainPolicy(5))
 
     assert snapshot is not None and snapshot.version == "v1"

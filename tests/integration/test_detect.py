@@ -6,6 +6,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from nerloop.documents import document_hash
 from nerloop.state import Version
 
 ARN = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop/version/{}"
@@ -109,6 +110,30 @@ def test_in_error_is_recorded_with_its_message(emulated, event, lambda_context, 
     assert stored.status == "IN_ERROR" and "VERSION: found 12" in stored.message
     assert emulated.state.get_active() is None
     assert emulated.state.training_lock_holder() is None
+
+
+def test_a_retrain_that_fell_due_during_a_training_starts_when_it_ends(emulated, event, lambda_context, comprehend):
+    from nerloop.retrain import RetrainPolicy, count_review, maybe_start_retrain
+    from nerloop.snapshots import SNAPSHOT_COUNTER
+    from nerloop.state import GoldDocument
+
+    # Given v1 training (it holds the lock), and meanwhile two reviews merged and every loop ended
+    state = emulated.state
+    state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    state.set_counter(SNAPSHOT_COUNTER, 1)
+    state.acquire_training_lock("v1")
+    for text in ("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."):
+        state.put_gold(GoldDocument(document_hash(text), text, [], origin="review:x"))
+        count_review(state)
+    policy = RetrainPolicy(batch_size=25)
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy) is None  # the lock is taken
+
+    # When v1's training ends
+    result = emulated.handler("DetectFunction")(event("detect-in-error"), lambda_context)
+
+    # Then the lock passes to the retrain that was due
+    assert result["snapshot"] == "v2"
+    assert state.training_lock_holder() == "v2"
 
 
 def test_versions_beyond_retention_are_deleted_but_never_the_active_one(emulated, event, lambda_context,

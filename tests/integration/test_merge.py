@@ -254,3 +254,45 @@ def test_an_answer_about_another_text_is_rejected(emulated: Any, lambda_context:
 def test_an_unknown_loop_is_refused(emulated: Any, lambda_context: Any) -> None:
     with pytest.raises(UnknownJob, match=NAME):
         merge(emulated, lambda_context, COMPLETED)
+
+
+def test_the_last_open_loop_failing_starts_a_retrain_of_the_reviews_pending(emulated: Any, lambda_context: Any) -> None:
+    # Given two loops of one routing, far fewer than a batch (RetrainBatchSize 25): one is answered
+    answered = given_a_loop_in_review(emulated, TEXT, [("Amazon Comprehend", "SERVICE")])
+    given_a_loop_in_review(emulated, OTHER_TEXT)
+    first = merge(emulated, lambda_context, answered)
+    assert first["snapshot"] is None  # a loop is still open: more reviews may come
+
+    # When the other one expires (its event delivered twice)
+    expired = event_for(OTHER_TEXT, FAILED)
+    results = [merge(emulated, lambda_context, expired) for _ in range(2)]
+
+    # Then the one review pending is trained on, once
+    assert [r["snapshot"] for r in results] == ["v1", "v1"]
+    assert training_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
+    documents = emulated.s3.get_object(Bucket=emulated.bucket, Key="training/v1/documents.txt")["Body"].read()
+    assert documents.decode().splitlines() == [TEXT]
+    assert emulated.state.training_lock_holder() == "v1"
+
+
+def test_a_failure_redelivered_after_its_record_expired_starts_nothing_more(emulated: Any, lambda_context: Any) -> None:
+    given_a_loop_in_review(emulated, TEXT)
+    answered = given_a_loop_in_review(emulated, OTHER_TEXT, [("AWS Lambda", "SERVICE")])
+    merge(emulated, lambda_context, answered)
+    assert merge(emulated, lambda_context, FAILED)["snapshot"] == "v1"
+    for item in emulated.state.table.query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "IDEMPOTENCY"}
+    )["Items"]:
+        emulated.state.table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+
+    again = merge(emulated, lambda_context, FAILED)
+
+    assert (again["already_finished"], again["snapshot"]) == ("Failed", None)
+    assert training_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
+
+
+def test_a_failed_last_loop_with_no_review_pending_starts_nothing(emulated: Any, lambda_context: Any) -> None:
+    given_a_loop_in_review(emulated, TEXT)
+
+    assert merge(emulated, lambda_context, FAILED)["snapshot"] is None
+    assert training_keys(emulated) == []

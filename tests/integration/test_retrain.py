@@ -8,8 +8,10 @@ import boto3
 import pytest
 
 from nerloop.documents import Span, document_hash
-from nerloop.retrain import count_review, maybe_start_retrain, pending_reviews, request_retrain
-from nerloop.state import GoldDocument, StateTable
+from nerloop.retrain import RetrainPolicy, count_review, maybe_start_retrain, pending_reviews, request_retrain
+from nerloop.state import GoldDocument, Loop, StateTable
+
+TEN = RetrainPolicy(batch_size=10)
 
 
 def table(emulated) -> StateTable:
@@ -23,6 +25,11 @@ def add_gold(state: StateTable, count: int) -> None:
                                     origin="test"))
 
 
+def keep_a_loop_open(state: StateTable) -> None:
+    """A human loop still in review: more reviews may come, so only a full batch is due."""
+    state.put_loop(Loop("v0-open", "doc-open", "v0", "InProgress"))
+
+
 def snapshot_keys(emulated) -> list[str]:
     listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix="training/")
     return sorted(item["Key"] for item in listing.get("Contents", []))
@@ -31,11 +38,12 @@ def snapshot_keys(emulated) -> list[str]:
 def test_concurrent_reviews_start_exactly_one_training(emulated):
     state = table(emulated)
     add_gold(state, 5)
+    keep_a_loop_open(state)
 
     def review(_: int) -> str | None:
         own = table(emulated)  # each worker its own resource, as separate Lambda invocations would have
         count_review(own)
-        snapshot = maybe_start_retrain(own, boto3.client("s3"), emulated.bucket, batch_size=10)
+        snapshot = maybe_start_retrain(own, boto3.client("s3"), emulated.bucket, RetrainPolicy(10))
         return snapshot.version if snapshot else None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -55,25 +63,25 @@ def test_the_next_batch_waits_for_the_lock(emulated):
     add_gold(state, 3)
     for _ in range(10):
         count_review(state)
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10).version == "v1"
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN).version == "v1"
     for _ in range(10):
         count_review(state)
 
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None  # v1 still training
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None  # v1 still training
     state.release_training_lock("v1")
-    snapshot = maybe_start_retrain(state, emulated.s3, emulated.bucket, 10)
+    snapshot = maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN)
     assert snapshot is not None and snapshot.version == "v2" and snapshot.stats.documents == 3
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None  # nothing new is due
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None  # nothing new is due
 
 
 def test_a_request_starts_a_retrain_without_reviews(emulated):
     state = table(emulated)
     add_gold(state, 3)
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
     request_retrain(state)
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10).version == "v1"
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN).version == "v1"
     state.release_training_lock("v1")
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
 
 
 def write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch) -> StateTable:
@@ -95,7 +103,7 @@ def write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch) -> StateTable:
 
     monkeypatch.setattr(StateTable, "set_counter", set_counter_failing_once)
     with pytest.raises(RuntimeError, match="throttled"):
-        maybe_start_retrain(state, emulated.s3, emulated.bucket, 10)
+        maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN)
     return state
 
 
@@ -108,10 +116,10 @@ def test_a_snapshot_whose_bookkeeping_failed_keeps_the_lock_and_is_settled_when_
 
     # The training keeps the lock (nothing else starts), and when it ends nothing is due again
     assert state.training_lock_holder() == "v1"
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
     release_training(state, "v1")
     assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
     assert snapshot_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
 
 
@@ -126,4 +134,61 @@ def test_the_train_stage_taking_the_lock_of_its_version_keeps_what_the_snapshot_
     assert state.acquire_training_lock("v2") is False
     release_training(state, "v1")
     assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
-    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, 10) is None
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
+
+
+# --- the time limit: from the oldest review not yet in a snapshot ---------------------------------------
+
+
+def test_the_time_limit_counts_from_the_oldest_review_not_yet_in_a_snapshot(emulated, monkeypatch):
+    from nerloop import retrain
+
+    state = table(emulated)
+    add_gold(state, 3)
+    keep_a_loop_open(state)
+    policy = RetrainPolicy(batch_size=3, max_wait_minutes=60)
+    clock = {"now": 1_000_000}
+    monkeypatch.setattr(retrain, "epoch_seconds", lambda: clock["now"])
+
+    # Three reviews an hour apart fill a batch: v1 takes them all, and nothing is left waiting
+    for _ in range(3):
+        count_review(state)
+        clock["now"] += 3600
+    assert retrain.retrain_due(state, policy) == retrain.BATCH
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy).version == "v1"
+    state.release_training_lock("v1")
+    assert state.get_counter_stamped("REVIEWS") == (3, None)
+
+    # A review merged ten hours later waits its own hour, not one from the snapshot
+    clock["now"] += 10 * 3600
+    count_review(state)
+    merged = clock["now"]
+    assert retrain.retrain_due(state, policy, now=merged + 3599) is None
+    assert retrain.retrain_due(state, policy, now=merged + 3600) == retrain.WAITED
+
+
+def test_a_review_merged_while_the_snapshot_was_written_waits_from_the_snapshot(emulated, monkeypatch):
+    from nerloop import retrain
+
+    state = table(emulated)
+    add_gold(state, 3)
+    keep_a_loop_open(state)
+    policy = RetrainPolicy(batch_size=2, max_wait_minutes=60)
+    monkeypatch.setattr(retrain, "epoch_seconds", lambda: 1_000_000)
+    count_review(state)
+    count_review(state)
+    real_write = retrain.write_snapshot
+
+    def write_while_a_review_arrives(*args, **kwargs):
+        count_review(state)  # merged after the snapshot read REVIEWS: the next snapshot's
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(retrain, "write_snapshot", write_while_a_review_arrives)
+    monkeypatch.setattr(retrain, "epoch_seconds", lambda: 1_000_500)
+    assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy).version == "v1"
+
+    assert pending_reviews(state) == 1
+    assert state.get_counter_stamped("REVIEWS") == (3, 1_000_500)  # not the first review's 1_000_000
+    state.release_training_lock("v1")
+    assert retrain.retrain_due(state, policy, now=1_000_500 + 3599) is None
+    assert retrain.retrain_due(state, policy, now=1_000_500 + 3600) == retrain.WAITED

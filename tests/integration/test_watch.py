@@ -52,3 +52,51 @@ def test_detection_job_changes_are_published_and_recorded(emulated, event, lambd
 
     assert result["changes"] == [{"job": "job-1", "status": "FAILED"}]
     assert emulated.state.get_job("job-1").status == "FAILED"
+
+
+def given_reviews_pending_and_a_loop_open(emulated, monkeypatch, merged_at: int) -> None:
+    """Two reviews merged at `merged_at`, far fewer than a batch, while another loop is still open."""
+    from nerloop import retrain
+    from nerloop.documents import document_hash
+    from nerloop.state import GoldDocument, Loop
+
+    monkeypatch.setattr(retrain, "epoch_seconds", lambda: merged_at)
+    state = emulated.state
+    for text in ("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."):
+        state.put_gold(GoldDocument(document_hash(text), text, [], origin="review:x"))
+        retrain.count_review(state)
+    state.put_loop(Loop("v1-still-open", "doc", "v1", "InProgress"))
+
+
+def watch_at(emulated, event, lambda_context, monkeypatch, when: int, **environment: str) -> dict:
+    from nerloop import retrain
+
+    monkeypatch.setattr(retrain, "epoch_seconds", lambda: when)
+    return emulated.handler("WatchFunction", **environment)(event("watch"), lambda_context)
+
+
+def test_reviews_pending_past_the_time_limit_start_one_retrain(emulated, event, lambda_context, monkeypatch):
+    merged_at = 1_800_000_000
+    given_reviews_pending_and_a_loop_open(emulated, monkeypatch, merged_at)
+    limit = {"RETRAIN_MAX_WAIT_MINUTES": "60"}
+
+    # A minute short of the hour nothing starts; at the hour the watch writes the snapshot, once
+    assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 59 * 60, **limit)["snapshot"] is None
+    assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 60 * 60, **limit)["snapshot"] == "v1"
+    assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 61 * 60, **limit)["snapshot"] is None
+    listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix="training/")
+    assert sorted(item["Key"] for item in listing["Contents"]) == ["training/v1/annotations.csv",
+                                                                   "training/v1/documents.txt"]
+    assert emulated.state.training_lock_holder() == "v1"
+
+
+def test_the_template_default_waits_a_day_and_zero_never_retrains_by_time(emulated, event, lambda_context,
+                                                                          monkeypatch):
+    merged_at = 1_800_000_000
+    given_reviews_pending_and_a_loop_open(emulated, monkeypatch, merged_at)
+    a_week = merged_at + 7 * 24 * 3600
+
+    assert watch_at(emulated, event, lambda_context, monkeypatch, a_week, RETRAIN_MAX_WAIT_MINUTES="0")[
+        "snapshot"] is None
+    assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 23 * 3600)["snapshot"] is None
+    assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 24 * 3600)["snapshot"] == "v1"

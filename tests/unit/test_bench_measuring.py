@@ -107,3 +107,16 @@ def test_the_convert_workloads_run_in_a_child_and_report_time_memory_and_counts(
     assert stage["gold"] == result["documents"]
     assert stage["seconds"] > 0 and stage["peak_mb"] >= stage["base_mb"] > 0
     assert reference["annotations"] > 0
+
+
+def test_the_table_stand_in_keeps_open_loops_and_counter_times_as_dynamodb_does(state: StateTable) -> None:
+    assert state.put_loop_many([Loop(name=f"v1-{i}", doc="d", version="v1", status="InProgress")
+                                for i in range(3)]) == [True] * 3
+    assert state.has_open_loops() is True
+    assert state.complete_loop_counted("v1-0", "REVIEWS", first_epoch=100) is True
+    assert state.complete_loop_counted("v1-1", "REVIEWS", first_epoch=200) is True
+    assert state.get_counter_stamped("REVIEWS") == (2, 100)  # if_not_exists keeps the first
+    assert state.finish_loop("v1-2", "Failed") is True
+    assert state.has_open_loops() is False
+    state.restamp_counter("REVIEWS", 2, 300)  # REMOVE: nothing came after the counts taken
+    assert state.get_counter_stamped("REVIEWS") == (2, None)

@@ -35,7 +35,8 @@ def _import_handler(tracing: bool) -> dict[str, object]:
         "PYTHONPATH": os.pathsep.join([str(REPO / "functions/convert"), str(REPO / "layers/common")]),
         "LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": "convert", "AWS_DEFAULT_REGION": "us-east-1",
         "STATE_TABLE": "state", "DATA_BUCKET": "data", "ENTITY_TYPES": "SERVICE,VERSION",
-        "CONFIDENCE_THRESHOLD": "0.8", "RETRAIN_BATCH_SIZE": "25", "REVIEW_BUDGET": "0", "RECOGNIZER_NAME": "nerloop",
+        "CONFIDENCE_THRESHOLD": "0.8", "RETRAIN_BATCH_SIZE": "25", "RETRAIN_MAX_WAIT_MINUTES": "1440",
+        "REVIEW_BUDGET": "0", "RECOGNIZER_NAME": "nerloop",
         "COMPREHEND_ROLE_ARN": "arn:aws:iam::123456789012:role/x", "F1_TOLERANCE": "0.02", "VERSION_RETENTION": "3",
         "POWERTOOLS_SERVICE_NAME": "nerloop-convert",
     })

@@ -34,7 +34,7 @@ def test_s3_keys_arrive_url_encoded_and_are_decoded():
 
 MINIMAL = {
     "STATE_TABLE": "t", "DATA_BUCKET": "b", "ENTITY_TYPES": "SERVICE, VERSION", "CONFIDENCE_THRESHOLD": "0.8",
-    "RETRAIN_BATCH_SIZE": "25", "REVIEW_BUDGET": "0", "RECOGNIZER_NAME": "nerloop",
+    "RETRAIN_BATCH_SIZE": "25", "RETRAIN_MAX_WAIT_MINUTES": "1440", "REVIEW_BUDGET": "0", "RECOGNIZER_NAME": "nerloop",
     "COMPREHEND_ROLE_ARN": "arn:aws:iam::1:role/c", "F1_TOLERANCE": "0.02", "VERSION_RETENTION": "3",
 }
 

@@ -248,8 +248,10 @@ def operations() -> dict[str, set[str]]:
     for service, prefix in SERVICES.items():
         for operation in session.get_service_model(service).operation_names:
             found.setdefault(xform_name(operation), set()).add(f"{prefix}:{operation}")
-    # IAM governs a transaction by its items' actions; nerloop's only transaction is two Updates.
-    return {**found, **S3_HELPERS, "transact_write_items": {"dynamodb:UpdateItem"}}
+    # IAM governs a transaction by its items' actions; nerloop's transactions put, update and delete
+    # (a human loop and its open-loop marker, a counter).
+    return {**found, **S3_HELPERS,
+            "transact_write_items": {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}}
 
 
 OPERATIONS = operations()
@@ -342,6 +344,7 @@ def test_each_function_reads_and_writes_only_its_own_prefixes():
         "DetectFunction": ({c.BATCHES_PREFIX}, {c.DETECTION_INPUT_PREFIX, c.TRAINING_PREFIX}),
         "RouteFunction": ({"detection/"}, {c.QUARANTINE_PREFIX}),
         "MergeFunction": ({c.REVIEW_OUTPUT_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
+        "WatchFunction": (set(), {c.TRAINING_PREFIX}),  # a retrain started by the time limit
     }
     assert c.DETECTION_OUTPUT_PREFIX.startswith("detection/")
     for function, (reads, writes) in own.items():

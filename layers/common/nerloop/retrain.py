@@ -1,18 +1,39 @@
-"""When to write a new training snapshot: after `RetrainBatchSize` new reviews, or when a labeling
-job added gold documents, and never while another training is in flight (a single-flight lock).
+"""When to write a new training snapshot, and never while another training is in flight (a
+single-flight lock).
+
+A retrain is due when any of these holds (`retrain_reason`, a pure decision):
+- requested     gold changed outside reviews (a labeling job added documents);
+- batch         `RetrainBatchSize` reviews are pending (merged, not yet in a snapshot);
+- loops-ended   at least one review is pending and no human loop is open: every loop routed so far
+                was answered, failed, expired or stopped, so no more reviews can come until the next
+                version routes again (without this, fewer uncertain documents than a batch would
+                leave the reviews unused for ever);
+- waited        at least one review is pending and the oldest pending review was merged
+                `RetrainMaxWaitMinutes` ago or more (0 turns this off).
+
+Who checks: merge, after every loop that ends (Completed, Failed or Stopped, and on a redelivery);
+detect, when a training ends and frees the lock; convert, after a labeling job; watch, every minute
+(the only one that sees time pass with no event, and a backstop for a lock freed with no check
+after it, such as a rejected snapshot). Each check that finds a retrain due while a training holds
+the lock does nothing: the end of that training (detect) checks again, as does the next minute's
+watch, so a due retrain always starts once the lock is free.
 
 Counters (state table, COUNTER family):
-- REVIEWS              reviews merged so far (atomic ADD, once per human loop)
+- REVIEWS              reviews merged so far (atomic ADD, once per human loop); it remembers when the
+                       oldest pending review was merged (`first_epoch`, see StateTable.restamp_counter)
 - REVIEWS_AT_SNAPSHOT  the REVIEWS value the latest snapshot included
 - RETRAIN_REQUESTED    raised when gold changed outside reviews; a snapshot clears it
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from nerloop.observability import logger
+from nerloop.settings import Settings
 from nerloop.snapshots import SNAPSHOT_COUNTER, Snapshot, write_snapshot
 from nerloop.state import StateTable
 
@@ -20,11 +41,81 @@ REVIEWS = "REVIEWS"
 REVIEWS_AT_SNAPSHOT = "REVIEWS_AT_SNAPSHOT"
 RETRAIN_REQUESTED = "RETRAIN_REQUESTED"
 RETRAIN_DONE = "RETRAIN_DONE"
+# Recorded with the lock beside the counters a snapshot settles: when it read REVIEWS (not a counter).
+# The suffix marks it a time for whoever compares states (nerloop_local.chaos).
+TAKEN_EPOCH = "taken_epoch"
+
+REQUESTED = "requested"
+BATCH = "batch"
+LOOPS_ENDED = "loops-ended"
+WAITED = "waited"
+
+
+def epoch_seconds() -> int:
+    """Now, in whole seconds since the epoch (one place, so tests can move the clock)."""
+    return int(time.time())
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """The retrain triggers' settings: `RetrainBatchSize` and `RetrainMaxWaitMinutes` (0 = no limit)."""
+
+    batch_size: int
+    max_wait_minutes: int = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> RetrainPolicy:
+        return cls(settings.retrain_batch_size, settings.retrain_max_wait_minutes)
+
+
+def retrain_reason(policy: RetrainPolicy, *, requested: bool, pending: int, loops_open: bool,
+                   pending_since: int | None, now: int) -> str | None:
+    """Why a retrain is due (REQUESTED, BATCH, LOOPS_ENDED or WAITED), or None when it is not.
+
+    `pending`: reviews merged and not yet in a snapshot; `loops_open`: any human loop InProgress;
+    `pending_since`: when the oldest pending review was merged (None when unknown: reviews merged
+    before the time was kept count as having waited long enough)."""
+    if requested:
+        return REQUESTED
+    if pending <= 0:
+        return None
+    if pending >= policy.batch_size:
+        return BATCH
+    if not loops_open:
+        return LOOPS_ENDED
+    if policy.max_wait_minutes and (pending_since is None or now - pending_since >= policy.max_wait_minutes * 60):
+        return WAITED
+    return None
+
+
+@dataclass
+class _Reading:
+    reviews: int
+    requested: int
+    reason: str | None
+
+
+def _read_due(state: StateTable, policy: RetrainPolicy, now: int) -> _Reading:
+    reviews, pending_since = state.get_counter_stamped(REVIEWS)
+    requested = state.get_counter(RETRAIN_REQUESTED)
+    requested_pending = requested > state.get_counter(RETRAIN_DONE)
+    pending = reviews - state.get_counter(REVIEWS_AT_SNAPSHOT)
+    # The open-loop read only when it can decide: reviews pending, short of a batch.
+    loops_open = requested_pending or not 0 < pending < policy.batch_size or state.has_open_loops()
+    return _Reading(reviews, requested, retrain_reason(
+        policy, requested=requested_pending, pending=pending, loops_open=loops_open,
+        pending_since=pending_since, now=now))
 
 
 def count_review(state: StateTable) -> int:
     """Count one merged review; return the new total."""
-    return state.add_to_counter(REVIEWS)
+    return state.add_to_counter(REVIEWS, first_epoch=epoch_seconds())
+
+
+def complete_loop_counted(state: StateTable, loop_name: str) -> bool:
+    """Record the human loop Completed and count its review, in one transaction (False, and nothing
+    changed, when it had already finished); the review's time is kept if it is the oldest pending."""
+    return state.complete_loop_counted(loop_name, REVIEWS, first_epoch=epoch_seconds())
 
 
 def request_retrain(state: StateTable) -> None:
@@ -33,9 +124,13 @@ def request_retrain(state: StateTable) -> None:
 
 
 def settle(state: StateTable, owed: dict[str, int]) -> None:
-    """Raise each counter to what a written snapshot settled (never lowers: safe to repeat)."""
+    """Raise each counter to what a written snapshot settled (never lowers: safe to repeat), and
+    move the oldest pending review's time past the reviews the snapshot took."""
     for name, value in owed.items():
-        state.set_counter(name, value)
+        if name != TAKEN_EPOCH:
+            state.set_counter(name, value)
+    if REVIEWS_AT_SNAPSHOT in owed and TAKEN_EPOCH in owed:
+        state.restamp_counter(REVIEWS, owed[REVIEWS_AT_SNAPSHOT], owed[TAKEN_EPOCH])
 
 
 def release_training(state: StateTable, holder: str) -> None:
@@ -49,18 +144,20 @@ def pending_reviews(state: StateTable) -> int:
     return state.get_counter(REVIEWS) - state.get_counter(REVIEWS_AT_SNAPSHOT)
 
 
-def retrain_due(state: StateTable, batch_size: int) -> bool:
-    requested = state.get_counter(RETRAIN_REQUESTED) > state.get_counter(RETRAIN_DONE)
-    return requested or pending_reviews(state) >= batch_size
+def retrain_due(state: StateTable, policy: RetrainPolicy, now: int | None = None) -> str | None:
+    """Why a retrain is due now (see `retrain_reason`), or None; whether a training holds the lock
+    is not asked."""
+    return _read_due(state, policy, epoch_seconds() if now is None else now).reason
 
 
-def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, batch_size: int) -> Snapshot | None:
+def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: RetrainPolicy) -> Snapshot | None:
     """Write training/<version>/ when a retrain is due and no training holds the lock.
 
     Exactly one caller wins the lock, so concurrent reviews completing a batch start one training.
-    The lock stays with the new version until the detect stage sees it TRAINED or IN_ERROR.
+    The lock stays with the new version until the detect stage sees it TRAINED or IN_ERROR (or the
+    train stage rejects the snapshot).
     """
-    if not retrain_due(state, batch_size):
+    if _read_due(state, policy, epoch_seconds()).reason is None:
         return None
     token = f"pending-{uuid.uuid4().hex}"
     if not state.acquire_training_lock(token):
@@ -69,19 +166,21 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, batch_size: int
     holder = token
     written = False
     try:
-        reviews = state.get_counter(REVIEWS)
-        requested = state.get_counter(RETRAIN_REQUESTED)
-        if not (requested > state.get_counter(RETRAIN_DONE)
-                or reviews - state.get_counter(REVIEWS_AT_SNAPSHOT) >= batch_size):
-            state.release_training_lock(token)  # another caller snapshotted between our checks
+        # Read again under the lock: another caller may have snapshotted between our checks. REVIEWS
+        # is read before the time is taken, so every review the snapshot includes was merged before it.
+        reading = _read_due(state, policy, epoch_seconds())
+        if reading.reason is None:
+            state.release_training_lock(token)
             return None
+        reviews, requested = reading.reviews, reading.requested
         # The number is taken under the lock and counted only once the snapshot is written, so a
         # snapshot that failed half way is written again under the same name: no gaps in v1, v2, ...
         # What the snapshot settles is recorded with the lock, so that it is settled even when
         # this call fails after writing: at the latest when the training ends (`release_training`).
         number = state.get_counter(SNAPSHOT_COUNTER) + 1
         version = f"v{number}"
-        owed = {SNAPSHOT_COUNTER: number, REVIEWS_AT_SNAPSHOT: reviews, RETRAIN_DONE: requested}
+        owed = {SNAPSHOT_COUNTER: number, REVIEWS_AT_SNAPSHOT: reviews, RETRAIN_DONE: requested,
+                TAKEN_EPOCH: epoch_seconds()}
         state.rename_training_lock(token, version, **owed)
         holder = version
         snapshot = write_snapshot(state, s3, bucket, version)
@@ -92,5 +191,5 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, batch_size: int
             state.release_training_lock(holder)
         raise
     logger.info("training snapshot written", version=version, documents=snapshot.stats.documents,
-                reviews=reviews)
+                reviews=reviews, reason=reading.reason)
     return snapshot

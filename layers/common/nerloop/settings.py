@@ -26,6 +26,8 @@ class Settings(BaseModel):
     entity_types: tuple[str, ...] = Field(alias="ENTITY_TYPES")
     confidence_threshold: float = Field(alias="CONFIDENCE_THRESHOLD", ge=0.0, le=1.0)
     retrain_batch_size: int = Field(alias="RETRAIN_BATCH_SIZE", ge=1)
+    # Pending reviews start a retrain once the oldest has waited this long (0 = never by time alone).
+    retrain_max_wait_minutes: int = Field(alias="RETRAIN_MAX_WAIT_MINUTES", ge=0)
     review_budget: int = Field(alias="REVIEW_BUDGET", ge=0)  # human loops per detection job, 0 = no limit
     recognizer_name: str = Field(alias="RECOGNIZER_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
     comprehend_role_arn: str = Field(alias="COMPREHEND_ROLE_ARN", min_length=1)

@@ -7,6 +7,8 @@ Item families, by partition key:
 - MODEL / ACTIVE          the version detection uses
 - JOB / <job id>          a detection job: status, version, input key
 - LOOP / <loop name>      a human loop: document, version, status
+- OPEN-LOOP / <loop name> present while that loop is InProgress: written and deleted in the same
+                          transaction as the loop's status, so "is any loop open?" is one read
 - COUNTER / <name>        atomic counters (reviews, snapshots)
 - LOCK / TRAINING         the single-flight training lock
 - IDEMPOTENCY / <hash>    Powertools idempotency records
@@ -34,6 +36,10 @@ WAITING = "waiting"  # not yet seen by the active version, or sent back after a 
 IN_REVIEW = "in_review"  # a human loop is open for it
 ACCEPTED = "accepted"  # every predicted entity was confident
 GOLD = "gold"  # labelled by people
+
+LOOP_OPEN = "InProgress"  # a human loop's status until A2I reports it Completed, Failed or Stopped
+OPEN_LOOP_PK = "OPEN-LOOP"
+COUNTER_FIRST = "first_epoch"  # on a counter item: when its first count since the last restamp was made
 
 RECOGNIZER_IN_FLIGHT = ("SUBMITTED", "TRAINING", "STOP_REQUESTED", "DELETING")
 JOB_IN_FLIGHT = ("SUBMITTED", "IN_PROGRESS", "STOP_REQUESTED")
@@ -297,18 +303,21 @@ class StateTable:
     # --- human loops ---------------------------------------------------------------------------
 
     def put_loop(self, loop: Loop) -> bool:
-        """Record a started human loop; False when a loop of that name is already recorded."""
-        try:
-            self.table.put_item(
-                Item={"pk": "LOOP", "sk": loop.name, "doc": loop.doc, "version": loop.version,
-                      "status": loop.status, "failure": loop.failure, "started_at": now()},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        """Record a started human loop; False when a loop of that name is already recorded. An open
+        loop (InProgress) gets its OPEN-LOOP marker in the same transaction."""
+        return self._transact(self._loop_puts(loop, now()))
+
+    def _loop_puts(self, loop: Loop, stamp: str) -> list[dict[str, Any]]:
+        """The transaction actions recording `loop`: the loop (only if new), and its open-loop marker."""
+        actions: list[dict[str, Any]] = [{"Put": {
+            "TableName": self.table.name,
+            "Item": {"pk": "LOOP", "sk": loop.name, "doc": loop.doc, "version": loop.version,
+                     "status": loop.status, "failure": loop.failure, "started_at": stamp},
+            "ConditionExpression": "attribute_not_exists(pk)"}}]
+        if loop.status == LOOP_OPEN:
+            actions.append({"Put": {"TableName": self.table.name,
+                                    "Item": {"pk": OPEN_LOOP_PK, "sk": loop.name, "opened_at": stamp}}})
+        return actions
 
     def get_loop(self, name: str) -> Loop | None:
         item = self._get("LOOP", name)
@@ -322,51 +331,59 @@ class StateTable:
             if wanted is None or item.get("status") in wanted
         ]
 
+    def has_open_loops(self) -> bool:
+        """True while any human loop is InProgress: one strongly consistent read of at most one
+        marker, however many loops there are (markers are written and deleted with the loop's
+        status, in one transaction: `put_loop`, `finish_loop`, `complete_loop_counted`)."""
+        reply = self.table.query(KeyConditionExpression=Key("pk").eq(OPEN_LOOP_PK), Limit=1,
+                                 ProjectionExpression="sk", ConsistentRead=True)
+        return bool(reply.get("Items"))
+
     def finish_loop(self, name: str, status: str, failure: str = "") -> bool:
-        """Move a loop from InProgress to `status`; False when it had already finished (a redelivery)."""
-        try:
-            self.table.update_item(
-                Key={"pk": "LOOP", "sk": name},
-                UpdateExpression="SET #status = :status, failure = :failure, finished_at = :now",
-                ConditionExpression="attribute_exists(pk) AND #status = :open",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": status, ":failure": failure, ":now": now(),
-                                           ":open": "InProgress"},
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        """Move a loop from InProgress to `status` and drop its open-loop marker, in one transaction;
+        False (and nothing changed) when it had already finished (a redelivery)."""
+        return self._transact([self._loop_finish(name, status, failure), self._open_loop_delete(name)])
 
-    def complete_loop_counted(self, name: str, counter: str) -> bool:
-        """Move a loop from InProgress to Completed and add 1 to `counter`, in one transaction; False
-        (and nothing changed) when the loop had already finished.
+    def complete_loop_counted(self, name: str, counter: str, first_epoch: int | None = None) -> bool:
+        """Move a loop from InProgress to Completed, drop its open-loop marker and add 1 to `counter`,
+        in one transaction; False (and nothing changed) when the loop had already finished.
 
-        One transaction, so a failure between the two writes cannot leave a finished loop whose review
-        was never counted (a retry would find the loop finished and count nothing)."""
-        return self._update_and_count({
-            "Key": {"pk": "LOOP", "sk": name},
+        One transaction, so a failure between the writes cannot leave a finished loop whose review
+        was never counted (a retry would find the loop finished and count nothing), nor a finished
+        loop still counted as open. `first_epoch`: see `add_to_counter`."""
+        return self._transact([self._loop_finish(name, "Completed", ""),
+                               self._counter_add(counter, 1, first_epoch), self._open_loop_delete(name)])
+
+    def _loop_finish(self, name: str, status: str, failure: str) -> dict[str, Any]:
+        return {"Update": {
+            "TableName": self.table.name, "Key": {"pk": "LOOP", "sk": name},
             "UpdateExpression": "SET #status = :status, failure = :failure, finished_at = :now",
             "ConditionExpression": "attribute_exists(pk) AND #status = :open",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":status": "Completed", ":failure": "", ":now": now(),
-                                          ":open": "InProgress"},
-        }, counter)
+            "ExpressionAttributeValues": {":status": status, ":failure": failure, ":now": now(),
+                                          ":open": LOOP_OPEN},
+        }}
 
-    def _update_and_count(self, update: dict[str, Any], counter: str) -> bool:
-        """A conditional `update` and 1 added to `counter`, in one transaction; False (and nothing
-        changed) when the update's condition fails."""
+    def _open_loop_delete(self, name: str) -> dict[str, Any]:
+        # Unconditional: a loop recorded before markers existed has none, and deleting nothing is fine.
+        return {"Delete": {"TableName": self.table.name, "Key": {"pk": OPEN_LOOP_PK, "sk": name}}}
+
+    def _counter_add(self, counter: str, amount: int, first_epoch: int | None) -> dict[str, Any]:
+        expression, values = "ADD #value :amount", {":amount": amount}
+        names = {"#value": "value"}
+        if first_epoch is not None:
+            expression += " SET #first = if_not_exists(#first, :first)"
+            names["#first"] = COUNTER_FIRST
+            values[":first"] = first_epoch
+        return {"Update": {"TableName": self.table.name, "Key": {"pk": "COUNTER", "sk": counter},
+                           "UpdateExpression": expression, "ExpressionAttributeNames": names,
+                           "ExpressionAttributeValues": values}}
+
+    def _transact(self, actions: list[dict[str, Any]]) -> bool:
+        """Write `actions` in one transaction (all or nothing); False (and nothing changed) when the
+        first action's condition fails. Any other cancellation is raised."""
         try:
-            self.table.meta.client.transact_write_items(TransactItems=[
-                {"Update": {"TableName": self.table.name, **update}},
-                {"Update": {
-                    "TableName": self.table.name, "Key": {"pk": "COUNTER", "sk": counter},
-                    "UpdateExpression": "ADD #value :one",
-                    "ExpressionAttributeNames": {"#value": "value"},
-                    "ExpressionAttributeValues": {":one": 1},
-                }},
-            ])
+            self.table.meta.client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons") or []
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException" and \
@@ -377,20 +394,49 @@ class StateTable:
 
     # --- counters and the training lock -------------------------------------------------------
 
-    def add_to_counter(self, name: str, amount: int = 1) -> int:
-        """Atomically add `amount` to a counter and return its new value."""
+    def add_to_counter(self, name: str, amount: int = 1, first_epoch: int | None = None) -> int:
+        """Atomically add `amount` to a counter and return its new value. With `first_epoch`, the
+        counter also remembers that time unless it holds one already: when the first count since
+        `restamp_counter` last cleared it was made."""
+        update = self._counter_add(name, amount, first_epoch)["Update"]
         reply = self.table.update_item(
-            Key={"pk": "COUNTER", "sk": name},
-            UpdateExpression="ADD #value :amount",
-            ExpressionAttributeNames={"#value": "value"},
-            ExpressionAttributeValues={":amount": amount},
-            ReturnValues="UPDATED_NEW",
+            Key=update["Key"], UpdateExpression=update["UpdateExpression"],
+            ExpressionAttributeNames=update["ExpressionAttributeNames"],
+            ExpressionAttributeValues=update["ExpressionAttributeValues"], ReturnValues="UPDATED_NEW",
         )
         return int(reply["Attributes"]["value"])
 
     def get_counter(self, name: str) -> int:
         item = self._get("COUNTER", name)
         return int(item["value"]) if item else 0
+
+    def get_counter_stamped(self, name: str) -> tuple[int, int | None]:
+        """A counter's value and the time (epoch seconds) it remembers (None when it holds none)."""
+        item = self._get("COUNTER", name) or {}
+        first = item.get(COUNTER_FIRST)
+        return int(item.get("value", 0)), (int(first) if first is not None else None)
+
+    def restamp_counter(self, name: str, value: int, taken_epoch: int) -> None:
+        """The counts up to `value` were consumed at `taken_epoch` (read before that time): forget
+        the remembered time when no count came after them, else move it up to `taken_epoch` (those
+        later counts were made after the read). Each write is conditional and never moves the time
+        back, so a repeat, or one that arrives late, changes nothing."""
+        for update, condition in (
+            ("REMOVE #first", "#value = :value AND #first <= :taken"),
+            ("SET #first = :taken", "#value > :value AND #first < :taken"),
+            ("SET #first = :taken", "#value > :value AND attribute_not_exists(#first)"),
+        ):
+            values = {":taken": taken_epoch, ":value": value}
+            try:
+                self.table.update_item(
+                    Key={"pk": "COUNTER", "sk": name}, UpdateExpression=update, ConditionExpression=condition,
+                    ExpressionAttributeNames={"#value": "value", "#first": COUNTER_FIRST},
+                    ExpressionAttributeValues=values,
+                )
+                return
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
 
     def set_counter(self, name: str, value: int) -> None:
         """Raise a counter to `value` (never lowers it, so a late redelivery cannot undo progress)."""
@@ -539,13 +585,13 @@ class StateTable:
         """Add 1 to `counter` unless `marker` was counted before: the marker item (COUNTED /
         <marker>) and the count are written in one transaction, so a retried effect counts once.
         False (and nothing changed) when the marker was already there."""
-        return self._update_and_count({
-            "Key": {"pk": "COUNTED", "sk": marker},
+        return self._transact([{"Update": {
+            "TableName": self.table.name, "Key": {"pk": "COUNTED", "sk": marker},
             "UpdateExpression": "SET #counter = :counter, counted_at = :now",
             "ConditionExpression": "attribute_not_exists(pk)",
             "ExpressionAttributeNames": {"#counter": "counter"},
             "ExpressionAttributeValues": {":counter": counter, ":now": now()},
-        }, counter)
+        }}, self._counter_add(counter, 1, None)])
 
     # --- batched pool reads and writes --------------------------------------------------------
     # The route stage reads and writes the pool once per document of a detection output: these read
@@ -650,21 +696,19 @@ class StateTable:
             yield chunk
 
     def put_loop_many(self, loops: list[Loop]) -> list[bool]:
-        """`put_loop` for many loops, up to 100 in one transaction: for each, True when it was recorded
-        now, False when a loop of that name was already recorded. When any is already there the
-        transaction records nothing, and each loop is then recorded on its own."""
+        """`put_loop` for many loops, up to 50 in one transaction (each open loop is two actions: the
+        loop and its marker): for each, True when it was recorded now, False when a loop of that name
+        was already recorded. When any is already there the transaction records nothing, and each
+        loop is then recorded on its own."""
         recorded: list[bool] = []
-        for start in range(0, len(loops), self.POOL_TRANSACTION_ITEMS):
-            chunk = loops[start : start + self.POOL_TRANSACTION_ITEMS]
+        per_transaction = self.POOL_TRANSACTION_ITEMS // 2
+        for start in range(0, len(loops), per_transaction):
+            chunk = loops[start : start + per_transaction]
             if len(chunk) > 1 and len({loop.name for loop in chunk}) == len(chunk):
                 stamp = now()
                 try:
-                    self.table.meta.client.transact_write_items(TransactItems=[
-                        {"Put": {"TableName": self.table.name,
-                                 "Item": {"pk": "LOOP", "sk": loop.name, "doc": loop.doc, "version": loop.version,
-                                          "status": loop.status, "failure": loop.failure, "started_at": stamp},
-                                 "ConditionExpression": "attribute_not_exists(pk)"}}
-                        for loop in chunk])
+                    self.table.meta.client.transact_write_items(
+                        TransactItems=[action for loop in chunk for action in self._loop_puts(loop, stamp)])
                 except ClientError as exc:
                     if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                         raise

@@ -27,7 +27,7 @@ from nerloop.gt_manifest import (
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.retrain import RETRAIN_REQUESTED, maybe_start_retrain
+from nerloop.retrain import RETRAIN_REQUESTED, RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
 
@@ -183,7 +183,7 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
         # Counted once per job: a retry of this effect (it failed after this line) asks again for
         # nothing, so a training that the first attempt started is not followed by a needless one.
         state.count_once(f"retrain-request/convert/{job_name}", RETRAIN_REQUESTED)
-        snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
+        snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
 
     metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=documents)
     metrics.add_metric(name="SpansConverted", unit=MetricUnit.Count, value=span_total)

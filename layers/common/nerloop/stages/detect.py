@@ -27,7 +27,7 @@ from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDeta
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import metrics_from_metadata
-from nerloop.retrain import maybe_start_retrain, release_training
+from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
 from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, DetectionRequest, Job, StateTable, Version
 
@@ -57,7 +57,7 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
         result["detection_job"] = start_detection(state, aws, settings,
                                                   request_key=f"trained|{detail.recognizerArn}")
     release_training(state, version)
-    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
+    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
     result["snapshot"] = snapshot.version if snapshot else None
     return result
 

@@ -1,10 +1,16 @@
 """Stage 7 — merge: an A2I human loop finished.
 
 Completed: the reviewer's spans, checked against the text the reviewer saw, become the document's
-gold labels (replacing earlier ones), the review is counted, and a training snapshot is written
-when a batch of reviews is complete. An answer that fails validation is quarantined and the loop
-recorded as Failed. Failed, Stopped or rejected: the document goes back to waiting, so a later
-model version sends it for review again.
+gold labels (replacing earlier ones) and the review is counted. An answer that fails validation is
+quarantined and the loop recorded as Failed. Failed (A2I's failureCode `Expired` included: a task
+nobody took within the flow definition's TaskAvailabilityLifetimeInSeconds), Stopped or rejected:
+the document goes back to waiting, so a later model version sends it for review again.
+
+However the loop ended, a training snapshot is then written if a retrain is due
+(`nerloop.retrain`): a batch of reviews is complete, or this was the last open loop and reviews
+are pending. A2I reports a loop's end on EventBridge as Completed, Failed or Stopped, at least once
+(https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-monitor-humanloop-results.html; failure codes:
+https://docs.aws.amazon.com/augmented-ai/2019-11-07/APIReference/API_DescribeHumanLoop.html).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from nerloop.event_models.human_loop import HumanLoopDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.retrain import REVIEWS, maybe_start_retrain
+from nerloop.retrain import REVIEWS, RetrainPolicy, complete_loop_counted, maybe_start_retrain
 from nerloop.settings import Settings
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
@@ -52,14 +58,21 @@ def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, A
         # failed after finishing the loop. Change nothing, but a retrain that run was about to start
         # must still start (maybe_start_retrain does nothing unless one is due and none in flight).
         logger.info("human loop already finished", loop=loop.name, recorded=loop.status)
-        snapshot = None
-        if loop.status == "Completed" == detail.humanLoopStatus:
-            snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
-        return {**result, "already_finished": loop.status, "snapshot": snapshot.version if snapshot else None}
+        return {**result, "already_finished": loop.status, "snapshot": _retrain_if_due(state, aws, settings)}
     if detail.humanLoopStatus == "Completed":
-        return _merge_completed(detail, loop, state, aws, settings, result)
-    failure = f"{detail.failureCode or detail.humanLoopStatus}: {detail.failureReason or 'no reason given'}"
-    return {**result, **_close_unmerged(state, loop, detail.humanLoopStatus, failure)}
+        merged = _merge_completed(detail, loop, state, aws, settings, result)
+    else:
+        failure = f"{detail.failureCode or detail.humanLoopStatus}: {detail.failureReason or 'no reason given'}"
+        merged = {**result, **_close_unmerged(state, loop, detail.humanLoopStatus, failure)}
+    # Whether merged or not, the loop is closed: a batch may be complete, or this was the last open
+    # loop with reviews pending (an expired last loop must not leave the reviews waiting for ever).
+    merged["snapshot"] = _retrain_if_due(state, aws, settings)
+    return merged
+
+
+def _retrain_if_due(state: StateTable, aws: Aws, settings: Settings) -> str | None:
+    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
+    return snapshot.version if snapshot else None
 
 
 def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws: Aws, settings: Settings,
@@ -87,16 +100,14 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
         quarantine.note(uri, None, note)
     state.put_gold(GoldDocument(doc=loop.doc, text=text, spans=answer.spans, origin=f"review:{loop.name}"))
     # The loop's end and its count in one transaction: a retry never finds a finished, uncounted loop.
-    counted = state.complete_loop_counted(loop.name, REVIEWS)
+    counted = complete_loop_counted(state, loop.name)
     reviews = state.get_counter(REVIEWS)
     if counted:
         metrics.add_metric(name="ReviewsMerged", unit=MetricUnit.Count, value=1)
-    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, settings.retrain_batch_size)
     logger.info("review merged", loop=loop.name, document=loop.doc, spans=len(answer.spans),
-                reviews=reviews, counted=counted, snapshot=snapshot.version if snapshot else None)
+                reviews=reviews, counted=counted)
     return {**result, "merged": True, "counted": counted, "spans": len(answer.spans), "reviews": reviews,
-            "worker": answer.worker, "snapshot": snapshot.version if snapshot else None,
-            "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
+            "worker": answer.worker, "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
 
 
 def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """Stage 4 — watch: on a schedule, poll what the state table lists as in flight and publish the
-project's own status events. Comprehend publishes none, and this keeps the rest event-driven."""
+project's own status events. Comprehend publishes none, and this keeps the rest event-driven.
+
+Then start a retrain if one is due (`nerloop.retrain`): the only check that sees time pass with no
+event (pending reviews past `RetrainMaxWaitMinutes`), and, every minute, a backstop for any due
+retrain whose event-driven check found the lock taken or never ran.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,18 @@ from nerloop.aws import Aws
 from nerloop.bus import publish
 from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
 from nerloop.observability import logger, metrics
+from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
 from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT, StateTable
 
 
 def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
-    """Publish one event per status change since the last poll; return the changes.
+    """Publish one event per status change since the last poll, then start a retrain if one is due;
+    return the changes and the snapshot written (None when none was).
 
     The event goes out before the state table is updated: if the update fails, the next poll
-    publishes the change again (consumers are idempotent), so no change is ever lost.
+    publishes the change again (consumers are idempotent), so no change is ever lost. A retrain is
+    started at most once however often this runs: the training lock admits one.
     """
     state = StateTable(aws.table)
     changes: list[dict[str, str]] = []
@@ -65,4 +73,6 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
             metrics.add_metric(name="DetectionJobsFailed", unit=MetricUnit.Count, value=1)
         changes.append({"job": job.job_id, "status": status})
         logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
-    return {"changes": changes}
+
+    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
+    return {"changes": changes, "snapshot": snapshot.version if snapshot else None}
