@@ -276,6 +276,7 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
     from nerloop_local.demo import load_manifest
 
     started = time.perf_counter()
+    jobs = max(1, min(jobs, len(seeds)))
     _, entity_types, _ = load_manifest(manifest)
     runs: list[RunRecord] = []
     # A fresh process per run (spawned: no state inherited), so each run's peak memory is its own.
@@ -283,7 +284,11 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
         futures = {pool.submit(run_seed, str(manifest), seed, rounds, random_draws, threshold): seed
                    for seed in seeds}
         for future in as_completed(futures):
-            run = future.result()
+            try:
+                run = future.result()
+            except Exception as exc:  # one failed run spoils the comparison: stop the others too
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise RuntimeError(f"the run of seed {futures[future]} failed: {exc}") from exc
             runs.append(run)
             progress(f"seed {run.seed}: {run.rounds_trained}/{run.rounds_requested} versions"
                      f"{' (stalled)' if run.stalled else ''}, final F1 loop {run.loop_f1[-1]:.3f} / random "
