@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint build validate deploy bench security chaos clean
+.PHONY: demo test lint build validate deploy bench learn security chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(STAMP)
 # table and writes bench/results.json. About 5 minutes on 2 quiet CPUs once the inputs are cached.
 bench: build
 	$(BIN)/python -m bench.run
+
+# The learning benchmark (bench/README.md): the loop's selection beside random selection and full supervision,
+# one demo run per seed, two at a time; writes bench/learning-<data set>.json (`nerloop report --learning` draws it).
+# About a minute on the sample. DATASET: sample, conll2003-train-3000, conll2003-valid-3000 or a manifest's path.
+DATASET ?= sample
+SEEDS ?= 5
+learn: $(STAMP)
+	$(BIN)/python -m bench.learn --dataset $(DATASET) --seeds $(SEEDS) $(LEARN_ARGS)
 
 # Duplicates, 20 % faults, 200 concurrent merges and a dead-letter redrive, each against a clean run.
 chaos: $(STAMP)

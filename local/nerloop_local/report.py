@@ -2,6 +2,7 @@
 
     nerloop report --figures demo.json             → ./nerloop-report/index.html
     nerloop report --workspace DIR                  reads DIR/demo.json → DIR/report/index.html
+    nerloop report --learning learning.json         a learning benchmark's page (`report_learning`)
 
 The page shows the learning curve (test F1 against documents reviewed, beside the random-selection
 and full-supervision references), precision / recall / F1 per entity type per model version, a
@@ -32,7 +33,8 @@ from nerloop_local.report_figures import (
     expected_calibration_error,
     headline_round,
     learning_curve,
-    load_figures,
+    parse_figures,
+    read_json,
     reliability_bins,
 )
 
@@ -422,7 +424,9 @@ def build_report(run: RunFigures, out: Path, *, source: str,
         plot_reliability([row for row in data.calibration if row.entry.calibration], out / RELIABILITY_PNG)
         plot_threshold(data.headline, run.threshold, out / THRESHOLD_PNG)
         images += [HISTOGRAM_PNG, RELIABILITY_PNG, THRESHOLD_PNG]
-    for stale in set(IMAGES) - set(images):  # left by an earlier report in the same folder
+    from nerloop_local.report_learning import IMAGES as LEARNING_IMAGES
+
+    for stale in {*IMAGES, *LEARNING_IMAGES} - set(images):  # left by an earlier report in the same folder
         (out / stale).unlink(missing_ok=True)
     page = out / "index.html"
     page.write_text(render_html(data, images), encoding="utf-8")
@@ -450,30 +454,40 @@ def figures_source(figures: Path | None, workspace: Path | None) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """A demo's page, or a learning benchmark's (given with --learning, or recognised by its `kind`)."""
     from nerloop_local.cli import UsageError
+    from nerloop_local.learning_figures import is_learning_benchmark, parse_learning
+    from nerloop_local.report_learning import build_learning_report
 
     if not 0.0 < args.target_precision <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {args.target_precision:g}")
-    source = figures_source(args.figures, args.workspace)
+    source = args.learning or figures_source(args.figures, args.workspace)
+    out = args.out or (args.workspace / WORKSPACE_REPORT if args.workspace is not None else DEFAULT_OUT)
     try:
-        run = load_figures(source)
+        data = read_json(source)
+        if args.learning is not None or is_learning_benchmark(data):
+            page = build_learning_report(parse_learning(data, source), out, source=str(source))
+        else:
+            page = build_report(parse_figures(data, source), out, source=str(source), target=args.target_precision)
     except FiguresError as exc:
         raise UsageError(str(exc)) from exc
-    out = args.out or (args.workspace / WORKSPACE_REPORT if args.workspace is not None else DEFAULT_OUT)
-    page = build_report(run, out, source=str(source), target=args.target_precision)
     print(page)
     return 0
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     report = commands.add_parser(
-        "report", help="a demo run's figures as an HTML page with plots",
+        "report", help="a demo run's figures, or a learning benchmark, as an HTML page with plots",
         description="Write an HTML page with PNG plots from the figures of `nerloop demo --json FILE` (or a "
                     "workspace's demo.json): learning curve, scores per entity type, calibration, and the "
-                    "confidence threshold for a target precision. Prints the page's path.")
+                    "confidence threshold for a target precision. From a learning benchmark "
+                    "(`python -m bench.learn`): the learning curves of the loop, random selection and full "
+                    "supervision with their intervals over seeds. Prints the page's path.")
     source = report.add_mutually_exclusive_group(required=True)
     source.add_argument("--figures", type=Path, metavar="FILE.json", help="figures written by `nerloop demo --json`")
     source.add_argument("--workspace", type=Path, metavar="DIR", help=f"read DIR/{WORKSPACE_FIGURES}")
+    source.add_argument("--learning", type=Path, metavar="FILE.json",
+                        help="a learning benchmark written by `python -m bench.learn` (--figures recognises one too)")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help=f"where to write index.html and the plots (default: DIR/{WORKSPACE_REPORT} with "
                              f"--workspace, else ./{DEFAULT_OUT})")

@@ -141,15 +141,20 @@ def parse_figures(data: Any, file: str | Path) -> RunFigures:
     try:
         return RunFigures.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise FiguresError(file, f"{_location(first['loc'])}: {message}{more}") from exc
+        raise FiguresError(file, describe_validation_error(exc)) from exc
 
 
-def load_figures(path: Path) -> RunFigures:
-    """Read and validate a figures file; raise FiguresError (one line, naming the file) if unusable."""
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, in one line: where it is and what is wrong."""
+    errors = exc.errors()
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{_location(first['loc'])}: {message}{more}"
+
+
+def read_json(path: Path) -> Any:
+    """A figures file's decoded JSON; raise FiguresError (one line, naming the file) if unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -157,10 +162,14 @@ def load_figures(path: Path) -> RunFigures:
     except (OSError, UnicodeDecodeError) as exc:
         raise FiguresError(path, f"cannot be read ({exc})") from exc
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FiguresError(path, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
-    return parse_figures(data, path)
+
+
+def load_figures(path: Path) -> RunFigures:
+    """Read and validate a figures file; raise FiguresError (one line, naming the file) if unusable."""
+    return parse_figures(read_json(path), path)
 
 
 # --- learning curve ------------------------------------------------------------------------------
@@ -360,11 +369,13 @@ __all__ = [
     "TypeScores",
     "candidate_thresholds",
     "choose_threshold",
+    "describe_validation_error",
     "expected_calibration_error",
     "headline_round",
     "learning_curve",
     "load_figures",
     "parse_figures",
+    "read_json",
     "reliability_bins",
     "review_outcome",
 ]
