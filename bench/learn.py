@@ -55,6 +55,8 @@ DEFAULT_SEEDS = 5
 DEFAULT_ROUNDS = 4
 DEFAULT_RANDOM_DRAWS = 3
 DEFAULT_THRESHOLD = 0.95
+# The share of the pool reviewed over a run, spread evenly over its rounds after the first (run_demo).
+DEFAULT_REVIEW_SHARE = 0.5
 DEFAULT_JOBS = min(2, os.cpu_count() or 1)  # runs are CPU-bound: more workers than cores only slow each run
 CORPUS_TOOL = Path(os.environ.get("NERLOOP_CORPUS_TOOL", REPO.parent / "shared/corpora/to_manifest.py"))
 CORPUS_CACHE = Path(os.environ.get("CORPUS_CACHE", Path.home() / ".cache/nerloop-corpora"))
@@ -137,7 +139,8 @@ def conll_manifest(split: str, sentences: int, *, cache: Path, tool: Path) -> Pa
 # --- one run -----------------------------------------------------------------------------------------
 
 
-def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold: float) -> RunRecord:
+def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold: float,
+             review_share: float = DEFAULT_REVIEW_SHARE) -> RunRecord:
     """One demo run in this (fresh) process, with its seconds and memory: what a pool worker does."""
     import warnings
 
@@ -156,7 +159,7 @@ def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold
     probe = Probe()
     probe.start()
     figures = run_demo(Path(manifest), rounds=rounds, seed=seed, threshold=threshold, random_draws=random_draws,
-                       progress=lambda _message: None)
+                       budget_fraction=review_share, progress=lambda _message: None)
     probe.stop()
     measured = probe.as_dict()
     return run_record(figures, seconds=measured["seconds"], peak_rss_mb=measured["peak_mb"],
@@ -248,13 +251,15 @@ def summarise_areas(runs: Sequence[RunRecord], confidence: float, *, normalised:
 
 def summarise(runs: Sequence[RunRecord], *, dataset: str, manifest: Path, rounds: int, random_draws: int,
               threshold: float, confidence: float, jobs: int, seconds: float,
-              entity_types: Sequence[str] = (), machine: dict[str, Any] | None = None) -> LearningBenchmark:
+              review_share: float = DEFAULT_REVIEW_SHARE, entity_types: Sequence[str] = (),
+              machine: dict[str, Any] | None = None) -> LearningBenchmark:
     """The benchmark's record from its runs (any order; kept by seed)."""
     runs = sorted(runs, key=lambda run: run.seed)
     stalled = [run.seed for run in runs if run.stalled]
     return LearningBenchmark(
         kind=KIND, dataset=dataset, manifest=str(manifest), entity_types=list(entity_types),
         seeds=[run.seed for run in runs], rounds=rounds, random_draws=random_draws, threshold=threshold,
+        review_share=review_share,
         confidence=confidence, method=METHOD, budgets=summarise_budgets(runs, confidence),
         auc=summarise_areas(runs, confidence, normalised=False),
         auc_normalised=summarise_areas(runs, confidence, normalised=True),
@@ -270,6 +275,7 @@ def summarise(runs: Sequence[RunRecord], *, dataset: str, manifest: Path, rounds
 def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds: int = DEFAULT_ROUNDS,
                   random_draws: int = DEFAULT_RANDOM_DRAWS, threshold: float = DEFAULT_THRESHOLD,
                   confidence: float = DEFAULT_CONFIDENCE, jobs: int = DEFAULT_JOBS,
+                  review_share: float = DEFAULT_REVIEW_SHARE,
                   progress: Callable[[str], None] = lambda _message: None) -> LearningBenchmark:
     """Run one demo per seed, `jobs` at a time, each in a fresh process; summarise them."""
     from bench.run import machine
@@ -281,7 +287,7 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
     runs: list[RunRecord] = []
     # A fresh process per run (spawned: no state inherited), so each run's peak memory is its own.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_seed, str(manifest), seed, rounds, random_draws, threshold): seed
+        futures = {pool.submit(run_seed, str(manifest), seed, rounds, random_draws, threshold, review_share): seed
                    for seed in seeds}
         for future in as_completed(futures):
             try:
@@ -296,6 +302,7 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
                      f"{run.peak_rss_mb:.0f} MB ({len(runs)}/{len(seeds)})")
     return summarise(runs, dataset=dataset, manifest=manifest, rounds=rounds, random_draws=random_draws,
                      threshold=threshold, confidence=confidence, jobs=jobs, seconds=time.perf_counter() - started,
+                     review_share=review_share,
                      entity_types=entity_types, machine=machine())
 
 
@@ -363,6 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"ConfidenceThreshold of the loop (default {DEFAULT_THRESHOLD})")
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
                         help=f"of the intervals (default {DEFAULT_CONFIDENCE})")
+    parser.add_argument("--review-share", type=float, default=DEFAULT_REVIEW_SHARE,
+                        help="share of the pool reviewed over the run, even per round "
+                             f"(default {DEFAULT_REVIEW_SHARE}: with 4 rounds about 17 %% a round)")
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
                         help=f"runs side by side, one process each (default {DEFAULT_JOBS})")
     parser.add_argument("--output", type=Path, help="the JSON file (default bench/learning-<data set>.json)")
@@ -384,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[learn] {dataset}: {len(seeds)} seeds, {args.rounds} rounds, {args.jobs} job(s)", file=sys.stderr)
     result = run_benchmark(manifest, dataset=dataset, seeds=seeds, rounds=args.rounds,
                            random_draws=args.random_draws, threshold=args.threshold, confidence=args.confidence,
-                           jobs=args.jobs, progress=lambda m: print(f"[learn] {m}", file=sys.stderr, flush=True))
+                           jobs=args.jobs, review_share=args.review_share,
+                           progress=lambda m: print(f"[learn] {m}", file=sys.stderr, flush=True))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
                       encoding="utf-8")

@@ -90,6 +90,7 @@ class LearningBenchmark(_Record):
     rounds: int
     random_draws: int
     threshold: float
+    review_share: float = 0.5  # of the pool, over the run's rounds after the first
     confidence: float  # of every interval
     method: dict[str, str] = Field(default_factory=dict)  # how each figure is computed, in words
     budgets: list[BudgetFigures] = Field(min_length=1)

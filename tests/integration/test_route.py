@@ -370,10 +370,10 @@ def test_a_loop_already_finished_for_this_version_is_not_started_again(
     assert state.get_pool(UNCERTAIN.hash).status == WAITING
 
 
-def test_a_review_budget_keeps_the_least_confident_and_leaves_the_rest_waiting(
+def test_a_review_budget_keeps_the_most_expected_errors_and_leaves_the_rest_waiting(
     given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
 ) -> None:
-    expect_loop(a2i, THIRD_UNCERTAIN)  # 0.41 is lower than UNCERTAIN's 0.6
+    expect_loop(a2i, THIRD_UNCERTAIN)  # 0.01 + 0.03 + 0.59 expected errors against UNCERTAIN's 0.07 + 0.4
 
     result = route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="1")
 
@@ -381,6 +381,51 @@ def test_a_review_budget_keeps_the_least_confident_and_leaves_the_rest_waiting(
     assert (result["loops_started"], result["over_budget"]) == (1, 1)
     over = given_a_finished_detection_job.state.get_pool(UNCERTAIN.hash)
     assert (over.status, over.seen_by) == (WAITING, VERSION)
+
+
+def test_several_doubtful_entities_go_before_a_single_more_doubtful_one(
+    emulated: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    single = Doc("Amazon Bedrock adds a model.", [("Amazon Bedrock", "SERVICE", 0.5)])
+    several = Doc("AWS Glue 5.0 and Amazon EMR 7.1 ship together.",
+                  [("AWS Glue", "SERVICE", 0.75), ("5.0", "VERSION", 0.75), ("Amazon EMR", "SERVICE", 0.75)])
+    finished_detection_job(emulated, [single, several])
+    expect_loop(a2i, several)  # 0.75 expected errors against 0.5
+
+    result = route(emulated, lambda_context, REVIEW_BUDGET="1", CONFIDENCE_THRESHOLD="0.8")
+
+    a2i.assert_no_pending_responses()
+    assert (result["loops_started"], result["over_budget"], result["filled"]) == (1, 1, 0)
+
+
+def test_room_the_uncertain_documents_leave_goes_to_the_other_documents_without_entities_last(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    # Given two uncertain documents, and a budget of four
+    for doc in (THIRD_UNCERTAIN, UNCERTAIN, AT_THRESHOLD, CONFIDENT):
+        expect_loop(a2i, doc)  # the confident ones by their expected errors: 0.2, then 0.01 + 0.05
+
+    result = route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="4")
+
+    # Then the budget is spent whole, and the document with no entity is accepted
+    a2i.assert_no_pending_responses()
+    assert (result["loops_started"], result["filled"], result["accepted"]) == (4, 2, 1)
+    pool = given_a_finished_detection_job.state
+    assert pool.get_pool(AT_THRESHOLD.hash).status == IN_REVIEW
+    assert pool.get_pool(NO_ENTITIES.hash).status == ACCEPTED
+
+
+def test_a_document_with_no_predicted_entity_reaches_a_person_when_the_budget_has_room(
+    given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any
+) -> None:
+    for doc in (THIRD_UNCERTAIN, UNCERTAIN, AT_THRESHOLD, CONFIDENT, NO_ENTITIES):
+        expect_loop(a2i, doc)
+
+    result = route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="10")
+
+    a2i.assert_no_pending_responses()
+    assert (result["loops_started"], result["filled"], result["accepted"]) == (5, 3, 0)
+    assert given_a_finished_detection_job.state.get_pool(NO_ENTITIES.hash).status == IN_REVIEW
 
 
 def test_the_budget_passes_over_a_near_duplicate_for_a_different_document(

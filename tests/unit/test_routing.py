@@ -11,6 +11,8 @@ from nerloop.routing import (
     ACCEPT,
     REVIEW,
     ReviewBudget,
+    expected_errors,
+    fill_priority,
     min_score,
     pick_diverse,
     route_decision,
@@ -50,23 +52,41 @@ def test_the_minimum_score_looks_at_every_entity() -> None:
     assert min_score([]) is None
 
 
+def test_expected_errors_add_up_what_each_entity_may_be_wrong_by() -> None:
+    assert expected_errors(entities(0.9, 0.6, 0.5)) == pytest.approx(1.0)
+    assert expected_errors([]) == 0.0
+
+
+def test_several_doubtful_entities_outrank_a_single_more_doubtful_one() -> None:
+    assert expected_errors(entities(0.7, 0.7, 0.7)) > expected_errors(entities(0.4, 0.99))
+
+
+def test_the_fill_ranks_confident_entities_before_no_entities_and_longer_texts_first() -> None:
+    with_entity = fill_priority(entities(0.99), "EC2")
+    long_without = fill_priority([], "Amazon Sumerian now supports glTF models in every region")
+    short_without = fill_priority([], "Hello world")
+
+    assert with_entity > long_without > short_without > fill_priority([], "")
+    assert fill_priority(entities(0.9), "x") > fill_priority(entities(0.99), "x")
+
+
 # --- review budget ------------------------------------------------------------------------------
 
 
-def test_the_budget_keeps_the_least_confident_documents() -> None:
+def test_the_budget_keeps_the_documents_of_highest_priority() -> None:
     budget: ReviewBudget[str] = ReviewBudget(2)
     over = [
-        budget.offer(score, order, name)
-        for order, (name, score) in enumerate([("a", 0.7), ("b", 0.2), ("c", 0.5), ("d", 0.6)])
+        budget.offer(priority, order, name)
+        for order, (name, priority) in enumerate([("a", 0.3), ("b", 0.8), ("c", 0.5), ("d", 0.4)])
     ]
 
     assert budget.selected() == ["b", "c"]
     assert [item for item in over if item is not None] == ["a", "d"]
 
 
-def test_a_document_more_confident_than_all_kept_ones_is_over_budget_at_once() -> None:
+def test_a_document_wanted_less_than_all_kept_ones_is_over_budget_at_once() -> None:
     budget: ReviewBudget[str] = ReviewBudget(1)
-    budget.offer(0.1, 0, "kept")
+    budget.offer(0.9, 0, "kept")
 
     assert budget.offer(0.5, 1, "late") == "late"
     assert budget.selected() == ["kept"]
@@ -80,7 +100,7 @@ def test_ties_keep_the_document_offered_first() -> None:
     assert budget.selected() == ["first", "second"]
 
 
-def test_the_budget_never_holds_more_than_its_limit_and_picks_the_lowest() -> None:
+def test_the_budget_never_holds_more_than_its_limit_and_picks_the_highest() -> None:
     rng = random.Random(7)
     scores = [rng.random() for _ in range(500)]
     budget: ReviewBudget[int] = ReviewBudget(10)
@@ -90,7 +110,7 @@ def test_the_budget_never_holds_more_than_its_limit_and_picks_the_lowest() -> No
             over += 1
         assert len(budget) <= 10
 
-    assert sorted(budget.selected()) == sorted(sorted(range(500), key=lambda i: scores[i])[:10])
+    assert sorted(budget.selected()) == sorted(sorted(range(500), key=lambda i: -scores[i])[:10])
     assert over == 490
 
 
@@ -112,7 +132,7 @@ def test_a_negative_budget_is_refused() -> None:
 
 def test_the_short_list_holds_a_multiple_of_the_budget() -> None:
     budget: ReviewBudget[int] = ReviewBudget(2, shortlist_factor=3)
-    over = [budget.offer(score, order, order) for order, score in enumerate([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6])]
+    over = [budget.offer(1 - score, order, order) for order, score in enumerate([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6])]
 
     assert budget.selected() == [1, 3, 5, 6, 4, 2]
     assert [item for item in over if item is not None] == [0]

@@ -1,9 +1,11 @@
 """Stage 6 — route: a detection job's output.tar.gz landed in S3.
 
 Every document of the output is either accepted (all its entities are confident) or sent to one
-A2I human loop for the whole document (any entity below the threshold), least confident first
-when a review budget applies, near-duplicates of a chosen document passed over
-(`nerloop.routing.pick_diverse`); documents over budget stay waiting for the next model version.
+A2I human loop for the whole document (any entity below the threshold). Under a review budget the
+uncertain documents with the most expected errors go first, and room the uncertain ones leave goes
+to the documents most likely to hold what the model misses, near-duplicates of a chosen document
+passed over (`nerloop.routing`); uncertain documents over budget stay waiting for the next model
+version.
 Gold documents and documents already in review are left alone, unless this version's routing sent
 them to review (an output routed again decides as before). Bad records are quarantined and
 the rest goes on: records in = accepted + sent to review + over budget + skipped + quarantined.
@@ -45,7 +47,16 @@ from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.routing import ACCEPT, SHORTLIST_FACTOR, ReviewBudget, pick_diverse, route_decision, word_set
+from nerloop.routing import (
+    ACCEPT,
+    SHORTLIST_FACTOR,
+    ReviewBudget,
+    expected_errors,
+    fill_priority,
+    pick_diverse,
+    route_decision,
+    word_set,
+)
 from nerloop.settings import Settings, require
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDocument, StateTable, now
 
@@ -140,6 +151,9 @@ class Router:
         self.counts: Counter[str] = Counter()
         self.quarantine = Quarantine(stage="route", source=job.job_id)
         self.budget: ReviewBudget[Candidate] = ReviewBudget(settings.review_budget, SHORTLIST_FACTOR)
+        # The confident documents most worth the budget's room the uncertain ones leave (none without
+        # a budget: then every uncertain document goes to review, and only those).
+        self.fill: ReviewBudget[Candidate] = ReviewBudget(settings.review_budget, SHORTLIST_FACTOR)
         # Records waiting for their pool items (read POOL_BATCH at a time), each document once.
         self.pending: list[tuple[DocumentEntities | DocumentFailure, str, str]] = []
         self.pending_docs: set[str] = set()
@@ -169,11 +183,7 @@ class Router:
                 self.counts["records"] += 1
                 self.route_record(record)
             self.flush()
-            chosen, passed_over = pick_diverse(self.budget.selected(), self.budget.limit,
-                                               lambda candidate: word_set(candidate.text))
-            self.review_many(chosen)
-            for candidate in passed_over:
-                self.over_budget(candidate)
+            self.spend_budget()
             self.write_pool()
         self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
@@ -188,7 +198,7 @@ class Router:
             "archive": self.key,
             **{name: self.counts[name] for name in (
                 "records", "accepted", "loops_started", "loops_existing", "over_budget", "skipped",
-                "quarantined", "document_failures")},
+                "quarantined", "document_failures", "filled")},
             "quarantine": quarantine_key,
         }
         logger.info("detection output routed", **summary)
@@ -237,6 +247,26 @@ class Router:
             self.to_review.clear()
             self.write_pool()
 
+    def spend_budget(self) -> None:
+        """Open the budget's loops: the uncertain documents first, then the room they leave for the
+        most promising confident ones; the uncertain rest wait, the confident rest are accepted."""
+        if self.budget.unlimited:
+            return
+        chosen, passed_over = pick_diverse(self.budget.selected(), self.budget.limit,
+                                           lambda candidate: word_set(candidate.text))
+        room = self.budget.limit - len(chosen)
+        filled, unused = pick_diverse(self.fill.selected(), room, lambda candidate: word_set(candidate.text))
+        # A text on two lines of the input is one document: reviewed once, and then nothing else.
+        in_review = {candidate.doc: candidate for candidate in chosen + filled}
+        self.counts["filled"] += len(in_review) - len({candidate.doc for candidate in chosen})
+        self.review_many(list(in_review.values()))
+        for candidate in passed_over:
+            if candidate.doc not in in_review:
+                self.over_budget(candidate)
+        for candidate in unused:
+            if candidate.doc not in in_review:
+                self.accept(candidate.doc, candidate.entities)
+
     def route_document(self, record: DocumentEntities | DocumentFailure, text: str, doc: str,
                        pool: PoolDocument | None) -> None:
         if isinstance(record, DocumentFailure):
@@ -247,14 +277,17 @@ class Router:
             logger.debug("document skipped", document=doc, line=record.line,
                          status=pool.status if pool else "not in the pool")
             return
-        if route_decision(record.entities, self.settings.confidence_threshold) == ACCEPT:
-            self.accept(doc, record)
-            return
         candidate = Candidate(doc, text, record.entities, record.line)
+        if route_decision(record.entities, self.settings.confidence_threshold) == ACCEPT:
+            if self.fill.unlimited:
+                self.accept(doc, record.entities)
+            elif (left := self.fill.offer(fill_priority(record.entities, text), record.line, candidate)) is not None:
+                self.accept(left.doc, left.entities)
+            return
         if self.budget.unlimited:
             self.to_review.append(candidate)
             return
-        over = self.budget.offer(record.min_score or 0.0, record.line, candidate)
+        over = self.budget.offer(expected_errors(record.entities), record.line, candidate)
         if over is not None:
             self.over_budget(over)
 
@@ -304,9 +337,8 @@ class Router:
         self.keep_waiting(candidate.doc)
         logger.debug("document over the review budget", document=candidate.doc, budget=self.budget.limit)
 
-    def accept(self, doc: str, record: DocumentEntities) -> None:
-        entities = [{"begin": e.begin, "end": e.end, "type": e.type, "score": e.score}
-                    for e in record.entities]
+    def accept(self, doc: str, detected: tuple[DetectedEntity, ...]) -> None:
+        entities = [{"begin": e.begin, "end": e.end, "type": e.type, "score": e.score} for e in detected]
         self.mark(doc, ACCEPTED, seen_by=self.version, job=self.job.job_id, entities=json.dumps(entities))
         self.counts["accepted"] += 1
 
@@ -378,4 +410,4 @@ class Router:
         else:
             self.counts["loops_started"] += 1
         logger.debug("human loop started", loop=name, document=doc,
-                     score=min(e.score for e in candidate.entities), outcome=outcome)
+                     score=min((e.score for e in candidate.entities), default=None), outcome=outcome)
