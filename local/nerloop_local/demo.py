@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerloop.documents import Span
+from nerloop.documents import Span, document_hash
+from nerloop.stages.preprocess import split_document
 
 DEFAULT_ROUNDS = 4
 DEFAULT_TEST_FRACTION = 0.25
@@ -115,10 +116,10 @@ def run_demo(
     oracle = GoldOracle(split.pool)
     pool_text = "\n".join(text.replace("\n", " ") for text, _ in split.pool) + "\n"
 
-    # The pool is cut into sentences by the preprocess stage; its size is known once that ran, so
-    # the per-round review budget is set from the line count and checked against the real pool.
-    estimated_pool = sum(max(1, text.count(". ") + 1) for text, _ in split.pool)
-    per_round = max(1, int(estimated_pool * budget_fraction) // max(1, rounds - 1))
+    # The preprocess stage cuts the pool into sentences and drops repeats: the budget is a share of
+    # the documents it will make, counted with its own code before the run.
+    pool_documents = {document_hash(document) for text, _ in split.pool for document in split_document(text).documents}
+    per_round = max(1, int(len(pool_documents) * budget_fraction) // max(1, rounds - 1))
     parameters = {
         "EntityTypes": ",".join(types), "ConfidenceThreshold": str(threshold),
         "RetrainBatchSize": str(per_round), "ReviewBudget": str(per_round),
