@@ -8,9 +8,10 @@ A review budget caps the human loops of one detection job, and is spent in two p
 1. Uncertain documents, most expected errors first: the sum over a document's entities of
    (1 - score), the number of its predicted entities a reviewer can expect to correct
    (`expected_errors`). It prefers a document with several doubtful entities to one with a single
-   one; on CoNLL-2003 (3,000 sentences, 5 seeds, 10 % of the pool a round) it beat the lowest
-   minimum score by +0.016 / +0.017 / +0.009 F1 after 10 / 20 / 30 % of the pool, and tied with it
-   on the sample (bench/README.md, "selection").
+   one. Offline (`python -m bench.selection`, 10 % of the pool a round) it beat the lowest minimum
+   score by +0.016 / +0.017 / +0.009 F1 after 10 / 20 / 30 % of CoNLL-2003 train (3,000 sentences,
+   5 seeds), +0.021 / +0.023 / +0.003 on CoNLL-2003 validation, and was within noise of it on the
+   sample (-0.001 to -0.004, 10 seeds); bench/README.md, "Choosing the selection".
 2. When fewer documents are uncertain than the budget, the rest of it goes to the other documents
    (`fill_priority`): the most expected errors among their confident entities first, then the
    longest among those with no predicted entity. Those hold the entities the model misses, which a
