@@ -31,7 +31,8 @@ from moto.dynamodb.models import DynamoDBBackend
 
 _LOCK = threading.RLock()
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
-# DynamoDB's TransactWriteItems limit (API reference: "up to 100 action requests").
+# DynamoDB's TransactWriteItems limit, "up to 100 action requests"
+# (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html).
 MAX_TRANSACT_ITEMS = 100
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from nerloop_local.report_figures import FiguresError, describe_validation_error
+from nerloop_local.report_figures import validate_figures
 
 KIND = "nerloop-learning-benchmark"
 FORMAT = 1
@@ -112,13 +112,7 @@ def is_learning_benchmark(data: Any) -> bool:
 
 def parse_learning(data: Any, file: str | Path) -> LearningBenchmark:
     """Validate decoded JSON; raise FiguresError naming the first problem."""
-    if not isinstance(data, dict):
-        raise FiguresError(file, f"expected a JSON object (the output of `python -m bench.learn`), "
-                                 f"found {type(data).__name__}")
-    try:
-        return LearningBenchmark.model_validate(data)
-    except ValidationError as exc:
-        raise FiguresError(file, describe_validation_error(exc)) from exc
+    return validate_figures(LearningBenchmark, data, file, "the output of `python -m bench.learn`")
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -133,15 +133,23 @@ def _location(loc: Sequence[int | str]) -> str:
     return out or "top level"
 
 
-def parse_figures(data: Any, file: str | Path) -> RunFigures:
-    """Validate already-decoded JSON; raise FiguresError naming the first problem."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_figures(model: type[ModelT], data: Any, file: str | Path, made_by: str) -> ModelT:
+    """Validate already-decoded JSON as `model`; raise FiguresError naming the first problem
+    (`made_by` tells what writes such a file)."""
     if not isinstance(data, dict):
-        raise FiguresError(file, f"expected a JSON object (the figures of `nerloop demo --json`), "
-                                 f"found {type(data).__name__}")
+        raise FiguresError(file, f"expected a JSON object ({made_by}), found {type(data).__name__}")
     try:
-        return RunFigures.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise FiguresError(file, describe_validation_error(exc)) from exc
+
+
+def parse_figures(data: Any, file: str | Path) -> RunFigures:
+    """Validate already-decoded JSON; raise FiguresError naming the first problem."""
+    return validate_figures(RunFigures, data, file, "the figures of `nerloop demo --json`")
 
 
 def describe_validation_error(exc: ValidationError) -> str:

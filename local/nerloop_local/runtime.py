@@ -76,6 +76,7 @@ import boto3
 from moto import mock_aws
 
 from nerloop.constants import LABELING_PREFIX
+from nerloop.retrain import RetrainPolicy, retrain_due
 from nerloop_local.atomic import make_dynamodb_writes_atomic
 
 # Imported before any boto3 session is made, so every client reaches the stand-ins.
@@ -967,8 +968,6 @@ class LocalRuntime:
 
     def _retrain_waiting(self) -> bool:
         """A retrain is due and no training holds the lock: on AWS the next minute's watch starts it."""
-        from nerloop.retrain import RetrainPolicy, retrain_due
-
         state = self.state
         if state.training_lock_holder() is not None:
             return False
