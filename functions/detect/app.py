@@ -1,4 +1,4 @@
-"""Stage 5 — detect: a recognizer version TRAINED or IN_ERROR → activate it, start detection;
+"""Stage 5 — detect: a recognizer version's training ended → if trained, activate it, start detection;
 new documents added to the pool → detect them with the active version."""
 
 from nerloop import coldstart  # first: no garbage collection while the modules below load

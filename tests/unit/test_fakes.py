@@ -384,6 +384,18 @@ def test_stopped_training_goes_stop_requested_then_stopped(fakes: Fakes) -> None
     assert (before, describe(arn)["Status"]) == ("STOP_REQUESTED", "STOPPED")
 
 
+def test_a_training_asked_to_warn_ends_trained_with_warning_and_can_detect(fakes: Fakes) -> None:
+    # ModelStatus TRAINED_WITH_WARNING (botocore model): a model, with a Message for people.
+    fakes.comprehend.warn_training("v1", "some annotations were ignored")
+    arn = create_recognizer()
+    fakes.tick()
+    fakes.tick()
+    props = describe(arn)
+    assert (props["Status"], props["Message"]) == ("TRAINED_WITH_WARNING", "some annotations were ignored")
+    job = start_job(arn, ["Amazon S3 version 2.0 is here."])
+    assert job["JobStatus"] == "SUBMITTED"
+
+
 # --- Comprehend: detection jobs ------------------------------------------------------------------------------------
 
 

@@ -194,12 +194,18 @@ def test_convert_takes_only_completed_jobs_of_its_prefix():
         assert not matches(pattern, {**event, "detail": {"LabelingJobStatus": status}}), status
 
 
-def test_detect_takes_only_finished_trainings_of_its_recognizer():
+def test_detect_takes_every_end_of_a_training_of_its_recognizer_and_nothing_else():
+    from nerloop.recognizers import TRAINING_END_STATUSES
+
     pattern = pattern_of("DetectFunction", "RecognizerFinished")
     event = load(EVENTS_DIR / "detect.json")
-    for status, expected in (("TRAINED", True), ("IN_ERROR", True), ("TRAINING", False), ("STOPPED", False)):
+    # Every ModelStatus (botocore's comprehend model) and nerloop's own DELETED.
+    statuses = ("SUBMITTED", "TRAINING", "DELETING", "STOP_REQUESTED", "STOPPED", "IN_ERROR", "TRAINED",
+                "TRAINED_WITH_WARNING", "DELETED")
+    for status in statuses:
         changed = {**event, "detail": {**event["detail"], "status": status}}
-        assert matches(pattern, changed) is expected, status
+        assert matches(pattern, changed) is (status in TRAINING_END_STATUSES), status
+    assert {"TRAINED_WITH_WARNING", "STOPPED"} <= set(TRAINING_END_STATUSES)
 
 
 def test_detect_takes_new_documents_from_the_loop_only():

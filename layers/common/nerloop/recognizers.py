@@ -7,6 +7,14 @@ from typing import Any
 
 VERSION_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
+# Where a version's training ends (botocore comprehend model, ModelStatus; API reference,
+# EntityRecognizerProperties.Status). TRAINED_WITH_WARNING is trained: the version can detect.
+# STOPPED follows StopTrainingEntityRecognizer and, like IN_ERROR, yields no model. DELETED is
+# nerloop's own: the watch stage found the version gone (ResourceNotFoundException) while in flight.
+TRAINED_STATUSES = ("TRAINED", "TRAINED_WITH_WARNING")
+UNTRAINED_END_STATUSES = ("IN_ERROR", "STOPPED", "DELETED")
+TRAINING_END_STATUSES = TRAINED_STATUSES + UNTRAINED_END_STATUSES
+
 
 def _fraction(value: Any) -> float | None:
     """Plain-text recognizers report precision, recall and F1 on a 0-100 scale (the API reference's

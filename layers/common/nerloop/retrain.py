@@ -154,8 +154,8 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: Retrain
     """Write training/<version>/ when a retrain is due and no training holds the lock.
 
     Exactly one caller wins the lock, so concurrent reviews completing a batch start one training.
-    The lock stays with the new version until the detect stage sees it TRAINED or IN_ERROR (or the
-    train stage rejects the snapshot).
+    The lock stays with the new version until the detect stage sees its training end, however it ends
+    (recognizers.TRAINING_END_STATUSES), or the train stage rejects the snapshot.
     """
     if _read_due(state, policy, epoch_seconds()).reason is None:
         return None

@@ -7,7 +7,9 @@ StartEntitiesDetectionJob, DescribeEntitiesDetectionJob, ListEntitiesDetectionJo
 StopEntitiesDetectionJob. Everything else on "comprehend" goes on to moto.
 
 Each tick moves every recognizer and job one step:
-  recognizer  SUBMITTED → TRAINING → TRAINED | IN_ERROR (the CRF is trained on the second step)
+  recognizer  SUBMITTED → TRAINING → TRAINED | TRAINED_WITH_WARNING | IN_ERROR (the CRF is trained on
+              the second step; TRAINED_WITH_WARNING only when `warn_training` asked for it, since the
+              documentation names the status (ModelStatus) but not what causes it)
               STOP_REQUESTED → STOPPED; DELETING → gone
   job         SUBMITTED → IN_PROGRESS → COMPLETED | FAILED (the documents are tagged on the second step)
               STOP_REQUESTED → STOPPED
@@ -196,6 +198,12 @@ class ComprehendFake(FakeService):
         self.seed = seed
         self._loaded: dict[str, Any] = {}
         self._temp_dir: Path | None = None
+        self._warnings: dict[str, str] = {}  # version name → the Message its training ends with
+
+    def warn_training(self, version: str, message: str) -> None:
+        """Make the training of `version` (its VersionName) end TRAINED_WITH_WARNING with `message`:
+        a model that can detect, and a Message for people (botocore ModelStatus)."""
+        self._warnings[version] = message
 
     # --- where models live ----------------------------------------------------------------------
 
@@ -212,7 +220,7 @@ class ComprehendFake(FakeService):
         return self.models_dir / recognizer.name / f"{recognizer.version or '_'}.crf"
 
     def model(self, arn: str) -> Any:
-        """The trained CrfRecognizer of a TRAINED version (loaded once)."""
+        """The trained CrfRecognizer of a TRAINED (or TRAINED_WITH_WARNING) version (loaded once)."""
         from nerloop_local.recognizer import CrfRecognizer
 
         recognizer = self._recognizer(arn)
@@ -427,7 +435,9 @@ class ComprehendFake(FakeService):
         model.save(path)
         recognizer.model_file = path.relative_to(self.models_dir).as_posix()
         recognizer.metadata = metadata
-        recognizer.status = "TRAINED"
+        warning = self._warnings.pop(recognizer.version or "", None)
+        recognizer.status = "TRAINED" if warning is None else "TRAINED_WITH_WARNING"
+        recognizer.message = warning
         self._loaded[recognizer.arn] = model
 
     # --- detection --------------------------------------------------------------------------------

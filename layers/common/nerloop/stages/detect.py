@@ -1,10 +1,11 @@
 """Stage 5 — detect: a recognizer version finished training, or new documents joined the pool.
 
-TRAINED: keep its metrics, make it the active version unless it is worse than the active one by
-more than the tolerance, delete versions beyond the retention count, and start a detection job
-with the active version over the pool documents it has not yet seen. IN_ERROR: record the message
-and raise the alarm metric. Either way the training lock is released and a retrain that became
-due meanwhile starts.
+TRAINED or TRAINED_WITH_WARNING (a warning is still a trained model; its message is kept): keep its
+metrics, make it the active version unless it is worse than the active one by more than the
+tolerance, delete versions beyond the retention count, and start a detection job with the active
+version over the pool documents it has not yet seen. IN_ERROR, STOPPED (or gone): record the message
+and count it. Whichever way the training ended, the training lock is released and a retrain that
+became due meanwhile starts.
 
 Documents Added (a batch from the preprocess stage): when a version is active, a detection job over
 the batch starts at once, so new text does not wait for the next training.
@@ -26,17 +27,19 @@ from nerloop.constants import DETECTION_INPUT_PREFIX, DETECTION_OUTPUT_PREFIX, D
 from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
-from nerloop.recognizers import metrics_from_metadata
+from nerloop.recognizers import TRAINED_STATUSES, UNTRAINED_END_STATUSES, metrics_from_metadata
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
 from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, DetectionRequest, Job, StateTable, Version
 
-# Versions in these states can be deleted to save cost (never the active one, never one in use).
-DELETABLE = ("TRAINED", "IN_ERROR", "STOPPED")
+# Versions in these states can be deleted to save cost (never the active one, never one in use);
+# DeleteEntityRecognizer refuses a version still training (ResourceInUseException).
+DELETABLE = (*TRAINED_STATUSES, "IN_ERROR", "STOPPED")
+
 
 
 def handle_recognizer_status(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
-    """React once to a version reaching TRAINED or IN_ERROR."""
+    """React once to a version's training ending (recognizers.TRAINING_END_STATUSES)."""
     return run_once(
         settings.state_table, "detect", {"arn": detail.recognizerArn, "status": detail.status},
         lambda: _handle(detail, aws, settings),
@@ -47,15 +50,17 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
     state = StateTable(aws.table)
     version = detail.versionName
     result: dict[str, Any] = {"version": version, "status": detail.status}
-    if detail.status == "IN_ERROR":
-        state.update_version(version, status="IN_ERROR", message=detail.message)
-        metrics.add_metric(name="RecognizerTrainingFailed", unit=MetricUnit.Count, value=1)
-        logger.error("recognizer training failed", version=version, reason=detail.message)
-    elif detail.status == "TRAINED":
+    if detail.status in TRAINED_STATUSES:
         result.update(_record_trained(state, aws, detail, settings))
         result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
         result["detection_job"] = start_detection(state, aws, settings,
                                                   request_key=f"trained|{detail.recognizerArn}")
+    elif detail.status in UNTRAINED_END_STATUSES:
+        state.update_version(version, status=detail.status, message=detail.message)
+        # One metric for every end without a model: the template's alarm watches it.
+        metrics.add_metric(name="RecognizerTrainingFailed", unit=MetricUnit.Count, value=1)
+        logger.error("recognizer training ended without a model", version=version, status=detail.status,
+                     reason=detail.message)
     release_training(state, version)
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
     result["snapshot"] = snapshot.version if snapshot else None
@@ -70,8 +75,11 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
     version = state.get_version(detail.versionName)
     stored = {**(version.metrics if version else {}), **evaluation}
     if version is None:  # trained outside the loop's own snapshots: adopt it
-        state.put_version(Version(version=detail.versionName, status="TRAINED", arn=detail.recognizerArn))
-    state.update_version(detail.versionName, status="TRAINED", metrics=stored, message="")
+        state.put_version(Version(version=detail.versionName, status=detail.status, arn=detail.recognizerArn))
+    # A TRAINED_WITH_WARNING version keeps its status and its Message (the warning) for people to read.
+    state.update_version(detail.versionName, status=detail.status, metrics=stored, message=detail.message)
+    if detail.status != "TRAINED":
+        logger.warning("recognizer trained with a warning", version=detail.versionName, warning=detail.message)
 
     f1 = evaluation["f1"] or 0.0
     active = state.get_active()
