@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nerloop.documents import Span, document_hash
+from nerloop.recognizers import TRAINED_STATUSES
 from nerloop.stages.preprocess import split_document
 
 DEFAULT_ROUNDS = 4
@@ -204,7 +205,7 @@ def _rounds(runtime: Any, test: list[tuple[str, list[Span]]], seed_documents: in
             evaluate: Callable[..., Any], scored_predictions: Callable[..., Any]) -> list[RoundResult]:
     """One entry per trained version, in order, scored on the test set."""
     state = runtime.state
-    versions = sorted((v for v in state.list_versions() if v.status in ("TRAINED", "TRAINED_WITH_WARNING", "DELETED") and v.arn),
+    versions = sorted((v for v in state.list_versions() if v.status in (*TRAINED_STATUSES, "DELETED") and v.arn),
                       key=lambda v: int(v.version.lstrip("v") or 0))
     jobs = state.list_jobs()
     loops = state.list_loops()

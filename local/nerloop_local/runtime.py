@@ -964,7 +964,8 @@ class LocalRuntime:
         if not any(wiring.schedules for wiring in self.wiring.values()):
             return False
         fakes = self._require()
-        return fakes.busy() or self._changes() != self._scheduled_seen or self._retrain_waiting()
+        return (fakes.busy() or self._changes() != self._scheduled_seen or self._retrain_waiting()
+                or bool(self.state.list_queued_detections()))  # on AWS the next minute's watch starts them
 
     def _retrain_waiting(self) -> bool:
         """A retrain is due and no training holds the lock: on AWS the next minute's watch starts it."""

@@ -258,3 +258,58 @@ def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_inp
     job = emulated.state.get_job("job-1")
     body = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode()
     assert job.documents == 2 and "Amazon EC2" not in body
+
+
+def test_new_documents_are_queued_while_every_job_slot_is_taken(emulated, event, lambda_context, comprehend):
+    from nerloop.constants import MAX_CONCURRENT_DETECTION_JOBS
+    from nerloop.state import Job
+
+    # Given the active v2 and Comprehend's 10 job slots held by the loop's own running jobs
+    added = given_a_batch(emulated, event, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."])
+    emulated.state.put_version(Version("v2", "TRAINED", arn=ARN.format("v2")))
+    emulated.state.set_active("v2", 0.9)
+    for number in range(MAX_CONCURRENT_DETECTION_JOBS):
+        emulated.state.put_job(Job(f"running-{number}", "IN_PROGRESS", "v2", "detection/input/x/documents.txt", 1))
+
+    # When the batch arrives (no StartEntitiesDetectionJob answer is stubbed: asking would fail)
+    result = emulated.handler("DetectFunction")(added, lambda_context)
+
+    # Then its request waits in the queue for the watch stage, with the input it will read
+    assert (result["detection_job"], result["detection_queued"]) == (None, True)
+    (request,) = emulated.state.list_queued_detections()
+    assert (request.version, request.documents) == ("v2", 2)
+    emulated.s3.head_object(Bucket=emulated.bucket, Key=request.input_key)
+
+
+def test_a_start_comprehend_refuses_for_lack_of_a_slot_is_queued_not_failed(emulated, event, lambda_context,
+                                                                             comprehend):
+    added = given_a_batch(emulated, event, ["Amazon S3 adds a feature."])
+    emulated.state.put_version(Version("v2", "TRAINED", arn=ARN.format("v2")))
+    emulated.state.set_active("v2", 0.9)
+    comprehend.add_client_error("start_entities_detection_job", "TooManyRequestsException",
+                                "The number of requests exceeds the limit. Resubmit your request later.")
+
+    result = emulated.handler("DetectFunction")(added, lambda_context)
+
+    assert (result["detection_job"], result["detection_queued"]) == (None, True)
+    assert len(emulated.state.list_queued_detections()) == 1
+
+
+def test_a_version_a_queued_request_needs_is_not_deleted(emulated, event, lambda_context, comprehend):
+    from nerloop.state import DetectionRequest
+
+    # Given v1..v4 trained, retention 3, v1 active, and a detection request for v2 queued for a slot
+    for number in range(1, 5):
+        emulated.state.put_version(Version(f"v{number}", "TRAINED", arn=ARN.format(f"v{number}")))
+    emulated.state.set_active("v1", 0.99)
+    emulated.state.queue_detection(DetectionRequest("t" * 40, "v2", "detection/input/v2-b/documents.txt", 3))
+    emulated.state.put_version(Version("v5", "TRAINING", arn=ARN.format("v5")))
+    expect_describe(comprehend, "v5", 0.50)
+
+    event_v5 = event("detect")
+    event_v5["detail"].update(versionName="v5", recognizerArn=ARN.format("v5"))
+    result = emulated.handler("DetectFunction")(event_v5, lambda_context)
+
+    # Then v2, beyond the retention count, stays: the queued job will run with it
+    assert result["deleted_versions"] == []
+    assert emulated.state.get_version("v2").status == "TRAINED"

@@ -100,3 +100,121 @@ def test_the_template_default_waits_a_day_and_zero_never_retrains_by_time(emulat
         "snapshot"] is None
     assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 23 * 3600)["snapshot"] is None
     assert watch_at(emulated, event, lambda_context, monkeypatch, merged_at + 24 * 3600)["snapshot"] == "v1"
+
+
+# --- reading only what is in flight; jobs that vanish; jobs queued for a slot ---------------------------------
+
+JOB_ARN = "arn:aws:comprehend:us-east-1:123456789012:entities-detection-job/{}"
+
+
+def items_read_by(emulated, call) -> int:
+    """How many DynamoDB items `call()` made the handlers read (Query, Scan, BatchGetItem)."""
+    from nerloop import aws as nerloop_aws
+
+    client = nerloop_aws.dynamodb_table(emulated.table_name).meta.client
+    read = []
+
+    def count(parsed, **_):
+        read.append(len(parsed.get("Items", [])) + sum(len(v) for v in (parsed.get("Responses") or {}).values()))
+
+    for operation in ("Query", "Scan", "BatchGetItem"):
+        client.meta.events.register(f"after-call.dynamodb.{operation}", count)
+    try:
+        call()
+    finally:
+        for operation in ("Query", "Scan", "BatchGetItem"):
+            client.meta.events.unregister(f"after-call.dynamodb.{operation}", count)
+    return sum(read)
+
+
+def test_the_watch_reads_only_the_jobs_in_flight(emulated, event, lambda_context):
+    # Given 300 detection jobs that ended long ago and one still running
+    for number in range(300):
+        emulated.state.put_job(Job(f"old-{number}", "COMPLETED", "v1", "detection/input/x/documents.txt", 1))
+    emulated.state.put_job(Job("job-live", "IN_PROGRESS", "v1", "detection/input/y/documents.txt", 1,
+                               arn=JOB_ARN.format("job-live")))
+    comprehend = boto3.client("comprehend")
+    emulated.override_client("comprehend", comprehend)
+    handler = emulated.handler("WatchFunction")
+
+    # When the schedule fires and the running job has completed
+    with Stubber(comprehend) as stubber:
+        stubber.add_response("describe_entities_detection_job", {"EntitiesDetectionJobProperties": {
+            "JobId": "job-live", "JobStatus": "COMPLETED"}}, {"JobId": "job-live"})
+        read = items_read_by(emulated, lambda: handler(event("watch"), lambda_context))
+
+    # Then it asked about that job alone and read a handful of items, not the 300 ended jobs
+    assert 0 < read < 20
+    assert emulated.state.get_job("job-live").status == "COMPLETED"
+    assert emulated.state.list_jobs_in_flight() == []
+
+
+def test_a_job_comprehend_no_longer_knows_is_recorded_once_and_not_asked_about_again(emulated, event,
+                                                                                      lambda_context):
+    emulated.state.put_job(Job("job-gone", "IN_PROGRESS", "v1", "detection/input/y/documents.txt", 1))
+    comprehend = boto3.client("comprehend")
+    emulated.override_client("comprehend", comprehend)
+    handler = emulated.handler("WatchFunction")
+
+    with Stubber(comprehend) as stubber:  # one answer: a second question would fail the poll
+        stubber.add_client_error("describe_entities_detection_job", "JobNotFoundException",
+                                 "Could not find specified job", expected_params={"JobId": "job-gone"})
+        first = handler(event("watch"), lambda_context)
+        second = handler(event("watch"), lambda_context)
+
+    assert first["changes"] == [{"job": "job-gone", "status": "NOT_FOUND"}]
+    assert second["changes"] == []
+    assert emulated.state.get_job("job-gone").status == "NOT_FOUND"
+
+
+def queued_request(emulated, token: str = "t" * 40) -> None:
+    from nerloop.state import DetectionRequest
+
+    arn = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop/version/v1"
+    emulated.state.put_version(Version("v1", "TRAINED", arn=arn))
+    request = DetectionRequest(token, "v1", "detection/input/v1-batch/documents.txt", 4)
+    emulated.state.record_detection_request(request)
+    emulated.state.queue_detection(request)
+
+
+def test_a_queued_detection_starts_when_comprehend_has_a_slot_and_waits_while_it_has_none(
+        emulated, event, lambda_context):
+    queued_request(emulated)
+    comprehend = boto3.client("comprehend")
+    emulated.override_client("comprehend", comprehend)
+    handler = emulated.handler("WatchFunction")
+
+    with Stubber(comprehend) as stubber:
+        # Jobs of another application hold every slot on the first poll; one has ended by the second
+        stubber.add_client_error("start_entities_detection_job", "TooManyRequestsException",
+                                 "The number of requests exceeds the limit.")
+        stubber.add_response("start_entities_detection_job",
+                             {"JobId": "job-9", "JobArn": JOB_ARN.format("job-9"), "JobStatus": "SUBMITTED"})
+        first = handler(event("watch"), lambda_context)
+        assert (first["started"], len(emulated.state.list_queued_detections())) == ([], 1)
+        second = handler(event("watch"), lambda_context)
+
+    assert second["started"] == ["job-9"]
+    assert emulated.state.list_queued_detections() == []
+    job = emulated.state.get_job("job-9")
+    assert (job.version, job.documents, job.status) == ("v1", 4, "SUBMITTED")
+    assert [j.job_id for j in emulated.state.list_jobs_in_flight()] == ["job-9"]
+
+
+def test_a_queued_detection_waits_while_the_loops_own_jobs_fill_every_slot(emulated, event, lambda_context):
+    from nerloop.constants import MAX_CONCURRENT_DETECTION_JOBS
+
+    queued_request(emulated)
+    for number in range(MAX_CONCURRENT_DETECTION_JOBS):
+        emulated.state.put_job(Job(f"running-{number}", "IN_PROGRESS", "v1", "detection/input/x/documents.txt", 1))
+    comprehend = boto3.client("comprehend")
+    emulated.override_client("comprehend", comprehend)
+
+    with Stubber(comprehend) as stubber:  # every running job still runs; no start may be asked for
+        for number in range(MAX_CONCURRENT_DETECTION_JOBS):
+            stubber.add_response("describe_entities_detection_job", {"EntitiesDetectionJobProperties": {
+                "JobId": f"running-{number}", "JobStatus": "IN_PROGRESS"}})
+        result = emulated.handler("WatchFunction")(event("watch"), lambda_context)
+
+    assert result["started"] == []
+    assert len(emulated.state.list_queued_detections()) == 1

@@ -475,6 +475,20 @@ def test_same_client_request_token_starts_one_job(fakes: Fakes) -> None:
     assert len(client.list_entities_detection_jobs()["EntitiesDetectionJobPropertiesList"]) == 1
 
 
+def test_an_eleventh_concurrent_job_is_too_many_requests_until_one_ends(fakes: Fakes) -> None:
+    # Guidelines and quotas: at most 10 concurrent active jobs per job type.
+    arn = trained_recognizer(fakes)
+    jobs = [start_job(arn, ["Amazon S3"], run=f"r{n}") for n in range(10)]
+    with pytest.raises(ClientError) as exc_info:
+        start_job(arn, ["Amazon S3"], run="r10")
+    assert error_code(exc_info) == "TooManyRequestsException"
+    aws("comprehend").stop_entities_detection_job(JobId=jobs[0]["JobId"])
+    with pytest.raises(ClientError):  # STOP_REQUESTED is still active
+        start_job(arn, ["Amazon S3"], run="r10")
+    fakes.tick()  # STOPPED frees the slot; the other nine, now IN_PROGRESS, still count
+    assert start_job(arn, ["Amazon S3"], run="r10")["JobStatus"] == "SUBMITTED"
+
+
 def test_stopped_detection_job_goes_stop_requested_then_stopped(fakes: Fakes) -> None:
     job = start_job(trained_recognizer(fakes), ["Amazon S3"])
     reply = aws("comprehend").stop_entities_detection_job(JobId=job["JobId"])

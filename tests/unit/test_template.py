@@ -206,6 +206,7 @@ def test_passrole_goes_only_where_a_role_is_handed_to_a_service():
     assert {owner: roles for owner, roles in passers.items() if roles} == {
         "TrainFunction": {"ComprehendDataAccessRole"},
         "DetectFunction": {"ComprehendDataAccessRole"},
+        "WatchFunction": {"ComprehendDataAccessRole"},  # starts detection jobs queued for a slot
         "PreprocessFunction": {"LabelingRole"},
         "FlowDefinitionFunction": {"ReviewExecutionRole"},
     }

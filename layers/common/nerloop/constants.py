@@ -37,6 +37,9 @@ MIN_TRAINING_DOCUMENTS = 3
 MIN_CORPUS_BYTES = 5 * 1024  # the documents file: 5 KB to 200 MB
 MAX_ENTITY_TYPES = 25
 MAX_TYPE_NAME_LENGTH = 64
+# Comprehend runs at most 10 concurrent active async jobs per job type and account ("Guidelines and
+# quotas", Concurrent active asynchronous jobs: https://docs.aws.amazon.com/comprehend/latest/dg/guidelines-and-limits.html).
+MAX_CONCURRENT_DETECTION_JOBS = 10
 # Ground Truth input manifest: a line is at most 100,000 characters.
 MAX_MANIFEST_LINE_CHARS = 100_000
 

@@ -6,6 +6,10 @@ Item families, by partition key:
 - VERSION / <version>     a recognizer version: status, arn, metrics, snapshot
 - MODEL / ACTIVE          the version detection uses
 - JOB / <job id>          a detection job: status, version, input key
+- JOB-IN-FLIGHT / <job id> a copy of a job's item while Comprehend runs it: written and deleted in the
+                          same transaction as the job's status, so the watch stage reads only these
+- DETECT-REQUEST / <token> a detection job's input, recorded before the job starts
+- DETECT-QUEUE / <token>  a detection request waiting for one of Comprehend's concurrent-job slots
 - LOOP / <loop name>      a human loop: document, version, status
 - OPEN-LOOP / <loop name> present while that loop is InProgress: written and deleted in the same
                           transaction as the loop's status, so "is any loop open?" is one read
@@ -39,6 +43,8 @@ GOLD = "gold"  # labelled by people
 
 LOOP_OPEN = "InProgress"  # a human loop's status until A2I reports it Completed, Failed or Stopped
 OPEN_LOOP_PK = "OPEN-LOOP"
+JOB_IN_FLIGHT_PK = "JOB-IN-FLIGHT"
+DETECTION_QUEUE_PK = "DETECT-QUEUE"
 COUNTER_FIRST = "first_epoch"  # on a counter item: when its first count since the last restamp was made
 
 RECOGNIZER_IN_FLIGHT = ("SUBMITTED", "TRAINING", "STOP_REQUESTED", "DELETING")
@@ -131,10 +137,14 @@ class StateTable:
     # --- generic -------------------------------------------------------------------------------
 
     def _query_all(self, pk: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for page in self._query_pages(pk, **kwargs):
+            yield from page.get("Items", [])
+
+    def _query_pages(self, pk: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(pk), **kwargs}
         while True:
             page = self.table.query(**params)
-            yield from page.get("Items", [])
+            yield page
             if "LastEvaluatedKey" not in page:
                 return
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -284,11 +294,73 @@ class StateTable:
     # --- detection jobs ------------------------------------------------------------------------
 
     def put_job(self, job: Job) -> None:
-        self.table.put_item(
-            Item={"pk": "JOB", "sk": job.job_id, "status": job.status, "version": job.version,
-                  "input_key": job.input_key, "documents": job.documents, "arn": job.arn,
-                  "created_at": now()}
-        )
+        """Record a started job; while it is in flight its JOB-IN-FLIGHT copy goes in the same transaction."""
+        item = {"pk": "JOB", "sk": job.job_id, "status": job.status, "version": job.version,
+                "input_key": job.input_key, "documents": job.documents, "arn": job.arn, "created_at": now()}
+        marker: dict[str, Any] = (
+            {"Put": {"TableName": self.table.name, "Item": {**item, "pk": JOB_IN_FLIGHT_PK}}}
+            if job.status in JOB_IN_FLIGHT else
+            {"Delete": {"TableName": self.table.name, "Key": {"pk": JOB_IN_FLIGHT_PK, "sk": job.job_id}}})
+        self.table.meta.client.transact_write_items(
+            TransactItems=[{"Put": {"TableName": self.table.name, "Item": item}}, marker])
+
+    def set_job_status(self, job_id: str, status: str, message: str = "") -> None:
+        """A job's new status and message; its JOB-IN-FLIGHT copy follows in the same transaction
+        (updated while the job runs, deleted once it has ended)."""
+        update = {"UpdateExpression": "SET #status = :status, message = :message",
+                  "ExpressionAttributeNames": {"#status": "status"},
+                  "ExpressionAttributeValues": {":status": status, ":message": message}}
+        marker_key = {"pk": JOB_IN_FLIGHT_PK, "sk": job_id}
+        marker: dict[str, Any] = (
+            # Only while the copy exists: a late poll must not bring an ended job back.
+            {"Update": {"TableName": self.table.name, "Key": marker_key, **update,
+                        "ConditionExpression": "attribute_exists(pk)"}}
+            if status in JOB_IN_FLIGHT else {"Delete": {"TableName": self.table.name, "Key": marker_key}})
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table.name, "Key": {"pk": "JOB", "sk": job_id}, **update}},
+                marker])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            # The copy was gone (the job had ended): the job's own item alone.
+            self._update("JOB", job_id, {"status": status, "message": message})
+
+    def list_jobs_in_flight(self) -> list[Job]:
+        """The jobs Comprehend is running (SUBMITTED, IN_PROGRESS, STOP_REQUESTED): their copies only,
+        however many jobs have ended before."""
+        return [_job_from_item(item) for item in self._query_all(JOB_IN_FLIGHT_PK, ConsistentRead=True)]
+
+    def count_jobs_in_flight(self) -> int:
+        count = 0
+        for page in self._query_pages(JOB_IN_FLIGHT_PK, Select="COUNT", ConsistentRead=True):
+            count += int(page.get("Count", 0))
+        return count
+
+    # --- detection requests waiting for a slot ----------------------------------------------------
+
+    def queue_detection(self, request: DetectionRequest) -> None:
+        """Keep `request` until a concurrent-job slot frees; queued again, it keeps its place."""
+        try:
+            self.table.put_item(
+                Item={"pk": DETECTION_QUEUE_PK, "sk": request.token, "version": request.version,
+                      "input_key": request.input_key, "documents": request.documents,
+                      "queued_at": time.time_ns()},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def list_queued_detections(self) -> list[DetectionRequest]:
+        """The queued detection requests, first queued first."""
+        items = sorted(self._query_all(DETECTION_QUEUE_PK, ConsistentRead=True),
+                       key=lambda item: (int(item["queued_at"]), item["sk"]))
+        return [DetectionRequest(token=item["sk"], version=str(item["version"]), input_key=str(item["input_key"]),
+                                 documents=int(item["documents"])) for item in items]
+
+    def dequeue_detection(self, token: str) -> None:
+        self.table.delete_item(Key={"pk": DETECTION_QUEUE_PK, "sk": token})
 
     def get_job(self, job_id: str) -> Job | None:
         item = self._get("JOB", job_id)

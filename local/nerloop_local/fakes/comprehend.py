@@ -20,6 +20,9 @@ End Offset, Type` (Line 0-based, offsets within the line, File the documents fil
 breaks Comprehend's rules (AWS-FACTS "Comprehend training limits") ends IN_ERROR with a Message
 saying what and where. Without a test set 10 % is held out (grouped by text) for the metrics.
 
+At most MAX_CONCURRENT_DETECTION_JOBS jobs are active at once (Comprehend's quota, per account and job
+type); StartEntitiesDetectionJob past it raises TooManyRequestsException.
+
 A job writes `<OutputDataConfig.S3Uri>/<account>-NER-<jobId>/output/output.tar.gz`, a gzip tar with
 one member named `output` holding JSON Lines `{"File", "Line", "Entities": [...]}` (ONE_DOC_PER_LINE)
 or `{"File", "Entities": [...]}` (ONE_DOC_PER_FILE); a document that cannot be read gets
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nerloop.constants import (
+    MAX_CONCURRENT_DETECTION_JOBS,
     MAX_DOCUMENT_BYTES,
     MAX_ENTITY_TYPES,
     MAX_TYPE_NAME_LENGTH,
@@ -321,6 +325,12 @@ class ComprehendFake(FakeService):
         if recognizer.status not in ("TRAINED", "TRAINED_WITH_WARNING"):
             raise FakeError("ResourceUnavailableException",
                             f"The specified resource is not available: {arn} is {recognizer.status}")
+        running = sum(1 for job in self.jobs.values() if job.status in JOB_IN_FLIGHT)
+        if running >= MAX_CONCURRENT_DETECTION_JOBS:
+            # The concurrent active job quota; TooManyRequestsException is the operation's only
+            # "exceeds the limit, resubmit later" error (botocore model, API reference).
+            raise FakeError("TooManyRequestsException", f"{running} entities detection jobs are active; at most "
+                            f"{MAX_CONCURRENT_DETECTION_JOBS} may run at once. Resubmit your request later.")
         input_config = {"InputFormat": "ONE_DOC_PER_FILE", **params["InputDataConfig"]}
         job_id = uuid.uuid4().hex
         output_prefix = params["OutputDataConfig"]["S3Uri"]

@@ -13,7 +13,6 @@ the batch starts at once, so new text does not wait for the next training.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from typing import Any
@@ -23,14 +22,17 @@ from botocore.exceptions import ClientError
 
 from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
-from nerloop.constants import DETECTION_INPUT_PREFIX, DETECTION_OUTPUT_PREFIX, DOCUMENTS_FILE
+from nerloop.constants import DETECTION_INPUT_PREFIX, DOCUMENTS_FILE
+from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue, versions_in_use
 from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import TRAINED_STATUSES, UNTRAINED_END_STATUSES, metrics_from_metadata
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
-from nerloop.state import ACCEPTED, JOB_IN_FLIGHT, WAITING, DetectionRequest, Job, StateTable, Version
+from nerloop.state import ACCEPTED, WAITING, DetectionRequest, StateTable, Version
+
+__all__ = ["detect_batch", "detection_token", "handle_recognizer_status", "start_detection"]
 
 # Versions in these states can be deleted to save cost (never the active one, never one in use);
 # DeleteEntityRecognizer refuses a version still training (ResourceInUseException).
@@ -53,8 +55,8 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
     if detail.status in TRAINED_STATUSES:
         result.update(_record_trained(state, aws, detail, settings))
         result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
-        result["detection_job"] = start_detection(state, aws, settings,
-                                                  request_key=f"trained|{detail.recognizerArn}")
+        started = start_detection(state, aws, settings, request_key=f"trained|{detail.recognizerArn}")
+        result["detection_job"], result["detection_queued"] = started.job_id, started.queued
     elif detail.status in UNTRAINED_END_STATUSES:
         state.update_version(version, status=detail.status, message=detail.message)
         # One metric for every end without a model: the template's alarm watches it.
@@ -94,7 +96,7 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
 def delete_old_versions(state: StateTable, aws: Aws, retention: int) -> list[str]:
     """Delete versions beyond the newest `retention`, sparing the active one and any a job still uses."""
     active = state.get_active()
-    in_use = {job.version for job in state.list_jobs() if job.status in JOB_IN_FLIGHT}
+    in_use = versions_in_use(state)
     if active:
         in_use.add(active[0])
     candidates = sorted((v for v in state.list_versions() if v.status in DELETABLE and v.arn),
@@ -120,29 +122,24 @@ def _version_order(name: str) -> tuple[int, str]:
     return (int(match.group(1)), "") if match else (0, name)
 
 
-def detection_token(request_key: str) -> str:
-    """Comprehend's ClientRequestToken for a detection job, from the business key of what started
-    it: a retried start gets the job the first attempt started, never a second one."""
-    return hashlib.sha256(request_key.encode("utf-8")).hexdigest()[:40]
-
-
-def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key: str) -> str | None:
-    """Start a detection job with the active version over the pool documents still waiting and those
-    accepted by an earlier version; once per `request_key` (what triggered it)."""
+def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key: str) -> DetectionStart:
+    """Start (or queue, when Comprehend's job slots are full) a detection job with the active version
+    over the pool documents still waiting and those accepted by an earlier version; once per
+    `request_key` (what triggered it)."""
     token = detection_token(request_key)
     request = state.get_detection_request(token)
     if request is None:
         active_version = _active_version(state)
         if active_version is None:
-            return None
+            return DetectionStart()
         input_key = f"{DETECTION_INPUT_PREFIX}{active_version.version}-{token[:12]}/{DOCUMENTS_FILE}"
         count = _write_detection_input(state, aws, settings, active_version.version, input_key)
         if count == 0:
             logger.info("no documents waiting for detection", version=active_version.version)
-            return None
+            return DetectionStart()
         # Recorded before the job starts: a retry reuses this input as it is, even if the pool changed.
         request = state.record_detection_request(DetectionRequest(token, active_version.version, input_key, count))
-    return _start_job(state, aws, settings, request)
+    return start_or_queue(state, aws, settings, request)
 
 
 def _write_detection_input(state: StateTable, aws: Aws, settings: Settings, version: str, input_key: str) -> int:
@@ -187,7 +184,8 @@ def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) ->
                            CopySource={"Bucket": settings.data_bucket, "Key": detail.documentsKey})
         request = state.record_detection_request(
             DetectionRequest(token, active_version.version, input_key, detail.documents))
-    result["detection_job"] = _start_job(state, aws, settings, request)
+    started = start_or_queue(state, aws, settings, request)
+    result["detection_job"], result["detection_queued"] = started.job_id, started.queued
     result["version"] = request.version
     return result
 
@@ -198,27 +196,3 @@ def _active_version(state: StateTable) -> Version | None:
         return None
     version = state.get_version(active[0])
     return version if version is not None and version.arn else None
-
-
-def _start_job(state: StateTable, aws: Aws, settings: Settings, request: DetectionRequest) -> str | None:
-    version = state.get_version(request.version)
-    if version is None or not version.arn:
-        logger.warning("the version of a detection request is gone", version=request.version)
-        return None
-    reply = aws.comprehend.start_entities_detection_job(
-        JobName=request.input_key.removeprefix(DETECTION_INPUT_PREFIX).split("/", 1)[0],
-        EntityRecognizerArn=version.arn,
-        LanguageCode=settings.language_code,
-        DataAccessRoleArn=settings.comprehend_role_arn,
-        InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{request.input_key}",
-                         "InputFormat": "ONE_DOC_PER_LINE"},
-        OutputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{DETECTION_OUTPUT_PREFIX}"},
-        ClientRequestToken=request.token,
-    )
-    job_id = reply["JobId"]
-    state.put_job(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=version.version,
-                      input_key=request.input_key, documents=request.documents, arn=reply.get("JobArn", "")))
-    metrics.add_metric(name="DetectionJobsStarted", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=request.documents)
-    logger.info("detection job started", job=job_id, version=version.version, documents=request.documents)
-    return str(job_id)

@@ -1,6 +1,12 @@
 """Stage 4 — watch: on a schedule, poll what the state table lists as in flight and publish the
 project's own status events. Comprehend publishes none, and this keeps the rest event-driven.
 
+Detection jobs are read from their in-flight copies only (StateTable.list_jobs_in_flight), so a poll
+costs the same after a thousand jobs as after one. A job Comprehend no longer knows
+(JobNotFoundException, botocore comprehend model: DescribeEntitiesDetectionJob) is recorded as
+NOT_FOUND, a status of nerloop's own, once, and not asked about again. Then detection requests queued
+for a concurrent-job slot start as slots free (`nerloop.detection_jobs`).
+
 Then start a retrain if one is due (`nerloop.retrain`): the only check that sees time pass with no
 event (pending reviews past `RetrainMaxWaitMinutes`), and, every minute, a backstop for any due
 retrain whose event-driven check found the lock taken or never ran.
@@ -16,15 +22,20 @@ from botocore.exceptions import ClientError
 from nerloop.aws import Aws
 from nerloop.bus import publish
 from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
+from nerloop.detection_jobs import start_queued
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
-from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT, StateTable
+from nerloop.state import RECOGNIZER_IN_FLIGHT, StateTable
+
+# Recorded for a job Comprehend no longer knows; not one of Comprehend's JobStatus values.
+JOB_NOT_FOUND = "NOT_FOUND"
 
 
 def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
-    """Publish one event per status change since the last poll, then start a retrain if one is due;
-    return the changes and the snapshot written (None when none was).
+    """Publish one event per status change since the last poll, start queued detection jobs as slots
+    free, then start a retrain if one is due; return the changes, the jobs started and the snapshot
+    written (None when none was).
 
     The event goes out before the state table is updated: if the update fails, the next poll
     publishes the change again (consumers are idempotent), so no change is ever lost. A retrain is
@@ -55,11 +66,14 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         logger.info("recognizer status changed", version=version.version, status=status,
                     previous=version.status)
 
-    for job in state.list_jobs():
-        if job.status not in JOB_IN_FLIGHT:
-            continue
-        props = aws.comprehend.describe_entities_detection_job(JobId=job.job_id)[
-            "EntitiesDetectionJobProperties"]
+    for job in state.list_jobs_in_flight():
+        try:
+            props = aws.comprehend.describe_entities_detection_job(JobId=job.job_id)[
+                "EntitiesDetectionJobProperties"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "JobNotFoundException":
+                raise
+            props = {"JobStatus": JOB_NOT_FOUND, "Message": "the detection job no longer exists"}
         status, message = props["JobStatus"], props.get("Message", "")
         if status == job.status:
             continue
@@ -68,11 +82,12 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
             "status": status, "previousStatus": job.status, "message": message,
             "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
         })
-        state.update_job(job.job_id, status=status, message=message)
-        if status == "FAILED":
+        state.set_job_status(job.job_id, status, message)
+        if status in ("FAILED", JOB_NOT_FOUND):
             metrics.add_metric(name="DetectionJobsFailed", unit=MetricUnit.Count, value=1)
         changes.append({"job": job.job_id, "status": status})
         logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
 
+    started = start_queued(state, aws, settings)
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    return {"changes": changes, "snapshot": snapshot.version if snapshot else None}
+    return {"changes": changes, "started": started, "snapshot": snapshot.version if snapshot else None}
