@@ -192,3 +192,32 @@ def test_a_review_merged_while_the_snapshot_was_written_waits_from_the_snapshot(
     state.release_training_lock("v1")
     assert retrain.retrain_due(state, policy, now=1_000_500 + 3599) is None
     assert retrain.retrain_due(state, policy, now=1_000_500 + 3600) == retrain.WAITED
+
+
+def test_a_snapshot_of_a_gold_set_past_comprehends_maxima_holds_the_newest_documents_that_fit(emulated):
+    from nerloop.comprehend_training import check_training_minimums
+    from nerloop.documents import Span, document_hash
+    from nerloop.snapshots import SnapshotLimits, write_snapshot
+    from nerloop.state import GoldDocument
+
+    # Given five gold documents labelled on five days, and a maximum of three documents
+    texts = [f"Amazon S3 version {n}.0 is now available in region {n}." for n in range(5)]
+    for day, text in enumerate(texts, start=1):
+        emulated.state.put_gold(GoldDocument(document_hash(text), text, [Span(0, 9, "SERVICE")], origin="review:x",
+                                             updated_at=f"2026-01-0{day}T00:00:00Z"))
+
+    snapshot = write_snapshot(emulated.state, emulated.s3, emulated.bucket, "v9",
+                              SnapshotLimits(max_documents=3, max_corpus_bytes=10**6))
+
+    # Then it holds the three labelled last, in the gold set's (hash) order, with their annotations
+    lines = emulated.s3.get_object(Bucket=emulated.bucket, Key=snapshot.documents_key)["Body"].read().decode()
+    newest = sorted(texts[2:], key=document_hash)
+    assert lines.splitlines() == newest
+    rows = emulated.s3.get_object(Bucket=emulated.bucket, Key=snapshot.annotations_key)["Body"].read().decode()
+    assert rows.splitlines()[1:] == [f"documents.txt,{line},0,9,SERVICE" for line in range(3)]
+    assert (snapshot.stats.documents, snapshot.stats.left_out) == (3, 2)
+    assert snapshot.stats.annotations == {"SERVICE": 3}
+    assert snapshot.stats.corpus_bytes == len(lines.encode())
+    # And what the gold set left out stays in it
+    assert sum(1 for _ in emulated.state.iter_gold()) == 5
+    assert not [p for p in check_training_minimums(snapshot.stats, ["SERVICE"]) if "at most" in p]

@@ -384,6 +384,18 @@ def test_stopped_training_goes_stop_requested_then_stopped(fakes: Fakes) -> None
     assert (before, describe(arn)["Status"]) == ("STOP_REQUESTED", "STOPPED")
 
 
+def test_training_data_past_comprehends_maxima_is_refused_as_in_error() -> None:
+    from nerloop.constants import MAX_CORPUS_BYTES, MAX_DOCUMENT_BYTES, MAX_TRAINING_DOCUMENTS
+    from nerloop_local.fakes.comprehend import TrainingDataError, check_minimums
+
+    too_many = [("Amazon S3", [])] * (MAX_TRAINING_DOCUMENTS + 1)
+    with pytest.raises(TrainingDataError, match="at most 120000"):
+        check_minimums(too_many, TYPES)
+    too_large = [("x" * MAX_DOCUMENT_BYTES, [])] * (MAX_CORPUS_BYTES // MAX_DOCUMENT_BYTES + 1)
+    with pytest.raises(TrainingDataError, match="at most 100000000"):
+        check_minimums(too_large, TYPES)
+
+
 def test_a_training_asked_to_warn_ends_trained_with_warning_and_can_detect(fakes: Fakes) -> None:
     # ModelStatus TRAINED_WITH_WARNING (botocore model): a model, with a Message for people.
     fakes.comprehend.warn_training("v1", "some annotations were ignored")

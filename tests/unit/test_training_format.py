@@ -41,3 +41,46 @@ def test_every_shortfall_is_named():
     assert any("'BAD NAME' is not a valid name" in p for p in problems)
     assert "annotations of types not in EntityTypes: OTHER" in problems
     assert any("1 documents over 5000 bytes (lines 1)" in p for p in problems)
+
+
+# --- Comprehend's maxima (quotas page: 120,000 documents, a 100 MB corpus) -----------------------------------
+
+
+def test_a_set_over_either_maximum_is_refused_naming_it():
+    from nerloop.constants import MAX_CORPUS_BYTES, MAX_TRAINING_DOCUMENTS
+
+    assert (MAX_TRAINING_DOCUMENTS, MAX_CORPUS_BYTES) == (120_000, 100_000_000)
+    at_most = TrainingStats(documents=MAX_TRAINING_DOCUMENTS, corpus_bytes=MAX_CORPUS_BYTES)
+    at_most.annotations.update({"SERVICE": 25})
+    assert check_training_minimums(at_most, ["SERVICE"]) == []
+    over = TrainingStats(documents=MAX_TRAINING_DOCUMENTS + 1, corpus_bytes=MAX_CORPUS_BYTES + 1)
+    over.annotations.update({"SERVICE": 25})
+    problems = check_training_minimums(over, ["SERVICE"])
+    assert problems == ["120,001 documents; Comprehend trains on at most 120,000",
+                        "the documents total 100,000,001 bytes; Comprehend takes at most 100,000,000"]
+
+
+def test_a_gold_set_that_fits_is_taken_whole():
+    from nerloop.snapshots import SnapshotLimits, choose_documents
+
+    entries = [("a", "2026-01-01T00:00:00Z", 10), ("b", "2026-01-02T00:00:00Z", 10)]
+    assert choose_documents(entries, SnapshotLimits(max_documents=2, max_corpus_bytes=20)) is None
+
+
+def test_a_gold_set_over_the_document_maximum_keeps_the_newest():
+    from nerloop.snapshots import SnapshotLimits, choose_documents
+
+    entries = [("old", "2026-01-01T00:00:00Z", 10), ("new", "2026-03-01T00:00:00Z", 10),
+               ("mid-b", "2026-02-01T00:00:00Z", 10), ("mid-a", "2026-02-01T00:00:00Z", 10)]
+    # Newest first; the same time goes by the document hash (the higher first), so it is repeatable
+    assert choose_documents(entries, SnapshotLimits(max_documents=3, max_corpus_bytes=10**9)) == {
+        "new", "mid-b", "mid-a"}
+    assert choose_documents(entries, SnapshotLimits(max_documents=2, max_corpus_bytes=10**9)) == {"new", "mid-b"}
+
+
+def test_a_gold_set_over_the_corpus_maximum_keeps_the_newest_that_fit():
+    from nerloop.snapshots import SnapshotLimits, choose_documents
+
+    entries = [("old", "2026-01-01T00:00:00Z", 30), ("new", "2026-03-01T00:00:00Z", 40),
+               ("mid", "2026-02-01T00:00:00Z", 50)]
+    assert choose_documents(entries, SnapshotLimits(max_documents=10, max_corpus_bytes=100)) == {"new", "mid"}

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from nerloop.constants import (
+    MAX_CORPUS_BYTES,
     MAX_DOCUMENT_BYTES,
     MAX_ENTITY_TYPES,
+    MAX_TRAINING_DOCUMENTS,
     MAX_TYPE_NAME_LENGTH,
     MIN_ANNOTATIONS_PER_TYPE,
     MIN_CORPUS_BYTES,
@@ -30,10 +32,11 @@ class TrainingStats:
     corpus_bytes: int = 0  # the documents file's size
     annotations: Counter[str] = field(default_factory=Counter)
     oversized_documents: list[int] = field(default_factory=list)  # 0-based lines
+    left_out: int = 0  # gold documents a snapshot left out to stay within Comprehend's maxima
 
     def as_dict(self) -> dict[str, object]:
         return {"documents": self.documents, "corpus_bytes": self.corpus_bytes, "annotations": dict(self.annotations),
-                "oversized_documents": self.oversized_documents}
+                "oversized_documents": self.oversized_documents, "left_out": self.left_out}
 
 
 def one_line(text: str) -> str:
@@ -69,7 +72,8 @@ def write_training_files(
 
 
 def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -> list[str]:
-    """Everything that keeps Comprehend from training on this set, said exactly; empty when none."""
+    """Everything that keeps Comprehend from training on this set (its minimums and maxima), said
+    exactly; empty when none."""
     problems: list[str] = []
     types = list(entity_types)
     if not 1 <= len(types) <= MAX_ENTITY_TYPES:
@@ -80,9 +84,14 @@ def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -
                             "no space, comma, tab or newline)")
     if stats.documents < MIN_TRAINING_DOCUMENTS:
         problems.append(f"{stats.documents} documents; at least {MIN_TRAINING_DOCUMENTS} are needed")
+    if stats.documents > MAX_TRAINING_DOCUMENTS:
+        problems.append(f"{stats.documents:,} documents; Comprehend trains on at most {MAX_TRAINING_DOCUMENTS:,}")
     if stats.corpus_bytes < MIN_CORPUS_BYTES:
         problems.append(f"the documents total {stats.corpus_bytes:,} bytes; Comprehend needs at least "
                         f"{MIN_CORPUS_BYTES:,}")
+    if stats.corpus_bytes > MAX_CORPUS_BYTES:
+        problems.append(f"the documents total {stats.corpus_bytes:,} bytes; Comprehend takes at most "
+                        f"{MAX_CORPUS_BYTES:,}")
     for name in types:
         count = stats.annotations.get(name, 0)
         if count < MIN_ANNOTATIONS_PER_TYPE:

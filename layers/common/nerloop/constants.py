@@ -30,11 +30,18 @@ DOCUMENTS_FILE = "documents.txt"
 ANNOTATIONS_FILE = "annotations.csv"
 INPUT_MANIFEST_FILE = "input.manifest"
 
-# Comprehend custom entity recognizer limits (AWS-FACTS "Comprehend training limits").
+# Comprehend custom entity recognizer limits for plain-text annotations ("Guidelines and quotas",
+# Entity recognition / Quotas for custom models, "Plain text entity recognition - training":
+# https://docs.aws.amazon.com/comprehend/latest/dg/guidelines-and-limits.html): documents 1-5,000 bytes,
+# 3-120,000 documents, a corpus of 5 KB - 100 MB, at least 25 annotations per entity type.
 MAX_DOCUMENT_BYTES = 5000
 MIN_ANNOTATIONS_PER_TYPE = 25
 MIN_TRAINING_DOCUMENTS = 3
-MIN_CORPUS_BYTES = 5 * 1024  # the documents file: 5 KB to 200 MB
+MAX_TRAINING_DOCUMENTS = 120_000
+MIN_CORPUS_BYTES = 5 * 1024
+# The page does not say whether an MB is 10^6 or 2^20 bytes: the stricter reading, so a snapshot
+# that passes here passes either way.
+MAX_CORPUS_BYTES = 100 * 1000 * 1000
 MAX_ENTITY_TYPES = 25
 MAX_TYPE_NAME_LENGTH = 64
 # Comprehend runs at most 10 concurrent active async jobs per job type and account ("Guidelines and

@@ -190,6 +190,9 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: Retrain
         if not written:
             state.release_training_lock(holder)
         raise
+    if snapshot.stats.left_out:  # the gold set outgrew Comprehend's maxima (nerloop.snapshots' policy)
+        logger.warning("training snapshot left out the oldest gold documents", version=version,
+                       left_out=snapshot.stats.left_out, documents=snapshot.stats.documents)
     logger.info("training snapshot written", version=version, documents=snapshot.stats.documents,
                 reviews=reviews, reason=reading.reason)
     return snapshot

@@ -49,10 +49,13 @@ from typing import Any, ClassVar
 
 from nerloop.constants import (
     MAX_CONCURRENT_DETECTION_JOBS,
+    MAX_CORPUS_BYTES,
     MAX_DOCUMENT_BYTES,
     MAX_ENTITY_TYPES,
+    MAX_TRAINING_DOCUMENTS,
     MAX_TYPE_NAME_LENGTH,
     MIN_ANNOTATIONS_PER_TYPE,
+    MIN_CORPUS_BYTES,
     MIN_TRAINING_DOCUMENTS,
 )
 from nerloop.documents import Span
@@ -72,7 +75,6 @@ SERVICE = "comprehend"
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_NAME_LENGTH = 63
 ANNOTATION_COLUMNS = ["File", "Line", "Begin Offset", "End Offset", "Type"]
-MIN_CORPUS_BYTES = 5 * 1024  # AWS-FACTS: corpus 5 KB to 200 MB
 MAX_DETECTION_DOCUMENT_BYTES = 1024 * 1024  # AWS-FACTS: each document at most 1 MB in a detection job
 OUTPUT_MEMBER = "output"
 
@@ -599,9 +601,12 @@ def _check_overlaps(file_name: str, line: int, spans: list[Span]) -> None:
 
 
 def check_minimums(documents: list[Document], types: list[str]) -> None:
-    """Comprehend's training minimums (AWS-FACTS); the first broken rule raises TrainingDataError."""
+    """Comprehend's training minimums and maxima (nerloop.constants, from the quotas page); the first
+    broken rule raises TrainingDataError, so the version ends IN_ERROR as Comprehend's would."""
     if len(documents) < MIN_TRAINING_DOCUMENTS:
         raise TrainingDataError(f"{len(documents)} training documents; at least {MIN_TRAINING_DOCUMENTS} are required")
+    if len(documents) > MAX_TRAINING_DOCUMENTS:
+        raise TrainingDataError(f"{len(documents)} training documents; at most {MAX_TRAINING_DOCUMENTS} are allowed")
     sizes = [len(text.encode("utf-8")) for text, _ in documents]
     oversized = [index for index, size in enumerate(sizes) if size > MAX_DOCUMENT_BYTES]
     if oversized:
@@ -610,6 +615,9 @@ def check_minimums(documents: list[Document], types: list[str]) -> None:
     if sum(sizes) < MIN_CORPUS_BYTES:
         raise TrainingDataError(f"the training documents total {sum(sizes)} bytes; at least {MIN_CORPUS_BYTES} "
                                 "are required")
+    if sum(sizes) > MAX_CORPUS_BYTES:
+        raise TrainingDataError(f"the training documents total {sum(sizes)} bytes; at most {MAX_CORPUS_BYTES} "
+                                "are allowed")
     counts = Counter(span.type for _, spans in documents for span in spans)
     short = [f"{name} has {counts.get(name, 0)}" for name in types if counts.get(name, 0) < MIN_ANNOTATIONS_PER_TYPE]
     if short:
