@@ -211,11 +211,53 @@ def test_passrole_goes_only_where_a_role_is_handed_to_a_service():
     }
 
 
-def test_service_roles_trust_only_this_account():
-    for logical_id, role in of_type("AWS::IAM::Role").items():
-        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
-            condition = statement.get("Condition", {}).get("StringEquals", {})
-            assert condition.get("aws:SourceAccount") == {"Ref": "AWS::AccountId"}, logical_id
+def trust_statements(logical_id: str) -> list[dict[str, Any]]:
+    return as_list(RESOURCES[logical_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+
+
+def test_the_comprehend_role_trusts_only_this_account():
+    # Comprehend documents the aws:SourceAccount it sends when it assumes a data access role.
+    (statement,) = trust_statements("ComprehendDataAccessRole")
+    assert statement["Principal"] == {"Service": "comprehend.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+@pytest.mark.parametrize("role", ["LabelingRole", "ReviewExecutionRole"])
+def test_roles_ground_truth_and_a2i_assume_ask_for_no_key_sagemaker_does_not_send(role):
+    # Neither Ground Truth nor A2I is on SageMaker's list of features that send aws:SourceAccount or
+    # aws:SourceArn; a condition on them would refuse every labeling job and every human loop.
+    (statement,) = trust_statements(role)
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert "Condition" not in statement, role
+
+
+def test_every_service_role_is_covered_by_a_trust_test():
+    assert set(of_type("AWS::IAM::Role")) == {"ComprehendDataAccessRole", "LabelingRole", "ReviewExecutionRole"}
+
+
+def role_grants(logical_id: str) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
+    """{action: [(resource, condition)]} of an IAM role's inline policies."""
+    grants: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    for statement in statements(RESOURCES[logical_id]["Properties"]["Policies"]):
+        for action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                grants.setdefault(action, []).append((resource, statement.get("Condition", {})))
+    return grants
+
+
+def test_the_labeling_role_has_what_ground_truth_built_in_task_types_need():
+    # SageMaker's execution role requirements for built-in task types: ListBucket and GetBucketLocation
+    # on the bucket, GetObject, PutObject and AbortMultipartUpload on the objects it reads and writes.
+    grants = role_grants("LabelingRole")
+    bucket = {"Fn::GetAtt": ["DataBucket", "Arn"]}
+    for action in ("s3:ListBucket", "s3:GetBucketLocation"):
+        assert (bucket, {}) in grants.get(action, []), f"{action} on the whole bucket, unconditioned"
+    output = f"${{DataBucket.Arn}}/{constants.LABELING_PREFIX}*"
+    for action in ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"):
+        assert output in {sub_text(resource) for resource, _ in grants.get(action, [])}, action
+    assert f"${{DataBucket.Arn}}/{constants.BATCHES_PREFIX}*" in {
+        sub_text(resource) for resource, _ in grants["s3:GetObject"]}
 
 
 # --- what the code calls is exactly what it may do ---------------------------------------------------------
