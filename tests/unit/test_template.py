@@ -395,6 +395,34 @@ def test_each_function_reads_and_writes_only_its_own_prefixes():
         assert grants["s3:PutObject"] == {f"{prefix}*" for prefix in writes}, function
 
 
+# What the functions are told the prefix is; the grants and the convert rule must use the same.
+LABELING_JOB_PREFIX = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["LABELING_JOB_PREFIX"]
+
+
+def test_the_labeling_job_prefix_is_the_stack_s_own_unless_one_is_given():
+    # Two stacks in one account: with the default, each takes only its own labeling jobs.
+    assert STACK.parameters["LabelingJobPrefix"] == ""
+    other = Stack.load()
+    other.names["AWS::StackId"] = (
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/other/0d4c2e9a-1111-2222-3333-444455556666")
+    assert STACK.labeling_job_prefix() != other.labeling_job_prefix() == "nerloop-0d4c2e9a"
+    assert Stack.load({"LabelingJobPrefix": "team-a"}).labeling_job_prefix() == "team-a"
+
+
+def test_the_labeling_job_prefix_is_lower_case_as_sagemaker_arns_may_hold_names():
+    pattern = re.compile(TEMPLATE["Parameters"]["LabelingJobPrefix"]["AllowedPattern"])
+    assert pattern.match("") and pattern.match("team-a2")
+    assert not pattern.match("Team-A") and not pattern.match("team_a")
+    assert re.fullmatch(r"[a-z0-9-]+", STACK.labeling_job_prefix())
+
+
+def test_the_convert_rule_takes_the_jobs_of_the_same_prefix():
+    pattern = RULES["ConvertFunction"]["LabelingJobCompleted"]["Properties"]["Pattern"]
+    (prefix,) = pattern["resources"]
+    assert prefix["prefix"]["Fn::Sub"][0].endswith("labeling-job/${Prefix}")
+    assert prefix["prefix"]["Fn::Sub"][1] == {"Prefix": LABELING_JOB_PREFIX}
+
+
 def test_comprehend_and_sagemaker_grants_name_this_stack_s_resources():
     for function in STACK.functions():
         for statement in function_statements(function):
@@ -403,7 +431,8 @@ def test_comprehend_and_sagemaker_grants_name_this_stack_s_resources():
                 if ":comprehend:" in text and "entity-recognizer" in text:
                     assert "entity-recognizer/${RecognizerName}" in text, (function, text)
                 if ":labeling-job/" in text:
-                    assert text.endswith("labeling-job/${LabelingJobPrefix}*"), (function, text)
+                    assert text.endswith("labeling-job/${Prefix}*"), (function, text)
+                    assert resource["Fn::Sub"][1] == {"Prefix": LABELING_JOB_PREFIX}, function
                 if ":flow-definition/" in text:
                     assert text.endswith("flow-definition/${AWS::StackName}-review-*"), (function, text)
 
