@@ -49,9 +49,11 @@ class Stack:
         for condition, expression in (self.template.get("Conditions") or {}).items():
             names[f"Condition:{condition}"] = _evaluate_condition(expression, names)
         resources = self.template["Resources"]
-        # Physical names: resources that name themselves keep their name; others get a stand-in.
-        for logical_id in resources:
-            names[logical_id] = f"{STACK_NAME}-{logical_id}"
+        # Physical names: resources that name themselves keep their name; others get a stand-in for the
+        # one CloudFormation generates (<stack>-<logical id>; in lower case for buckets, as S3 requires).
+        for logical_id, resource in resources.items():
+            generated = f"{STACK_NAME}-{logical_id}"
+            names[logical_id] = generated.lower() if resource["Type"] == "AWS::S3::Bucket" else generated
         for logical_id, resource in resources.items():
             props = resource.get("Properties", {})
             for name_prop in ("BucketName", "TableName", "QueueName", "Name", "FunctionName", "RoleName"):

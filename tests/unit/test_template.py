@@ -468,6 +468,19 @@ def test_data_outlives_the_stack():
         assert RESOURCES[logical_id]["UpdateReplacePolicy"] == "Retain"
 
 
+NAME_PROPERTIES = {"AWS::S3::Bucket": "BucketName", "AWS::DynamoDB::Table": "TableName", "AWS::SQS::Queue": "QueueName",
+                   "AWS::IAM::Role": "RoleName", "AWS::Serverless::Function": "FunctionName"}
+
+
+def test_what_the_stack_keeps_does_not_block_a_stack_of_the_same_name():
+    # A retained resource outlives the stack with its name: were the name fixed, creating the stack again
+    # would fail on it. CloudFormation generates a new name when none is given.
+    retained = {logical_id: r for logical_id, r in RESOURCES.items() if r.get("DeletionPolicy") == "Retain"}
+    assert set(retained) == {"DataBucket", "StateTable"}
+    for logical_id, resource in retained.items():
+        assert NAME_PROPERTIES[resource["Type"]] not in resource["Properties"], logical_id
+
+
 def test_the_state_table_is_encrypted_and_recoverable():
     props = RESOURCES["StateTable"]["Properties"]
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
