@@ -470,6 +470,39 @@ def test_stopped_detection_job_goes_stop_requested_then_stopped(fakes: Fakes) ->
     assert (reply["JobStatus"], describe_job(job["JobId"])["JobStatus"]) == ("STOP_REQUESTED", "STOPPED")
 
 
+def test_recognizer_a_detection_job_uses_cannot_be_deleted(fakes: Fakes) -> None:
+    # DeleteEntityRecognizer: "If an active inference job is using the model, a ResourceInUseException
+    # will be returned."
+    arn = trained_recognizer(fakes)
+    start_job(arn, ["Amazon S3"])
+    with pytest.raises(ClientError) as refused:
+        aws("comprehend").delete_entity_recognizer(EntityRecognizerArn=arn)
+    assert error_code(refused) == "ResourceInUseException"
+
+
+def test_stack_delete_stops_the_detection_job_using_a_version_and_deletes_it(fakes: Fakes) -> None:
+    # Given a trained version and a detection job that uses it, and time for one wait only
+    from nerloop.aws import Aws
+    from nerloop.custom_resources import POLL_SECONDS, Deadline, delete_recognizer_versions
+
+    arn = trained_recognizer(fakes)
+    job = start_job(arn, ["Amazon S3"])
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # time passes, and Comprehend moves on
+        now[0] += seconds
+        fakes.tick()
+
+    deadline = Deadline(until=POLL_SECONDS * 1.5, sleep=sleep, clock=lambda: now[0])
+
+    # When the stack's cleanup deletes the recognizer's versions
+    deleted = delete_recognizer_versions("nerloop", Aws("", overrides={"comprehend": aws("comprehend")}), deadline)
+
+    # Then the job was stopped, and the version deleted after one wait
+    assert describe_job(job["JobId"])["JobStatus"] == "STOPPED"
+    assert deleted == [arn] and describe(arn)["Status"] == "DELETING"
+
+
 # --- A2I -----------------------------------------------------------------------------------------------------------
 
 

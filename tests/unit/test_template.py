@@ -30,7 +30,8 @@ RULES = rules(TEMPLATE)
 
 # Actions with no resource-level permission: "*" is the only resource they take (the Service
 # Authorization Reference lists no resource type for them).
-STAR_ACTIONS = {"comprehend:ListEntityRecognizers", "sagemaker:ListHumanLoops", "cloudwatch:PutMetricData"}
+STAR_ACTIONS = {"comprehend:ListEntityRecognizers", "comprehend:ListEntitiesDetectionJobs", "sagemaker:ListHumanLoops",
+                "cloudwatch:PutMetricData"}
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
