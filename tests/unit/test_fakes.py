@@ -651,6 +651,65 @@ def test_deleted_flow_definition_is_not_found(fakes: Fakes) -> None:
     assert error_code(exc_info) == "ResourceNotFound"
 
 
+def test_flow_definition_with_a_role_not_yet_propagated_is_refused_until_it_is(fakes: Fakes) -> None:
+    fakes.flow_definitions.add_new_role(ROLE, refusals=1)
+    with pytest.raises(ClientError) as refused:
+        create_flow()
+    assert error_code(refused) == "ValidationException"
+    assert create_flow().endswith(f"flow-definition/{FLOW_NAME}")
+
+
+def flow_definition_properties() -> Any:
+    from nerloop.custom_resources import FlowDefinitionProperties
+
+    return FlowDefinitionProperties.model_validate({
+        "FlowDefinitionName": "nerloop-review", "RoleArn": ROLE, "OutputPath": f"s3://{BUCKET}/reviews/",
+        "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t",
+        "HumanTaskUiArn": "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/ui",
+        "TaskTitle": "t", "TaskDescription": "d", "TaskCount": "1"})
+
+
+def stack_deadline(fakes: Fakes, naps: list[float], seconds: float = 900.0) -> Any:
+    """A custom resource's Deadline on a clock that moves only when it sleeps (and the stand-ins with it)."""
+    from nerloop.custom_resources import Deadline
+
+    def sleep(delay: float) -> None:
+        naps.append(delay)
+        fakes.tick()
+
+    return Deadline(until=seconds, sleep=sleep, clock=lambda: sum(naps))
+
+
+def test_stack_create_waits_for_the_new_review_role_to_propagate(fakes: Fakes) -> None:
+    # Given the review role CloudFormation created moments before: SageMaker refuses it twice
+    from nerloop.aws import Aws
+    from nerloop.custom_resources import RETRY_FIRST_SECONDS, create_flow_definition
+
+    fakes.flow_definitions.add_new_role(ROLE, refusals=2)
+    naps: list[float] = []
+
+    # When the custom resource creates the flow definition
+    outcome = create_flow_definition(flow_definition_properties(), Aws("", overrides={"sagemaker": aws("sagemaker")}),
+                                     stack_deadline(fakes, naps))
+
+    # Then it retried with back-off and the flow definition exists
+    assert naps == [RETRY_FIRST_SECONDS, 2 * RETRY_FIRST_SECONDS]
+    assert outcome.data["Arn"].endswith(f"flow-definition/{outcome.physical_id}")
+
+
+def test_a_role_that_never_becomes_usable_fails_the_create_with_sagemaker_s_error(fakes: Fakes) -> None:
+    from nerloop.aws import Aws
+    from nerloop.custom_resources import ROLE_PROPAGATION_SECONDS, create_flow_definition
+
+    fakes.flow_definitions.add_new_role(ROLE, refusals=1000)
+    naps: list[float] = []
+    with pytest.raises(ClientError) as refused:
+        create_flow_definition(flow_definition_properties(), Aws("", overrides={"sagemaker": aws("sagemaker")}),
+                               stack_deadline(fakes, naps))
+    assert error_code(refused) == "ValidationException"
+    assert len(naps) > 3 and sum(naps) <= ROLE_PROPAGATION_SECONDS
+
+
 def test_flow_definitions_are_listed(fakes: Fakes) -> None:
     arn = create_flow()
     summaries = aws("sagemaker").list_flow_definitions()["FlowDefinitionSummaries"]

@@ -169,6 +169,41 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+# IAM is eventually consistent: a role created seconds before may not yet be usable by the service it
+# is passed to, and AWS advises waiting for the change to propagate:
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+# SageMaker does not name the error it then answers; it reports input it finds invalid as a validation
+# error, so that is retried for a bounded time, with the transient common errors (throttling, 503, 500):
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html
+TRANSIENT_CREATE_ERRORS = frozenset({
+    "ValidationException", "ValidationError", "ThrottlingException", "ServiceUnavailable", "InternalFailure"})
+RETRY_FIRST_SECONDS = 2.0
+RETRY_MAX_SECONDS = 30.0
+# How long a refusal is retried before the stack fails with it (a genuinely invalid request fails this late).
+ROLE_PROPAGATION_SECONDS = 180.0
+
+
+def retry_while_roles_propagate(call: Callable[[], Any], deadline: Deadline) -> Any:
+    """`call()`, retried with exponential back-off while it fails with a transient error.
+
+    Gives up, raising the last error, after ROLE_PROPAGATION_SECONDS of waiting or at the deadline.
+    """
+    delay, waited = RETRY_FIRST_SECONDS, 0.0
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            code = _error_code(exc)
+            if (code not in TRANSIENT_CREATE_ERRORS or waited + delay > ROLE_PROPAGATION_SECONDS
+                    or deadline.clock() + delay > deadline.until):
+                raise
+            logger.warning("request refused, retrying (new roles may not have propagated yet)", error=code,
+                           retry_in_seconds=delay)
+        deadline.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
 # --- the flow definition ------------------------------------------------------------------------------
 
 
@@ -182,7 +217,7 @@ def create_flow_definition(props: FlowDefinitionProperties, aws: Aws, deadline: 
         logger.info("no workteam: no flow definition is created", flow_definition=name)
         return Outcome(name, dict.fromkeys(FLOW_DEFINITION_ATTRIBUTES, ""))
     try:
-        aws.sagemaker.create_flow_definition(
+        retry_while_roles_propagate(lambda: aws.sagemaker.create_flow_definition(
             FlowDefinitionName=name,
             HumanLoopConfig={
                 "WorkteamArn": props.workteam_arn,
@@ -193,7 +228,7 @@ def create_flow_definition(props: FlowDefinitionProperties, aws: Aws, deadline: 
             },
             OutputConfig={"S3OutputPath": props.output_path},
             RoleArn=props.role_arn,
-        )
+        ), deadline)
         logger.info("flow definition created", flow_definition=name)
     except ClientError as exc:
         if _error_code(exc) != "ResourceInUse":
