@@ -265,7 +265,8 @@ def run_loop(check: str, scenario: Scenario, folder: Path, *, duplicate_events: 
                            restore=False)
     with runtime, contextlib.redirect_stdout(io.StringIO()):
         runtime.put_text("raw/offerings.txt", scenario.raw_text())
-        runtime.label_with_manifest(scenario.seed_manifest(), job_name="nerloop-chaos-seed")
+        runtime.label_with_manifest(scenario.seed_manifest(),
+                                    job_name=f"{runtime.stack.labeling_job_prefix()}-chaos-seed")
         result = runtime.run_until_idle(max_cycles=scenario.max_cycles)
         if between is not None:
             between(runtime, figures)

@@ -153,7 +153,7 @@ def run_demo(
                  f"{len(split.pool)} pool lines; review budget {per_round} per round")
         runtime.put_text("raw/pool.txt", pool_text)
         runtime.label_with_manifest(manifest_lines(split.seed, SEED_ATTRIBUTE, types).encode("utf-8"),
-                                    job_name=f"nerloop-seed-{seed}")
+                                    job_name=f"{runtime.stack.labeling_job_prefix()}-seed-{seed}")
         runtime.on_delivery(lambda d: progress(d.line()) if d.function in ("TrainFunction", "DetectFunction")
                             else None)
         result = runtime.run_until_idle(max_cycles=400)

@@ -628,7 +628,7 @@ class LocalRuntime:
         API and completed at once, which publishes the job's Completed event. Returns the job ARN."""
         body = (manifest.read_bytes() if isinstance(manifest, Path)
                 else manifest.encode("utf-8") if isinstance(manifest, str) else bytes(manifest))
-        prefix = self.stack.parameters["LabelingJobPrefix"]
+        prefix = self.stack.labeling_job_prefix()
         name = job_name or f"{prefix}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
         sources = [json.dumps({"source": json.loads(line)["source"]}, ensure_ascii=False)
                    for line in body.decode("utf-8").splitlines() if line.strip()]

@@ -362,7 +362,7 @@ class Service:
             self.say(f"the gold set is not empty: {manifest} is not used again")
             return
         body = manifest.read_bytes()
-        prefix = runtime.stack.parameters["LabelingJobPrefix"]
+        prefix = runtime.stack.labeling_job_prefix()
         job_name = f"{prefix}-seed-{md5_hex(body)[:12]}"
         if job_name in runtime.groundtruth.jobs:
             self.say(f"{manifest} was labeled before (job {job_name}) and gave no gold documents: "

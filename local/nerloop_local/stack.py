@@ -17,6 +17,8 @@ from nerloop_local.template import REPO, TEMPLATE_PATH, load_template, parameter
 STACK_NAME = "nerloop"
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
+# CloudFormation's id of the emulated stack (the UUID is a fixed stand-in, so names made from it are stable).
+STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/5b1f0e70-ad1c-11ef-9c8b-0affd3c2a1b1"
 EVENTS_DIR = REPO / "events"
 
 
@@ -38,7 +40,7 @@ class Stack:
 
     def _names(self) -> dict[str, Any]:
         names: dict[str, Any] = {
-            "AWS::StackName": STACK_NAME, "AWS::AccountId": ACCOUNT, "AWS::Region": REGION,
+            "AWS::StackName": STACK_NAME, "AWS::StackId": STACK_ID, "AWS::AccountId": ACCOUNT, "AWS::Region": REGION,
             "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None,
         }
         for name, value in self.parameters.items():
@@ -47,9 +49,11 @@ class Stack:
         for condition, expression in (self.template.get("Conditions") or {}).items():
             names[f"Condition:{condition}"] = _evaluate_condition(expression, names)
         resources = self.template["Resources"]
-        # Physical names: resources that name themselves keep their name; others get a stand-in.
-        for logical_id in resources:
-            names[logical_id] = f"{STACK_NAME}-{logical_id}"
+        # Physical names: resources that name themselves keep their name; others get a stand-in for the
+        # one CloudFormation generates (<stack>-<logical id>; in lower case for buckets, as S3 requires).
+        for logical_id, resource in resources.items():
+            generated = f"{STACK_NAME}-{logical_id}"
+            names[logical_id] = generated.lower() if resource["Type"] == "AWS::S3::Bucket" else generated
         for logical_id, resource in resources.items():
             props = resource.get("Properties", {})
             for name_prop in ("BucketName", "TableName", "QueueName", "Name", "FunctionName", "RoleName"):
@@ -112,6 +116,11 @@ class Stack:
         own_env = self.functions()[logical_id].get("Properties", {}).get("Environment") or {}
         variables = {**global_env.get("Variables", {}), **own_env.get("Variables", {})}
         return {name: str(self.resolve(value)) for name, value in variables.items()}
+
+    def labeling_job_prefix(self) -> str:
+        """The prefix of the Ground Truth jobs this stack takes (the parameter, or the stack's own default)."""
+        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        return str(self.resolve(variables["LABELING_JOB_PREFIX"]))
 
     def load_handler(self, logical_id: str) -> Any:
         """Import a function's handler from its CodeUri folder, as Lambda would."""

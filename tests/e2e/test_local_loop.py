@@ -42,7 +42,7 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict
     with LocalRuntime(workspace, parameters, reviewer=reviewer,
                       environment={"POWERTOOLS_METRICS_DISABLED": "true"}) as runtime:
         runtime.put_text("raw/offerings.txt", "\n".join(raw_lines) + "\n")
-        runtime.label_with_manifest(seed_manifest, job_name="nerloop-e2e-seed")
+        runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-e2e-seed")
         result = runtime.run_until_idle(max_cycles=200)
         state = runtime.state
         keys = runtime.list_keys("")

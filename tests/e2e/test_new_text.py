@@ -20,7 +20,7 @@ def test_a_new_batch_is_detected_by_the_active_version(tmp_path: Path, sample_di
                       environment={"POWERTOOLS_METRICS_DISABLED": "true"}) as runtime:
         # Given v1 trained, active, and done with the first text
         runtime.put_text("raw/first.txt", "\n".join(raw[:10]) + "\n")
-        runtime.label_with_manifest(seed_manifest, job_name="nerloop-new-text-seed")
+        runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-new-text-seed")
         assert runtime.run_until_idle(max_cycles=100).idle
         assert runtime.state.get_active()[0] == "v1"
         jobs_before = {job.job_id for job in runtime.state.list_jobs()}

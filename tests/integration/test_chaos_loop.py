@@ -103,7 +103,8 @@ def test_a_permanent_failure_keeps_the_original_event_in_the_dead_letter_queue(s
     with LocalRuntime(folder / "dlq", scenario.parameters(), reviewer=scenario.reviewer(), environment=chaos.QUIET,
                       faults=injector, autosave=False, restore=False) as runtime:
         runtime.put_text("raw/offerings.txt", scenario.raw_text())
-        runtime.label_with_manifest(scenario.seed_manifest(), job_name="nerloop-chaos-seed")
+        runtime.label_with_manifest(scenario.seed_manifest(),
+                                    job_name=f"{runtime.stack.labeling_job_prefix()}-chaos-seed")
         runtime.run_until_idle(max_cycles=scenario.max_cycles)
         dead = runtime.dead_letters("MergeFunction")
         delivered = [d for d in runtime.deliveries if d.function == "MergeFunction" and d.outcome == "dead-letter"]

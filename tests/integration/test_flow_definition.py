@@ -365,11 +365,52 @@ def test_delete_of_a_recognizer_already_gone_succeeds(clients, sent, naps, lambd
     assert body["Status"] == SUCCESS and naps == []
 
 
+def detection_jobs(*jobs: tuple[str, str, str]) -> dict[str, Any]:
+    """ListEntitiesDetectionJobs' answer: (job id, status, recognizer ARN) each."""
+    return {"EntitiesDetectionJobPropertiesList": [
+        {"JobId": job_id, "JobStatus": status, "EntityRecognizerArn": recognizer}
+        for job_id, status, recognizer in jobs]}
+
+
+def test_delete_stops_the_detection_jobs_that_use_a_version_then_deletes_it(clients, sent, naps, lambda_context):
+    # Given v3, which a running detection job uses (Comprehend refuses to delete it), and another
+    # stack's job that must be left alone
+    props = properties(WITH_WORKTEAM, "RecognizerCleanup")
+    stub = clients.comprehend_stub
+    v3 = f"{RECOGNIZER}/version/v3"
+    stub.add_response("list_entity_recognizers", recognizer_versions(("v3", "TRAINED")), LIST_FILTER)
+    stub.add_client_error("delete_entity_recognizer", "ResourceInUseException", "in use",
+                          expected_params={"EntityRecognizerArn": v3})
+    stub.add_response("list_entities_detection_jobs", detection_jobs(("queued", "SUBMITTED", v3)),
+                      {"Filter": {"JobStatus": "SUBMITTED"}})
+    stub.add_response("stop_entities_detection_job", {"JobId": "queued", "JobStatus": "STOPPED"},
+                      {"JobId": "queued"})
+    other = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/someone-else/version/v1"
+    stub.add_response("list_entities_detection_jobs", detection_jobs(
+        ("running", "IN_PROGRESS", v3), ("theirs", "IN_PROGRESS", other)), {"Filter": {"JobStatus": "IN_PROGRESS"}})
+    stub.add_response("stop_entities_detection_job", {"JobId": "running", "JobStatus": "STOP_REQUESTED"},
+                      {"JobId": "running"})
+    # then the jobs have stopped
+    stub.add_response("list_entity_recognizers", recognizer_versions(("v3", "TRAINED")), LIST_FILTER)
+    stub.add_response("delete_entity_recognizer", {}, {"EntityRecognizerArn": v3})
+
+    # When the stack is deleted
+    body = handle(request("RecognizerCleanup", props, "Delete", physical_id=props["RecognizerName"]),
+                  clients, sent, naps, lambda_context)
+
+    # Then the stack's jobs were stopped, v3 deleted after one wait, and the delete succeeds
+    assert body["Status"] == SUCCESS
+    assert len(naps) == 1
+
+
 def test_a_version_still_in_use_when_time_runs_out_fails_the_delete_naming_it(clients, sent, naps, lambda_context):
     # Given a version a detection job still uses, and less time left than one poll
     props = properties(WITH_WORKTEAM, "RecognizerCleanup")
     clients.comprehend_stub.add_response("list_entity_recognizers", recognizer_versions(("v3", "TRAINED")))
     clients.comprehend_stub.add_client_error("delete_entity_recognizer", "ResourceInUseException", "in use")
+    for status in ("SUBMITTED", "IN_PROGRESS"):  # the job that used it ended meanwhile
+        clients.comprehend_stub.add_response("list_entities_detection_jobs", detection_jobs(),
+                                             {"Filter": {"JobStatus": status}})
     lambda_context.get_remaining_time_in_millis = lambda: 25_000
 
     body = handle(request("RecognizerCleanup", props, "Delete", physical_id=props["RecognizerName"]),

@@ -235,7 +235,7 @@ def test_with_a_workteam_and_no_gold_set_a_labeling_job_starts(
 ):
     created = upload(emulated, event, b"Amazon S3 adds a storage class.\nAmazon EC2 adds an instance.\n")
     batch = batch_name(RAW_KEY, created["detail"]["object"]["etag"])
-    job = labeling_job_name("nerloop", batch)
+    job = labeling_job_name(emulated.stack.labeling_job_prefix(), batch)
     bucket = emulated.bucket
     sagemaker_stub.add_response(
         "create_labeling_job",
@@ -330,7 +330,8 @@ def described_job(job: str, status: str) -> dict[str, Any]:
 def start_first_batch(emulated: Any, event: Any, lambda_context: Any, sagemaker_stub: Any) -> str:
     """The first batch starts the seed labeling job; returns that job's name."""
     created = upload(emulated, event, b"Amazon S3 adds a storage class.\n")
-    job = labeling_job_name("nerloop", batch_name(RAW_KEY, created["detail"]["object"]["etag"]))
+    job = labeling_job_name(emulated.stack.labeling_job_prefix(),
+                            batch_name(RAW_KEY, created["detail"]["object"]["etag"]))
     sagemaker_stub.add_response("create_labeling_job", {
         "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"})
     assert handler_with_workteam(emulated)(created, lambda_context)["labeling_job"]
@@ -356,7 +357,8 @@ def test_after_a_failed_seed_job_the_next_batch_is_labelled(emulated, event, lam
     sagemaker_stub.add_response("describe_labeling_job", described_job(first_job, "Failed"),
                                 expected_params={"LabelingJobName": first_job})
     created = upload(emulated, event, b"Amazon EC2 adds an instance type.\n", key="raw/later.txt")
-    job = labeling_job_name("nerloop", batch_name("raw/later.txt", created["detail"]["object"]["etag"]))
+    job = labeling_job_name(emulated.stack.labeling_job_prefix(),
+                            batch_name("raw/later.txt", created["detail"]["object"]["etag"]))
     sagemaker_stub.add_response("create_labeling_job", {
         "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{job}"})
 

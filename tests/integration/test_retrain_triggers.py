@@ -66,7 +66,7 @@ def start_loop(tmp_path: Path, sample_dir: Path) -> Iterator[Any]:
             duplicate_events=duplicate_events)
         runtimes.append(runtime.start())
         runtime.put_text("raw/offerings.txt", raw)
-        runtime.label_with_manifest(seed_manifest, job_name="nerloop-triggers-seed")
+        runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-triggers-seed")
         settle(runtime)
         return runtime
 

@@ -306,7 +306,7 @@ def test_labeling_job_event_reaches_the_convert_function(runtime: LocalRuntime) 
     recorders = record_all(runtime)
     manifest = json.dumps({"source": "Amazon S3", "gt-job": {"annotations": {"entities": []}},
                            "gt-job-metadata": {"type": "groundtruth/text-span"}}) + "\n"
-    arn = runtime.label_with_manifest(manifest, job_name="nerloop-sample")
+    arn = runtime.label_with_manifest(manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-sample")
     runtime.cycle()
     (event,) = recorders["ConvertFunction"].events
     assert (event["resources"], event["detail"]) == ([arn], {"LabelingJobStatus": "Completed"})

@@ -27,7 +27,7 @@ from nerloop.review_answers import input_text, parse_answer, parse_output, revie
 
 TYPES = ("SERVICE", "VERSION")
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
-FILE = "s3://nerloop-data-123456789012-us-east-1/reviews/loop/output.json"
+FILE = "s3://nerloop-databucket/reviews/loop/output.json"
 NAME_RULE = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 DOC = document_hash("Amazon S3 now supports things.")
 FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"

@@ -508,6 +508,39 @@ def test_stopped_detection_job_goes_stop_requested_then_stopped(fakes: Fakes) ->
     assert (reply["JobStatus"], describe_job(job["JobId"])["JobStatus"]) == ("STOP_REQUESTED", "STOPPED")
 
 
+def test_recognizer_a_detection_job_uses_cannot_be_deleted(fakes: Fakes) -> None:
+    # DeleteEntityRecognizer: "If an active inference job is using the model, a ResourceInUseException
+    # will be returned."
+    arn = trained_recognizer(fakes)
+    start_job(arn, ["Amazon S3"])
+    with pytest.raises(ClientError) as refused:
+        aws("comprehend").delete_entity_recognizer(EntityRecognizerArn=arn)
+    assert error_code(refused) == "ResourceInUseException"
+
+
+def test_stack_delete_stops_the_detection_job_using_a_version_and_deletes_it(fakes: Fakes) -> None:
+    # Given a trained version and a detection job that uses it, and time for one wait only
+    from nerloop.aws import Aws
+    from nerloop.custom_resources import POLL_SECONDS, Deadline, delete_recognizer_versions
+
+    arn = trained_recognizer(fakes)
+    job = start_job(arn, ["Amazon S3"])
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # time passes, and Comprehend moves on
+        now[0] += seconds
+        fakes.tick()
+
+    deadline = Deadline(until=POLL_SECONDS * 1.5, sleep=sleep, clock=lambda: now[0])
+
+    # When the stack's cleanup deletes the recognizer's versions
+    deleted = delete_recognizer_versions("nerloop", Aws("", overrides={"comprehend": aws("comprehend")}), deadline)
+
+    # Then the job was stopped, and the version deleted after one wait
+    assert describe_job(job["JobId"])["JobStatus"] == "STOPPED"
+    assert deleted == [arn] and describe(arn)["Status"] == "DELETING"
+
+
 # --- A2I -----------------------------------------------------------------------------------------------------------
 
 
@@ -654,6 +687,65 @@ def test_deleted_flow_definition_is_not_found(fakes: Fakes) -> None:
     with pytest.raises(ClientError) as exc_info:
         client.describe_flow_definition(FlowDefinitionName=FLOW_NAME)
     assert error_code(exc_info) == "ResourceNotFound"
+
+
+def test_flow_definition_with_a_role_not_yet_propagated_is_refused_until_it_is(fakes: Fakes) -> None:
+    fakes.flow_definitions.add_new_role(ROLE, refusals=1)
+    with pytest.raises(ClientError) as refused:
+        create_flow()
+    assert error_code(refused) == "ValidationException"
+    assert create_flow().endswith(f"flow-definition/{FLOW_NAME}")
+
+
+def flow_definition_properties() -> Any:
+    from nerloop.custom_resources import FlowDefinitionProperties
+
+    return FlowDefinitionProperties.model_validate({
+        "FlowDefinitionName": "nerloop-review", "RoleArn": ROLE, "OutputPath": f"s3://{BUCKET}/reviews/",
+        "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t",
+        "HumanTaskUiArn": "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/ui",
+        "TaskTitle": "t", "TaskDescription": "d", "TaskCount": "1"})
+
+
+def stack_deadline(fakes: Fakes, naps: list[float], seconds: float = 900.0) -> Any:
+    """A custom resource's Deadline on a clock that moves only when it sleeps (and the stand-ins with it)."""
+    from nerloop.custom_resources import Deadline
+
+    def sleep(delay: float) -> None:
+        naps.append(delay)
+        fakes.tick()
+
+    return Deadline(until=seconds, sleep=sleep, clock=lambda: sum(naps))
+
+
+def test_stack_create_waits_for_the_new_review_role_to_propagate(fakes: Fakes) -> None:
+    # Given the review role CloudFormation created moments before: SageMaker refuses it twice
+    from nerloop.aws import Aws
+    from nerloop.custom_resources import RETRY_FIRST_SECONDS, create_flow_definition
+
+    fakes.flow_definitions.add_new_role(ROLE, refusals=2)
+    naps: list[float] = []
+
+    # When the custom resource creates the flow definition
+    outcome = create_flow_definition(flow_definition_properties(), Aws("", overrides={"sagemaker": aws("sagemaker")}),
+                                     stack_deadline(fakes, naps))
+
+    # Then it retried with back-off and the flow definition exists
+    assert naps == [RETRY_FIRST_SECONDS, 2 * RETRY_FIRST_SECONDS]
+    assert outcome.data["Arn"].endswith(f"flow-definition/{outcome.physical_id}")
+
+
+def test_a_role_that_never_becomes_usable_fails_the_create_with_sagemaker_s_error(fakes: Fakes) -> None:
+    from nerloop.aws import Aws
+    from nerloop.custom_resources import ROLE_PROPAGATION_SECONDS, create_flow_definition
+
+    fakes.flow_definitions.add_new_role(ROLE, refusals=1000)
+    naps: list[float] = []
+    with pytest.raises(ClientError) as refused:
+        create_flow_definition(flow_definition_properties(), Aws("", overrides={"sagemaker": aws("sagemaker")}),
+                               stack_deadline(fakes, naps))
+    assert error_code(refused) == "ValidationException"
+    assert len(naps) > 3 and sum(naps) <= ROLE_PROPAGATION_SECONDS
 
 
 def test_flow_definitions_are_listed(fakes: Fakes) -> None:

@@ -186,7 +186,7 @@ def test_convert_takes_only_completed_jobs_of_its_prefix():
     pattern = pattern_of("ConvertFunction", "LabelingJobCompleted")
     event = load(EVENTS_DIR / "convert.json")
     job_arn = event["resources"][0]
-    prefix = STACK.parameters["LabelingJobPrefix"]
+    prefix = STACK.labeling_job_prefix()
     other_job = job_arn.replace(f"labeling-job/{prefix}", "labeling-job/other-team")
     assert matches(pattern, event)
     assert not matches(pattern, {**event, "resources": [other_job]})

@@ -30,7 +30,8 @@ RULES = rules(TEMPLATE)
 
 # Actions with no resource-level permission: "*" is the only resource they take (the Service
 # Authorization Reference lists no resource type for them).
-STAR_ACTIONS = {"comprehend:ListEntityRecognizers", "sagemaker:ListHumanLoops", "cloudwatch:PutMetricData"}
+STAR_ACTIONS = {"comprehend:ListEntityRecognizers", "comprehend:ListEntitiesDetectionJobs", "sagemaker:ListHumanLoops",
+                "cloudwatch:PutMetricData"}
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
@@ -212,11 +213,53 @@ def test_passrole_goes_only_where_a_role_is_handed_to_a_service():
     }
 
 
-def test_service_roles_trust_only_this_account():
-    for logical_id, role in of_type("AWS::IAM::Role").items():
-        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
-            condition = statement.get("Condition", {}).get("StringEquals", {})
-            assert condition.get("aws:SourceAccount") == {"Ref": "AWS::AccountId"}, logical_id
+def trust_statements(logical_id: str) -> list[dict[str, Any]]:
+    return as_list(RESOURCES[logical_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+
+
+def test_the_comprehend_role_trusts_only_this_account():
+    # Comprehend documents the aws:SourceAccount it sends when it assumes a data access role.
+    (statement,) = trust_statements("ComprehendDataAccessRole")
+    assert statement["Principal"] == {"Service": "comprehend.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+@pytest.mark.parametrize("role", ["LabelingRole", "ReviewExecutionRole"])
+def test_roles_ground_truth_and_a2i_assume_ask_for_no_key_sagemaker_does_not_send(role):
+    # Neither Ground Truth nor A2I is on SageMaker's list of features that send aws:SourceAccount or
+    # aws:SourceArn; a condition on them would refuse every labeling job and every human loop.
+    (statement,) = trust_statements(role)
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert "Condition" not in statement, role
+
+
+def test_every_service_role_is_covered_by_a_trust_test():
+    assert set(of_type("AWS::IAM::Role")) == {"ComprehendDataAccessRole", "LabelingRole", "ReviewExecutionRole"}
+
+
+def role_grants(logical_id: str) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
+    """{action: [(resource, condition)]} of an IAM role's inline policies."""
+    grants: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    for statement in statements(RESOURCES[logical_id]["Properties"]["Policies"]):
+        for action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                grants.setdefault(action, []).append((resource, statement.get("Condition", {})))
+    return grants
+
+
+def test_the_labeling_role_has_what_ground_truth_built_in_task_types_need():
+    # SageMaker's execution role requirements for built-in task types: ListBucket and GetBucketLocation
+    # on the bucket, GetObject, PutObject and AbortMultipartUpload on the objects it reads and writes.
+    grants = role_grants("LabelingRole")
+    bucket = {"Fn::GetAtt": ["DataBucket", "Arn"]}
+    for action in ("s3:ListBucket", "s3:GetBucketLocation"):
+        assert (bucket, {}) in grants.get(action, []), f"{action} on the whole bucket, unconditioned"
+    output = f"${{DataBucket.Arn}}/{constants.LABELING_PREFIX}*"
+    for action in ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"):
+        assert output in {sub_text(resource) for resource, _ in grants.get(action, [])}, action
+    assert f"${{DataBucket.Arn}}/{constants.BATCHES_PREFIX}*" in {
+        sub_text(resource) for resource, _ in grants["s3:GetObject"]}
 
 
 # --- what the code calls is exactly what it may do ---------------------------------------------------------
@@ -354,6 +397,34 @@ def test_each_function_reads_and_writes_only_its_own_prefixes():
         assert grants["s3:PutObject"] == {f"{prefix}*" for prefix in writes}, function
 
 
+# What the functions are told the prefix is; the grants and the convert rule must use the same.
+LABELING_JOB_PREFIX = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["LABELING_JOB_PREFIX"]
+
+
+def test_the_labeling_job_prefix_is_the_stack_s_own_unless_one_is_given():
+    # Two stacks in one account: with the default, each takes only its own labeling jobs.
+    assert STACK.parameters["LabelingJobPrefix"] == ""
+    other = Stack.load()
+    other.names["AWS::StackId"] = (
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/other/0d4c2e9a-1111-2222-3333-444455556666")
+    assert STACK.labeling_job_prefix() != other.labeling_job_prefix() == "nerloop-0d4c2e9a"
+    assert Stack.load({"LabelingJobPrefix": "team-a"}).labeling_job_prefix() == "team-a"
+
+
+def test_the_labeling_job_prefix_is_lower_case_as_sagemaker_arns_may_hold_names():
+    pattern = re.compile(TEMPLATE["Parameters"]["LabelingJobPrefix"]["AllowedPattern"])
+    assert pattern.match("") and pattern.match("team-a2")
+    assert not pattern.match("Team-A") and not pattern.match("team_a")
+    assert re.fullmatch(r"[a-z0-9-]+", STACK.labeling_job_prefix())
+
+
+def test_the_convert_rule_takes_the_jobs_of_the_same_prefix():
+    pattern = RULES["ConvertFunction"]["LabelingJobCompleted"]["Properties"]["Pattern"]
+    (prefix,) = pattern["resources"]
+    assert prefix["prefix"]["Fn::Sub"][0].endswith("labeling-job/${Prefix}")
+    assert prefix["prefix"]["Fn::Sub"][1] == {"Prefix": LABELING_JOB_PREFIX}
+
+
 def test_comprehend_and_sagemaker_grants_name_this_stack_s_resources():
     for function in STACK.functions():
         for statement in function_statements(function):
@@ -362,7 +433,8 @@ def test_comprehend_and_sagemaker_grants_name_this_stack_s_resources():
                 if ":comprehend:" in text and "entity-recognizer" in text:
                     assert "entity-recognizer/${RecognizerName}" in text, (function, text)
                 if ":labeling-job/" in text:
-                    assert text.endswith("labeling-job/${LabelingJobPrefix}*"), (function, text)
+                    assert text.endswith("labeling-job/${Prefix}*"), (function, text)
+                    assert resource["Fn::Sub"][1] == {"Prefix": LABELING_JOB_PREFIX}, function
                 if ":flow-definition/" in text:
                     assert text.endswith("flow-definition/${AWS::StackName}-review-*"), (function, text)
 
@@ -396,6 +468,19 @@ def test_data_outlives_the_stack():
     for logical_id in ("DataBucket", "StateTable"):
         assert RESOURCES[logical_id]["DeletionPolicy"] == "Retain"
         assert RESOURCES[logical_id]["UpdateReplacePolicy"] == "Retain"
+
+
+NAME_PROPERTIES = {"AWS::S3::Bucket": "BucketName", "AWS::DynamoDB::Table": "TableName", "AWS::SQS::Queue": "QueueName",
+                   "AWS::IAM::Role": "RoleName", "AWS::Serverless::Function": "FunctionName"}
+
+
+def test_what_the_stack_keeps_does_not_block_a_stack_of_the_same_name():
+    # A retained resource outlives the stack with its name: were the name fixed, creating the stack again
+    # would fail on it. CloudFormation generates a new name when none is given.
+    retained = {logical_id: r for logical_id, r in RESOURCES.items() if r.get("DeletionPolicy") == "Retain"}
+    assert set(retained) == {"DataBucket", "StateTable"}
+    for logical_id, resource in retained.items():
+        assert NAME_PROPERTIES[resource["Type"]] not in resource["Properties"], logical_id
 
 
 def test_the_state_table_is_encrypted_and_recoverable():

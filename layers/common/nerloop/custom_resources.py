@@ -9,8 +9,8 @@ the loop, not by CloudFormation. One function serves two resource types:
   and CloudFormation then deletes the old one. Without a ``WorkteamArn`` nothing is created and the
   ``Arn`` attribute is empty. Attributes: ``Arn``, ``Name``, ``WorkerPortalUrl``.
 - ``Custom::RecognizerCleanup`` owns ``RecognizerName``: Create refuses a name that already has
-  versions (they would belong to someone else), Delete stops every version still training and
-  deletes them all.
+  versions (they would belong to someone else), Delete stops every version still training and every
+  detection job still using a version, and deletes them all.
 
 A delete of something already gone succeeds. Every request gets a response, also when the event is
 malformed or the work fails: CloudFormation would otherwise wait an hour for it. The response is
@@ -62,6 +62,10 @@ NOTHING_CREATED = "nothing-created"
 TRAINING_STATUSES = frozenset({"SUBMITTED", "TRAINING"})
 DELETABLE_STATUSES = frozenset({"TRAINED", "TRAINED_WITH_WARNING", "IN_ERROR", "STOPPED"})
 GOING_STATUSES = frozenset({"DELETING"})
+# Detection jobs that still use their version (JobStatus): DeleteEntityRecognizer refuses the version with
+# ResourceInUseException while one runs, so they are stopped first.
+# https://docs.aws.amazon.com/comprehend/latest/APIReference/API_DeleteEntityRecognizer.html
+RUNNING_JOB_STATUSES = ("SUBMITTED", "IN_PROGRESS")
 
 POLL_SECONDS = 15.0
 # Time kept back from the Lambda timeout to send the response.
@@ -165,6 +169,41 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+# IAM is eventually consistent: a role created seconds before may not yet be usable by the service it
+# is passed to, and AWS advises waiting for the change to propagate:
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+# SageMaker does not name the error it then answers; it reports input it finds invalid as a validation
+# error, so that is retried for a bounded time, with the transient common errors (throttling, 503, 500):
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html
+TRANSIENT_CREATE_ERRORS = frozenset({
+    "ValidationException", "ValidationError", "ThrottlingException", "ServiceUnavailable", "InternalFailure"})
+RETRY_FIRST_SECONDS = 2.0
+RETRY_MAX_SECONDS = 30.0
+# How long a refusal is retried before the stack fails with it (a genuinely invalid request fails this late).
+ROLE_PROPAGATION_SECONDS = 180.0
+
+
+def retry_while_roles_propagate(call: Callable[[], Any], deadline: Deadline) -> Any:
+    """`call()`, retried with exponential back-off while it fails with a transient error.
+
+    Gives up, raising the last error, after ROLE_PROPAGATION_SECONDS of waiting or at the deadline.
+    """
+    delay, waited = RETRY_FIRST_SECONDS, 0.0
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            code = _error_code(exc)
+            if (code not in TRANSIENT_CREATE_ERRORS or waited + delay > ROLE_PROPAGATION_SECONDS
+                    or deadline.clock() + delay > deadline.until):
+                raise
+            logger.warning("request refused, retrying (new roles may not have propagated yet)", error=code,
+                           retry_in_seconds=delay)
+        deadline.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
 # --- the flow definition ------------------------------------------------------------------------------
 
 
@@ -178,7 +217,7 @@ def create_flow_definition(props: FlowDefinitionProperties, aws: Aws, deadline: 
         logger.info("no workteam: no flow definition is created", flow_definition=name)
         return Outcome(name, dict.fromkeys(FLOW_DEFINITION_ATTRIBUTES, ""))
     try:
-        aws.sagemaker.create_flow_definition(
+        retry_while_roles_propagate(lambda: aws.sagemaker.create_flow_definition(
             FlowDefinitionName=name,
             HumanLoopConfig={
                 "WorkteamArn": props.workteam_arn,
@@ -189,7 +228,7 @@ def create_flow_definition(props: FlowDefinitionProperties, aws: Aws, deadline: 
             },
             OutputConfig={"S3OutputPath": props.output_path},
             RoleArn=props.role_arn,
-        )
+        ), deadline)
         logger.info("flow definition created", flow_definition=name)
     except ClientError as exc:
         if _error_code(exc) != "ResourceInUse":
@@ -299,13 +338,14 @@ def claim_recognizer_name(props: RecognizerCleanupProperties, aws: Aws) -> Outco
 def delete_recognizer_versions(name: str, aws: Aws, deadline: Deadline) -> list[str]:
     """Stop the versions of `name` still training, delete every version, and return the ARNs deleted.
 
-    Finishes when every version left is DELETING. Versions in use (a detection job) are retried
-    until the deadline, after which CustomResourceError names what is left.
+    Finishes when every version left is DELETING. A version in use has the detection jobs that use it
+    stopped and is retried until the deadline, after which CustomResourceError names what is left.
     """
     deleted: list[str] = []
     stop_requested: set[str] = set()
     while True:
         busy: list[str] = []
+        in_use: set[str] = set()
         for arn, status in list_recognizer_versions(name, aws):
             if status in GOING_STATUSES:
                 continue
@@ -313,6 +353,7 @@ def delete_recognizer_versions(name: str, aws: Aws, deadline: Deadline) -> list[
                 if _delete_version(arn, aws):
                     deleted.append(arn)
                 else:
+                    in_use.add(arn)
                     busy.append(f"{arn} (in use)")
                 continue
             if status in TRAINING_STATUSES and arn not in stop_requested:
@@ -322,7 +363,34 @@ def delete_recognizer_versions(name: str, aws: Aws, deadline: Deadline) -> list[
         if not busy:
             logger.info("recognizer versions deleted", recognizer=name, deleted=len(deleted))
             return deleted
+        if in_use:
+            stop_detection_jobs(in_use, aws)
         deadline.wait("recognizer versions still busy: " + ", ".join(busy))
+
+
+def stop_detection_jobs(recognizer_arns: set[str], aws: Aws) -> list[str]:
+    """Stop every entities detection job still running with one of `recognizer_arns`; return their ids.
+
+    A job that ended meanwhile is left alone (StopEntitiesDetectionJob answers a COMPLETED or FAILED job
+    with InvalidRequestException; its processed documents are written either way):
+    https://docs.aws.amazon.com/comprehend/latest/APIReference/API_StopEntitiesDetectionJob.html
+    """
+    stopped: list[str] = []
+    paginator = aws.comprehend.get_paginator("list_entities_detection_jobs")
+    for status in RUNNING_JOB_STATUSES:  # the filter takes one status
+        for page in paginator.paginate(Filter={"JobStatus": status}):
+            for job in page.get("EntitiesDetectionJobPropertiesList", []):
+                if job.get("EntityRecognizerArn") not in recognizer_arns:
+                    continue
+                try:
+                    aws.comprehend.stop_entities_detection_job(JobId=job["JobId"])
+                except ClientError as exc:
+                    if _error_code(exc) not in ("InvalidRequestException", "JobNotFoundException"):
+                        raise
+                    continue
+                stopped.append(str(job["JobId"]))
+                logger.info("detection job stopped", job=job["JobId"], recognizer=job["EntityRecognizerArn"])
+    return stopped
 
 
 def _delete_version(arn: str, aws: Aws) -> bool:

@@ -109,6 +109,12 @@ class FlowDefinitionsFake(FakeService):
         self.flows: dict[str, FlowDefinition] = {}
         self.task_uis: dict[str, HumanTaskUi] = {}
         self.workteams: dict[str, str] = {}  # name → worker portal address (SubDomain)
+        self.unpropagated_roles: dict[str, int] = {}  # role ARN → CreateFlowDefinition calls still refused
+
+    def add_new_role(self, role_arn: str, refusals: int = 2) -> None:
+        """Make `role_arn` a role created moments ago that IAM has not propagated yet (IAM is eventually
+        consistent): the next `refusals` CreateFlowDefinition calls passing it are refused as invalid."""
+        self.unpropagated_roles[role_arn] = refusals
 
     def add_workteam(self, arn: str, portal: str = "") -> None:
         """Make a private workteam known (its workers are whoever answers the loops locally)."""
@@ -141,6 +147,10 @@ class FlowDefinitionsFake(FakeService):
         _check_name("FlowDefinitionName", name, FLOW_NAME)
         if name in self.flows:
             raise FakeError("ResourceInUse", f"Flow definition {self.flows[name].arn} already exists")
+        role = params["RoleArn"]
+        if self.unpropagated_roles.get(role, 0) > 0:
+            self.unpropagated_roles[role] -= 1
+            raise FakeError("ValidationException", f"SageMaker cannot assume role {role} (not propagated yet)")
         output = params["OutputConfig"]["S3OutputPath"]
         if not output.startswith("s3://"):
             raise FakeError("ValidationException", f"S3OutputPath {output!r} is not an S3 URI")
