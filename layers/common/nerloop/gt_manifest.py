@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from nerloop.comprehend_training import entity_type_problem
 from nerloop.constants import MAX_DOCUMENT_BYTES, MAX_MANIFEST_LINE_CHARS
 from nerloop.documents import Span, document_hash, resolve_overlaps, trim_span, utf16_hint
 from nerloop.errors import InvalidRecord
@@ -295,8 +296,9 @@ def _checked_span(entity: Any, index: int, text: str, entity_types: Collection[s
     if not isinstance(label, str) or not label:
         raise InvalidRecord(file, line, f"{where}: label {label!r} is not a non-empty string")
     if entity_types is not None and label not in entity_types:
+        problem = entity_type_problem(label)  # why it cannot be one, when that is the reason
         raise InvalidRecord(file, line, f"{where}: label {label!r} is not one of the entity types "
-                                        f"{sorted(entity_types)}")
+                                        f"{sorted(entity_types)}" + (f" ({problem})" if problem else ""))
     return Span(begin, end, label)
 
 
