@@ -124,9 +124,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report = validate_file(path, types)
     for problem in report.problems:
         print(f"error: {problem}")
-    if args.verbose:
-        for repair in report.repairs:
-            print(f"repaired: {repair}")
+    for repair in report.repairs:  # each by file and line, what was done and why, as errors are
+        print(f"repaired: {repair}")
     verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{path}: {report.kind}, {report.records} record(s), {report.valid} valid, "
           f"{len(report.repairs)} repaired, {verdict}")
@@ -150,7 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a manifest, detection archive, A2I output.json or event")
     validate.add_argument("file", type=Path)
     validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
-    validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
     validate.set_defaults(run=cmd_validate)
 
     from nerloop_local import chaos, demo, redrive, report, service

@@ -316,7 +316,7 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
         edged = trim_span(text, span)
         if edged is None:
             stats.dropped_spans += 1
-            what = "empty" if span.begin == span.end else "white space only"
+            what = "empty (it covers no text)" if span.begin == span.end else "white space only (it covers no word)"
             quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) dropped: {what}")
             continue
         if edged != span:
@@ -330,7 +330,8 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     for span in trimmed:
         if span in seen:
             stats.duplicate_spans += 1
-            quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) repeated: kept once")
+            quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) repeated: kept once "
+                                        "(the same span twice)")
             continue
         seen.add(span)
         unique.append(span)
@@ -338,8 +339,10 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     kept, dropped = resolve_overlaps(unique)
     for span, clash in dropped:
         stats.overlapping_spans += 1
+        which = "longer" if clash.end - clash.begin > span.end - span.begin else "earlier of two as long"
         quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) dropped: overlaps "
-                                    f"{clash.type} span [{clash.begin}, {clash.end})")
+                                    f"{clash.type} span [{clash.begin}, {clash.end}), the {which}, which is kept "
+                                    "(training data takes no overlapping spans)")
     return kept
 
 
