@@ -283,7 +283,7 @@ def event_error(row: Row) -> str:
     assert row.target == "RouteFunction", "the model took an event the corpus says is refused"
     assert isinstance(parsed, S3ObjectCreated)
     with pytest.raises(InvalidEvent) as caught:
-        job_id_from_key(parsed.detail.object.decoded_key)
+        job_id_from_key(parsed.detail.object.key)
     return str(caught.value)
 
 
