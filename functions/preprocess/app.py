@@ -28,5 +28,5 @@ settings = get_settings()
 def lambda_handler(event: S3ObjectCreated, context: LambdaContext) -> dict[str, Any]:
     bind_lambda_context(context)
     obj = event.detail.object
-    return preprocess_object(event.detail.bucket.name, obj.decoded_key, Aws(settings.state_table), settings,
+    return preprocess_object(event.detail.bucket.name, obj.key, Aws(settings.state_table), settings,
                              etag=obj.etag, version_id=obj.version_id)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -41,15 +42,37 @@ def offline_environment() -> None:
         os.environ.pop(leaked, None)
 
 
+def given_entity_types(given: str) -> list[str]:
+    """`--entity-types A,B`: the names, each one Comprehend takes, else a UsageError naming why not."""
+    from nerloop.comprehend_training import entity_type_problem
+
+    types = [name.strip() for name in given.split(",") if name.strip()]
+    bad = [f"{name!r}: {problem}" for name in types if (problem := entity_type_problem(name))]
+    if bad:
+        raise UsageError(f"--entity-types: {'; '.join(bad)}")
+    return types
+
+
 def entity_types_for(manifest: Path, given: str | None) -> list[str]:
+    """The entity types to convert with: the given ones, else the labels the manifest uses that
+    Comprehend takes as type names. A label it would refuse (`AWS SERVICE`) is left out, said on
+    stderr, and so the lines that use it are quarantined like any other unknown label."""
+    from nerloop.comprehend_training import entity_type_problem
     from nerloop_local.validation import manifest_entity_types
 
     if given:
-        return [name.strip() for name in given.split(",") if name.strip()]
-    found = manifest_entity_types(manifest)
-    if not found:
-        raise UsageError(f"{manifest}: no entity labels found; pass --entity-types")
-    return found
+        return given_entity_types(given)
+    types = []
+    for name in manifest_entity_types(manifest):
+        problem = entity_type_problem(name)
+        if problem:
+            print(f"nerloop: {manifest}: label {name!r} is not an entity type: {problem}; "
+                  "the lines that use it are quarantined", file=sys.stderr)
+        else:
+            types.append(name)
+    if not types:
+        raise UsageError(f"{manifest}: no entity labels found that Comprehend takes; pass --entity-types")
+    return types
 
 
 # --- convert ----------------------------------------------------------------------------------
@@ -61,9 +84,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not manifest.is_file():
         raise UsageError(f"{manifest}: no such file")
     types = entity_types_for(manifest, args.entity_types)
+    from nerloop.quarantine import Problem
+    from nerloop.settings import SettingsError
     from nerloop_local.offline import convert_manifest
 
-    result, files = convert_manifest(manifest, types)
+    try:
+        result, files = convert_manifest(manifest, types)
+    except SettingsError as exc:  # e.g. more entity types than Comprehend trains on
+        raise UsageError(f"{manifest}: {exc}; pass --entity-types") from exc
     out: Path = args.outdir
     out.mkdir(parents=True, exist_ok=True)
     for name, body in files.items():
@@ -74,7 +102,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     for name in files:
         print(f"  wrote {out / name}")
     if "quarantine.jsonl" in files:
-        print(f"  problems and repairs: {out / 'quarantine.jsonl'}")
+        rows = [json.loads(line) for line in files["quarantine.jsonl"].splitlines() if line.strip()]
+        for row in rows:
+            if row["kind"] == "rejected":
+                print(f"quarantined: {Problem(row['file'], row['line'], row['reason'])}")
+        repaired = sum(1 for row in rows if row["kind"] != "rejected")
+        print(f"  problems and repairs ({repaired} repaired): {out / 'quarantine.jsonl'}")
     return 0 if result["documents"] else 1
 
 
@@ -87,13 +120,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: no such file")
     from nerloop_local.validation import validate_file
 
-    types = [t.strip() for t in args.entity_types.split(",")] if args.entity_types else None
+    types = given_entity_types(args.entity_types) if args.entity_types else None
     report = validate_file(path, types)
     for problem in report.problems:
         print(f"error: {problem}")
-    if args.verbose:
-        for repair in report.repairs:
-            print(f"repaired: {repair}")
+    for repair in report.repairs:  # each by file and line, what was done and why, as errors are
+        print(f"repaired: {repair}")
     verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{path}: {report.kind}, {report.records} record(s), {report.valid} valid, "
           f"{len(report.repairs)} repaired, {verdict}")
@@ -117,7 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a manifest, detection archive, A2I output.json or event")
     validate.add_argument("file", type=Path)
     validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
-    validate.add_argument("-v", "--verbose", action="store_true", help="also list what was repaired")
     validate.set_defaults(run=cmd_validate)
 
     from nerloop_local import chaos, demo, redrive, report, service

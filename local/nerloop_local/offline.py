@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,18 @@ def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[dict[str,
             files[DOCUMENTS_FILE] = s3.get_object(Bucket=bucket, Key=documents_key)["Body"].read()
             files[ANNOTATIONS_FILE] = s3.get_object(Bucket=bucket, Key=annotations_key)["Body"].read()
         if result.get("quarantine"):
-            files["quarantine.jsonl"] = s3.get_object(Bucket=bucket, Key=result["quarantine"])["Body"].read()
+            report = s3.get_object(Bucket=bucket, Key=result["quarantine"])["Body"].read()
+            files["quarantine.jsonl"] = _local_file_names(report, f"s3://{bucket}/{key}", str(manifest))
         nerloop_aws.reset_clients()
         idempotency.forget_persistence()
     return result, files
+
+
+def _local_file_names(report: bytes, uri: str, path: str) -> bytes:
+    """The quarantine report with the emulated bucket's URI of the manifest replaced by its local
+    path, so that every problem names the file the person gave."""
+    rows = [json.loads(line) for line in report.splitlines() if line.strip()]
+    for row in rows:
+        if row.get("file") == uri:
+            row["file"] = path
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")

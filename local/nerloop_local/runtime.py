@@ -34,8 +34,8 @@ The pump (`cycle`, `run_until_idle`): each cycle
    responsePayload = the error) goes to the function's on-failure destination queue;
 3. advances every stand-in one step (training, detection, human loops ...).
 Before delivery, moto's event quirks are made AWS's: an `account` on every event, a fresh `id`
-for each S3 event, S3 keys URL-encoded as S3 sends them (`quote_plus`, "/" kept), `etag` not
-`eTag`, `reason` "PutObject", an increasing `sequencer`.
+for each S3 event, `etag` not `eTag`, `reason` "PutObject", an increasing `sequencer`. S3 keys stay as
+moto sends them, unencoded, as S3 documents them for EventBridge (event_models/s3.py).
 
 People: human loops are answered by `reviewer(loop_name, input_content)` (None = not yet; change it
 with `runtime.a2i.reviewer = ...`), or later with `runtime.a2i.complete_loop(name, entities)` for the
@@ -70,7 +70,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 from moto import mock_aws
@@ -220,11 +219,6 @@ def normalize_event(event: dict[str, Any], sequence: int) -> dict[str, Any]:
         if isinstance(obj, dict):
             if "eTag" in obj:
                 obj["etag"] = obj.pop("eTag")
-            if isinstance(obj.get("key"), str):
-                # S3 documents its notification keys as form-encoded ("red flower.jpg" → "red+flower.jpg",
-                # "/" kept), and Powertools decodes EventBridge S3 keys with unquote_plus. (One real
-                # EventBridge sample keeps ":" as is; unquote_plus reads either form the same.)
-                obj["key"] = quote_plus(obj["key"], safe="/")
             if "sequencer" in obj:
                 obj["sequencer"] = f"{sequence:018X}"
         if detail.get("reason") == "ObjectCreated":
@@ -237,7 +231,7 @@ def summarize_event(event: dict[str, Any]) -> str:
     raw_detail = event.get("detail")
     detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
     if event.get("source") == "aws.s3":
-        return unquote_plus(str(detail.get("object", {}).get("key", "")))
+        return str(detail.get("object", {}).get("key", ""))
     if event.get("detail-type") == "Scheduled Event":
         return "schedule"
     for name in ("humanLoopName", "versionName", "jobId"):

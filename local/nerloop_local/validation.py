@@ -144,9 +144,9 @@ def _validate_event(path: Path) -> Report:
             parsed = model.model_validate(event)
         except ValidationError as exc:
             raise InvalidEvent(describe_event_error(exc)) from exc
-        if isinstance(parsed, S3ObjectCreated) and parsed.detail.object.decoded_key.startswith(
+        if isinstance(parsed, S3ObjectCreated) and parsed.detail.object.key.startswith(
                 DETECTION_OUTPUT_PREFIX):
-            job_id_from_key(parsed.detail.object.decoded_key)  # the route stage's own check
+            job_id_from_key(parsed.detail.object.key)  # the route stage's own check
     except (ValueError, InvalidEvent) as exc:
         report.problems.append(Problem(str(path), None, str(exc)))
         return report

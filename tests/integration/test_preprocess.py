@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 from botocore.stub import ANY
@@ -34,7 +33,7 @@ def upload(emulated: Any, event: Any, body: bytes, key: str = RAW_KEY) -> dict[s
     reply = emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=body)
     created = event("preprocess")
     obj = created["detail"]["object"]
-    obj.update(key=quote_plus(key, safe="/"), etag=reply["ETag"].strip('"'), size=len(body))
+    obj.update(key=key, etag=reply["ETag"].strip('"'), size=len(body))  # EventBridge: the key as it is
     obj.pop("version-id")
     if reply.get("VersionId"):
         obj["version-id"] = reply["VersionId"]

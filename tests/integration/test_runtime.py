@@ -171,7 +171,7 @@ def test_delivered_s3_event_has_aws_shape(runtime: LocalRuntime) -> None:
     runtime.cycle()
     first, second = recorders["PreprocessFunction"].events
     obj = first["detail"]["object"]
-    assert obj["key"] == "raw/two+words%2Bplus.txt"
+    assert obj["key"] == "raw/two words+plus.txt"  # EventBridge carries the key unencoded (S3 user guide, ev-events)
     assert (obj["etag"], "eTag" in obj) == (etag.strip('"'), False)
     assert first["account"] == "123456789012"
     assert first["detail"]["reason"] == "PutObject"
@@ -190,8 +190,9 @@ def test_normalizing_twice_changes_nothing_more() -> None:
     event = {"source": "aws.s3", "detail-type": "Object Created", "id": "17793124-05d4-b198-2fde-7ededc63b103",
              "detail": {"object": {"key": "raw/a b.txt", "eTag": "e", "sequencer": "1"}, "reason": "ObjectCreated"}}
     once = normalize_event(event, 1)
-    assert once["detail"]["object"]["key"] == "raw/a+b.txt"
+    assert once["detail"]["object"]["key"] == "raw/a b.txt"
     assert once["id"] != event["id"]
+    assert normalize_event(once, 2)["detail"]["object"] == {**once["detail"]["object"], "sequencer": f"{2:018X}"}
 
 
 # --- retries and dead letters ---------------------------------------------------------------------------------

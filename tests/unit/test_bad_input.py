@@ -228,13 +228,39 @@ def expected_messages(row: Row) -> list[str]:
 
 @pytest.mark.parametrize("row", CASES, ids=ids(CASES))
 def test_validate_prints_the_same_messages_and_exits_non_zero_on_a_problem(row: Row, validate: Any) -> None:
-    status, out = validate(str(row.path), "--verbose")
+    status, out = validate(str(row.path))
 
     assert (status != 0) == (row.outcome in NOT_OK)
     messages = expected_messages(row)
     assert all(message in out for message in messages), (messages, out)
     assert any(row.reason in line and row.where in line for line in out) or row.outcome == "accepted"
     assert out[-1].startswith(f"{row.path}: ") and f"{row.records} record(s), {row.valid} valid" in out[-1]
+
+
+def test_validate_names_every_repair_by_file_line_what_and_why(tmp_path: Path, sample_dir: Path,
+                                                                validate: Any) -> None:
+    # Given the sample with an empty span added on line 6 and an overlapping one on line 9
+    lines = (sample_dir / "output.manifest").read_text(encoding="utf-8").splitlines()
+    for number, extra in ((6, lambda first: {"startOffset": 3, "endOffset": 3, "label": "SERVICE"}),
+                          (9, lambda first: {**first, "endOffset": first["endOffset"] + 2, "label": "VERSION"})):
+        record = json.loads(lines[number - 1])
+        (attribute,) = [key for key in record if key != "source" and not key.endswith("-metadata")]
+        entities = record[attribute]["annotations"]["entities"]
+        entities.append(extra(entities[0]))
+        lines[number - 1] = json.dumps(record)
+    manifest = tmp_path / "repairs.manifest"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    status, out = validate(str(manifest))
+
+    # Then each repair is listed as errors are, and the summary counts them all
+    assert status == 0
+    assert f"repaired: {manifest}:6: SERVICE span [3, 3) dropped: empty (it covers no text)" in out
+    (overlap,) = [line for line in out if line.startswith(f"repaired: {manifest}:9: ") and "overlaps" in line]
+    assert "which is kept (training data takes no overlapping spans)" in overlap
+    repairs = [line for line in out if line.startswith("repaired: ")]
+    assert all(line.startswith(f"repaired: {manifest}:") for line in repairs)
+    assert f"{len(repairs)} repaired, ok" in out[-1]
 
 
 # --- events of the wrong shape ---------------------------------------------------------------------
@@ -257,7 +283,7 @@ def event_error(row: Row) -> str:
     assert row.target == "RouteFunction", "the model took an event the corpus says is refused"
     assert isinstance(parsed, S3ObjectCreated)
     with pytest.raises(InvalidEvent) as caught:
-        job_id_from_key(parsed.detail.object.decoded_key)
+        job_id_from_key(parsed.detail.object.key)
     return str(caught.value)
 
 

@@ -26,10 +26,14 @@ def test_event_models_use_the_shared_names():
     assert literal(events.S3ObjectCreated, "detail_type") == constants.S3_OBJECT_CREATED
 
 
-def test_s3_keys_arrive_url_encoded_and_are_decoded():
-    detail = events.S3ObjectDetail.model_validate(
-        {"bucket": {"name": "b"}, "object": {"key": "raw/new+batch%282%29.txt", "etag": "e"}})
-    assert detail.object.decoded_key == "raw/new batch(2).txt"
+def test_an_eventbridge_s3_key_is_taken_as_it_is(event):
+    # EventBridge's Object Created carries the key with no URL encoding (S3 user guide, ev-events)
+    key = "raw/C++ notes 100% été (2).txt"
+    created = event("preprocess")
+    created["detail"]["object"]["key"] = key
+    parsed = events.S3ObjectCreated.model_validate(created)
+    assert parsed.detail.object.key == key
+    assert parsed.business_key()["key"] == key
 
 
 MINIMAL = {

@@ -5,8 +5,16 @@ from __future__ import annotations
 import csv
 import io
 
-from nerloop.comprehend_training import TrainingStats, check_training_minimums, write_training_files
+import pytest
+
+from nerloop.comprehend_training import (
+    TrainingStats,
+    check_training_minimums,
+    entity_type_problem,
+    write_training_files,
+)
 from nerloop.documents import Span
+from nerloop.settings import SettingsError, load_settings
 
 
 def test_training_files_are_one_document_per_line_with_zero_based_lines():
@@ -84,3 +92,27 @@ def test_a_gold_set_over_the_corpus_maximum_keeps_the_newest_that_fit():
     entries = [("old", "2026-01-01T00:00:00Z", 30), ("new", "2026-03-01T00:00:00Z", 40),
                ("mid", "2026-02-01T00:00:00Z", 50)]
     assert choose_documents(entries, SnapshotLimits(max_documents=10, max_corpus_bytes=100)) == {"new", "mid"}
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("AWS SERVICE", "a space"), ("A,B", "a comma"), ("A\tB", "a tab"), ("A\nB", "a line break"),
+    ("A\rB", "a carriage return"), ("A\\nB", "an escaped line break"), ("A\\tB", "an escaped tab"),
+    ("X" * 65, "at most 64 characters"), ("", "cannot be empty"),
+])
+def test_a_type_name_comprehend_refuses_is_named_with_why(name: str, why: str) -> None:
+    problem = entity_type_problem(name)
+    assert problem is not None and why in problem
+
+
+@pytest.mark.parametrize("name", ["SERVICE", "PRODUCT_CODE", "X" * 64, "Version-2"])
+def test_a_type_name_comprehend_takes_has_no_problem(name: str) -> None:
+    assert entity_type_problem(name) is None
+
+
+def test_settings_refuse_an_escaped_tab_in_a_type_name() -> None:
+    # Comprehend refuses the two characters "\\t" as well as a tab itself (EntityRecognizerInputDataConfig)
+    with pytest.raises(SettingsError, match="an escaped tab"):
+        load_settings({"STATE_TABLE": "t", "DATA_BUCKET": "b", "ENTITY_TYPES": "SERVICE,A\\tB",
+                       "CONFIDENCE_THRESHOLD": "0.8", "RETRAIN_BATCH_SIZE": "1", "RETRAIN_MAX_WAIT_MINUTES": "0",
+                       "REVIEW_BUDGET": "0", "RECOGNIZER_NAME": "n", "COMPREHEND_ROLE_ARN": "r",
+                       "F1_TOLERANCE": "0", "VERSION_RETENTION": "1"})

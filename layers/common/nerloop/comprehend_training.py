@@ -23,6 +23,14 @@ from nerloop.documents import Span, utf8_size
 
 ANNOTATIONS_HEADER = ["File", "Line", "Begin Offset", "End Offset", "Type"]
 
+# What an entity type name must not contain: line break, carriage return, tab (raw or escaped as
+# "\\n", "\\r", "\\t"), space and comma; at most 64 characters.
+# https://docs.aws.amazon.com/comprehend/latest/APIReference/API_EntityRecognizerInputDataConfig.html
+# https://docs.aws.amazon.com/comprehend/latest/APIReference/API_EntityTypesListItem.html
+_FORBIDDEN_IN_TYPE_NAME = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", " ": "a space",
+                           ",": "a comma", "\\n": "an escaped line break", "\\r": "an escaped carriage return",
+                           "\\t": "an escaped tab"}
+
 
 @dataclass
 class TrainingStats:
@@ -71,6 +79,18 @@ def write_training_files(
     return stats
 
 
+def entity_type_problem(name: str) -> str | None:
+    """Why Comprehend would refuse `name` as an entity type, or None when it takes it."""
+    if not name:
+        return "an entity type name cannot be empty"
+    if len(name) > MAX_TYPE_NAME_LENGTH:
+        return f"an entity type name has at most {MAX_TYPE_NAME_LENGTH} characters ({len(name)} here)"
+    found = [what for text, what in _FORBIDDEN_IN_TYPE_NAME.items() if text in name]
+    if found:
+        return f"a Comprehend entity type name cannot contain {' or '.join(found)}"
+    return None
+
+
 def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -> list[str]:
     """Everything that keeps Comprehend from training on this set (its minimums and maxima), said
     exactly; empty when none."""
@@ -79,9 +99,9 @@ def check_training_minimums(stats: TrainingStats, entity_types: Iterable[str]) -
     if not 1 <= len(types) <= MAX_ENTITY_TYPES:
         problems.append(f"{len(types)} entity types; Comprehend takes 1 to {MAX_ENTITY_TYPES}")
     for name in types:
-        if len(name) > MAX_TYPE_NAME_LENGTH or any(ch in name for ch in " ,\t\n") or not name:
-            problems.append(f"entity type {name!r} is not a valid name (at most 64 characters, "
-                            "no space, comma, tab or newline)")
+        problem = entity_type_problem(name)
+        if problem:
+            problems.append(f"entity type {name!r} is not a valid name: {problem}")
     if stats.documents < MIN_TRAINING_DOCUMENTS:
         problems.append(f"{stats.documents} documents; at least {MIN_TRAINING_DOCUMENTS} are needed")
     if stats.documents > MAX_TRAINING_DOCUMENTS:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from nerloop.comprehend_training import entity_type_problem
 from nerloop.constants import MAX_DOCUMENT_BYTES, MAX_MANIFEST_LINE_CHARS
 from nerloop.documents import Span, document_hash, resolve_overlaps, trim_span, utf16_hint
 from nerloop.errors import InvalidRecord
@@ -295,8 +296,9 @@ def _checked_span(entity: Any, index: int, text: str, entity_types: Collection[s
     if not isinstance(label, str) or not label:
         raise InvalidRecord(file, line, f"{where}: label {label!r} is not a non-empty string")
     if entity_types is not None and label not in entity_types:
+        problem = entity_type_problem(label)  # why it cannot be one, when that is the reason
         raise InvalidRecord(file, line, f"{where}: label {label!r} is not one of the entity types "
-                                        f"{sorted(entity_types)}")
+                                        f"{sorted(entity_types)}" + (f" ({problem})" if problem else ""))
     return Span(begin, end, label)
 
 
@@ -314,7 +316,7 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
         edged = trim_span(text, span)
         if edged is None:
             stats.dropped_spans += 1
-            what = "empty" if span.begin == span.end else "white space only"
+            what = "empty (it covers no text)" if span.begin == span.end else "white space only (it covers no word)"
             quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) dropped: {what}")
             continue
         if edged != span:
@@ -328,7 +330,8 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     for span in trimmed:
         if span in seen:
             stats.duplicate_spans += 1
-            quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) repeated: kept once")
+            quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) repeated: kept once "
+                                        "(the same span twice)")
             continue
         seen.add(span)
         unique.append(span)
@@ -336,8 +339,10 @@ def repair_spans(spans: list[Span], text: str, file: str, line: int, quarantine:
     kept, dropped = resolve_overlaps(unique)
     for span, clash in dropped:
         stats.overlapping_spans += 1
+        which = "longer" if clash.end - clash.begin > span.end - span.begin else "earlier of two as long"
         quarantine.note(file, line, f"{span.type} span [{span.begin}, {span.end}) dropped: overlaps "
-                                    f"{clash.type} span [{clash.begin}, {clash.end})")
+                                    f"{clash.type} span [{clash.begin}, {clash.end}), the {which}, which is kept "
+                                    "(training data takes no overlapping spans)")
     return kept
 
 

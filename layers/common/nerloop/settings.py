@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-TYPE_NAME = re.compile(r"^[^\s,]{1,64}$")
+from nerloop.comprehend_training import entity_type_problem
 
 
 class SettingsError(RuntimeError):
@@ -53,9 +52,9 @@ class Settings(BaseModel):
     def check_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not 1 <= len(value) <= 25:
             raise ValueError("needs 1 to 25 entity types")
-        bad = [name for name in value if not TYPE_NAME.match(name)]
+        bad = [f"{name!r}: {problem}" for name in value if (problem := entity_type_problem(name))]
         if bad:
-            raise ValueError(f"invalid entity type names {bad}: at most 64 characters, no space or comma")
+            raise ValueError(f"invalid entity type names: {'; '.join(bad)}")
         return value
 
 
