@@ -21,6 +21,7 @@ from moto import mock_aws
 from nerloop.documents import Span
 from nerloop_local.fakes import FakeContext, Fakes, FakeService, StandInBug, claim, inject_fault, release
 from nerloop_local.fakes.groundtruth import label_attribute_of
+from nerloop_local.stack import EVENTS_DIR
 
 BUCKET = "fakes-test-bucket"
 ROLE = "arn:aws:iam::123456789012:role/test"
@@ -573,6 +574,21 @@ def test_failed_loop_carries_its_failure_code(fakes: Fakes) -> None:
     loop = describe_loop("loop-1")
     assert (loop["HumanLoopStatus"], loop["FailureCode"], loop["FailureReason"]) == ("Failed", "Expired",
                                                                                      "nobody answered")
+
+
+def test_failed_loop_event_has_the_fields_of_the_failed_sample_event(fakes: Fakes) -> None:
+    # Given a loop nobody took, ended as A2I ends it
+    queue = capture("SageMaker A2I HumanLoop Status Change")
+    start_loop(create_flow())
+    fakes.a2i.fail_loop("loop-1", "Expired", "nobody answered")
+    (event,) = received(queue)
+    sample = json.loads((EVENTS_DIR / "merge-failed.json").read_text(encoding="utf-8"))
+    # Then the stand-in and events/merge-failed.json agree: the same fields, no output (a failed loop
+    # has no review results), a documented failure code
+    assert set(event["detail"]) == set(sample["detail"])
+    assert event["detail"]["humanLoopOutput"] is None and sample["detail"]["humanLoopOutput"] is None
+    assert (event["detail"]["humanLoopStatus"], event["detail"]["failureCode"]) == ("Failed", "Expired")
+    assert sample["detail"]["failureCode"] in ("ValidationError", "Expired", "InternalError")
 
 
 def test_list_human_loops_newest_first(fakes: Fakes) -> None:

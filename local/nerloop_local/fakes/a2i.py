@@ -393,6 +393,9 @@ class A2IFake(FakeService):
 
     def _finish(self, loop: HumanLoop) -> None:
         self.changes += 1
+        # Every field of A2I's documented event, null when it has no value (as failureCode is on a
+        # Completed loop): https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-cloudwatch-events.html.
+        # Only a completed loop has review results, so only it has an output location.
         detail: dict[str, Any] = {
             "creationTime": iso_millis(loop.creation_time),
             "failureCode": loop.failure_code,
@@ -400,10 +403,9 @@ class A2IFake(FakeService):
             "flowDefinitionArn": loop.flow_definition_arn,
             "humanLoopArn": loop.arn,
             "humanLoopName": loop.name,
+            "humanLoopOutput": {"outputS3Uri": loop.output_uri} if loop.output_uri else None,
             "humanLoopStatus": loop.status,
         }
-        if loop.output_uri:
-            detail["humanLoopOutput"] = {"outputS3Uri": loop.output_uri}
         self.context.publish("aws.sagemaker", DETAIL_TYPE, detail, [loop.arn])
 
     # --- the clock --------------------------------------------------------------------------------
