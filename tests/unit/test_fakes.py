@@ -625,13 +625,38 @@ def test_flow_definition_is_described_as_created(fakes: Fakes) -> None:
             described["OutputConfig"]["S3OutputPath"]) == (arn, "Active", f"s3://{BUCKET}/reviews/")
 
 
-def test_deleted_flow_definition_is_not_found(fakes: Fakes) -> None:
+def test_deleted_flow_definition_goes_deleting_then_is_not_found(fakes: Fakes) -> None:
     create_flow()
     client = aws("sagemaker")
     client.delete_flow_definition(FlowDefinitionName=FLOW_NAME)
+    status = client.describe_flow_definition(FlowDefinitionName=FLOW_NAME)["FlowDefinitionStatus"]
+    fakes.tick()
     with pytest.raises(ClientError) as exc_info:
         client.describe_flow_definition(FlowDefinitionName=FLOW_NAME)
-    assert error_code(exc_info) == "ResourceNotFound"
+    assert (status, error_code(exc_info)) == ("Deleting", "ResourceNotFound")
+
+
+def test_deleting_a_flow_definition_stops_and_deletes_its_loops_in_progress(fakes: Fakes) -> None:
+    # Given a flow definition with a loop nobody has answered and one answered
+    queue = capture("SageMaker A2I HumanLoop Status Change")
+    flow_arn = create_flow()
+    start_loop(flow_arn, name="open-loop")
+    start_loop(flow_arn, name="done-loop")
+    fakes.a2i.complete_loop("done-loop", [])
+    # When it is deleted
+    aws("sagemaker").delete_flow_definition(FlowDefinitionName=FLOW_NAME)
+    # Then, as A2I documents, the open loop is stopped (its event names the deleted flow definition)
+    # and both loops are deleted; the flow definition goes once no loop is left
+    events = [(event["detail"]["humanLoopName"], event["detail"]["humanLoopStatus"],
+               event["detail"]["flowDefinitionArn"]) for event in received(queue)]
+    assert events == [("done-loop", "Completed", flow_arn), ("open-loop", "Stopped", flow_arn)]
+    for name in ("open-loop", "done-loop"):
+        with pytest.raises(ClientError) as exc_info:
+            describe_loop(name)
+        assert error_code(exc_info) == "ResourceNotFoundException"
+    assert fakes.busy()
+    fakes.tick()
+    assert aws("sagemaker").list_flow_definitions()["FlowDefinitionSummaries"] == []
 
 
 def test_flow_definitions_are_listed(fakes: Fakes) -> None:
