@@ -30,7 +30,8 @@ RULES = rules(TEMPLATE)
 
 # Actions with no resource-level permission: "*" is the only resource they take (the Service
 # Authorization Reference lists no resource type for them).
-STAR_ACTIONS = {"comprehend:ListEntityRecognizers", "sagemaker:ListHumanLoops", "cloudwatch:PutMetricData"}
+STAR_ACTIONS = {"comprehend:ListEntityRecognizers", "sagemaker:ListHumanLoops", "sagemaker:ListFlowDefinitions",
+                "cloudwatch:PutMetricData"}
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
@@ -226,12 +227,13 @@ def test_service_roles_trust_only_this_account():
 # on a client.
 
 SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "sagemaker-a2i-runtime": "sagemaker",
-            "comprehend": "comprehend", "events": "events", "dynamodb": "dynamodb"}
+            "comprehend": "comprehend", "events": "events", "dynamodb": "dynamodb", "cloudformation": "cloudformation"}
 # s3transfer's helpers and the operations S3 authorizes under another action.
 S3_HELPERS = {"upload_fileobj": {"s3:PutObject"}, "upload_file": {"s3:PutObject"},
               "download_fileobj": {"s3:GetObject"}, "download_file": {"s3:GetObject"},
               "head_object": {"s3:GetObject"}, "copy_object": {"s3:GetObject", "s3:PutObject"}}
-CLIENT_NAMES = {"s3", "sagemaker", "comprehend", "a2i", "events", "table", "a2i_client", "client", "resource"}
+CLIENT_NAMES = {"s3", "sagemaker", "comprehend", "a2i", "events", "table", "a2i_client", "client", "resource",
+                "cloudformation"}
 # Granted without a call in our code: Powertools idempotency's own table calls, the multipart upload
 # clean-up of s3transfer, and PassRole (authorized inside the call that passes the role).
 IMPLIED = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
