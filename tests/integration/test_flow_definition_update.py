@@ -1,12 +1,15 @@
-"""Replacing the flow definition mid-review, through the local runtime: the custom resource's Update
-and the update's cleanup run as CloudFormation would, A2I's stand-in deletes a flow definition as A2I
-documents (its unstarted loops are stopped), and the merge rule comes from template.yaml."""
+"""Reviews in flight, through the local runtime: replacing the flow definition mid-review (the custom
+resource's Update and the update's cleanup run as CloudFormation would, A2I's stand-in deletes a flow
+definition as A2I documents, the merge rule comes from template.yaml), and loops whose end never
+reached the merge stage (the watch ends them from DescribeHumanLoop)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+from nerloop import loop_reconcile
 from nerloop.a2i import build_input_content, loop_name, start_human_loop
 from nerloop.documents import document_hash
 from nerloop.state import GOLD, IN_REVIEW, WAITING, Loop
@@ -95,3 +98,75 @@ def test_a_replaced_flow_definition_without_loops_in_flight_is_deleted(tmp_path:
         assert old_flow != second.flow_definition_arn
     finally:
         second.close(save=False)
+
+
+# --- no document stays in review without a live loop ---------------------------------------------------
+
+
+def later(monkeypatch: Any) -> None:
+    """Move the watch's clock past the time a loop may stay open before A2I is asked about it."""
+    monkeypatch.setattr(loop_reconcile, "clock", lambda: time.time() + loop_reconcile.RECHECK_SECONDS + 60)
+
+
+def watch_now(runtime: LocalRuntime) -> None:
+    runtime.fire_schedules()
+    runtime.run_until_idle()
+
+
+def test_a_completed_loop_whose_event_was_lost_is_merged_by_the_watch(tmp_path: Path, monkeypatch: Any) -> None:
+    # Given a review answered while its status event never reached the merge stage
+    runtime = open_runtime(tmp_path / "ws", stack_with_title())
+    try:
+        name = route_for_review(runtime, TEXTS[0])
+        runtime.override_handler("MergeFunction", lambda event, context: None)
+        runtime.a2i.complete_loop(name, [])
+        runtime.run_until_idle()
+        runtime.restore_handler("MergeFunction")
+        assert pool_status(runtime, TEXTS[0]) == IN_REVIEW
+
+        # When the watch runs after the loop has been open a while
+        later(monkeypatch)
+        watch_now(runtime)
+
+        # Then it finds the loop Completed in A2I and merges the answer
+        assert (pool_status(runtime, TEXTS[0]), runtime.state.get_loop(name).status) == (GOLD, "Completed")
+        assert runtime.state.has_open_loops() is False
+    finally:
+        runtime.close(save=False)
+
+
+def test_a_loop_a2i_deleted_sends_its_document_back_to_waiting(tmp_path: Path, monkeypatch: Any) -> None:
+    # Given a loop stopped and deleted in A2I, its Stopped event lost
+    runtime = open_runtime(tmp_path / "ws", stack_with_title())
+    try:
+        name = route_for_review(runtime, TEXTS[0])
+        runtime.override_handler("MergeFunction", lambda event, context: None)
+        a2i = runtime.client("sagemaker-a2i-runtime")
+        a2i.stop_human_loop(HumanLoopName=name)
+        runtime.run_until_idle()
+        a2i.delete_human_loop(HumanLoopName=name)
+        runtime.restore_handler("MergeFunction")
+
+        later(monkeypatch)
+        watch_now(runtime)
+
+        # Then its document waits for the next version instead of staying in review for ever
+        loop = runtime.state.get_loop(name)
+        assert (pool_status(runtime, TEXTS[0]), loop.status) == (WAITING, "Stopped")
+        assert "no longer exists" in loop.failure
+    finally:
+        runtime.close(save=False)
+
+
+def test_a_loop_still_open_in_a2i_stays_in_review(tmp_path: Path, monkeypatch: Any) -> None:
+    runtime = open_runtime(tmp_path / "ws", stack_with_title())
+    try:
+        name = route_for_review(runtime, TEXTS[0])
+        later(monkeypatch)
+        watch_now(runtime)
+        assert (pool_status(runtime, TEXTS[0]), runtime.state.get_loop(name).status) == (IN_REVIEW, "InProgress")
+        # and, found open just now, the next runs do not ask A2I about it again for a while
+        due = loop_reconcile._stamp(loop_reconcile.clock() - loop_reconcile.RECHECK_SECONDS)
+        assert runtime.state.open_loops_unchecked_since(due, 10) == []
+    finally:
+        runtime.close(save=False)

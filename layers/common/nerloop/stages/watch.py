@@ -1,9 +1,11 @@
 """Stage 4 — watch: on a schedule, poll what the state table lists as in flight and publish the
 project's own status events. Comprehend publishes none, and this keeps the rest event-driven.
 
-Then start a retrain if one is due (`nerloop.retrain`): the only check that sees time pass with no
-event (pending reviews past `RetrainMaxWaitMinutes`), and, every minute, a backstop for any due
-retrain whose event-driven check found the lock taken or never ran.
+Then end the human loops A2I has ended or deleted without the merge stage hearing of it
+(`nerloop.loop_reconcile`: no document stays in review without a live loop), and start a retrain if
+one is due (`nerloop.retrain`): the only check that sees time pass with no event (pending reviews past
+`RetrainMaxWaitMinutes`), and, every minute, a backstop for any due retrain whose event-driven check
+found the lock taken or never ran.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from botocore.exceptions import ClientError
 from nerloop.aws import Aws
 from nerloop.bus import publish
 from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
+from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
@@ -74,5 +77,9 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         changes.append({"job": job.job_id, "status": status})
         logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
 
+    reconciled = [f"{merge['loop']}: {merge['status']}" for merge in reconcile_open_loops(aws, settings)]
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    return {"changes": changes, "snapshot": snapshot.version if snapshot else None}
+    result: dict[str, Any] = {"changes": changes, "snapshot": snapshot.version if snapshot else None}
+    if reconciled:
+        result["reconciled"] = reconciled
+    return result
