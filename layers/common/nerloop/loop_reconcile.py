@@ -15,16 +15,17 @@ as Stopped. The merge is idempotent per (loop, status), so its event arriving as
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from nerloop.aws import Aws
-from nerloop.event_models.human_loop import HumanLoopDetail, HumanLoopOutput
 from nerloop.observability import logger
 from nerloop.settings import Settings
-from nerloop.stages.merge import merge_human_loop
 from nerloop.state import StateTable
+
+if TYPE_CHECKING:
+    from nerloop.event_models.human_loop import HumanLoopDetail
 
 # A2I's event normally comes within seconds of a loop's end: a loop is described only once it has
 # been open (or last found open) this long, and at most this many a run, to spare A2I's API.
@@ -47,8 +48,14 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
     """End, through the merge stage, the open loops A2I has ended or forgotten; return the merges."""
     state = StateTable(aws.table)
     now = clock()
+    due = state.open_loops_unchecked_since(_stamp(now - RECHECK_SECONDS), MAX_LOOPS_PER_RUN)
+    if not due:
+        return []
+    # Imported only when needed: the watch's cold start loads no other stage's event models.
+    from nerloop.stages.merge import merge_human_loop
+
     merged: list[dict[str, Any]] = []
-    for name in state.open_loops_unchecked_since(_stamp(now - RECHECK_SECONDS), MAX_LOOPS_PER_RUN):
+    for name in due:
         detail = described_loop(name, aws)
         if detail.humanLoopStatus in STILL_OPEN:
             state.mark_open_loop_checked(name, _stamp(now))
@@ -61,6 +68,8 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
 
 def described_loop(name: str, aws: Aws) -> HumanLoopDetail:
     """The loop as A2I describes it, in the shape of its status event's detail."""
+    from nerloop.event_models.human_loop import HumanLoopDetail, HumanLoopOutput
+
     try:
         described = aws.a2i.describe_human_loop(HumanLoopName=name)
     except ClientError as exc:
