@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
 from nerloop.event_models.schedule import ScheduledEvent
+from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings
 from nerloop.stages.watch import poll_in_flight
@@ -24,4 +25,5 @@ settings = get_settings()
 @tracer.capture_lambda_handler
 @event_parser(model=ScheduledEvent)
 def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, Any]:
+    bind_lambda_context(context)  # it may merge a loop, once (idempotency)
     return poll_in_flight(Aws(settings.state_table), settings)

@@ -406,6 +406,8 @@ class LocalRuntime:
         loaded = stack or Stack.load({**LOCAL_PARAMETERS, **self.parameters})
         self.stack = replace(loaded, parameters=dict(loaded.parameters), names=dict(loaded.names))
         self.custom_resources: dict[str, dict[str, Any]] = {}
+        # Resources an update replaced, deleted in its cleanup: (logical id, type, what was saved).
+        self._replaced: list[tuple[str, str, dict[str, Any]]] = []
         self.bucket = self.stack.physical_name("DataBucket")
         self.table_name = self.stack.physical_name("StateTable")
         self.wiring: dict[str, FunctionWiring] = {}
@@ -470,6 +472,7 @@ class LocalRuntime:
             # Resources first: rule patterns and environments resolve their attributes (FlowDefinition.Arn).
             self._deploy_resources(saved)
             self._wire_functions()
+            self._clean_up_replaced()
             if saved:
                 self._restore_queues()
                 self.restored = True
@@ -758,8 +761,13 @@ class LocalRuntime:
         return condition is None or bool(self.stack.names.get(f"Condition:{condition}"))
 
     def _deploy_resources(self, restoring: bool) -> None:
-        """Create the human task UIs and the custom resources, in template order."""
+        """Create the human task UIs and the custom resources, in template order (an update when the
+        workspace holds them already)."""
         saved: dict[str, dict[str, Any]] = self.workspace.load_json("stack.json", {}) if restoring else {}
+        stack = self.fakes.stack
+        stack.stack_id, stack.name = STACK_ID, str(self.stack.names["AWS::StackName"])
+        stack.status = "UPDATE_IN_PROGRESS" if saved else "CREATE_IN_PROGRESS"
+        self._replaced = []
         for logical_id, resource in self.stack.template["Resources"].items():
             if not self._condition_holds(resource):
                 continue
@@ -790,10 +798,21 @@ class LocalRuntime:
             return previous
         outcome = self._send_custom_resource_request(logical_id, resource["Type"], properties, previous)
         if previous is not None and previous["physical_id"] != outcome["physical_id"]:
-            # A new physical id replaced the old resource: CloudFormation deletes the old one.
-            self._send_custom_resource_request(logical_id, resource["Type"], previous["properties"], previous,
-                                               delete=True)
+            # A new physical id replaced the old resource: CloudFormation deletes the old one once
+            # the whole update is done, in its cleanup (`_clean_up_replaced`).
+            self._replaced.append((logical_id, resource["Type"], previous))
         return outcome
+
+    def _clean_up_replaced(self) -> None:
+        """The update's cleanup: Delete requests for the resources it replaced, then the stack is complete
+        (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-monitor-stack.html)."""
+        stack = self.fakes.stack
+        if self._replaced:
+            stack.status = "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+            for logical_id, kind, previous in self._replaced:
+                self._send_custom_resource_request(logical_id, kind, previous["properties"], previous, delete=True)
+            self._replaced = []
+        stack.status = "UPDATE_COMPLETE" if stack.status != "CREATE_IN_PROGRESS" else "CREATE_COMPLETE"
 
     def _send_custom_resource_request(self, logical_id: str, kind: str, properties: dict[str, Any],
                                       previous: dict[str, Any] | None, *, delete: bool = False) -> dict[str, Any]:

@@ -75,7 +75,7 @@ class Stack:
             elif kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource":
                 # A fixed stand-in, the one the sample events name; the local runtime replaces it
                 # with what the real custom resource handler returns.
-                names[f"{logical_id}.Arn"] = (
+                names[f"{logical_id}.Arn"] = names[f"{logical_id}.Arns"] = (
                     f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/{STACK_NAME}-review"
                 )
             elif kind == "AWS::SageMaker::HumanTaskUi":

@@ -79,15 +79,17 @@ class Sent:
 
 
 class Clients:
-    """Stubbed SageMaker, A2I runtime and Comprehend clients in an Aws bundle."""
+    """Stubbed SageMaker, A2I runtime, Comprehend and CloudFormation clients in an Aws bundle."""
 
     def __init__(self) -> None:
         self.sagemaker = boto3.client("sagemaker", region_name="us-east-1")
         self.a2i = boto3.client("sagemaker-a2i-runtime", region_name="us-east-1")
         self.comprehend = boto3.client("comprehend", region_name="us-east-1")
-        self.stubs = {name: Stubber(getattr(self, name)) for name in ("sagemaker", "a2i", "comprehend")}
+        self.cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        self.stubs = {name: Stubber(getattr(self, name))
+                      for name in ("sagemaker", "a2i", "comprehend", "cloudformation")}
         self.aws = Aws("", overrides={"sagemaker": self.sagemaker, "sagemaker-a2i-runtime": self.a2i,
-                                      "comprehend": self.comprehend})
+                                      "comprehend": self.comprehend, "cloudformation": self.cloudformation})
 
     def __getattr__(self, name: str) -> Stubber:
         if name.endswith("_stub"):
@@ -153,6 +155,33 @@ def flow_name(props: dict[str, Any]) -> str:
     return FlowDefinitionProperties.model_validate(props).physical_name()
 
 
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/nerloop/5b1f0e70-ad1c-11ef-9c8b-0affd3c2a1b1"
+
+
+def flow_arn(name: str) -> str:
+    return f"{ACCOUNT_PREFIX}:flow-definition/{name}"
+
+
+def family(*flows: tuple[str, str]) -> dict[str, Any]:
+    """ListFlowDefinitions' answer: (name, status) of each flow definition in the account."""
+    created = datetime(2026, 11, 27, tzinfo=UTC)
+    return {"FlowDefinitionSummaries": [
+        {"FlowDefinitionName": name, "FlowDefinitionArn": flow_arn(name), "FlowDefinitionStatus": status,
+         "CreationTime": created} for name, status in flows]}
+
+
+def loops(*statuses: str) -> dict[str, Any]:
+    created = datetime(2026, 11, 27, tzinfo=UTC)
+    return {"HumanLoopSummaries": [{"HumanLoopName": f"v1-{index}", "HumanLoopStatus": status,
+                                    "CreationTime": created} for index, status in enumerate(statuses)]}
+
+
+def stack_in(clients: Clients, status: str) -> None:
+    clients.cloudformation_stub.add_response("describe_stacks", {"Stacks": [{
+        "StackId": STACK_ID, "StackName": "nerloop", "CreationTime": datetime(2026, 11, 1, tzinfo=UTC),
+        "StackStatus": status}]}, {"StackName": STACK_ID})
+
+
 # --- the flow definition ----------------------------------------------------------------------------------
 
 
@@ -176,6 +205,7 @@ def test_create_makes_the_flow_definition_from_the_template_and_returns_its_attr
                                         {"FlowDefinitionName": name})
     clients.sagemaker_stub.add_response("describe_workteam", workteam(
         SubDomain="abc123xyz.labeling.us-east-1.sagemaker.aws"), {"WorkteamName": "nerloop-reviewers"})
+    clients.sagemaker_stub.add_response("list_flow_definitions", family((name, "Active"), ("other-review", "Active")))
 
     # When CloudFormation asks to create it
     body = handle(request("FlowDefinition", props), clients, sent, naps, lambda_context)
@@ -183,7 +213,7 @@ def test_create_makes_the_flow_definition_from_the_template_and_returns_its_attr
     # Then it is created, awaited until Active, and its ARN and portal come back as attributes
     assert body["Status"] == SUCCESS and body["PhysicalResourceId"] == name
     assert name.startswith("nerloop-review-") and len(name) <= 63
-    assert body["Data"] == {"Arn": f"{ACCOUNT_PREFIX}:flow-definition/{name}", "Name": name,
+    assert body["Data"] == {"Arn": flow_arn(name), "Arns": flow_arn(name), "Name": name,
                             "WorkerPortalUrl": "https://abc123xyz.labeling.us-east-1.sagemaker.aws"}
     assert body["RequestId"] == "8f3c1a52-6d3e-4f0b-9b51-1f0e7c2d9a44" and body["LogicalResourceId"] == "FlowDefinition"
     assert naps == [custom_resources.POLL_SECONDS]
@@ -195,7 +225,7 @@ def test_without_a_workteam_nothing_is_created_and_the_arn_is_empty(clients, sen
     body = handle(request("FlowDefinition", props, stack=WITHOUT_WORKTEAM), clients, sent, naps, lambda_context)
 
     assert body["Status"] == SUCCESS
-    assert body["Data"] == {"Arn": "", "Name": "", "WorkerPortalUrl": ""}
+    assert body["Data"] == {"Arn": "", "Arns": "", "Name": "", "WorkerPortalUrl": ""}
 
 
 def test_a_flow_definition_that_fails_is_reported_with_its_reason(clients, sent, naps, lambda_context):
@@ -216,9 +246,11 @@ def test_a_flow_definition_that_fails_is_reported_with_its_reason(clients, sent,
 def test_an_update_with_the_same_settings_keeps_the_flow_definition(clients, sent, naps, lambda_context):
     props = properties(WITH_WORKTEAM, "FlowDefinition")
     name = flow_name(props)
+    clients.sagemaker_stub.add_response("list_flow_definitions", family((name, "Active")))
     clients.sagemaker_stub.add_client_error("create_flow_definition", "ResourceInUse", "exists")
     clients.sagemaker_stub.add_response("describe_flow_definition", flow_definition_description(name, "Active"))
     clients.sagemaker_stub.add_response("describe_workteam", workteam())
+    clients.sagemaker_stub.add_response("list_flow_definitions", family((name, "Active")))
 
     body = handle(request("FlowDefinition", props, "Update", physical_id=name, old_props=props),
                   clients, sent, naps, lambda_context)
@@ -232,30 +264,107 @@ def test_an_update_with_other_settings_makes_a_new_flow_definition(clients, sent
     new = {**old, "TaskTitle": "Review entities in release notes"}
     new_name = flow_name(new)
     assert new_name != flow_name(old)
+    clients.sagemaker_stub.add_response("list_flow_definitions", family((flow_name(old), "Active")))
     clients.sagemaker_stub.add_response("create_flow_definition", {"FlowDefinitionArn": f"{ACCOUNT_PREFIX}:x"})
     clients.sagemaker_stub.add_response("describe_flow_definition", flow_definition_description(new_name, "Active"))
     clients.sagemaker_stub.add_client_error("describe_workteam", "AccessDeniedException", "no")
+    clients.sagemaker_stub.add_response("list_flow_definitions", family((flow_name(old), "Active"),
+                                                                        (new_name, "Active")))
 
     body = handle(request("FlowDefinition", new, "Update", physical_id=flow_name(old), old_props=old),
                   clients, sent, naps, lambda_context)
 
-    # A new physical id: CloudFormation then deletes the old flow definition.
+    # A new physical id: CloudFormation then deletes the old flow definition. Until then (and while
+    # loops are in flight in it) its loops' events go to the merge rule too: Arns lists both.
     assert body["Status"] == SUCCESS and body["PhysicalResourceId"] == new_name
+    assert body["Data"]["Arns"] == f"{flow_arn(new_name)},{flow_arn(flow_name(old))}"
+
+
+def test_an_update_deletes_the_flow_definitions_retired_earlier_whose_loops_have_ended(
+        clients, sent, naps, lambda_context):
+    # Given the flow definition in use, and two retired by earlier updates: one with a loop still open
+    old = properties(WITH_WORKTEAM, "FlowDefinition")
+    new = {**old, "TaskTitle": "Review entities in release notes"}
+    current, new_name = flow_name(old), flow_name(new)
+    idle, busy = f"{old['FlowDefinitionName']}-0000aaaa", f"{old['FlowDefinitionName']}-0000bbbb"
+    clients.sagemaker_stub.add_response("list_flow_definitions", family(
+        (current, "Active"), (idle, "Active"), (busy, "Active"), ("someone-elses-review-0000cccc", "Active")))
+    clients.a2i_stub.add_response("list_human_loops", loops("Completed", "Failed"),
+                                  {"FlowDefinitionArn": flow_arn(idle)})
+    clients.sagemaker_stub.add_response("delete_flow_definition", {}, {"FlowDefinitionName": idle})
+    clients.a2i_stub.add_response("list_human_loops", loops("Completed", "Stopping"),
+                                  {"FlowDefinitionArn": flow_arn(busy)})
+    clients.sagemaker_stub.add_response("create_flow_definition", {"FlowDefinitionArn": flow_arn(new_name)})
+    clients.sagemaker_stub.add_response("describe_flow_definition", flow_definition_description(new_name, "Active"))
+    clients.sagemaker_stub.add_response("describe_workteam", workteam())
+    clients.sagemaker_stub.add_response("list_flow_definitions", family(
+        (current, "Active"), (idle, "Deleting"), (busy, "Active"), (new_name, "Active")))
+
+    # When an update replaces the one in use
+    body = handle(request("FlowDefinition", new, "Update", physical_id=current, old_props=old),
+                  clients, sent, naps, lambda_context)
+
+    # Then the idle retired one is deleted, the busy one kept (and merged), the replaced one left to the cleanup
+    assert body["Status"] == SUCCESS
+    assert body["Data"]["Arns"].split(",") == [flow_arn(new_name), flow_arn(current), flow_arn(idle), flow_arn(busy)]
+
+
+def test_an_update_s_cleanup_keeps_the_replaced_flow_definition_while_loops_are_in_flight(
+        clients, sent, naps, lambda_context):
+    # Given a flow definition an update replaced, with one loop nobody has answered yet
+    props = properties(WITH_WORKTEAM, "FlowDefinition")
+    name = flow_name(props)
+    stack_in(clients, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+    clients.sagemaker_stub.add_response("describe_flow_definition", flow_definition_description(name, "Active"))
+    clients.a2i_stub.add_response("list_human_loops", loops("Completed", "InProgress"),
+                                  {"FlowDefinitionArn": flow_arn(name)})
+
+    # When CloudFormation deletes it in the update's cleanup
+    body = handle(request("FlowDefinition", props, "Delete", physical_id=name), clients, sent, naps, lambda_context)
+
+    # Then it is kept (deleting it would stop the loop, and the review with it): no delete call at all
+    assert body["Status"] == SUCCESS and body["PhysicalResourceId"] == name
+
+
+@pytest.mark.parametrize("status", ["UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+                                    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"])
+def test_an_update_s_cleanup_deletes_the_replaced_flow_definition_once_idle(
+        status, clients, sent, naps, lambda_context):
+    props = properties(WITH_WORKTEAM, "FlowDefinition")
+    name = flow_name(props)
+    stack_in(clients, status)
+    clients.sagemaker_stub.add_response("describe_flow_definition", flow_definition_description(name, "Active"))
+    clients.a2i_stub.add_response("list_human_loops", loops("Completed", "Stopped"),
+                                  {"FlowDefinitionArn": flow_arn(name)})
+    clients.sagemaker_stub.add_response("delete_flow_definition", {}, {"FlowDefinitionName": name})
+
+    body = handle(request("FlowDefinition", props, "Delete", physical_id=name), clients, sent, naps, lambda_context)
+
+    assert body["Status"] == SUCCESS
 
 
 def test_delete_removes_the_flow_definition(clients, sent, naps, lambda_context):
     props = properties(WITH_WORKTEAM, "FlowDefinition")
     name = flow_name(props)
+    retired = f"{props['FlowDefinitionName']}-0000aaaa"
+    stack_in(clients, "DELETE_IN_PROGRESS")
     clients.sagemaker_stub.add_response("delete_flow_definition", {}, {"FlowDefinitionName": name})
+    clients.sagemaker_stub.add_response("list_flow_definitions", family(
+        (name, "Deleting"), (retired, "Active"), ("someone-elses-review-0000aaaa", "Active")))
+    clients.sagemaker_stub.add_response("delete_flow_definition", {}, {"FlowDefinitionName": retired})
 
+    # When the stack is deleted
     body = handle(request("FlowDefinition", props, "Delete", physical_id=name), clients, sent, naps, lambda_context)
 
+    # Then its flow definition goes, and so does one an earlier update retired (no other)
     assert body["Status"] == SUCCESS and body["PhysicalResourceId"] == name
 
 
 def test_delete_of_a_flow_definition_already_gone_succeeds(clients, sent, naps, lambda_context):
     props = properties(WITH_WORKTEAM, "FlowDefinition")
+    stack_in(clients, "DELETE_IN_PROGRESS")
     clients.sagemaker_stub.add_client_error("delete_flow_definition", "ResourceNotFound", "gone")
+    clients.sagemaker_stub.add_response("list_flow_definitions", family())
 
     body = handle(request("FlowDefinition", props, "Delete", physical_id=flow_name(props)),
                   clients, sent, naps, lambda_context)
@@ -268,6 +377,7 @@ def test_delete_stops_the_loops_still_in_progress_then_deletes(clients, sent, na
     props = properties(WITH_WORKTEAM, "FlowDefinition")
     name = flow_name(props)
     arn = f"{ACCOUNT_PREFIX}:flow-definition/{name}"
+    stack_in(clients, "DELETE_IN_PROGRESS")
     clients.sagemaker_stub.add_client_error("delete_flow_definition", "ResourceInUse", "loops in progress")
     clients.sagemaker_stub.add_response("describe_flow_definition", flow_definition_description(name, "Active"))
     created = datetime(2026, 11, 27, tzinfo=UTC)
@@ -277,6 +387,7 @@ def test_delete_stops_the_loops_still_in_progress_then_deletes(clients, sent, na
     ]}, {"FlowDefinitionArn": arn})
     clients.a2i_stub.add_response("stop_human_loop", {}, {"HumanLoopName": "v1-aaaa"})
     clients.sagemaker_stub.add_response("delete_flow_definition", {}, {"FlowDefinitionName": name})
+    clients.sagemaker_stub.add_response("list_flow_definitions", family((name, "Deleting")))
 
     # When the stack is deleted
     body = handle(request("FlowDefinition", props, "Delete", physical_id=name), clients, sent, naps, lambda_context)

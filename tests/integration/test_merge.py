@@ -32,7 +32,8 @@ def event_for(text: str, status_event: dict[str, Any] = COMPLETED) -> dict[str, 
     detail = event["detail"]
     for field in ("humanLoopName", "humanLoopArn"):
         detail[field] = detail[field].replace(NAME, name)
-    detail["humanLoopOutput"]["outputS3Uri"] = detail["humanLoopOutput"]["outputS3Uri"].replace(NAME, name)
+    if detail["humanLoopOutput"]:  # a failed loop has no output
+        detail["humanLoopOutput"]["outputS3Uri"] = detail["humanLoopOutput"]["outputS3Uri"].replace(NAME, name)
     event["resources"] = [detail["humanLoopArn"]]
     return event
 

@@ -21,6 +21,7 @@ from moto import mock_aws
 from nerloop.documents import Span
 from nerloop_local.fakes import FakeContext, Fakes, FakeService, StandInBug, claim, inject_fault, release
 from nerloop_local.fakes.groundtruth import label_attribute_of
+from nerloop_local.stack import EVENTS_DIR
 
 BUCKET = "fakes-test-bucket"
 ROLE = "arn:aws:iam::123456789012:role/test"
@@ -646,6 +647,21 @@ def test_failed_loop_carries_its_failure_code(fakes: Fakes) -> None:
                                                                                      "nobody answered")
 
 
+def test_failed_loop_event_has_the_fields_of_the_failed_sample_event(fakes: Fakes) -> None:
+    # Given a loop nobody took, ended as A2I ends it
+    queue = capture("SageMaker A2I HumanLoop Status Change")
+    start_loop(create_flow())
+    fakes.a2i.fail_loop("loop-1", "Expired", "nobody answered")
+    (event,) = received(queue)
+    sample = json.loads((EVENTS_DIR / "merge-failed.json").read_text(encoding="utf-8"))
+    # Then the stand-in and events/merge-failed.json agree: the same fields, no output (a failed loop
+    # has no review results), a documented failure code
+    assert set(event["detail"]) == set(sample["detail"])
+    assert event["detail"]["humanLoopOutput"] is None and sample["detail"]["humanLoopOutput"] is None
+    assert (event["detail"]["humanLoopStatus"], event["detail"]["failureCode"]) == ("Failed", "Expired")
+    assert sample["detail"]["failureCode"] in ("ValidationError", "Expired", "InternalError")
+
+
 def test_list_human_loops_newest_first(fakes: Fakes) -> None:
     flow_arn = create_flow()
     for name in ("loop-a", "loop-b"):
@@ -680,13 +696,38 @@ def test_flow_definition_is_described_as_created(fakes: Fakes) -> None:
             described["OutputConfig"]["S3OutputPath"]) == (arn, "Active", f"s3://{BUCKET}/reviews/")
 
 
-def test_deleted_flow_definition_is_not_found(fakes: Fakes) -> None:
+def test_deleted_flow_definition_goes_deleting_then_is_not_found(fakes: Fakes) -> None:
     create_flow()
     client = aws("sagemaker")
     client.delete_flow_definition(FlowDefinitionName=FLOW_NAME)
+    status = client.describe_flow_definition(FlowDefinitionName=FLOW_NAME)["FlowDefinitionStatus"]
+    fakes.tick()
     with pytest.raises(ClientError) as exc_info:
         client.describe_flow_definition(FlowDefinitionName=FLOW_NAME)
-    assert error_code(exc_info) == "ResourceNotFound"
+    assert (status, error_code(exc_info)) == ("Deleting", "ResourceNotFound")
+
+
+def test_deleting_a_flow_definition_stops_and_deletes_its_loops_in_progress(fakes: Fakes) -> None:
+    # Given a flow definition with a loop nobody has answered and one answered
+    queue = capture("SageMaker A2I HumanLoop Status Change")
+    flow_arn = create_flow()
+    start_loop(flow_arn, name="open-loop")
+    start_loop(flow_arn, name="done-loop")
+    fakes.a2i.complete_loop("done-loop", [])
+    # When it is deleted
+    aws("sagemaker").delete_flow_definition(FlowDefinitionName=FLOW_NAME)
+    # Then, as A2I documents, the open loop is stopped (its event names the deleted flow definition)
+    # and both loops are deleted; the flow definition goes once no loop is left
+    events = [(event["detail"]["humanLoopName"], event["detail"]["humanLoopStatus"],
+               event["detail"]["flowDefinitionArn"]) for event in received(queue)]
+    assert events == [("done-loop", "Completed", flow_arn), ("open-loop", "Stopped", flow_arn)]
+    for name in ("open-loop", "done-loop"):
+        with pytest.raises(ClientError) as exc_info:
+            describe_loop(name)
+        assert error_code(exc_info) == "ResourceNotFoundException"
+    assert fakes.busy()
+    fakes.tick()
+    assert aws("sagemaker").list_flow_definitions()["FlowDefinitionSummaries"] == []
 
 
 def test_flow_definition_with_a_role_not_yet_propagated_is_refused_until_it_is(fakes: Fakes) -> None:

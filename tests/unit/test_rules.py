@@ -226,6 +226,18 @@ def test_merge_takes_every_way_a_loop_ends_and_no_other_flow_definition():
     assert not matches(pattern, {**event, "detail": {**event["detail"], "flowDefinitionArn": other}})
 
 
+def test_every_s3_sample_of_the_versioned_bucket_names_the_object_version():
+    # S3's EventBridge events carry detail.object.version-id when the bucket is versioned
+    # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html); DataBucket is.
+    assert STACK.resource("DataBucket")["Properties"]["VersioningConfiguration"]["Status"] == "Enabled"
+    samples = [load(path) for path in sorted(EVENTS_DIR.glob("*.json"))]
+    ours = [event for event in samples if event["source"] == "aws.s3"
+            and event["detail"]["bucket"]["name"] == STACK.physical_name("DataBucket")]
+    assert ours
+    assert [event["detail"]["object"]["key"] for event in ours
+            if not event["detail"]["object"].get("version-id")] == []
+
+
 # --- the schedule ----------------------------------------------------------------------------------------
 
 

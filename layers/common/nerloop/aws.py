@@ -59,6 +59,10 @@ class Aws:
         return self._get("sagemaker-a2i-runtime")
 
     @property
+    def cloudformation(self) -> Any:
+        return self._get("cloudformation")
+
+    @property
     def events(self) -> Any:
         return self._get("events")
 

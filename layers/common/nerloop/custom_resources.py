@@ -5,9 +5,15 @@ the loop, not by CloudFormation. One function serves two resource types:
 
 - ``Custom::FlowDefinition`` creates the flow definition (human review workflow) the route stage
   starts human loops in. Flow definitions cannot be changed, so each is named
-  ``<FlowDefinitionName>-<hash of its settings>``: an update with other settings creates a new one
-  and CloudFormation then deletes the old one. Without a ``WorkteamArn`` nothing is created and the
-  ``Arn`` attribute is empty. Attributes: ``Arn``, ``Name``, ``WorkerPortalUrl``.
+  ``<FlowDefinitionName>-<hash of its settings>`` (its *family*): an update with other settings
+  creates a new one and CloudFormation then deletes the old one. Deleting a flow definition stops and
+  deletes its loops nobody has started (A2I's documented behaviour), so a review in flight would be
+  lost: when the Delete comes from an update's cleanup, a flow definition with loops still in flight
+  is kept (retired) and its loops finish on it; the next replacement deletes the retired ones whose
+  loops have all ended, and deleting the stack deletes the whole family. Without a ``WorkteamArn``
+  nothing is created and the attributes are empty. Attributes: ``Arn``, ``Name``,
+  ``WorkerPortalUrl``, and ``Arns``: this one and every other of its family still there, comma
+  separated, for the merge rule (loops of a retired flow definition report its ARN).
 - ``Custom::RecognizerCleanup`` owns ``RecognizerName``: Create refuses a name that already has
   versions (they would belong to someone else), Delete stops every version still training and every
   detection job still using a version, and deletes them all.
@@ -45,7 +51,7 @@ FLOW_DEFINITION_TYPE = "Custom::FlowDefinition"
 RECOGNIZER_CLEANUP_TYPE = "Custom::RecognizerCleanup"
 
 # The attributes (Fn::GetAtt) each resource type returns.
-FLOW_DEFINITION_ATTRIBUTES = ("Arn", "Name", "WorkerPortalUrl")
+FLOW_DEFINITION_ATTRIBUTES = ("Arn", "Arns", "Name", "WorkerPortalUrl")
 RECOGNIZER_CLEANUP_ATTRIBUTES = ("RecognizerName",)
 
 SUCCESS = "SUCCESS"
@@ -66,6 +72,13 @@ GOING_STATUSES = frozenset({"DELETING"})
 # ResourceInUseException while one runs, so they are stopped first.
 # https://docs.aws.amazon.com/comprehend/latest/APIReference/API_DeleteEntityRecognizer.html
 RUNNING_JOB_STATUSES = ("SUBMITTED", "IN_PROGRESS")
+
+# Human loop statuses (A2I HumanLoopStatus) of a loop that can still be answered: Stopping lasts while
+# a worker who started the task finishes it (https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-delete-human-loop.html).
+LOOPS_IN_FLIGHT = frozenset({"InProgress", "Stopping"})
+# The stack statuses in which CloudFormation deletes what an update (or its rollback) replaced
+# (botocore cloudformation StackStatus; https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/view-stack-events.html).
+CLEANUP_STATUSES = frozenset({"UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"})
 
 POLL_SECONDS = 15.0
 # Time kept back from the Lambda timeout to send the response.
@@ -121,6 +134,11 @@ class FlowDefinitionProperties(BaseModel):
                 f"flow definition name {name!r} is invalid: lower-case letters, digits and hyphens only "
                 "(use a lower-case stack name)")
         return name
+
+    def is_family(self, name: str) -> bool:
+        """Whether `name` is a flow definition this resource could have made (any settings)."""
+        base = re.escape(self.flow_definition_name)
+        return re.fullmatch(rf"{base}-[0-9a-f]{{{_HASH_CHARS}}}", name) is not None
 
 
 class RecognizerCleanupProperties(BaseModel):
@@ -216,6 +234,13 @@ def create_flow_definition(props: FlowDefinitionProperties, aws: Aws, deadline: 
     if not props.enabled:
         logger.info("no workteam: no flow definition is created", flow_definition=name)
         return Outcome(name, dict.fromkeys(FLOW_DEFINITION_ATTRIBUTES, ""))
+    arn = _create_and_wait(name, props, aws, deadline)
+    portal = worker_portal_url(props.workteam_arn, aws)
+    others = [other_arn for other, other_arn, status in list_family(props, aws) if other != name and status != "Failed"]
+    return Outcome(name, {"Arn": arn, "Arns": ",".join([arn, *others]), "Name": name, "WorkerPortalUrl": portal})
+
+
+def _create_and_wait(name: str, props: FlowDefinitionProperties, aws: Aws, deadline: Deadline) -> str:
     try:
         retry_while_roles_propagate(lambda: aws.sagemaker.create_flow_definition(
             FlowDefinitionName=name,
@@ -234,9 +259,63 @@ def create_flow_definition(props: FlowDefinitionProperties, aws: Aws, deadline: 
         if _error_code(exc) != "ResourceInUse":
             raise
         logger.info("flow definition exists already", flow_definition=name)
-    arn = _wait_until_active(name, aws, deadline)
-    portal = worker_portal_url(props.workteam_arn, aws)
-    return Outcome(name, {"Arn": arn, "Name": name, "WorkerPortalUrl": portal})
+    return _wait_until_active(name, aws, deadline)
+
+
+def list_family(props: FlowDefinitionProperties, aws: Aws) -> list[tuple[str, str, str]]:
+    """(name, ARN, status) of every flow definition of this resource's family, whatever its settings."""
+    found: list[tuple[str, str, str]] = []
+    for page in aws.sagemaker.get_paginator("list_flow_definitions").paginate():
+        for summary in page.get("FlowDefinitionSummaries", []):
+            if props.is_family(str(summary["FlowDefinitionName"])):
+                found.append((str(summary["FlowDefinitionName"]), str(summary["FlowDefinitionArn"]),
+                               str(summary["FlowDefinitionStatus"])))
+    return found
+
+
+def loops_in_flight(flow_definition_arn: str, aws: Aws) -> int:
+    """How many human loops of the flow definition can still be answered (InProgress or Stopping)."""
+    count = 0
+    try:
+        for page in aws.a2i.get_paginator("list_human_loops").paginate(FlowDefinitionArn=flow_definition_arn):
+            count += sum(1 for loop in page.get("HumanLoopSummaries", [])
+                         if loop.get("HumanLoopStatus") in LOOPS_IN_FLIGHT)
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceNotFoundException":
+            raise
+    return count
+
+
+def retire_flow_definition(name: str, arn: str, aws: Aws) -> bool:
+    """Delete a flow definition an update replaced, unless loops are still in flight in it: those
+    would be stopped (A2I stops a deleted flow definition's unstarted loops,
+    https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-delete-flow-definition.html). True when deleted."""
+    in_flight = loops_in_flight(arn, aws)
+    if in_flight:
+        logger.info("replaced flow definition kept until its loops end", flow_definition=name, loops=in_flight)
+        return False
+    try:
+        aws.sagemaker.delete_flow_definition(FlowDefinitionName=name)
+    except ClientError as exc:
+        if _error_code(exc) == "ResourceInUse":
+            logger.info("replaced flow definition in use: kept", flow_definition=name)
+            return False
+        if _error_code(exc) != "ResourceNotFound":
+            raise
+    logger.info("replaced flow definition deleted", flow_definition=name)
+    return True
+
+
+def retire_idle_flow_definitions(props: FlowDefinitionProperties, keep: set[str], aws: Aws) -> list[str]:
+    """Delete the family's flow definitions not in `keep` whose loops have all ended; return their names."""
+    return [name for name, arn, status in list_family(props, aws)
+            if name not in keep and status != "Deleting" and retire_flow_definition(name, arn, aws)]
+
+
+def stack_status(stack_id: str, aws: Aws) -> str:
+    """The stack's StackStatus (DescribeStacks, by the unique stack id)."""
+    stacks = aws.cloudformation.describe_stacks(StackName=stack_id).get("Stacks", [])
+    return str(stacks[0]["StackStatus"]) if stacks else ""
 
 
 def _wait_until_active(name: str, aws: Aws, deadline: Deadline) -> str:
@@ -268,7 +347,8 @@ def worker_portal_url(workteam_arn: str, aws: Aws) -> str:
 
 def delete_flow_definition(name: str, props: FlowDefinitionProperties | None, aws: Aws,
                            deadline: Deadline) -> None:
-    """Delete flow definition `name`; human loops still in progress in it are stopped first.
+    """Delete flow definition `name`. A2I stops and deletes its loops nobody has started; when it
+    answers ResourceInUse, the loops in progress are stopped and the delete is tried again.
 
     Succeeds when it is already gone, and does nothing for a physical id that names no flow
     definition this resource could have created.
@@ -442,17 +522,49 @@ def carry_out(request: CustomResourceRequest, aws: Aws, deadline: Deadline) -> O
 
 def _flow_definition(request: CustomResourceRequest, aws: Aws, deadline: Deadline) -> Outcome:
     if isinstance(request, CloudFormationCustomResourceDeleteModel):
-        try:
-            old: FlowDefinitionProperties | None = _properties(
-                FlowDefinitionProperties, request.resource_properties)
-        except CustomResourceError:
-            old = None  # properties that never made a flow definition
-        delete_flow_definition(request.physical_resource_id, old, aws, deadline)
+        _delete_flow_definition_request(request, aws, deadline)
         return Outcome(request.physical_resource_id)
     props = _properties(FlowDefinitionProperties, request.resource_properties)
     # An update with the same settings keeps the flow definition: create_flow_definition finds it.
     # Other settings give another name, and CloudFormation deletes the old physical id afterwards.
+    if isinstance(request, CloudFormationCustomResourceUpdateModel) and props.enabled:
+        # Flow definitions retired by earlier updates go once their loops have ended. The one this
+        # update replaces is still the route stage's until the update completes: its cleanup decides.
+        retire_idle_flow_definitions(props, {props.physical_name(), request.physical_resource_id}, aws)
     return create_flow_definition(props, aws, deadline)
+
+
+def _delete_flow_definition_request(request: CloudFormationCustomResourceDeleteModel, aws: Aws,
+                                    deadline: Deadline) -> None:
+    name = request.physical_resource_id
+    try:
+        old: FlowDefinitionProperties | None = _properties(FlowDefinitionProperties, request.resource_properties)
+    except CustomResourceError:
+        old = None  # properties that never made a flow definition
+    if old is None or not old.enabled or not old.is_family(name):
+        delete_flow_definition(name, old, aws, deadline)  # nothing to delete
+        return
+    if stack_status(request.stack_id, aws) in CLEANUP_STATUSES:
+        # Replaced by an update: reviews in flight finish on it (the merge rule matches its ARN).
+        arn = _arn_of(name, aws)
+        if arn:
+            retire_flow_definition(name, arn, aws)
+        return
+    # The stack is being deleted (or its creation rolled back): the whole family goes.
+    delete_flow_definition(name, old, aws, deadline)
+    for other, _, status in list_family(old, aws):
+        if other != name and status != "Deleting":
+            delete_flow_definition(other, old, aws, deadline)
+
+
+def _arn_of(name: str, aws: Aws) -> str:
+    """The flow definition's ARN, or "" when it is gone."""
+    try:
+        return str(aws.sagemaker.describe_flow_definition(FlowDefinitionName=name)["FlowDefinitionArn"])
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceNotFound":
+            raise
+        return ""
 
 
 def _recognizer_cleanup(request: CustomResourceRequest, aws: Aws, deadline: Deadline) -> Outcome:

@@ -411,6 +411,24 @@ class StateTable:
                                  ProjectionExpression="sk", ConsistentRead=True)
         return bool(reply.get("Items"))
 
+    def open_loops_unchecked_since(self, stamp: str, limit: int) -> list[str]:
+        """Up to `limit` open loops neither opened nor checked since `stamp` (a `now()` stamp),
+        least recently checked first."""
+        markers = self._query_all(OPEN_LOOP_PK, ProjectionExpression="sk, opened_at, checked_at",
+                                  ConsistentRead=True)
+        seen = sorted((max(str(m.get("opened_at", "")), str(m.get("checked_at", ""))), str(m["sk"]))
+                      for m in markers)
+        return [name for last, name in seen if last < stamp][:limit]
+
+    def mark_open_loop_checked(self, name: str, stamp: str) -> None:
+        """Note that loop `name` was found still open at `stamp` (unless it has closed meanwhile)."""
+        try:
+            self.table.update_item(Key={"pk": OPEN_LOOP_PK, "sk": name}, UpdateExpression="SET checked_at = :at",
+                                   ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues={":at": stamp})
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
     def finish_loop(self, name: str, status: str, failure: str = "") -> bool:
         """Move a loop from InProgress to `status` and drop its open-loop marker, in one transaction;
         False (and nothing changed) when it had already finished (a redelivery)."""

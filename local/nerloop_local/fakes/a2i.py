@@ -18,6 +18,13 @@ the stand-in writes A2I's output.json at
 Status Change" event on the emulated bus. Names: 1-63 characters of ^[a-z0-9](-*[a-z0-9])*$, unique
 in the account: starting a loop again with the same name and the same input is answered with the
 existing loop (a retried call); the same name with other input is a ConflictException.
+
+Deleting a flow definition is what A2I documents
+(https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-delete-flow-definition.html): it goes `Deleting`;
+its loops no worker has started are stopped (their Stopped events go out) and deleted, and so are its
+finished loops; a loop still `Stopping` (a worker on it) finishes first. Once it has no loop left the
+flow definition is gone (on the next tick). Nobody works on a local loop until it is answered, so
+every `InProgress` loop counts as not started.
 """
 
 from __future__ import annotations
@@ -107,6 +114,7 @@ class FlowDefinitionsFake(FakeService):
     def __init__(self, context: FakeContext) -> None:
         super().__init__(context)
         self.flows: dict[str, FlowDefinition] = {}
+        self.loops: A2IFake | None = None  # the human loops, told when a flow definition is deleted
         self.task_uis: dict[str, HumanTaskUi] = {}
         self.workteams: dict[str, str] = {}  # name → worker portal address (SubDomain)
         self.unpropagated_roles: dict[str, int] = {}  # role ARN → CreateFlowDefinition calls still refused
@@ -178,10 +186,22 @@ class FlowDefinitionsFake(FakeService):
              "CreationTime": f.creation_time} for f in page], "NextToken": token})
 
     def delete_flow_definition(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._flow(params["FlowDefinitionName"])
-        del self.flows[params["FlowDefinitionName"]]
-        self.changes += 1
+        flow = self._flow(params["FlowDefinitionName"])
+        if flow.status != "Deleting":
+            flow.status = "Deleting"
+            self.changes += 1
+            if self.loops is not None:
+                self.loops.flow_definition_deleted(flow.arn)
         return {}
+
+    def busy(self) -> bool:
+        return any(flow.status == "Deleting" for flow in self.flows.values())
+
+    def tick(self) -> None:
+        for flow in [flow for flow in self.flows.values() if flow.status == "Deleting"]:
+            if self.loops is None or not self.loops.loops_of(flow.arn):
+                del self.flows[flow.name]
+                self.changes += 1
 
     def create_human_task_ui(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["HumanTaskUiName"]
@@ -265,6 +285,7 @@ class A2IFake(FakeService):
     def __init__(self, context: FakeContext, flows: FlowDefinitionsFake, reviewer: Reviewer | None = None) -> None:
         super().__init__(context)
         self.flows = flows
+        flows.loops = self
         self.reviewer = reviewer
         self.loops: dict[str, HumanLoop] = {}
 
@@ -348,6 +369,19 @@ class A2IFake(FakeService):
         self.changes += 1
         return {}
 
+    def loops_of(self, flow_arn: str) -> list[HumanLoop]:
+        return [loop for loop in self.loops.values() if loop.flow_definition_arn == flow_arn]
+
+    def flow_definition_deleted(self, flow_arn: str) -> None:
+        """A2I on DeleteFlowDefinition: stop and delete the loops nobody works on, delete the finished ones."""
+        for loop in sorted(self.loops_of(flow_arn), key=lambda loop: (loop.creation_time, loop.name)):
+            if loop.status == "InProgress":
+                loop.status = "Stopped"
+                self._finish(loop)
+            if loop.status in FINISHED:
+                del self.loops[loop.name]
+                self.changes += 1
+
     # --- people -----------------------------------------------------------------------------------
 
     def pending_loops(self) -> list[PendingLoop]:
@@ -403,6 +437,9 @@ class A2IFake(FakeService):
 
     def _finish(self, loop: HumanLoop) -> None:
         self.changes += 1
+        # Every field of A2I's documented event, null when it has no value (as failureCode is on a
+        # Completed loop): https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-cloudwatch-events.html.
+        # Only a completed loop has review results, so only it has an output location.
         detail: dict[str, Any] = {
             "creationTime": iso_millis(loop.creation_time),
             "failureCode": loop.failure_code,
@@ -410,10 +447,9 @@ class A2IFake(FakeService):
             "flowDefinitionArn": loop.flow_definition_arn,
             "humanLoopArn": loop.arn,
             "humanLoopName": loop.name,
+            "humanLoopOutput": {"outputS3Uri": loop.output_uri} if loop.output_uri else None,
             "humanLoopStatus": loop.status,
         }
-        if loop.output_uri:
-            detail["humanLoopOutput"] = {"outputS3Uri": loop.output_uri}
         self.context.publish("aws.sagemaker", DETAIL_TYPE, detail, [loop.arn])
 
     # --- the clock --------------------------------------------------------------------------------
@@ -429,6 +465,9 @@ class A2IFake(FakeService):
             if loop.status == "Stopping":
                 loop.status = "Stopped"
                 self._finish(loop)
+                flow = self.flows.by_arn(loop.flow_definition_arn)
+                if flow is not None and flow.status == "Deleting":
+                    del self.loops[loop.name]  # its flow definition is being deleted
             elif loop.status == "InProgress" and self.reviewer is not None:
                 loop.asked += 1
                 answer = self.reviewer(loop.name, loop.input)

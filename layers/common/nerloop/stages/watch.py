@@ -7,7 +7,8 @@ costs the same after a thousand jobs as after one. A job Comprehend no longer kn
 NOT_FOUND, a status of nerloop's own, once, and not asked about again. Then detection requests queued
 for a concurrent-job slot start as slots free (`nerloop.detection_jobs`).
 
-Then start a retrain if one is due (`nerloop.retrain`): the only check that sees time pass with no
+Then end the human loops A2I has ended or deleted without the merge stage hearing of it
+(`nerloop.loop_reconcile`: no document stays in review without a live loop), and start a retrain if one is due (`nerloop.retrain`): the only check that sees time pass with no
 event (pending reviews past `RetrainMaxWaitMinutes`), and, every minute, a backstop for any due
 retrain whose event-driven check found the lock taken or never ran.
 """
@@ -23,6 +24,7 @@ from nerloop.aws import Aws
 from nerloop.bus import publish
 from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
 from nerloop.detection_jobs import start_queued
+from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
@@ -89,5 +91,9 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
 
     started = start_queued(state, aws, settings)
+    reconciled = [f"{merge['loop']}: {merge['status']}" for merge in reconcile_open_loops(aws, settings)]
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    return {"changes": changes, "started": started, "snapshot": snapshot.version if snapshot else None}
+    result: dict[str, Any] = {"changes": changes, "started": started, "snapshot": snapshot.version if snapshot else None}
+    if reconciled:
+        result["reconciled"] = reconciled
+    return result
