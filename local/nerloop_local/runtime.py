@@ -627,6 +627,8 @@ class LocalRuntime:
                 else manifest.encode("utf-8") if isinstance(manifest, str) else bytes(manifest))
         prefix = self.stack.labeling_job_prefix()
         name = job_name or f"{prefix}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        if not name.startswith(f"{prefix}-"):  # the convert rule would never hear of the job
+            raise ValueError(f"labeling job {name!r}: the stack's convert rule takes only jobs named {prefix}-…")
         sources = [json.dumps({"source": json.loads(line)["source"]}, ensure_ascii=False)
                    for line in body.decode("utf-8").splitlines() if line.strip()]
         input_key = f"{LABELING_PREFIX}{name}/input.manifest"
