@@ -26,7 +26,8 @@ def runtime(tmp_path: Path, sample_dir: Path) -> Iterator[LocalRuntime]:
                          environment={"POWERTOOLS_METRICS_DISABLED": "true"}, autosave=False)
     local.start()
     with (sample_dir / "output.manifest").open("rb") as manifest:
-        local.label_with_manifest(b"".join(itertools.islice(manifest, 45)), job_name=f"{local.stack.labeling_job_prefix()}-quota-seed")
+        local.label_with_manifest(b"".join(itertools.islice(manifest, 45)),
+                                  job_name=f"{local.stack.labeling_job_prefix()}-quota-seed")
     result = local.run_until_idle(max_cycles=200)
     assert result.idle and local.state.get_active()[0] == "v1"
     yield local

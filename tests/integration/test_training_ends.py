@@ -44,7 +44,8 @@ def test_a_version_trained_with_a_warning_is_activated_and_detects(runtime: Loca
     runtime.comprehend.warn_training("v1", "some training documents were skipped")
 
     # When the seed labels arrive and the loop runs
-    runtime.label_with_manifest(seed(0, SEED_LINES), job_name=f"{runtime.stack.labeling_job_prefix()}-warned-seed")
+    runtime.label_with_manifest(seed(0, SEED_LINES),
+                                job_name=f"{runtime.stack.labeling_job_prefix()}-warned-seed")
     settle(runtime)
 
     # Then v1 keeps its status and warning, is active, has detected, and the lock is free
@@ -57,7 +58,8 @@ def test_a_version_trained_with_a_warning_is_activated_and_detects(runtime: Loca
 
 def test_a_stopped_training_frees_the_lock_and_the_next_labels_train(runtime: LocalRuntime, seed: Any) -> None:
     # Given v1 submitted for training, then stopped (StopTrainingEntityRecognizer)
-    runtime.label_with_manifest(seed(0, SEED_LINES), job_name=f"{runtime.stack.labeling_job_prefix()}-stopped-seed")
+    runtime.label_with_manifest(seed(0, SEED_LINES),
+                                job_name=f"{runtime.stack.labeling_job_prefix()}-stopped-seed")
     for _ in range(20):
         if runtime.comprehend.recognizers:
             break
@@ -71,7 +73,8 @@ def test_a_stopped_training_frees_the_lock_and_the_next_labels_train(runtime: Lo
     assert runtime.state.training_lock_holder() is None
 
     # And the next labels train v2 at once, not a day later when the lock would go stale
-    runtime.label_with_manifest(seed(SEED_LINES, 2 * SEED_LINES), job_name=f"{runtime.stack.labeling_job_prefix()}-stopped-more")
+    runtime.label_with_manifest(seed(SEED_LINES, 2 * SEED_LINES),
+                                job_name=f"{runtime.stack.labeling_job_prefix()}-stopped-more")
     settle(runtime)
     assert runtime.state.get_version("v2").status == "TRAINED"
     assert runtime.state.get_active()[0] == "v2"

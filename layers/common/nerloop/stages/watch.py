@@ -8,9 +8,10 @@ NOT_FOUND, a status of nerloop's own, once, and not asked about again. Then dete
 for a concurrent-job slot start as slots free (`nerloop.detection_jobs`).
 
 Then end the human loops A2I has ended or deleted without the merge stage hearing of it
-(`nerloop.loop_reconcile`: no document stays in review without a live loop), and start a retrain if one is due (`nerloop.retrain`): the only check that sees time pass with no
-event (pending reviews past `RetrainMaxWaitMinutes`), and, every minute, a backstop for any due
-retrain whose event-driven check found the lock taken or never ran.
+(`nerloop.loop_reconcile`: no document stays in review without a live loop), and start a retrain if
+one is due (`nerloop.retrain`): the only check that sees time pass with no event (pending reviews past
+`RetrainMaxWaitMinutes`), and, every minute, a backstop for any due retrain whose event-driven check
+found the lock taken or never ran.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     started = start_queued(state, aws, settings)
     reconciled = [f"{merge['loop']}: {merge['status']}" for merge in reconcile_open_loops(aws, settings)]
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    result: dict[str, Any] = {"changes": changes, "started": started, "snapshot": snapshot.version if snapshot else None}
+    result: dict[str, Any] = {"changes": changes, "started": started,
+                              "snapshot": snapshot.version if snapshot else None}
     if reconciled:
         result["reconciled"] = reconciled
     return result
