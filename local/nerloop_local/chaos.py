@@ -273,9 +273,9 @@ def run_loop(check: str, scenario: Scenario, folder: Path, *, duplicate_events: 
             result = runtime.run_until_idle(max_cycles=scenario.max_cycles)
         if not result.idle:
             figures.notes.append(f"did not settle in {scenario.max_cycles} cycles")
-        figures.deliveries = len(runtime.deliveries)
+        figures.deliveries = sum(runtime.outcomes.values())
         figures.duplicates = runtime.duplicates_injected
-        figures.failed = sum(1 for d in runtime.deliveries if d.outcome != "ok")
+        figures.failed = figures.deliveries - runtime.outcomes["ok"]
         state = summarize(runtime, figures)
     if faults is not None:
         figures.faults = {name: faults.figures[name].injected for name in faults.services}

@@ -65,6 +65,7 @@ import traceback
 import urllib.request
 import urllib.response
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -122,6 +123,8 @@ DEFAULT_RETRIES = 2  # Lambda retries a failed asynchronous invocation twice unl
 class RuntimeNotStarted(RuntimeError):
     """The runtime was used before `start()` (or after `close()`)."""
 
+
+RECENT_DELIVERIES = 2000  # deliveries a runtime keeps in memory (`LocalRuntime.deliveries`)
 
 # --- what the pump reports ------------------------------------------------------------------------------
 
@@ -411,7 +414,10 @@ class LocalRuntime:
         self.bucket = self.stack.physical_name("DataBucket")
         self.table_name = self.stack.physical_name("StateTable")
         self.wiring: dict[str, FunctionWiring] = {}
-        self.deliveries: list[Delivery] = []
+        # The latest deliveries, for people and tests; every one is in the workspace's deliveries.jsonl.
+        # Bounded, so a service that runs for days does not grow with its invocations.
+        self.deliveries: deque[Delivery] = deque(maxlen=RECENT_DELIVERIES)
+        self.outcomes: Counter[str] = Counter()  # every delivery since start, by outcome
         self.restored = False
         self._fakes: Fakes | None = None
         self._mock: Any = None
@@ -870,6 +876,7 @@ class LocalRuntime:
                         raise
         finally:
             self.deliveries.extend(delivered)
+            self.outcomes.update(d.outcome for d in delivered)
             self.workspace.append_jsonl("deliveries.jsonl", (d.to_dict() for d in delivered))
         fakes.tick()
         return delivered

@@ -11,7 +11,16 @@ on every call, and a profile of a 10,000-sentence demo put most of its time in t
   thousands of messages a round, so the clock reads dominated. `epoch_millis` gives moto the same
   number (milliseconds since the epoch) from `time.time()`, about 30 times faster.
 
-`make_moto_scale` installs both once per process (later calls do nothing).
+And one of moto's paths keeps memory growing with every call: `BaseModel.__new__` appends each model
+object it makes (a DynamoDB `Item`, a `Table`, an SQS `Message`, an S3 `FakeKey`) to its class's
+`instances_tracked` list, for moto's server dashboard, and never lets go. `copy.copy` and
+`copy.deepcopy` make objects through `__new__` too, so every item moto copies for a query, an update
+or a transaction, and every message ever sent, stayed alive: a demo grew by megabytes each round.
+`make_models_untracked` makes `__new__` create without keeping. Nothing here uses the dashboard; the
+only other reader, S3's reset, closes the files of keys it still lists, and an unlisted key closes its
+file when it is collected.
+
+`make_moto_scale` installs all three once per process (later calls do nothing).
 """
 
 from __future__ import annotations
@@ -23,17 +32,32 @@ import time
 from typing import Any
 
 import moto.sqs.models as sqs_models
+from moto.core.common_models import BaseModel
 from moto.dynamodb.models.table import Table
 
 _ORIGINAL_QUERY = Table.query
 
 
 def make_moto_scale() -> None:
-    """Patch moto's DynamoDB query and SQS clock (idempotent)."""
+    """Patch moto's DynamoDB query, SQS clock and model tracking (idempotent)."""
     if not getattr(Table.query, "_nerloop_partition", False):
         Table.query = query_one_partition  # type: ignore[method-assign]
     if sqs_models.unix_time_millis is not epoch_millis:
         sqs_models.unix_time_millis = epoch_millis
+    make_models_untracked()
+
+
+def make_models_untracked() -> None:
+    """moto's models are made as before, but no longer kept in `instances_tracked` (idempotent)."""
+    if not getattr(BaseModel.__new__, "_nerloop_untracked", False):
+        BaseModel.__new__ = staticmethod(_new_untracked)  # type: ignore[assignment]
+
+
+def _new_untracked(cls: type, *args: Any, **kwargs: Any) -> Any:
+    return super(BaseModel, cls).__new__(cls)  # what BaseModel.__new__ makes, minus the append
+
+
+_new_untracked._nerloop_untracked = True  # type: ignore[attr-defined]
 
 
 @functools.wraps(_ORIGINAL_QUERY)
