@@ -525,6 +525,7 @@ def collect_status(runtime: Any, history: bool = True) -> dict[str, Any]:
             "merged": state.get_counter(REVIEWS),
             "toward_next_retrain": pending_reviews(state),
             "retrain_batch_size": int(parameters["RetrainBatchSize"]),
+            "retrain_max_wait_minutes": int(parameters.get("RetrainMaxWaitMinutes") or 0),
             "retrain_requested": state.get_counter(RETRAIN_REQUESTED) > state.get_counter(RETRAIN_DONE),
             "loops_waiting": len(runtime.a2i.pending_loops()),
         },
@@ -576,8 +577,9 @@ def format_status(status: dict[str, Any]) -> list[str]:
     budget = int(parameters.get("ReviewBudget", "0"))
     lines = [f"workspace {status['workspace']} (saved {status['saved_at'] or 'never'})",
              f"entity types {', '.join(status['entity_types'])} · confidence threshold "
-             f"{parameters.get('ConfidenceThreshold')} · retrain every {status['reviews']['retrain_batch_size']} "
-             f"reviews · review budget {budget or 'no limit'} per detection job", "", "versions"]
+             f"{parameters.get('ConfidenceThreshold')} · retrain after {status['reviews']['retrain_batch_size']} "
+             f"reviews (fewer when no loop is open) · review budget {budget or 'no limit'} per detection job",
+             "", "versions"]
     if not status["versions"]:
         lines.append("  none yet")
     for version in status["versions"]:
@@ -590,13 +592,15 @@ def format_status(status: dict[str, Any]) -> list[str]:
             line += f"  {version['message']}"
         lines.append(line.rstrip())
     pool, reviews = status["pool"], status["reviews"]
+    wait = int(reviews.get("retrain_max_wait_minutes") or 0)
+    waited = f" or {wait} minutes after the oldest was merged" if wait else ""
     lines += [
         "",
         f"pool          {pool['waiting']} waiting · {pool['in_review']} in review · {pool['accepted']} accepted · "
         f"{pool['gold']} gold ({pool['total']} documents, from {status['raw_files']} raw files)",
         f"gold set      {status['gold']['documents']} documents",
-        f"reviews       {reviews['merged']} merged · {reviews['toward_next_retrain']} of "
-        f"{reviews['retrain_batch_size']} toward the next retrain"
+        f"reviews       {reviews['merged']} merged · {reviews['toward_next_retrain']} pending: the next retrain "
+        f"starts at {reviews['retrain_batch_size']}, or with fewer once no human loop is open{waited}"
         + (" · retrain requested" if reviews["retrain_requested"] else ""),
         f"human loops   {reviews['loops_waiting']} waiting for a reviewer",
     ]
