@@ -164,8 +164,9 @@ def expect_loop(stubber: Stubber, doc: Doc) -> None:
 
 
 def route(emulated: Any, lambda_context: Any, **environment: str) -> dict[str, Any]:
+    """The route stage on the sample job; with no REVIEW_BUDGET given, none (every uncertain document)."""
     emulated.use_environment("RouteFunction")
-    for name, value in environment.items():
+    for name, value in {"REVIEW_BUDGET": "0", **environment}.items():
         emulated.monkeypatch.setenv(name, value)
     nerloop_settings.get_settings.cache_clear()
     handler = emulated.stack.load_handler("RouteFunction")

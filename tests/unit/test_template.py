@@ -663,3 +663,10 @@ def test_resources_that_need_a_workteam_exist_only_with_one():
 def test_the_template_needs_no_file_outside_the_repository():
     for function in STACK.functions().values():
         assert not Path(function["Properties"]["CodeUri"]).is_absolute()
+
+
+def test_the_default_review_budget_fills_one_retrain_batch_per_detection():
+    # A budget of 0 is "no limit": every uncertain document and none of the others, so the documents the
+    # model finds nothing in would never be offered. The default must be a budget, one retrain batch.
+    parameters = TEMPLATE["Parameters"]
+    assert int(parameters["ReviewBudget"]["Default"]) == int(parameters["RetrainBatchSize"]["Default"]) > 0
