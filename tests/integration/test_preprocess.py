@@ -366,3 +366,21 @@ def test_after_a_failed_seed_job_the_next_batch_is_labelled(emulated, event, lam
     sagemaker_stub.assert_no_pending_responses()
     assert later["labeling_job"].endswith(f"labeling-job/{job}")
     assert emulated.state.seed_labeling_batch() == batch_name("raw/later.txt", created["detail"]["object"]["etag"])
+
+
+def test_a_key_delivered_url_encoded_reads_the_object_it_names(emulated, event, lambda_context):
+    # Given a raw file whose name has a space, a "+" and a non-ASCII letter, and an event carrying its key
+    # URL-encoded, as S3 encodes keys in its notifications to SQS, SNS and Lambda
+    from urllib.parse import quote_plus
+
+    key = "raw/C++ notes – été.txt"
+    text = "Amazon EC2 adds C++ builds in Zürich.\n"
+    created = upload(emulated, event, text.encode("utf-8"), key=key)
+    created["detail"]["object"]["key"] = quote_plus(key, safe="/")
+
+    # When preprocess takes it
+    result = emulated.handler("PreprocessFunction")(created, lambda_context)
+
+    # Then the batch holds that file's sentence, under the key S3 stores
+    assert result["batch"] == batch_name(key, created["detail"]["object"]["etag"])
+    assert read_lines(emulated, result["documents_key"]) == [text.strip()]

@@ -16,11 +16,13 @@ import io
 import json
 import re
 import tempfile
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
 
 from nerloop.aws import Aws
 from nerloop.bus import publish
@@ -125,12 +127,41 @@ def preprocess_object(
     """
     if settings.workteam_arn:
         require(settings.labeling_role_arn, "LABELING_ROLE_ARN")
+    key = stored_key(aws.s3, bucket, key)
     if not etag:
         etag = aws.s3.head_object(Bucket=bucket, Key=key)["ETag"]
     etag = etag.strip('"')
     business_key = {"bucket": bucket, "key": key, "etag": etag, "version": version_id}
     return run_once(settings.state_table, "preprocess", business_key,
                     lambda: _preprocess(bucket, key, etag, version_id, aws, settings))
+
+
+def stored_key(s3: Any, bucket: str, key: str) -> str:
+    """The key of the object an event names, as S3 stores it.
+
+    The key is taken as EventBridge delivers it: S3's EventBridge page shows no URL encoding
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html), where its notifications to
+    SQS, SNS and Lambda encode keys ("red flower.jpg" → "red+flower.jpg",
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html). No page
+    says so outright, so a key that could be encoded, names no object and whose decoded form does, is
+    read decoded: a raw file is processed either way, at the cost of a HEAD for keys with "+" or "%".
+    """
+    decoded = urllib.parse.unquote_plus(key)
+    if decoded == key:
+        return key
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return key
+    except ClientError as exc:
+        # A missing key is 404, or 403 without s3:ListBucket on the bucket
+        # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html)
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
+            raise
+    try:
+        s3.head_object(Bucket=bucket, Key=decoded)
+    except ClientError:
+        return key  # neither exists: the read below names the key as delivered
+    return decoded
 
 
 class _BatchWriter:
