@@ -54,7 +54,7 @@ def make_models_untracked() -> None:
 
 
 def _new_untracked(cls: type, *args: Any, **kwargs: Any) -> Any:
-    return super(BaseModel, cls).__new__(cls)  # what BaseModel.__new__ makes, minus the append
+    return super(BaseModel, cls).__new__(cls)  # type: ignore[misc]  # BaseModel.__new__ minus the append
 
 
 _new_untracked._nerloop_untracked = True  # type: ignore[attr-defined]

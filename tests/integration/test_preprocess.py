@@ -373,7 +373,7 @@ def test_a_key_delivered_url_encoded_reads_the_object_it_names(emulated, event, 
     # URL-encoded, as S3 encodes keys in its notifications to SQS, SNS and Lambda
     from urllib.parse import quote_plus
 
-    key = "raw/C++ notes – été.txt"
+    key = "raw/C++ notes - été.txt"
     text = "Amazon EC2 adds C++ builds in Zürich.\n"
     created = upload(emulated, event, text.encode("utf-8"), key=key)
     created["detail"]["object"]["key"] = quote_plus(key, safe="/")
