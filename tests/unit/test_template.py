@@ -670,3 +670,16 @@ def test_the_default_review_budget_fills_one_retrain_batch_per_detection():
     # model finds nothing in would never be offered. The default must be a budget, one retrain batch.
     parameters = TEMPLATE["Parameters"]
     assert int(parameters["ReviewBudget"]["Default"]) == int(parameters["RetrainBatchSize"]["Default"]) > 0
+
+
+# --- detection cap (issue 13, part 3) ----------------------------------------------------------------------
+
+
+def test_the_detect_stage_and_only_it_gets_the_detection_cap():
+    for function in STACK.functions():
+        environment = STACK.function_environment(function)
+        if function == "DetectFunction":
+            cap = int(TEMPLATE["Parameters"]["DetectionDocumentsPerRound"]["Default"])
+            assert load_settings(environment).detection_documents_per_round == cap > 0
+        else:
+            assert "DETECTION_DOCUMENTS_PER_ROUND" not in environment, function

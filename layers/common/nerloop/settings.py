@@ -28,6 +28,9 @@ class Settings(BaseModel):
     # Pending reviews start a retrain once the oldest has waited this long (0 = never by time alone).
     retrain_max_wait_minutes: int = Field(alias="RETRAIN_MAX_WAIT_MINUTES", ge=0)
     review_budget: int = Field(alias="REVIEW_BUDGET", ge=0)  # human loops per detection job, 0 = no limit
+    # Documents a version detects in a round (the detection after a training), 0 = every eligible one.
+    # Only the detect stage reads it (its own variable in template.yaml); the others run without it.
+    detection_documents_per_round: int = Field(alias="DETECTION_DOCUMENTS_PER_ROUND", default=0, ge=0)
     recognizer_name: str = Field(alias="RECOGNIZER_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
     comprehend_role_arn: str = Field(alias="COMPREHEND_ROLE_ARN", min_length=1)
     # Only the route stage starts human loops; the others run without it.
