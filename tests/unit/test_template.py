@@ -17,7 +17,8 @@ import pytest
 from nerloop import constants, custom_resources
 from nerloop.a2i import build_input_content
 from nerloop.comprehend_output import DetectedEntity
-from nerloop.settings import Settings, load_settings
+from nerloop.constants import MAX_DETECTION_LINES
+from nerloop.settings import Settings, SettingsError, load_settings
 from nerloop_local.stack import Stack
 from nerloop_local.template import REPO, rules
 
@@ -683,3 +684,10 @@ def test_the_detect_stage_and_only_it_gets_the_detection_cap():
             assert load_settings(environment).detection_documents_per_round == cap > 0
         else:
             assert "DETECTION_DOCUMENTS_PER_ROUND" not in environment, function
+
+
+def test_the_detection_cap_stays_within_what_one_comprehend_job_reads():
+    assert int(TEMPLATE["Parameters"]["DetectionDocumentsPerRound"]["MaxValue"]) == MAX_DETECTION_LINES
+    with pytest.raises(SettingsError, match="DETECTION_DOCUMENTS_PER_ROUND"):
+        load_settings({**STACK.function_environment("DetectFunction"),
+                       "DETECTION_DOCUMENTS_PER_ROUND": str(MAX_DETECTION_LINES + 1)})
