@@ -141,7 +141,7 @@ def read_review(s3: Any, bucket: str, key: str, loop: Loop, state: StateTable,
     text = review_answers.input_text(output, file)
     content = output.input()
     types = [str(item["label"]) for item in content.get("labels") or [] if isinstance(item, dict) and "label" in item]
-    answers = []
+    answers: list[WorkerAnswer] = []
     for answer in output.humanAnswers or []:
         alone = output.model_copy(update={"humanAnswers": [answer]})
         try:

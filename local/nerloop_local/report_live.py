@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nerloop_local.live_figures import Calibration, LiveFigures, kept_share, live_figures
-from nerloop_local.loop_records import LoopRecords, read_records
+from nerloop_local.loop_records import LoopRecords, parse_time, read_records
 from nerloop_local.report import IMAGES as DEMO_IMAGES
 from nerloop_local.report import (
     MISSING,
@@ -182,12 +182,19 @@ def _seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
+def _training_seconds(metrics: dict[str, Any]) -> float | None:
+    """From TrainingStartTime to TrainingEndTime, as the detect stage stored them."""
+    started, ended = (parse_time(str(metrics.get(name) or "")) for name in ("training_started_at", "training_ended_at"))
+    return None if started is None or ended is None else (ended - started).total_seconds()
+
+
 def _version_rows(figures: LiveFigures) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     overall, per_type = [], []
     for entry in figures.records.versions:
         version, metrics = entry.version, entry.version.metrics
         training = metrics.get("training_set") or {}
         overall.append((version.version, version.status, "yes" if entry.active else "", version.created_at or MISSING,
+                        _seconds(_training_seconds(metrics)),
                         training.get("documents", MISSING),
                         MISSING if entry.reviews_trained_on is None else entry.reviews_trained_on,
                         f"{metrics.get('trained_documents', MISSING)} / {metrics.get('test_documents', MISSING)}"
@@ -273,7 +280,8 @@ def live_sections(figures: LiveFigures, images: Sequence[str]) -> list[str]:
         parts.append(_image(VERSIONS_PNG, "Comprehend's F1 per version, overall and per entity type"))
     overall, per_type = _version_rows(figures)
     parts.append(_table("live-versions", "Each version's evaluation by Comprehend, and what it trained on",
-                        ["Version", "Status", "Active", "Recorded", "Training documents", "Of them from reviews",
+                        ["Version", "Status", "Active", "Submitted", "Training took", "Training documents",
+                         "Of them from reviews",
                          "Comprehend trained / tested", "Precision", "Recall", "F1"], overall))
     parts.append(_table("live-version-types", "Per entity type (Comprehend's evaluation)",
                         ["Version", "Type", "Precision", "Recall", "F1", "Train mentions", "Annotations in snapshot"],

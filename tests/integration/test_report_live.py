@@ -282,6 +282,7 @@ def test_each_version_shows_comprehends_evaluation_and_the_reviews_it_trained_on
     versions = {row["Version"]: row for row in live.page.tables["live-versions"]}
     assert versions["v1"]["Of them from reviews"] == "0"
     assert 0.0 < float(versions["v1"]["F1"]) <= 1.0
+    assert versions["v1"]["Training took"].endswith(" s")  # the stand-in trains in seconds
     # Every loop answered, none open: the merge started a retrain on the reviews (README's retrain rules).
     assert versions["v2"]["Of them from reviews"] == str(live.expected.reviews)
     types = {(row["Version"], row["Type"]) for row in live.page.tables["live-version-types"]}
