@@ -7,7 +7,9 @@ whether a local workspace's or a deployed stack's.
   recorded (its `documents.txt` read line by line and hashed as the pool hashes documents);
 - human loops: the LOOP items (document, version, status, when started and finished);
 - reviews: each Completed loop's A2I output (`reviews/<flow definition>/YYYY/MM/DD/hh/mm/ss/<loop>/
-  output.json`, the flow definition's S3OutputPath in template.yaml). Its `inputContent` is what the
+  output.json`, the flow definition's S3OutputPath in template.yaml; the layout and `humanAnswers`, a
+  list of the workers' responses: https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-output-data.html).
+  Its `inputContent` is what the
   route stage sent (`nerloop.a2i.build_input_content`): the text and the model's `predictions` with
   their scores; its `humanAnswers` hold one answer per worker (`workerId`, `submissionTime`). Each
   worker's spans are checked by the merge stage's own reader (`nerloop.review_answers`); the

@@ -13,7 +13,9 @@ and each reviewer span no model span was matched to is `added` (it has no score)
 
 Exact matches are taken first, so a reviewer span that two model spans overlap (the reviewer joined
 them) moves one and removes the other. The share of model spans kept is the model's precision as
-Comprehend scores it (exact offsets and type), measured by the people who use the model: per
+Comprehend defines it (the entities "correctly identified and correctly labeled", tp / (tp + fp):
+https://docs.aws.amazon.com/comprehend/latest/dg/cer-metrics.html), measured by the people who use the
+model: per
 confidence bin it is a reliability diagram from production (`report_figures.reliability_bins` on
 `as_predictions`), and `recommend_threshold` turns it into a threshold for a target precision with
 its uncertainty (a Wilson interval over spans, and a bootstrap over reviews: the spans of one

@@ -26,8 +26,9 @@ def _fraction(value: Any) -> float | None:
 
 def training_times(properties: dict[str, Any]) -> dict[str, str]:
     """When the version's training started and ended (EntityRecognizerProperties' TrainingStartTime and
-    TrainingEndTime, timestamps; the API reference's DescribeEntityRecognizer), as ISO 8601 text, for
-    those Comprehend reports."""
+    TrainingEndTime, timestamps: botocore's comprehend model and
+    https://docs.aws.amazon.com/comprehend/latest/APIReference/API_EntityRecognizerProperties.html), as
+    ISO 8601 text, for those Comprehend reports."""
     times = {"training_started_at": properties.get("TrainingStartTime"),
              "training_ended_at": properties.get("TrainingEndTime")}
     return {name: value.isoformat() if hasattr(value, "isoformat") else str(value)
