@@ -1,15 +1,17 @@
 """`nerloop report`: a demo run's figures as an HTML page with PNG plots.
 
     nerloop report --figures demo.json             → ./nerloop-report/index.html
-    nerloop report --workspace DIR                  reads DIR/demo.json → DIR/report/index.html
+    nerloop report --workspace DIR                  the loop's own records (`report_live`), then DIR/demo.json's
+                                                    test set when there is one → DIR/report/index.html
     nerloop report --learning learning.json         a learning benchmark's page (`report_learning`)
 
 The page shows the learning curve (test F1 against documents reviewed, beside the random-selection
 and full-supervision references), precision / recall / F1 per entity type per model version, a
 confidence histogram and a reliability diagram, and the threshold that keeps the precision of
 auto-accepted entities at or above a target, with the reviews it would save against the run's
-threshold. Every number comes from the figures file (computed in `report_figures`); none is typed
-in here. Plots are drawn with matplotlib's Agg canvas, no display needed; the page needs no script.
+threshold (chosen on the even-numbered test documents, measured on the odd-numbered ones). Every
+number comes from the figures file (computed in `report_figures`); none is typed in here. Plots are
+drawn with matplotlib's Agg canvas, no display needed; the page needs no script.
 """
 
 from __future__ import annotations
@@ -222,7 +224,8 @@ def plot_threshold(row: CalibrationRow, run_threshold: float, path: Path) -> Non
     axes.axvline(run_threshold, color="black", linestyle="--", label=f"run's threshold {run_threshold:.2f}")
     chosen = row.analysis.chosen
     if chosen is not None and not row.analysis.everything_reviewed:
-        axes.axvline(chosen.threshold, color="C2", linestyle="-.", label=f"chosen {chosen.threshold:.3f}")
+        axes.axvline(chosen.threshold, color="C2", linestyle="-.",
+                     label=f"chosen on the even-numbered documents {chosen.threshold:.3f}")
     lines = axes.get_legend_handles_labels()
     more = reviews.get_legend_handles_labels()
     axes.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower left")
