@@ -130,6 +130,8 @@ class Loop:
     version: str
     status: str
     failure: str = ""
+    started_at: str = ""  # when the route stage recorded it (`now()`); read back, never written from here
+    finished_at: str = ""  # when it left InProgress
 
 
 class StateTable:
@@ -896,4 +898,5 @@ def _job_from_item(item: dict[str, Any]) -> Job:
 
 def _loop_from_item(item: dict[str, Any]) -> Loop:
     return Loop(name=item["sk"], doc=item["doc"], version=item["version"], status=item["status"],
-                failure=item.get("failure", ""))
+                failure=item.get("failure", ""), started_at=item.get("started_at", ""),
+                finished_at=item.get("finished_at", ""))

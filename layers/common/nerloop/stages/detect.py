@@ -32,7 +32,12 @@ from nerloop.detection_policy import RoundSelection, tier_counts
 from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
-from nerloop.recognizers import TRAINED_STATUSES, UNTRAINED_END_STATUSES, metrics_from_metadata
+from nerloop.recognizers import (
+    TRAINED_STATUSES,
+    UNTRAINED_END_STATUSES,
+    metrics_from_metadata,
+    training_times,
+)
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
 from nerloop.state import ACCEPTED, WAITING, DetectionRequest, PoolDocument, StateTable, Version
@@ -80,7 +85,7 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
         "EntityRecognizerProperties"]
     evaluation = metrics_from_metadata(props.get("RecognizerMetadata") or {})
     version = state.get_version(detail.versionName)
-    stored = {**(version.metrics if version else {}), **evaluation}
+    stored = {**(version.metrics if version else {}), **evaluation, **training_times(props)}
     if version is None:  # trained outside the loop's own snapshots: adopt it
         state.put_version(Version(version=detail.versionName, status=detail.status, arn=detail.recognizerArn))
     # A TRAINED_WITH_WARNING version keeps its status and its Message (the warning) for people to read.
