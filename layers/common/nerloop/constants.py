@@ -22,6 +22,9 @@ LABELING_PREFIX = "labeling/"  # Ground Truth output path
 TRAINING_PREFIX = "training/"  # training/<version>/documents.txt + annotations.csv
 DETECTION_INPUT_PREFIX = "detection/input/"  # detection/input/<run>/documents.txt
 DETECTION_OUTPUT_PREFIX = "detection/output/"  # Comprehend writes <account>-NER-<jobId>/output/output.tar.gz
+# The gate's detection jobs over a snapshot's test set write here, where the route stage does not look.
+EVALUATION_OUTPUT_PREFIX = "evaluation/output/"
+EVALUATION_RESULTS_PREFIX = "evaluation/results/"  # evaluation/results/<version>.json: per-document results
 REVIEW_OUTPUT_PREFIX = "reviews/"  # A2I flow definition output path
 QUARANTINE_PREFIX = "quarantine/"  # quarantine/<stage>/<source>.jsonl
 REPORTS_PREFIX = "reports/"  # human-readable reports (e.g. what a training set lacks)

@@ -1,6 +1,5 @@
-"""The watch stage's detection job status changes. No function takes them yet (the route stage starts
-from the job's output in S3), so they live apart from nerloop.event_models.loop, whose models the detect
-function builds at cold start."""
+"""The watch stage's detection job status changes. The detect function takes those of the gate's
+evaluation jobs (output under evaluation/output/); the route stage starts from a pool job's output in S3."""
 
 from typing import Literal
 
@@ -18,6 +17,7 @@ class DetectionJobStatusDetail(BaseModel):
     status: str
     previousStatus: str = ""
     message: str = ""
+    outputS3Uri: str = ""
 
 
 class DetectionJobStatusChange(Envelope):

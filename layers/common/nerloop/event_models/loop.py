@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nerloop.event_models.detection_job import DetectionJobStatusChange
 from nerloop.event_models.envelope import Envelope
 
 
@@ -39,5 +40,7 @@ class DocumentsAdded(Envelope):
     detail: DocumentsAddedDetail
 
 
-# The detect function reacts to both of the loop's events that can start detection.
-DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded, Field(discriminator="detail_type")]
+# The detect function reacts to the loop's events that can start detection: a training's end, new
+# documents, and the end of the gate's evaluation job (nerloop.evaluation).
+DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded | DetectionJobStatusChange,
+                          Field(discriminator="detail_type")]
