@@ -12,8 +12,12 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nerloop.aws import Aws
-from nerloop.event_models.detection_job import DetectionJobStatusChange
-from nerloop.event_models.loop import DetectTrigger, DocumentsAdded, RecognizerStatusChange
+from nerloop.event_models.loop import (
+    DetectionJobStatusChange,
+    DetectTrigger,
+    DocumentsAdded,
+    RecognizerStatusChange,
+)
 from nerloop.idempotency import bind_lambda_context
 from nerloop.observability import logger, metrics, tracer
 from nerloop.settings import get_settings

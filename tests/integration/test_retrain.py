@@ -207,7 +207,7 @@ def test_a_snapshot_of_a_gold_set_past_comprehends_maxima_holds_the_newest_docum
                                              updated_at=f"2026-01-0{day}T00:00:00Z"))
 
     snapshot = write_snapshot(emulated.state, emulated.s3, emulated.bucket, "v9",
-                              SnapshotLimits(max_documents=3, max_corpus_bytes=10**6))
+                              SnapshotLimits(max_documents=3, max_corpus_bytes=10**6), test_share=0.0)
 
     # Then it holds the three labelled last, in the gold set's (hash) order, with their annotations
     lines = emulated.s3.get_object(Bucket=emulated.bucket, Key=snapshot.documents_key)["Body"].read().decode()

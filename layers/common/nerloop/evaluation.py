@@ -117,18 +117,26 @@ def save_results(s3: Any, bucket: str, version: str, results: dict[str, Document
                   Body=json.dumps({"version": version, "documents": body}).encode("utf-8"))
 
 
-def load_results(s3: Any, bucket: str, version: str) -> dict[str, DocumentResult] | None:
+def record_scored(state: StateTable, version: str, documents: int) -> None:
+    """Note on the version that its per-document results are saved (so nothing reads a missing object)."""
+    current = state.get_version(version)
+    stored = dict(current.metrics) if current else {}
+    stored["test_results"] = {"documents": documents, "key": results_key(version)}
+    state.update_version(version, metrics=stored)
+
+
+def has_results(state: StateTable, version: str) -> bool:
+    found = state.get_version(version)
+    return bool(found and found.metrics.get("test_results"))
+
+
+def load_results(state: StateTable, s3: Any, bucket: str, version: str) -> dict[str, DocumentResult] | None:
     """A version's per-document results, or None when it was never scored."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=results_key(version))["Body"].read()
-    except s3.exceptions.NoSuchKey:
+    if not has_results(state, version):
         return None
+    body = s3.get_object(Bucket=bucket, Key=results_key(version))["Body"].read()
     return {doc: DocumentResult(tp, fp, fn, labels)
             for doc, (tp, fp, fn, labels) in json.loads(body)["documents"].items()}
-
-
-def has_results(s3: Any, bucket: str, version: str) -> bool:
-    return load_results(s3, bucket, version) is not None
 
 
 def judge(state: StateTable, aws: Aws, settings: Settings, version: str,
@@ -136,7 +144,7 @@ def judge(state: StateTable, aws: Aws, settings: Settings, version: str,
     """The gate's decision on `version` against the active version (by their stored results)."""
     active = state.get_active()
     active_name = active[0] if active else None
-    active_results = (load_results(aws.s3, settings.data_bucket, active_name)
+    active_results = (load_results(state, aws.s3, settings.data_bucket, active_name)
                       if active_name and active_name != version else None)
     if results is None:
         return GateDecision(version, active_name, active_name is None,
@@ -155,7 +163,7 @@ def activate_on_trained(state: StateTable, aws: Aws, settings: Settings, version
     active = state.get_active()
     reason = ("no active version yet" if active is None
               else "the version's test set is not usable yet" if not usable
-              else "the active version has no test results" if not has_results(aws.s3, settings.data_bucket, active[0])
+              else "the active version has no test results" if not has_results(state, active[0])
               else None)
     if reason is None:
         record_pending(state, version.version)
@@ -172,6 +180,7 @@ def finish_evaluation(state: StateTable, aws: Aws, settings: Settings, version_n
     results = score_output(aws.s3, settings.data_bucket, version_name, output_uri) if status == "COMPLETED" else None
     if results is not None:
         save_results(aws.s3, settings.data_bucket, version_name, results)
+        record_scored(state, version_name, len(results))
     version = state.get_version(version_name)
     if version is None or not gate_pending(version):
         return (len(results) if results is not None else None), None

@@ -1,26 +1,6 @@
-"""The watch stage's detection job status changes. The detect function takes those of the gate's
-evaluation jobs (output under evaluation/output/); the route stage starts from a pool job's output in S3."""
+"""The watch stage's detection job status changes; the models live with the detect function's other
+events (nerloop.event_models.loop), which it builds at cold start."""
 
-from typing import Literal
+from nerloop.event_models.loop import DetectionJobStatusChange, DetectionJobStatusDetail
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from nerloop.event_models.envelope import Envelope
-
-
-class DetectionJobStatusDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    jobId: str
-    jobArn: str = ""
-    versionName: str
-    status: str
-    previousStatus: str = ""
-    message: str = ""
-    outputS3Uri: str = ""
-
-
-class DetectionJobStatusChange(Envelope):
-    source: Literal["nerloop"]
-    detail_type: Literal["Detection Job Status Change"] = Field(alias="detail-type")
-    detail: DetectionJobStatusDetail
+__all__ = ["DetectionJobStatusChange", "DetectionJobStatusDetail"]

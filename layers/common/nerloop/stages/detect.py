@@ -26,8 +26,7 @@ from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DOCUMENTS_FILE
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue, versions_in_use
 from nerloop.evaluation import activate_on_trained, finish_evaluation
-from nerloop.event_models.detection_job import DetectionJobStatusDetail
-from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
+from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import TRAINED_STATUSES, UNTRAINED_END_STATUSES, metrics_from_metadata

@@ -125,12 +125,10 @@ def measure_test_set(s3: Any, bucket: str, version: str, settings: Settings) -> 
     """The snapshot's test set (nerloop.test_set): its size, and whether it is usable (given to
     Comprehend as TestS3Uri and scored by the gate); a snapshot without one has none."""
     documents_key, annotations_key = test_set_keys(version)
-    try:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=documents_key, MaxKeys=1).get("Contents") or []
+    if any(item["Key"] == documents_key for item in listed):
         stats, problems = measure_snapshot(s3, bucket, documents_key, annotations_key)
-    except ClientError as exc:
-        # With s3:ListBucket a missing key is NoSuchKey, not AccessDenied (API reference, GetObject).
-        if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
-            raise
+    else:
         stats, problems = TrainingStats(), ["the snapshot has no test set"]
     problems += test_set_problems(stats.documents, stats.annotations, settings.entity_types, settings.test_minimum)
     return {"documents": stats.documents, "annotations": dict(stats.annotations), "usable": not problems,
