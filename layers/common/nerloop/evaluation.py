@@ -30,7 +30,7 @@ from nerloop.errors import InvalidRecord
 from nerloop.gate import DocumentResult, GateDecision, decide, score_document
 from nerloop.observability import logger
 from nerloop.settings import Settings
-from nerloop.snapshots import test_set_keys
+from nerloop.snapshots import snapshot_test_keys
 from nerloop.state import DetectionRequest, StateTable, Version
 from nerloop.test_set import gold_fingerprint
 
@@ -48,7 +48,7 @@ def test_set_usable(version: Version) -> bool:
 
 def start_evaluation(state: StateTable, aws: Aws, settings: Settings, version: Version) -> DetectionStart:
     """Start (or queue) the detection job over the version's test set; once per version ARN."""
-    documents_key, _ = test_set_keys(version.version)
+    documents_key, _ = snapshot_test_keys(version.version)
     count = int((version.metrics.get("test_set") or {}).get("documents") or 0)
     request = state.record_detection_request(
         DetectionRequest(detection_token(f"evaluate|{version.arn}"), version.version, documents_key, count))
@@ -78,7 +78,7 @@ def _update_gate(state: StateTable, version: str, gate: dict[str, Any]) -> None:
 
 def read_gold_test_set(s3: Any, bucket: str, version: str) -> dict[int, tuple[str, list[Span]]]:
     """The snapshot's test documents by 0-based line: (document hash, gold spans)."""
-    documents_key, annotations_key = test_set_keys(version)
+    documents_key, annotations_key = snapshot_test_keys(version)
     body = s3.get_object(Bucket=bucket, Key=documents_key)["Body"]
     lines = [raw.decode("utf-8") for raw in body.iter_lines(keepends=False)]
     spans: dict[int, list[Span]] = {}

@@ -62,7 +62,7 @@ def snapshot_keys(version: str) -> tuple[str, str]:
     return base + DOCUMENTS_FILE, base + ANNOTATIONS_FILE
 
 
-def test_set_keys(version: str) -> tuple[str, str]:
+def snapshot_test_keys(version: str) -> tuple[str, str]:
     """The keys of a snapshot's test documents and test annotations."""
     base = f"{TRAINING_PREFIX}{version}/"
     return base + TEST_DOCUMENTS_FILE, base + TEST_ANNOTATIONS_FILE
@@ -128,7 +128,7 @@ def write_snapshot(state: StateTable, s3: Any, bucket: str, version: str,
 
 def _upload_test_set(s3: Any, bucket: str, version: str, documents: list[tuple[str, list[Any]]]) -> TrainingStats:
     """The test side's two files (Comprehend's format; File names the test documents file)."""
-    documents_key, annotations_key = test_set_keys(version)
+    documents_key, annotations_key = snapshot_test_keys(version)
     with tempfile.TemporaryFile("w+b") as documents_raw, tempfile.TemporaryFile("w+b") as annotations_raw:
         stats = _write(documents, documents_raw, annotations_raw, TEST_DOCUMENTS_FILE)
         for raw, key, content_type in ((documents_raw, documents_key, "text/plain"),

@@ -34,7 +34,7 @@ TEST_ANNOTATIONS_FILE = "test-annotations.csv"  # not ".../annotations.csv": the
 _SALT = b"nerloop-test-set|"  # independent of every other use of the document hash (the gold set's order)
 
 
-def test_position(doc: str) -> float:
+def split_position(doc: str) -> float:
     """Where document `doc` (its content hash) falls in [0, 1); uniform over documents."""
     digest = hashlib.sha256(_SALT + doc.encode("ascii")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -42,7 +42,7 @@ def test_position(doc: str) -> float:
 
 def is_test_document(doc: str, share: float) -> bool:
     """True when document `doc` belongs to the test set at `share` (never trained on)."""
-    return test_position(doc) < share
+    return split_position(doc) < share
 
 
 def gold_fingerprint(spans: Iterable[Span]) -> str:
@@ -52,7 +52,7 @@ def gold_fingerprint(spans: Iterable[Span]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def test_set_problems(documents: int, annotations: Mapping[str, int], entity_types: Iterable[str],
+def problems_of_test_set(documents: int, annotations: Mapping[str, int], entity_types: Iterable[str],
                       minimum: int) -> list[str]:
     """Why a test set cannot be used yet (given to Comprehend and compared on); empty when it can."""
     problems = []

@@ -24,9 +24,9 @@ from nerloop.observability import logger, metrics
 from nerloop.recognizers import VERSION_NAME
 from nerloop.retrain import release_training
 from nerloop.settings import Settings
-from nerloop.snapshots import test_set_keys
+from nerloop.snapshots import snapshot_test_keys
 from nerloop.state import StateTable, Version
-from nerloop.test_set import test_set_problems
+from nerloop.test_set import problems_of_test_set
 
 
 def version_of_snapshot(key: str) -> str:
@@ -108,14 +108,14 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
     # A snapshot dropped by hand has no lock yet: take it, so review batches wait for this training.
     state.acquire_training_lock(version)
     arn = _create_recognizer_version(aws, bucket, version, documents_key, key, settings,
-                                     test_keys=test_set_keys(version) if test_set["usable"] else None)
+                                     test_keys=snapshot_test_keys(version) if test_set["usable"] else None)
     state.put_version(Version(version=version, status="SUBMITTED", arn=arn,
                               snapshot=f"{TRAINING_PREFIX}{version}/",
                               metrics={"training_set": stats.as_dict(), "test_set": test_set}))
     metrics.add_metric(name="TrainingsStarted", unit=MetricUnit.Count, value=1)
     logger.info("training started", version=version, recognizer_arn=arn, documents=stats.documents,
                 annotations=dict(stats.annotations), test_documents=test_set["documents"],
-                test_set_used=test_set["usable"], test_set_problems=test_set["problems"])
+                test_set_used=test_set["usable"], problems_of_test_set=test_set["problems"])
     return {"version": version, "status": "SUBMITTED", "arn": arn, "documents": stats.documents,
             "annotations": dict(stats.annotations), "test_documents": test_set["documents"],
             "test_set_used": test_set["usable"]}
@@ -124,13 +124,13 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
 def measure_test_set(s3: Any, bucket: str, version: str, settings: Settings) -> dict[str, Any]:
     """The snapshot's test set (nerloop.test_set): its size, and whether it is usable (given to
     Comprehend as TestS3Uri and scored by the gate); a snapshot without one has none."""
-    documents_key, annotations_key = test_set_keys(version)
+    documents_key, annotations_key = snapshot_test_keys(version)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=documents_key, MaxKeys=1).get("Contents") or []
     if any(item["Key"] == documents_key for item in listed):
         stats, problems = measure_snapshot(s3, bucket, documents_key, annotations_key)
     else:
         stats, problems = TrainingStats(), ["the snapshot has no test set"]
-    problems += test_set_problems(stats.documents, stats.annotations, settings.entity_types, settings.test_minimum)
+    problems += problems_of_test_set(stats.documents, stats.annotations, settings.entity_types, settings.test_minimum)
     return {"documents": stats.documents, "annotations": dict(stats.annotations), "usable": not problems,
             "problems": problems}
 
