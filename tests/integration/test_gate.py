@@ -143,3 +143,23 @@ def test_a_version_as_good_on_the_shared_test_set_is_activated(emulated, event, 
 
     assert result["activated"] and emulated.state.get_active()[0] == "v2"
     assert emulated.state.get_version("v2").metrics["gate"]["reason"] == "not worse on the shared test documents"
+
+
+def test_a_decision_whose_detection_failed_to_start_is_made_again_on_the_retry(emulated, event, lambda_context,
+                                                                               comprehend):
+    # Given v2's evaluation done, and Comprehend failing the pool's detection start once
+    evaluated = given_v2_evaluated_against_active_v1(emulated, event, v2_finds_services=False)
+    comprehend.add_client_error("start_entities_detection_job", service_error_code="InternalServerException",
+                                http_status_code=500)
+    expect_pool_detection_with(comprehend, emulated, "v1")
+    handler = emulated.handler("DetectFunction")
+
+    # When the first delivery fails and the event is delivered again
+    with pytest.raises(Exception, match="InternalServerException"):
+        handler(evaluated, lambda_context)
+    assert emulated.state.get_version("v2").metrics["gate"]["status"] == "PENDING"  # nothing recorded yet
+    result = handler(evaluated, lambda_context)
+
+    # Then the retry decides again and starts the pool's detection
+    assert (result["activated"], result["detection_job"]) == (False, "job-9")
+    assert emulated.state.get_version("v2").metrics["gate"]["status"] == "KEPT_INACTIVE"

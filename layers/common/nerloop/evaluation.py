@@ -176,7 +176,8 @@ def activate_on_trained(state: StateTable, aws: Aws, settings: Settings, version
 def finish_evaluation(state: StateTable, aws: Aws, settings: Settings, version_name: str, status: str,
                       output_uri: str) -> tuple[int | None, GateDecision | None]:
     """The version's evaluation job ended: keep its per-document results (COMPLETED), and decide its
-    activation if it waits for them. Returns (documents scored, the decision when one was made)."""
+    activation if it waits for them (activating it if so decided). Returns (documents scored, the
+    decision when one was made); the caller records the decision (`record_decision`)."""
     results = score_output(aws.s3, settings.data_bucket, version_name, output_uri) if status == "COMPLETED" else None
     if results is not None:
         save_results(aws.s3, settings.data_bucket, version_name, results)
@@ -185,8 +186,9 @@ def finish_evaluation(state: StateTable, aws: Aws, settings: Settings, version_n
     if version is None or not gate_pending(version):
         return (len(results) if results is not None else None), None
     decision = judge(state, aws, settings, version_name, results)
-    record_decision(state, decision)
     if decision.activate:
         state.set_active(version_name, float(version.metrics.get("f1") or 0.0))
     logger.info("gate decided", **decision.as_dict())
+    # Not recorded yet: the caller records it once the pool's detection has started, so a retry after a
+    # failure in between decides again (the same inputs, the same decision) and starts what was left.
     return (len(results) if results is not None else None), decision

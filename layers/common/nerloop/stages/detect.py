@@ -25,7 +25,7 @@ from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DOCUMENTS_FILE
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue, versions_in_use
-from nerloop.evaluation import activate_on_trained, finish_evaluation
+from nerloop.evaluation import activate_on_trained, finish_evaluation, record_decision
 from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
@@ -120,6 +120,7 @@ def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -
     trigger = version.arn if version else detail.versionName
     started = start_detection(state, aws, settings, request_key=f"trained|{trigger}")
     result["detection_job"], result["detection_queued"] = started.job_id, started.queued
+    record_decision(state, decision)  # last: until then the version still waits, and a retry redoes the rest
     return result
 
 
