@@ -3,10 +3,10 @@
 TRAINED or TRAINED_WITH_WARNING (a warning is still a trained model; its message is kept): keep its
 metrics, pass it through the gate (nerloop.evaluation: activated at once, or once scored on the stable
 test set and found not worse than the active version there), delete versions beyond the retention
-count, and start a detection job with the active version over the pool documents it has not yet seen.
-IN_ERROR, STOPPED (or gone): record the message
-and count it. Whichever way the training ended, the training lock is released and a retrain that
-became due meanwhile starts.
+count, and start a detection job with the active version over the pool documents it has not yet seen
+(when the gate waits for the version's evaluation job, once that job has ended: Detection Job Status
+Change). IN_ERROR, STOPPED (or gone): record the message and count it. Whichever way the training
+ended, the training lock is released and a retrain that became due meanwhile starts.
 
 Documents Added (a batch from the preprocess stage): when a version is active, a detection job over
 the batch starts at once, so new text does not wait for the next training.
