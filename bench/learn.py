@@ -82,6 +82,13 @@ METHOD = {
     "stalled": "A run stalls when it trained fewer versions than rounds requested while the pool still held "
                "unreviewed documents (too few uncertain documents were left to fill a retrain batch). Its "
                "missing steps are left out of those steps' figures: `seeds` lists the runs in each step.",
+    "gate": "The loop runs with its gate on (F1Tolerance at its default): its curve is the test F1 of the version "
+            "active after each round. every_version_active is the same seed's loop with F1Tolerance 1 (every "
+            "version activated), run apart (no references); gate_minus_every_version the per-seed differences. "
+            "kept_but_better_on_shared_test: versions kept inactive though their F1 on the loop's shared test "
+            "documents beat the active one's; kept_but_better_on_benchmark_test: though their F1 on this "
+            "benchmark's test set beat the served version's. Random selection and full supervision train only on "
+            "documents the loop's stable split does not hold out for testing, as the loop does.",
     "resources": "seconds: the run's wall time, from loading the manifest to the last reference model, with "
                  "`jobs` runs side by side. peak_rss_mb: the run's own process at its peak, interpreter and "
                  "imports included; rss_growth_mb: that peak minus the resident size before the run began.",
@@ -140,8 +147,9 @@ def conll_manifest(split: str, sentences: int, *, cache: Path, tool: Path) -> Pa
 
 
 def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold: float,
-             review_share: float = DEFAULT_REVIEW_SHARE) -> RunRecord:
-    """One demo run in this (fresh) process, with its seconds and memory: what a pool worker does."""
+             review_share: float = DEFAULT_REVIEW_SHARE, compare_gate: bool = True) -> RunRecord:
+    """One demo run in this (fresh) process, with its seconds and memory: what a pool worker does. With
+    `compare_gate`, the same run again with every version activated (no references), measured apart."""
     import warnings
 
     from bench.workloads import Probe
@@ -162,12 +170,36 @@ def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold
                        budget_fraction=review_share, progress=lambda _message: None)
     probe.stop()
     measured = probe.as_dict()
+    ungated = None
+    if compare_gate:
+        ungated = run_demo(Path(manifest), rounds=rounds, seed=seed, threshold=threshold, random_draws=random_draws,
+                           budget_fraction=review_share, progress=lambda _message: None,
+                           every_version_active=True, references=False)
     return run_record(figures, seconds=measured["seconds"], peak_rss_mb=measured["peak_mb"],
-                      rss_growth_mb=measured["growth_mb"])
+                      rss_growth_mb=measured["growth_mb"], every_version=ungated)
 
 
-def run_record(figures: dict[str, Any], *, seconds: float, peak_rss_mb: float, rss_growth_mb: float) -> RunRecord:
-    """What the benchmark keeps of a demo's figures (`run_demo`'s return value)."""
+def gate_outcomes(rounds: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    """The versions the gate kept inactive; those of them better than the active version on the loop's
+    shared test set (by the gate's own figures); those better on the benchmark's test set than the
+    version served instead."""
+    kept, better_shared, better_test = [], [], []
+    for entry in rounds:
+        gate = entry.get("gate") or {}
+        if gate.get("status") != "KEPT_INACTIVE":
+            continue
+        kept.append(entry["model_version"])
+        if (gate.get("candidate_f1") or 0.0) > (gate.get("active_f1") or 0.0):
+            better_shared.append(entry["model_version"])
+        if entry["f1"] > entry["served_f1"]:
+            better_test.append(entry["model_version"])
+    return kept, better_shared, better_test
+
+
+def run_record(figures: dict[str, Any], *, seconds: float, peak_rss_mb: float, rss_growth_mb: float,
+               every_version: dict[str, Any] | None = None) -> RunRecord:
+    """What the benchmark keeps of a demo's figures (`run_demo`'s return value), and of the same run
+    with every version activated (`every_version`, optional)."""
     rounds, randoms = figures["rounds"], figures["random_selection"]
     if not rounds:
         raise ValueError(f"seed {figures['seed']}: the loop trained no version")
@@ -175,8 +207,9 @@ def run_record(figures: dict[str, Any], *, seconds: float, peak_rss_mb: float, r
     if [point["reviewed_documents"] for point in randoms] != reviewed:
         raise ValueError(f"seed {figures['seed']}: random selection's budgets differ from the loop's")
     pool = figures["pool_size"]
+    kept, better_shared, better_test = gate_outcomes(rounds)
     shares = [count / pool if pool else 0.0 for count in reviewed]
-    loop_f1 = [entry["f1"] for entry in rounds]
+    loop_f1 = [entry.get("served_f1", entry["f1"]) for entry in rounds]  # what the loop serves
     random_f1 = [point["f1"] for point in randoms]
     full_f1 = figures["full_supervision"]["f1"]
     answered = sum(entry["reviewed_this_round"] for entry in rounds)
@@ -198,6 +231,8 @@ def run_record(figures: dict[str, Any], *, seconds: float, peak_rss_mb: float, r
         auc={name: round(value, DIGITS) for name, value in auc.items()},
         auc_normalised={name: round(value, DIGITS) for name, value in normalised.items()},
         seconds=round(seconds, 2), peak_rss_mb=round(peak_rss_mb, 1), rss_growth_mb=round(rss_growth_mb, 1),
+        every_version_f1=[entry["served_f1"] for entry in every_version["rounds"]] if every_version else [],
+        kept_inactive=kept, kept_but_better_on_shared_test=better_shared, kept_but_better_on_benchmark_test=better_test,
     )
 
 
@@ -232,12 +267,18 @@ def summarise_budgets(runs: Sequence[RunRecord], confidence: float) -> list[Budg
     out = []
     for step in range(steps):
         reached = [run for run in runs if len(run.loop_f1) > step]
+        paired = [run for run in reached if len(run.every_version_f1) > step]
         out.append(BudgetFigures(
             step=step, seeds=[run.seed for run in reached],
             reviewed_documents=[run.reviewed_documents[step] for run in reached],
             pool_share=_interval([run.pool_share[step] for run in reached], confidence),
             f1=compare([run.loop_f1[step] for run in reached], [run.random_f1[step] for run in reached],
                        [run.full_f1 for run in reached], confidence),
+            every_version_active=_interval([run.every_version_f1[step] for run in paired], confidence)
+            if paired else None,
+            gate_minus_every_version=_interval(paired_differences(
+                [run.loop_f1[step] for run in paired], [run.every_version_f1[step] for run in paired]), confidence)
+            if paired else None,
         ))
     return out
 
@@ -275,7 +316,7 @@ def summarise(runs: Sequence[RunRecord], *, dataset: str, manifest: Path, rounds
 def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds: int = DEFAULT_ROUNDS,
                   random_draws: int = DEFAULT_RANDOM_DRAWS, threshold: float = DEFAULT_THRESHOLD,
                   confidence: float = DEFAULT_CONFIDENCE, jobs: int = DEFAULT_JOBS,
-                  review_share: float = DEFAULT_REVIEW_SHARE,
+                  review_share: float = DEFAULT_REVIEW_SHARE, compare_gate: bool = True,
                   progress: Callable[[str], None] = lambda _message: None) -> LearningBenchmark:
     """Run one demo per seed, `jobs` at a time, each in a fresh process; summarise them."""
     from bench.run import machine
@@ -287,8 +328,8 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
     runs: list[RunRecord] = []
     # A fresh process per run (spawned: no state inherited), so each run's peak memory is its own.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_seed, str(manifest), seed, rounds, random_draws, threshold, review_share): seed
-                   for seed in seeds}
+        futures = {pool.submit(run_seed, str(manifest), seed, rounds, random_draws, threshold, review_share,
+                               compare_gate): seed for seed in seeds}
         for future in as_completed(futures):
             try:
                 run = future.result()
@@ -331,6 +372,21 @@ def format_report(result: LearningBenchmark) -> str:
                      f"{_cell(entry.f1.loop):<21} {_cell(entry.f1.random):<21} "
                      f"{_cell(entry.f1.loop_minus_random, signed=True):<24} {_cell(entry.f1.loop_of_full):<21}")
     lines.append(f"full supervision: F1 {_cell(result.full_supervision)}")
+    if any(entry.every_version_active for entry in result.budgets):
+        lines.append("")
+        lines.append("the gate (F1Tolerance at its default) beside every version activated (F1Tolerance 1), "
+                     "same seeds:")
+        lines.append(f"{'step':>4}  {'gate':<21} {'every version':<21} {'gate - every version':<24}")
+        for entry in result.budgets:
+            lines.append(f"{entry.step:>4}  {_cell(entry.f1.loop):<21} {_cell(entry.every_version_active):<21} "
+                         f"{_cell(entry.gate_minus_every_version, signed=True):<24}")
+        kept = [f"seed {run.seed} {v}" for run in result.runs for v in run.kept_inactive]
+        lines.append(f"versions kept inactive: {len(kept)} of {sum(run.rounds_trained for run in result.runs)}"
+                     + (f" ({', '.join(kept)})" if kept else ""))
+        for label, field in (("better on the loop's shared test set", "kept_but_better_on_shared_test"),
+                             ("better on the benchmark's test set", "kept_but_better_on_benchmark_test")):
+            found = [f"seed {run.seed} {v}" for run in result.runs for v in getattr(run, field)]
+            lines.append(f"  of them {label}: {len(found)}" + (f" ({', '.join(found)})" if found else ""))
     lines.append("")
     lines.append("area under the learning curve (x: budget / pool from 0, y: test F1; trapezoids):")
     for label, areas in (("area", result.auc), ("area / range", result.auc_normalised)):
@@ -375,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"(default {DEFAULT_REVIEW_SHARE}: with 4 rounds about 17 %% a round)")
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
                         help=f"runs side by side, one process each (default {DEFAULT_JOBS})")
+    parser.add_argument("--no-gate-comparison", action="store_true",
+                        help="skip the second run per seed with every version activated (F1Tolerance 1)")
     parser.add_argument("--output", type=Path, help="the JSON file (default bench/learning-<data set>.json)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.random_draws < 1:
@@ -394,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[learn] {dataset}: {len(seeds)} seeds, {args.rounds} rounds, {args.jobs} job(s)", file=sys.stderr)
     result = run_benchmark(manifest, dataset=dataset, seeds=seeds, rounds=args.rounds,
                            random_draws=args.random_draws, threshold=args.threshold, confidence=args.confidence,
-                           jobs=args.jobs, review_share=args.review_share,
+                           jobs=args.jobs, review_share=args.review_share, compare_gate=not args.no_gate_comparison,
                            progress=lambda m: print(f"[learn] {m}", file=sys.stderr, flush=True))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",

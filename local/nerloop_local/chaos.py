@@ -79,7 +79,7 @@ class Scenario:
 
     def parameters(self) -> dict[str, str]:
         return {"EntityTypes": "SERVICE,VERSION", "ConfidenceThreshold": "0.999",
-                "RetrainBatchSize": str(self.batch), "ReviewBudget": str(self.batch), "F1Tolerance": "1"}
+                "RetrainBatchSize": str(self.batch), "ReviewBudget": str(self.batch), "TestShare": "0"}
 
     def seed_manifest(self) -> bytes:
         with (self.sample / "output.manifest").open("rb") as manifest:

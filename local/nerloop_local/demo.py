@@ -5,6 +5,12 @@ and the unlabelled text is dropped under raw/. From there the stages run on thei
 detect, route, review, merge, retrain — and a simulated reviewer answers each human loop from the
 held-back labels. Each round's model is scored on a test set the loop never sees, beside two
 references trained in the same run: full supervision and randomly chosen documents.
+
+The loop runs with its gate on (F1Tolerance at its default, nerloop.gate): a version is activated
+unless it is worse than the active one on the loop's own stable test set (a share of its gold set held
+out by document hash, never trained on). The learning curve is what the loop serves: after each round,
+the F1 of the version active then. The references leave out the documents the loop's split holds out
+for testing, as the loop does, so all three train on the same side of it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from nerloop.documents import Span, document_hash
 from nerloop.recognizers import TRAINED_STATUSES
 from nerloop.stages.preprocess import split_document
+from nerloop.test_set import DEFAULT_TEST_MINIMUM, DEFAULT_TEST_SHARE, is_test_document
 
 DEFAULT_ROUNDS = 4
 DEFAULT_TEST_FRACTION = 0.25
@@ -48,6 +55,10 @@ class RoundResult:
     per_type: dict[str, dict[str, float]] = field(default_factory=dict)
     # Every entity the version predicts on the test set: {doc (test index), score, correct, type}.
     calibration: list[dict[str, Any]] = field(default_factory=list)
+    # The gate's decision on this version (nerloop.gate) and what the loop served after this round.
+    gate: dict[str, Any] = field(default_factory=dict)
+    served_version: str = ""
+    served_f1: float = 0.0
 
 
 def _progress(message: str) -> None:
@@ -103,8 +114,11 @@ def run_demo(
     workspace: Path | None = None,
     progress: Callable[[str], None] = _progress,
     random_draws: int = 3,
+    every_version_active: bool = False,
+    references: bool = True,
 ) -> dict[str, Any]:
-    """Run the loop for `rounds` model versions; return the figures (see --json)."""
+    """Run the loop for `rounds` model versions; return the figures (see --json). `every_version_active`
+    turns the gate off (F1Tolerance 1); `references` False skips random selection and full supervision."""
     from nerloop_local.demo_data import GoldOracle, split_for_demo
     from nerloop_local.recognizer import evaluate, scored_predictions, train_with_holdout
     from nerloop_local.runtime import LocalRuntime
@@ -113,7 +127,8 @@ def run_demo(
     documents, types, quarantined = load_manifest(manifest)
     if not documents:
         raise ValueError(f"{manifest}: no valid documents")
-    split = split_for_demo(documents, types, test_fraction=DEFAULT_TEST_FRACTION, seed=seed)
+    split = split_for_demo(documents, types, test_fraction=DEFAULT_TEST_FRACTION, seed=seed,
+                           loop_test_share=DEFAULT_TEST_SHARE, loop_test_minimum=DEFAULT_TEST_MINIMUM)
     oracle = GoldOracle(split.pool)
     pool_text = "\n".join(text.replace("\n", " ") for text, _ in split.pool) + "\n"
 
@@ -124,14 +139,14 @@ def run_demo(
     parameters = {
         "EntityTypes": ",".join(types), "ConfidenceThreshold": str(threshold),
         "RetrainBatchSize": str(per_round), "ReviewBudget": str(per_round),
-        # Every new version is activated: the F1 gate compares F1 on Comprehend-style 10 % hold-outs,
-        # here 5-8 documents drawn anew for each version, so on the sample it would act on noise.
-        "F1Tolerance": "1",
         "VersionRetention": str(rounds + 1),
+        # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
+        **({"F1Tolerance": "1"} if every_version_active else {}),
     }
+    trained: list[int] = [0]  # versions trained so far (set as the loop runs)
 
     def reviewer(loop_name: str, content: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if _version_number(str(content.get("version", ""))) >= rounds:
+        if trained[0] >= rounds or _version_number(str(content.get("version", ""))) >= rounds:
             return None  # the last round's loops wait for a person who never comes
         spans = oracle.labels_for(content["text"])
         if spans is None:  # not a pool sentence (cannot happen with the demo's own data): keep the model's
@@ -154,8 +169,12 @@ def run_demo(
         runtime.put_text("raw/pool.txt", pool_text)
         runtime.label_with_manifest(manifest_lines(split.seed, SEED_ATTRIBUTE, types).encode("utf-8"),
                                     job_name=f"{runtime.stack.labeling_job_prefix()}-seed-{seed}")
-        runtime.on_delivery(lambda d: progress(d.line()) if d.function in ("TrainFunction", "DetectFunction")
-                            else None)
+        def on_delivery(delivery: Any) -> None:
+            if delivery.function in ("TrainFunction", "DetectFunction"):
+                progress(delivery.line())
+            trained[0] = sum(1 for v in runtime.state.list_versions() if v.status in TRAINED_STATUSES)
+
+        runtime.on_delivery(on_delivery)
         result = runtime.run_until_idle(max_cycles=400)
         if not result.idle:
             raise RuntimeError(f"the loop did not settle in {result.cycles} cycles")
@@ -163,6 +182,8 @@ def run_demo(
         if failures:
             raise RuntimeError("stages failed: " + "; ".join(f.line() for f in failures[:3]))
         rounds_out = _rounds(runtime, split.test, len(split.seed), evaluate, scored_predictions)
+        if len(rounds_out) > rounds:
+            raise RuntimeError(f"the loop trained {len(rounds_out)} versions, more than the {rounds} asked for")
         pool_docs = [doc.text for doc in runtime.state.iter_pool()]
     finally:
         runtime.close(save=not own_workspace)
@@ -170,29 +191,37 @@ def run_demo(
             shutil.rmtree(folder, ignore_errors=True)
 
     labelled_pool = [(text, oracle.labels_for(text) or []) for text in pool_docs]
-    progress("training the references: full supervision and random selection")
-    full = train_with_holdout([*split.seed, *labelled_pool], types, seed=seed).recognizer
-    full_scores = scores(evaluate(full, split.test))
+    full_scores: dict[str, Any] = {"f1": 0.0}
     random_selection = []
-    for entry in rounds_out:
-        budget = entry.reviewed_documents
-        f1s = []
-        for draw in range(random_draws):
-            chosen = random.Random(seed * 1000 + draw * 97 + budget).sample(labelled_pool, budget)  # nosec B311 # sampling, not secrets
-            model = train_with_holdout([*split.seed, *chosen], types, seed=seed).recognizer
-            f1s.append(evaluate(model, split.test).f1)
-        random_selection.append({"reviewed_documents": budget, "f1": round(sum(f1s) / len(f1s), 4),
-                                 "draws": [round(f, 4) for f in f1s]})
+    if references:
+        progress("training the references: full supervision and random selection")
+        full = train_with_holdout(trained_side([*split.seed, *labelled_pool]), types, seed=seed).recognizer
+        full_scores = scores(evaluate(full, split.test))
+        for entry in rounds_out:
+            budget = entry.reviewed_documents
+            f1s = []
+            for draw in range(random_draws):
+                chosen = random.Random(seed * 1000 + draw * 97 + budget).sample(labelled_pool, budget)  # nosec B311 # sampling, not secrets
+                model = train_with_holdout(trained_side([*split.seed, *chosen]), types, seed=seed).recognizer
+                f1s.append(evaluate(model, split.test).f1)
+            random_selection.append({"reviewed_documents": budget, "f1": round(sum(f1s) / len(f1s), 4),
+                                     "draws": [round(f, 4) for f in f1s]})
     return {
         "manifest": str(manifest), "seed": seed, "entity_types": types, "threshold": threshold,
-        "rounds_requested": rounds,
+        "rounds_requested": rounds, "every_version_active": every_version_active,
         "pool_size": len(pool_docs), "pool_lines": len(split.pool), "test_documents": len(split.test),
         "seed_documents": len(split.seed), "quarantined_lines": quarantined, "review_budget_per_round": per_round,
         "rounds": [asdict(entry) for entry in rounds_out],
-        "full_supervision": {"documents": len(split.seed) + len(labelled_pool), **full_scores},
+        "full_supervision": {"documents": len(trained_side([*split.seed, *labelled_pool])), **full_scores},
         "random_selection": random_selection,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def trained_side(documents: list[tuple[str, list[Span]]]) -> list[tuple[str, list[Span]]]:
+    """The documents the loop would train on: those its stable split does not hold out for testing."""
+    return [(text, spans) for text, spans in documents
+            if not is_test_document(document_hash(text), DEFAULT_TEST_SHARE)]
 
 
 def _version_number(name: str) -> int:
@@ -211,15 +240,23 @@ def _rounds(runtime: Any, test: list[tuple[str, list[Span]]], seed_documents: in
     loops = state.list_loops()
     active = state.get_active()
     out = []
+    served: tuple[str, float] | None = None
     for number, version in enumerate(versions, start=1):
         documents = runtime.get_text(f"training/{version.version}/documents.txt").count("\n")
+        test_key = f"training/{version.version}/test-documents.txt"
+        held_out = runtime.get_text(test_key).count("\n") if test_key in runtime.list_keys(test_key) else 0
         model = runtime.comprehend.model(version.arn)
         figures = scores(evaluate(model, test))
         own_loops = [loop for loop in loops if loop.version == version.version]
+        gate = dict(version.metrics.get("gate") or {})
+        if served is None or gate.get("status") != "KEPT_INACTIVE":
+            served = (version.version, figures["f1"])
         out.append(RoundResult(
             round=number, model_version=version.version,
             active=bool(active and active[0] == version.version),
-            reviewed_documents=documents - seed_documents, training_documents=documents,
+            gate=gate, served_version=served[0], served_f1=served[1],
+            # Reviews go to either side of the loop's split: its training or its test set.
+            reviewed_documents=documents + held_out - seed_documents, training_documents=documents,
             documents_detected=sum(job.documents for job in jobs if job.version == version.version),
             routed_to_review=len(own_loops),
             reviewed_this_round=sum(1 for loop in own_loops if loop.status == "Completed"),
@@ -236,25 +273,39 @@ def print_report(figures: dict[str, Any]) -> None:
           f"test {figures['test_documents']}, seed {figures['seed_documents']}, "
           f"threshold {figures['threshold']}, review budget {figures['review_budget_per_round']} per round\n")
     header = f"{'round':>5} {'version':>7} {'detected':>8} {'to review':>9} {'reviewed':>8} {'total':>6}  " \
-             f"{'P':>5} {'R':>5} {'F1':>5}  " + "  ".join(f"{t + ' F1':>12}" for t in types)
+             f"{'P':>5} {'R':>5} {'F1':>5}  " + "  ".join(f"{t + ' F1':>12}" for t in types) + "  gate"
     print(header)
     for entry in figures["rounds"]:
         per_type = "  ".join(f"{entry['per_type'].get(t, {}).get('f1', 0.0):>12.3f}" for t in types)
         print(f"{entry['round']:>5} {entry['model_version']:>7} {entry['documents_detected']:>8} "
               f"{entry['routed_to_review']:>9} {entry['reviewed_this_round']:>8} {entry['reviewed_documents']:>6}  "
-              f"{entry['precision']:>5.3f} {entry['recall']:>5.3f} {entry['f1']:>5.3f}  {per_type}")
+              f"{entry['precision']:>5.3f} {entry['recall']:>5.3f} {entry['f1']:>5.3f}  {per_type}  "
+              f"{_gate_text(entry.get('gate') or {})}")
     if len(figures["rounds"]) < figures["rounds_requested"]:
         print(f"the loop settled after {len(figures['rounds'])} versions: the last one sent no document "
               "to review, so no review was left to train the next")
     full = figures["full_supervision"]["f1"]
-    print(f"\nlearning curve (test F1 against documents reviewed; pool {figures['pool_size']}):")
-    print(f"{'reviewed':>9} {'% pool':>7} {'loop':>6} {'random':>7} {'vs full':>8}")
+    print(f"\nlearning curve (test F1 of the version active after each round, against documents reviewed; "
+          f"pool {figures['pool_size']}):")
+    print(f"{'reviewed':>9} {'% pool':>7} {'active':>6} {'loop':>6} {'random':>7} {'vs full':>8}")
     for entry, rand in zip(figures["rounds"], figures["random_selection"], strict=True):
         share = 100 * entry["reviewed_documents"] / max(1, figures["pool_size"])
-        print(f"{entry['reviewed_documents']:>9} {share:>6.0f}% {entry['f1']:>6.3f} {rand['f1']:>7.3f} "
-              f"{entry['f1'] / full if full else 0:>7.0%}")
+        served = entry.get("served_f1", entry["f1"])
+        print(f"{entry['reviewed_documents']:>9} {share:>6.0f}% {entry.get('served_version', ''):>6} "
+              f"{served:>6.3f} {rand['f1']:>7.3f} {served / full if full else 0:>7.0%}")
     print(f"full supervision ({figures['full_supervision']['documents']} documents): F1 {full:.3f}")
     print(f"finished in {figures['seconds']} s")
+
+
+def _gate_text(gate: dict[str, Any]) -> str:
+    """The gate's decision in a few words: activated or kept, and on how many shared test documents."""
+    if not gate:
+        return ""
+    status = "kept inactive" if gate.get("status") == "KEPT_INACTIVE" else "activated"
+    if gate.get("shared_documents"):
+        return (f"{status} ({gate['shared_documents']} shared test docs: F1 {gate['candidate_f1']:.3f} vs "
+                f"{gate['active_f1']:.3f}, p={gate['p_worse']:.2g})")
+    return f"{status} ({gate.get('reason', '')})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

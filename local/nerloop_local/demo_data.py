@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nerloop.constants import MIN_ANNOTATIONS_PER_TYPE, MIN_CORPUS_BYTES
-from nerloop.documents import Span, normalize_text
+from nerloop.documents import Span, document_hash, normalize_text
+from nerloop.test_set import is_test_document
 
 Labelled = tuple[str, list[Span]]
 
@@ -36,10 +37,14 @@ def split_for_demo(
     test_fraction: float = 0.25,
     seed_margin: int = 5,
     seed: int = 0,
+    loop_test_share: float = 0.0,
+    loop_test_minimum: int = 0,
 ) -> DemoSplit:
     """Group duplicates, hold out `test_fraction` of the groups, then draw the smallest random seed
-    that meets Comprehend's minimums (25 annotations per type plus `seed_margin`, a 5 KB corpus);
-    the rest is the pool."""
+    that meets Comprehend's minimums (25 annotations per type plus `seed_margin`, a 5 KB corpus) on the
+    side the loop trains on, and, with `loop_test_share`, gives the loop's own stable test set
+    (nerloop.test_set: the documents hashing below the share) `loop_test_minimum` documents and an
+    annotation of each type; the rest is the pool."""
     groups: dict[str, list[Labelled]] = {}
     for text, spans in documents:
         groups.setdefault(_group_key(text), []).append((text, list(spans)))
@@ -60,8 +65,19 @@ def split_for_demo(
     pool: list[Labelled] = []
     needed = MIN_ANNOTATIONS_PER_TYPE + seed_margin
     corpus = 0
+    held_out = 0
+    held_types: set[str] = set()
     for key in train_keys:
         text, spans = groups[key][0]  # duplicates collapse into one gold document anyway
+        if is_test_document(document_hash(text), loop_test_share):  # the loop will test on it, never train
+            wanted = held_out < loop_test_minimum or not held_types >= set(entity_types)
+            if wanted and spans:
+                seed_docs.append((text, spans))
+                held_out += 1
+                held_types.update(span.type for span in spans)
+            else:
+                pool.append((text, spans))
+            continue
         wanted = any(counts[name] < needed for name in entity_types) or corpus < MIN_CORPUS_BYTES * 1.1
         if wanted and spans:
             seed_docs.append((text, spans))

@@ -52,6 +52,9 @@ class BudgetFigures(_Record):
     reviewed_documents: list[int]  # per seed in `seeds`: the loop's reviews in that version's training data
     pool_share: Interval  # reviewed_documents / pool size
     f1: Strategies
+    # The same loop with every version activated (F1Tolerance 1), and the gate's loop minus it (per seed).
+    every_version_active: Interval | None = None
+    gate_minus_every_version: Interval | None = None
 
 
 class RunRecord(_Record):
@@ -68,7 +71,7 @@ class RunRecord(_Record):
     stalled: bool  # fewer versions than requested while unreviewed documents were left
     reviewed_documents: list[int]  # per version, cumulative
     pool_share: list[float]
-    loop_f1: list[float]
+    loop_f1: list[float]  # the version active after each round (the gate's choice), on the test set
     random_f1: list[float]  # at the same budgets: the mean of `random_draws`
     random_draws: list[list[float]]
     full_f1: float
@@ -78,6 +81,13 @@ class RunRecord(_Record):
     seconds: float
     peak_rss_mb: float  # the run's process, interpreter and imports included
     rss_growth_mb: float  # peak minus the resident size once the modules were imported
+    # The gate (nerloop.gate): the same run with every version activated, per round; the versions kept
+    # inactive; those kept although better on the loop's shared test set; those kept although better on
+    # the benchmark's own test set than the version served instead.
+    every_version_f1: list[float] = Field(default_factory=list)
+    kept_inactive: list[str] = Field(default_factory=list)
+    kept_but_better_on_shared_test: list[str] = Field(default_factory=list)
+    kept_but_better_on_benchmark_test: list[str] = Field(default_factory=list)
 
 
 class LearningBenchmark(_Record):

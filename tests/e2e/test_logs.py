@@ -47,7 +47,7 @@ def test_no_document_text_reaches_the_logs_at_info(tmp_path: Path, sample_dir: P
         return [dict(item) for item in content["initialValue"]]
 
     parameters = {"EntityTypes": "SERVICE,VERSION", "ConfidenceThreshold": "0.999",
-                  "RetrainBatchSize": "3", "ReviewBudget": "3", "F1Tolerance": "1"}
+                  "RetrainBatchSize": "3", "ReviewBudget": "3", "TestShare": "0"}
     with LocalRuntime(tmp_path, parameters, reviewer=reviewer,
                       environment={"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "INFO"}) as runtime:
         runtime.put_text("raw/offerings.txt", "\n".join(raw_lines) + "\n")

@@ -70,15 +70,18 @@ def test_the_sample_manifest_fills_the_gold_set_and_writes_a_snapshot(
     assert result["quarantined"] == 0 and result["trimmed"] == 54
     assert {doc.origin for doc in gold} == {"labeling:" + event("convert")["resources"][0].rsplit("/", 1)[-1]}
 
-    # The snapshot holds the reference spans, trimmed, one row each
+    # The snapshot's training and test files (nerloop.test_set) hold the reference spans, trimmed, one row each
     assert result["snapshot"] == "v1"
-    documents = read(emulated, "training/v1/documents.txt").split("\n")[:-1]
-    rows = list(csv.reader(io.StringIO(read(emulated, "training/v1/annotations.csv"))))
-    assert rows[0] == ANNOTATIONS_HEADER
-    written = Counter((documents[int(line)], int(begin), int(end), kind)
-                      for _, line, begin, end, kind in rows[1:])
+    written: Counter[tuple[str, int, int, str]] = Counter()
+    rows_written = 0
+    for prefix in ("", "test-"):
+        documents = read(emulated, f"training/v1/{prefix}documents.txt").split("\n")[:-1]
+        rows = list(csv.reader(io.StringIO(read(emulated, f"training/v1/{prefix}annotations.csv"))))
+        assert rows[0] == ANNOTATIONS_HEADER
+        written.update((documents[int(line)], int(begin), int(end), kind) for _, line, begin, end, kind in rows[1:])
+        rows_written += len(rows) - 1
     assert written == reference_spans(reference_annotations)
-    assert len(rows) - 1 == result["spans"]
+    assert rows_written == result["spans"]
 
 
 def test_the_quarantine_report_lists_each_repair(emulated, event, lambda_context, sagemaker_stub, sample_dir):
@@ -106,7 +109,8 @@ def test_a_second_delivery_writes_no_second_snapshot(
     assert second == first
     listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix="training/")
     assert sorted(item["Key"] for item in listing["Contents"]) == [
-        "training/v1/annotations.csv", "training/v1/documents.txt"]
+        "training/v1/annotations.csv", "training/v1/documents.txt", "training/v1/test-annotations.csv",
+        "training/v1/test-documents.txt"]
     sagemaker_stub.assert_no_pending_responses()
 
 

@@ -21,7 +21,7 @@ UPLOADS = MAX_CONCURRENT_DETECTION_JOBS + 3
 @pytest.fixture
 def runtime(tmp_path: Path, sample_dir: Path) -> Iterator[LocalRuntime]:
     """v1 trained and active, nothing else in flight."""
-    local = LocalRuntime(tmp_path / "workspace", {"EntityTypes": "SERVICE,VERSION", "F1Tolerance": "1"},
+    local = LocalRuntime(tmp_path / "workspace", {"EntityTypes": "SERVICE,VERSION", "TestShare": "0"},
                          reviewer=lambda name, content: None,
                          environment={"POWERTOOLS_METRICS_DISABLED": "true"}, autosave=False)
     local.start()

@@ -170,7 +170,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Live:
     lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:10]
     (inbox / "a.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     code, _ = nerloop("up", "--once", "--workspace", workspace, "--inbox", inbox, "--seed-manifest", seed,
-                      "--param", "ConfidenceThreshold=0.999")
+                      "--param", "ConfidenceThreshold=0.999", "--param", "TestShare=0")
     assert code == 0
     before = base / "before"
     shutil.copytree(workspace, before)

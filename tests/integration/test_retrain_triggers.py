@@ -61,7 +61,7 @@ def start_loop(tmp_path: Path, sample_dir: Path) -> Iterator[Any]:
     def start(reviewer: Reviewer, duplicate_events: bool = False, **parameters: str) -> LocalRuntime:
         runtime = LocalRuntime(tmp_path / f"workspace-{len(runtimes)}", {
             "EntityTypes": "SERVICE,VERSION", "ConfidenceThreshold": "0.999", "RetrainBatchSize": str(BATCH),
-            "ReviewBudget": "0", "F1Tolerance": "1", **parameters,
+            "ReviewBudget": "0", "TestShare": "0", **parameters,
         }, reviewer=reviewer, environment={"POWERTOOLS_METRICS_DISABLED": "true"}, autosave=False,
             duplicate_events=duplicate_events)
         runtimes.append(runtime.start())

@@ -28,7 +28,7 @@ from nerloop_local import service
 from nerloop_local.cli import main
 from nerloop_local.workspace import Workspace
 
-SEED_LINES = 40  # enough for Comprehend's minimums: 25 annotations per type, a 5 KB corpus
+SEED_LINES = 100  # enough for Comprehend's minimums (25 annotations per type, a 5 KB corpus) once a fifth is held out
 # Every detected document goes to a human loop, so loops surely wait.
 PARAMS = ["--param", "ConfidenceThreshold=0.999"]
 

@@ -169,3 +169,28 @@ def test_an_unknown_data_set_is_an_error_naming_the_choices(tmp_path: Path) -> N
 
 def test_the_sample_is_the_walkthroughs_manifest(sample_dir: Path) -> None:
     assert resolve_dataset("sample") == ("sample", sample_dir / "output.manifest")
+
+
+def test_the_loops_curve_is_what_the_gate_served_and_kept_versions_are_counted() -> None:
+    # Given v2 kept inactive though better on the shared test set (a gate bug), v3 kept and worse
+    figures = demo(0, [0.6, 0.8, 0.55], [0.6, 0.7, 0.7])
+    gates = [{"status": "ACTIVATED"},
+             {"status": "KEPT_INACTIVE", "candidate_f1": 0.9, "active_f1": 0.8},
+             {"status": "KEPT_INACTIVE", "candidate_f1": 0.7, "active_f1": 0.8}]
+    for entry, gate in zip(figures["rounds"], gates, strict=True):
+        entry.update(model_version=f"v{entry['round']}", gate=gate)
+    for entry, served in zip(figures["rounds"], [0.6, 0.6, 0.6], strict=True):
+        entry["served_f1"] = served
+    every_version = demo(0, [0.6, 0.8, 0.55], [])
+    for entry in every_version["rounds"]:
+        entry["served_f1"] = entry["f1"]
+
+    run = run_record(figures, seconds=1, peak_rss_mb=1, rss_growth_mb=1, every_version=every_version)
+
+    assert run.loop_f1 == [0.6, 0.6, 0.6] and run.every_version_f1 == [0.6, 0.8, 0.55]
+    assert run.kept_inactive == ["v2", "v3"]
+    assert run.kept_but_better_on_shared_test == ["v2"]
+    assert run.kept_but_better_on_benchmark_test == ["v2"]  # 0.8 on the benchmark's test set beat the 0.6 served
+    summary = summarise([run], dataset="d", manifest=Path("m"), rounds=3, random_draws=1, threshold=0.9,
+                        confidence=0.95, jobs=1, seconds=1.0)
+    assert summary.budgets[1].gate_minus_every_version.mean == pytest.approx(-0.2)

@@ -54,3 +54,19 @@ def test_a_manifest_too_small_for_a_seed_says_what_is_short():
     documents = [(f"Amazon S{i} 1.{i}", [Span(0, 6 + len(str(i)) + 1, "SERVICE")]) for i in range(30)]
     with pytest.raises(ValueError, match=r"0 VERSION annotations .*; [\d,]+ bytes of text \(at least 5,120"):
         split_for_demo(documents, ["SERVICE", "VERSION"], test_fraction=0.1)
+
+
+def test_with_the_loops_test_set_the_seed_meets_the_minimums_on_its_training_side(sample_dir):
+    from nerloop.documents import document_hash
+    from nerloop.test_set import is_test_document
+
+    for seed in range(5):
+        split = split_for_demo(sample_documents(sample_dir), ["SERVICE", "VERSION"], seed=seed,
+                               loop_test_share=0.2, loop_test_minimum=10)
+        held = [(text, spans) for text, spans in split.seed if is_test_document(document_hash(text), 0.2)]
+        trained = [(text, spans) for text, spans in split.seed if (text, spans) not in held]
+        counts = Counter(span.type for _, spans in trained for span in spans)
+        assert min(counts["SERVICE"], counts["VERSION"]) >= MIN_ANNOTATIONS_PER_TYPE, seed
+        assert sum(len(text.encode()) + 1 for text, _ in trained) >= MIN_CORPUS_BYTES, seed
+        # and the loop's test set is usable from its first version on
+        assert len(held) >= 10 and {span.type for _, spans in held for span in spans} == {"SERVICE", "VERSION"}

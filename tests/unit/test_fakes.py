@@ -924,3 +924,44 @@ def test_snapshot_restores_recognizers_models_and_loops(tmp_path: Path) -> None:
             assert describe(arn)["Status"] == "TRAINED"
             assert describe_loop("loop-1")["HumanLoopStatus"] == "InProgress"
             assert again.comprehend.model(arn).detect("Release: Amazon S3 version 2.3 is here.")
+
+
+def create_with_test_set(test: list[tuple[str, list[Span]]]) -> str:
+    """v1 trained on corpus() with `test` as its TestS3Uri data (test-documents.txt, test-annotations.csv)."""
+    train = corpus()
+    documents_uri = put("training/v1/documents.txt", "".join(text + "\n" for text, _ in train))
+    annotations_uri = put("training/v1/annotations.csv", annotations_csv(train))
+    test_documents_uri = put("training/v1/test-documents.txt", "".join(text + "\n" for text, _ in test))
+    test_annotations_uri = put("training/v1/test-annotations.csv", annotations_csv(test, "test-documents.txt"))
+    reply = aws("comprehend").create_entity_recognizer(
+        RecognizerName="nerloop", VersionName="v1", DataAccessRoleArn=ROLE, LanguageCode="en",
+        InputDataConfig={
+            "DataFormat": "COMPREHEND_CSV", "EntityTypes": [{"Type": name} for name in TYPES],
+            "Documents": {"S3Uri": documents_uri, "TestS3Uri": test_documents_uri, "InputFormat": "ONE_DOC_PER_LINE"},
+            "Annotations": {"S3Uri": annotations_uri, "TestS3Uri": test_annotations_uri},
+        },
+    )
+    return str(reply["EntityRecognizerArn"])
+
+
+def test_a_test_set_is_what_the_version_is_scored_on_and_all_training_documents_train(fakes: Fakes) -> None:
+    test = corpus(72)[60:]  # twelve documents the model never trains on
+    arn = create_with_test_set(test)
+    fakes.tick()
+    fakes.tick()
+    props = describe(arn)
+    metadata = props["RecognizerMetadata"]
+    assert props["Status"] == "TRAINED"
+    assert (metadata["NumberOfTrainedDocuments"], metadata["NumberOfTestDocuments"]) == (60, 12)
+    # The call as made is kept: the test set's locations reach the recognizer's InputDataConfig.
+    assert props["InputDataConfig"]["Documents"]["TestS3Uri"].endswith("/training/v1/test-documents.txt")
+    assert props["InputDataConfig"]["Annotations"]["TestS3Uri"].endswith("/training/v1/test-annotations.csv")
+
+
+def test_a_test_set_without_an_annotation_of_each_type_ends_in_error(fakes: Fakes) -> None:
+    test = [(text, [span for span in spans if span.type == "SERVICE"]) for text, spans in corpus(72)[60:]]
+    arn = create_with_test_set(test)
+    fakes.tick()
+    fakes.tick()
+    props = describe(arn)
+    assert props["Status"] == "IN_ERROR" and "VERSION" in props["Message"]

@@ -276,7 +276,9 @@ SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "sagemaker-a2i-runtime": "sage
 # s3transfer's helpers and the operations S3 authorizes under another action.
 S3_HELPERS = {"upload_fileobj": {"s3:PutObject"}, "upload_file": {"s3:PutObject"},
               "download_fileobj": {"s3:GetObject"}, "download_file": {"s3:GetObject"},
-              "head_object": {"s3:GetObject"}, "copy_object": {"s3:GetObject", "s3:PutObject"}}
+              "head_object": {"s3:GetObject"}, "copy_object": {"s3:GetObject", "s3:PutObject"},
+              # ListObjectsV2 is authorized as s3:ListBucket (API reference, ListObjectsV2, Permissions).
+              "list_objects_v2": {"s3:ListBucket"}}
 CLIENT_NAMES = {"s3", "sagemaker", "comprehend", "a2i", "events", "table", "a2i_client", "client", "resource",
                 "cloudformation"}
 # Granted without a call in our code: Powertools idempotency's own table calls, the multipart upload
@@ -388,7 +390,9 @@ def test_each_function_reads_and_writes_only_its_own_prefixes():
         "PreprocessFunction": ({c.RAW_PREFIX}, {c.BATCHES_PREFIX, c.LABELING_PREFIX, c.QUARANTINE_PREFIX}),
         "ConvertFunction": ({c.LABELING_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
         "TrainFunction": ({c.TRAINING_PREFIX}, {c.REPORTS_PREFIX}),
-        "DetectFunction": ({c.BATCHES_PREFIX}, {c.DETECTION_INPUT_PREFIX, c.TRAINING_PREFIX}),
+        # the gate: a snapshot's test set, its evaluation job's output, the versions' results
+        "DetectFunction": ({c.BATCHES_PREFIX, c.TRAINING_PREFIX, c.EVALUATION_PREFIX},
+                           {c.DETECTION_INPUT_PREFIX, c.TRAINING_PREFIX, c.EVALUATION_RESULTS_PREFIX}),
         "RouteFunction": ({"detection/"}, {c.QUARANTINE_PREFIX}),
         "MergeFunction": ({c.REVIEW_OUTPUT_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
         # a retrain started by the time limit; a loop ended without its event reaching merge
@@ -529,7 +533,8 @@ def test_rules_filter_on_the_constants():
     detect = RULES["DetectFunction"]
     assert {rule["Properties"]["Pattern"]["source"][0] for rule in detect.values()} == {constants.EVENT_SOURCE}
     assert sorted(rule["Properties"]["Pattern"]["detail-type"][0] for rule in detect.values()) == [
-        constants.DOCUMENTS_ADDED_DETAIL_TYPE, constants.RECOGNIZER_STATUS_DETAIL_TYPE]
+        constants.DETECTION_JOB_STATUS_DETAIL_TYPE, constants.DOCUMENTS_ADDED_DETAIL_TYPE,
+        constants.RECOGNIZER_STATUS_DETAIL_TYPE]
     (merge,) = RULES["MergeFunction"].values()
     assert merge["Properties"]["Pattern"]["detail-type"] == [constants.HUMAN_LOOP_DETAIL_TYPE]
     (convert,) = RULES["ConvertFunction"].values()

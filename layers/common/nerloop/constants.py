@@ -22,6 +22,11 @@ LABELING_PREFIX = "labeling/"  # Ground Truth output path
 TRAINING_PREFIX = "training/"  # training/<version>/documents.txt + annotations.csv
 DETECTION_INPUT_PREFIX = "detection/input/"  # detection/input/<run>/documents.txt
 DETECTION_OUTPUT_PREFIX = "detection/output/"  # Comprehend writes <account>-NER-<jobId>/output/output.tar.gz
+# The gate (nerloop.evaluation): its detection jobs over a snapshot's test set write under output/,
+# where the route stage does not look; results/<version>.json holds a version's per-document results.
+EVALUATION_PREFIX = "evaluation/"
+EVALUATION_OUTPUT_PREFIX = EVALUATION_PREFIX + "output/"
+EVALUATION_RESULTS_PREFIX = EVALUATION_PREFIX + "results/"
 REVIEW_OUTPUT_PREFIX = "reviews/"  # A2I flow definition output path
 QUARANTINE_PREFIX = "quarantine/"  # quarantine/<stage>/<source>.jsonl
 REPORTS_PREFIX = "reports/"  # human-readable reports (e.g. what a training set lacks)

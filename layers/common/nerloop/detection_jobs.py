@@ -20,7 +20,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from nerloop.aws import Aws
-from nerloop.constants import DETECTION_INPUT_PREFIX, DETECTION_OUTPUT_PREFIX, MAX_CONCURRENT_DETECTION_JOBS
+from nerloop.constants import (
+    DETECTION_INPUT_PREFIX,
+    DETECTION_OUTPUT_PREFIX,
+    EVALUATION_OUTPUT_PREFIX,
+    MAX_CONCURRENT_DETECTION_JOBS,
+    TRAINING_PREFIX,
+)
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import TRAINED_STATUSES
 from nerloop.settings import Settings
@@ -59,15 +65,16 @@ def start_or_queue(state: StateTable, aws: Aws, settings: Settings, request: Det
     running = state.count_jobs_in_flight() if in_flight is None else in_flight
     if running >= MAX_CONCURRENT_DETECTION_JOBS:
         return _queue(state, request, reason="the loop's own jobs fill every slot", running=running)
+    job_name, output_prefix = job_destination(request)
     try:
         reply = aws.comprehend.start_entities_detection_job(
-            JobName=request.input_key.removeprefix(DETECTION_INPUT_PREFIX).split("/", 1)[0],
+            JobName=job_name,
             EntityRecognizerArn=version.arn,
             LanguageCode=settings.language_code,
             DataAccessRoleArn=settings.comprehend_role_arn,
             InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{request.input_key}",
                              "InputFormat": "ONE_DOC_PER_LINE"},
-            OutputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{DETECTION_OUTPUT_PREFIX}"},
+            OutputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{output_prefix}"},
             ClientRequestToken=request.token,
         )
     except ClientError as exc:
@@ -82,6 +89,14 @@ def start_or_queue(state: StateTable, aws: Aws, settings: Settings, request: Det
     metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=request.documents)
     logger.info("detection job started", job=job_id, version=version.version, documents=request.documents)
     return DetectionStart(job_id=job_id)
+
+
+def job_destination(request: DetectionRequest) -> tuple[str, str]:
+    """A job's name and output prefix: a job over a snapshot's test set (the gate's evaluation,
+    nerloop.evaluation) writes under evaluation/output/, where the route stage does not look."""
+    if request.input_key.startswith(TRAINING_PREFIX):
+        return f"evaluate-{request.version}", EVALUATION_OUTPUT_PREFIX
+    return request.input_key.removeprefix(DETECTION_INPUT_PREFIX).split("/", 1)[0], DETECTION_OUTPUT_PREFIX
 
 
 def _queue(state: StateTable, request: DetectionRequest, reason: str, running: int) -> DetectionStart:

@@ -36,6 +36,7 @@ from nerloop.observability import logger
 from nerloop.settings import Settings
 from nerloop.snapshots import SNAPSHOT_COUNTER, Snapshot, write_snapshot
 from nerloop.state import StateTable
+from nerloop.test_set import DEFAULT_TEST_SHARE
 
 REVIEWS = "REVIEWS"
 REVIEWS_AT_SNAPSHOT = "REVIEWS_AT_SNAPSHOT"
@@ -62,10 +63,11 @@ class RetrainPolicy:
 
     batch_size: int
     max_wait_minutes: int = 0
+    test_share: float = DEFAULT_TEST_SHARE  # of the gold set held out for testing (nerloop.test_set)
 
     @classmethod
     def of(cls, settings: Settings) -> RetrainPolicy:
-        return cls(settings.retrain_batch_size, settings.retrain_max_wait_minutes)
+        return cls(settings.retrain_batch_size, settings.retrain_max_wait_minutes, settings.test_share)
 
 
 def retrain_reason(policy: RetrainPolicy, *, requested: bool, pending: int, loops_open: bool,
@@ -183,7 +185,7 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: Retrain
                 TAKEN_EPOCH: epoch_seconds()}
         state.rename_training_lock(token, version, **owed)
         holder = version
-        snapshot = write_snapshot(state, s3, bucket, version)
+        snapshot = write_snapshot(state, s3, bucket, version, test_share=policy.test_share)
         written = True  # its annotations file starts the training: from here the lock must stay
         settle(state, owed)
     except Exception:

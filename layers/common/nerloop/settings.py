@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from nerloop.comprehend_training import entity_type_problem
 from nerloop.constants import MAX_DETECTION_LINES
+from nerloop.test_set import DEFAULT_TEST_MINIMUM, DEFAULT_TEST_SHARE
 
 
 class SettingsError(RuntimeError):
@@ -38,7 +39,13 @@ class Settings(BaseModel):
     comprehend_role_arn: str = Field(alias="COMPREHEND_ROLE_ARN", min_length=1)
     # Only the route stage starts human loops; the others run without it.
     flow_definition_arn: str = Field(alias="FLOW_DEFINITION_ARN", default="")
+    # The gate (nerloop.gate): a new version stays inactive only when it is worse than the active one
+    # on the shared test documents, significantly and by more than this much F1.
     f1_tolerance: float = Field(alias="F1_TOLERANCE", ge=0.0, le=1.0)
+    # The stable test set (nerloop.test_set): the gold set's share held out by document hash, and the
+    # documents it needs before Comprehend and the gate use it.
+    test_share: float = Field(alias="TEST_SHARE", default=DEFAULT_TEST_SHARE, ge=0.0, lt=1.0)
+    test_minimum: int = Field(alias="TEST_MINIMUM", default=DEFAULT_TEST_MINIMUM, ge=1)
     version_retention: int = Field(alias="VERSION_RETENTION", ge=1)
     language_code: str = Field(alias="LANGUAGE_CODE", default="en")
     # Ground Truth is optional: with no workteam, gold labels come from manifests and reviews only.

@@ -18,7 +18,9 @@ Training reads the COMPREHEND_CSV input from the emulated S3 as Comprehend does:
 documents file (or every object under a prefix) and the annotations CSV `File, Line, Begin Offset,
 End Offset, Type` (Line 0-based, offsets within the line, File the documents file's name). Data that
 breaks Comprehend's rules (AWS-FACTS "Comprehend training limits") ends IN_ERROR with a Message
-saying what and where. Without a test set 10 % is held out (grouped by text) for the metrics.
+saying what and where. With Documents.TestS3Uri and Annotations.TestS3Uri the model trains on every
+training document and its metrics come from the test set (which needs an annotation of each type);
+without a test set 10 % is held out (grouped by text) for the metrics.
 
 At most MAX_CONCURRENT_DETECTION_JOBS jobs are active at once (Comprehend's quota, per account and job
 type); StartEntitiesDetectionJob past it raises TooManyRequestsException.
@@ -525,6 +527,13 @@ def read_training_data(context: FakeContext, config: dict[str, Any], types: list
         if not (documents.get("TestS3Uri") and annotations.get("TestS3Uri")):
             raise TrainingDataError("a test set needs both Documents.TestS3Uri and Annotations.TestS3Uri")
         test = _read_set(context, documents["TestS3Uri"], annotations["TestS3Uri"], types)
+        # "the test data must include at least one annotation for each of the entity types specified in
+        # the creation request" (https://docs.aws.amazon.com/comprehend/latest/dg/prep-training-data-cer.html)
+        found = {span.type for _, spans in test for span in spans}
+        missing = [name for name in types if name not in found]
+        if missing:
+            raise TrainingDataError(f"the test data has no annotation of {', '.join(missing)}; it needs at least "
+                                    "one of each entity type")
     check_minimums(train, types)
     return train, test
 

@@ -1,5 +1,6 @@
 """The project's own events that start detection: published by the watch and preprocess stages, taken
-by the detect function."""
+by the detect function (a detection job's end: only the gate's evaluation jobs, whose input is under
+training/; the route stage starts from a pool job's output in S3)."""
 
 from typing import Annotated, Literal
 
@@ -39,5 +40,26 @@ class DocumentsAdded(Envelope):
     detail: DocumentsAddedDetail
 
 
-# The detect function reacts to both of the loop's events that can start detection.
-DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded, Field(discriminator="detail_type")]
+class DetectionJobStatusDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    jobId: str
+    jobArn: str = ""
+    versionName: str
+    status: str
+    previousStatus: str = ""
+    message: str = ""
+    outputS3Uri: str = ""
+    inputKey: str = ""
+
+
+class DetectionJobStatusChange(Envelope):
+    source: Literal["nerloop"]
+    detail_type: Literal["Detection Job Status Change"] = Field(alias="detail-type")
+    detail: DetectionJobStatusDetail
+
+
+# The detect function reacts to the loop's events that can start detection: a training's end, new
+# documents, and the end of the gate's evaluation job (nerloop.evaluation).
+DetectTrigger = Annotated[RecognizerStatusChange | DocumentsAdded | DetectionJobStatusChange,
+                          Field(discriminator="detail_type")]

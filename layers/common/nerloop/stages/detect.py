@@ -1,12 +1,14 @@
 """Stage 5 — detect: a recognizer version finished training, or new documents joined the pool.
 
 TRAINED or TRAINED_WITH_WARNING (a warning is still a trained model; its message is kept): keep its
-metrics, make it the active version unless it is worse than the active one by more than the
-tolerance, delete versions beyond the retention count, and start a detection job with the active
-version over the pool documents waiting and those accepted by another version: at most
-DETECTION_DOCUMENTS_PER_ROUND of them, chosen by `nerloop.detection_policy` when there are more.
-IN_ERROR, STOPPED (or gone): record the message and count it. Whichever way the training ended, the
-training lock is released and a retrain that became due meanwhile starts.
+metrics, pass it through the gate (nerloop.evaluation: activated at once, or once scored on the stable
+test set and found not worse than the active version there), delete versions beyond the retention
+count, and start a detection job with the active version over the pool documents waiting and those
+accepted by another version: at most DETECTION_DOCUMENTS_PER_ROUND of them, chosen by
+`nerloop.detection_policy` when there are more (when the gate waits for the version's evaluation job,
+once that job has ended: Detection Job Status Change). IN_ERROR, STOPPED (or gone): record the message
+and count it. Whichever way the training ended, the training lock is released and a retrain that became
+due meanwhile starts.
 
 Documents Added (a batch from the preprocess stage): when a version is active, a detection job over
 the batch starts at once, so new text does not wait for the next training. It is not counted against
@@ -29,7 +31,8 @@ from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DOCUMENTS_FILE
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue, versions_in_use
 from nerloop.detection_policy import RoundSelection, tier_counts
-from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
+from nerloop.evaluation import activate_on_trained, finish_evaluation, record_decision
+from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import (
@@ -42,7 +45,8 @@ from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
 from nerloop.state import ACCEPTED, WAITING, DetectionRequest, PoolDocument, StateTable, Version
 
-__all__ = ["detect_batch", "detection_token", "handle_recognizer_status", "start_detection"]
+__all__ = ["detect_batch", "detection_token", "handle_evaluation_status", "handle_recognizer_status",
+           "start_detection"]
 
 # Versions in these states can be deleted to save cost (never the active one, never one in use);
 # DeleteEntityRecognizer refuses a version still training (ResourceInUseException).
@@ -65,8 +69,9 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
     if detail.status in TRAINED_STATUSES:
         result.update(_record_trained(state, aws, detail, settings))
         result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
-        started = start_detection(state, aws, settings, request_key=f"trained|{detail.recognizerArn}")
-        result["detection_job"], result["detection_queued"] = started.job_id, started.queued
+        if not result["gate_pending"]:  # else the pool waits for the gate (handle_evaluation_status)
+            started = start_detection(state, aws, settings, request_key=f"trained|{detail.recognizerArn}")
+            result["detection_job"], result["detection_queued"] = started.job_id, started.queued
     elif detail.status in UNTRAINED_END_STATUSES:
         state.update_version(version, status=detail.status, message=detail.message)
         # One metric for every end without a model: the template's alarm watches it.
@@ -95,12 +100,39 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
 
     f1 = evaluation["f1"] or 0.0
     active = state.get_active()
-    activated = active is None or f1 >= active[1] - settings.f1_tolerance
-    if activated:
-        state.set_active(detail.versionName, f1)
+    # The gate (nerloop.evaluation, nerloop.gate): activated now, or once scored on the stable test set.
+    trained = state.get_version(detail.versionName)
+    activated = trained is not None and activate_on_trained(state, aws, settings, trained, f1)
     logger.info("recognizer trained", version=detail.versionName, f1=f1, activated=activated,
                 previous_active=active[0] if active else None)
-    return {"f1": f1, "active": detail.versionName if activated else active[0] if active else None}
+    return {"f1": f1, "active": detail.versionName if activated else active[0] if active else None,
+            "gate_pending": not activated}
+
+
+def handle_evaluation_status(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    """The gate's evaluation job over a version's test set ended: score it, decide the version's
+    activation if it waits for that, then detect the pool with the active version. Once per job and status."""
+    return run_once(settings.state_table, "gate", {"job": detail.jobId, "status": detail.status},
+                    lambda: _evaluated(detail, aws, settings))
+
+
+def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+    state = StateTable(aws.table)
+    scored, decision = finish_evaluation(state, aws, settings, detail.versionName, detail.status,
+                                         detail.outputS3Uri)
+    result: dict[str, Any] = {"version": detail.versionName, "status": detail.status, "scored_documents": scored}
+    if decision is None:
+        return result
+    if not decision.activate:
+        metrics.add_metric(name="VersionsKeptInactive", unit=MetricUnit.Count, value=1)
+    version = state.get_version(detail.versionName)
+    result.update(activated=decision.activate, reason=decision.reason,
+                  deleted_versions=delete_old_versions(state, aws, settings.version_retention))
+    trigger = version.arn if version else detail.versionName
+    started = start_detection(state, aws, settings, request_key=f"trained|{trigger}")
+    result["detection_job"], result["detection_queued"] = started.job_id, started.queued
+    record_decision(state, decision)  # last: until then the version still waits, and a retry redoes the rest
+    return result
 
 
 def delete_old_versions(state: StateTable, aws: Aws, retention: int) -> list[str]:

@@ -24,7 +24,9 @@ from nerloop.observability import logger, metrics
 from nerloop.recognizers import VERSION_NAME
 from nerloop.retrain import release_training
 from nerloop.settings import Settings
+from nerloop.snapshots import snapshot_test_keys
 from nerloop.state import StateTable, Version
+from nerloop.test_set import problems_of_test_set
 
 
 def version_of_snapshot(key: str) -> str:
@@ -101,21 +103,48 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
     if problems:
         return _reject(state, aws, bucket, version, stats, problems)
 
+    test_set = measure_test_set(aws.s3, bucket, version, settings)
+
     # A snapshot dropped by hand has no lock yet: take it, so review batches wait for this training.
     state.acquire_training_lock(version)
-    arn = _create_recognizer_version(aws, bucket, version, documents_key, key, settings)
+    arn = _create_recognizer_version(aws, bucket, version, documents_key, key, settings,
+                                     test_keys=snapshot_test_keys(version) if test_set["usable"] else None)
     state.put_version(Version(version=version, status="SUBMITTED", arn=arn,
                               snapshot=f"{TRAINING_PREFIX}{version}/",
-                              metrics={"training_set": stats.as_dict()}))
+                              metrics={"training_set": stats.as_dict(), "test_set": test_set}))
     metrics.add_metric(name="TrainingsStarted", unit=MetricUnit.Count, value=1)
     logger.info("training started", version=version, recognizer_arn=arn, documents=stats.documents,
-                annotations=dict(stats.annotations))
+                annotations=dict(stats.annotations), test_documents=test_set["documents"],
+                test_set_used=test_set["usable"], problems_of_test_set=test_set["problems"])
     return {"version": version, "status": "SUBMITTED", "arn": arn, "documents": stats.documents,
-            "annotations": dict(stats.annotations)}
+            "annotations": dict(stats.annotations), "test_documents": test_set["documents"],
+            "test_set_used": test_set["usable"]}
+
+
+def measure_test_set(s3: Any, bucket: str, version: str, settings: Settings) -> dict[str, Any]:
+    """The snapshot's test set (nerloop.test_set): its size, and whether it is usable (given to
+    Comprehend as TestS3Uri and scored by the gate); a snapshot without one has none."""
+    documents_key, annotations_key = snapshot_test_keys(version)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=documents_key, MaxKeys=1).get("Contents") or []
+    if any(item["Key"] == documents_key for item in listed):
+        stats, problems = measure_snapshot(s3, bucket, documents_key, annotations_key)
+    else:
+        stats, problems = TrainingStats(), ["the snapshot has no test set"]
+    problems += problems_of_test_set(stats.documents, stats.annotations, settings.entity_types, settings.test_minimum)
+    return {"documents": stats.documents, "annotations": dict(stats.annotations), "usable": not problems,
+            "problems": problems}
 
 
 def _create_recognizer_version(aws: Aws, bucket: str, version: str, documents_key: str,
-                               annotations_key: str, settings: Settings) -> str:
+                               annotations_key: str, settings: Settings,
+                               test_keys: tuple[str, str] | None = None) -> str:
+    documents: dict[str, str] = {"S3Uri": f"s3://{bucket}/{documents_key}", "InputFormat": "ONE_DOC_PER_LINE"}
+    annotations = {"S3Uri": f"s3://{bucket}/{annotations_key}"}
+    if test_keys is not None:
+        # The stable test set instead of Comprehend's own 10 % hold-out (EntityRecognizerDocuments /
+        # EntityRecognizerAnnotations TestS3Uri, botocore's comprehend model; prep-training-data-cer.html).
+        documents["TestS3Uri"] = f"s3://{bucket}/{test_keys[0]}"
+        annotations["TestS3Uri"] = f"s3://{bucket}/{test_keys[1]}"
     try:
         reply = aws.comprehend.create_entity_recognizer(
             RecognizerName=settings.recognizer_name,
@@ -125,8 +154,8 @@ def _create_recognizer_version(aws: Aws, bucket: str, version: str, documents_ke
             InputDataConfig={
                 "DataFormat": "COMPREHEND_CSV",
                 "EntityTypes": [{"Type": name} for name in settings.entity_types],
-                "Documents": {"S3Uri": f"s3://{bucket}/{documents_key}", "InputFormat": "ONE_DOC_PER_LINE"},
-                "Annotations": {"S3Uri": f"s3://{bucket}/{annotations_key}"},
+                "Documents": documents,
+                "Annotations": annotations,
             },
         )
         return str(reply["EntityRecognizerArn"])

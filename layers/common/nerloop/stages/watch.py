@@ -84,6 +84,7 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
             "jobId": job.job_id, "jobArn": props.get("JobArn", job.arn), "versionName": job.version,
             "status": status, "previousStatus": job.status, "message": message,
             "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
+            "inputKey": job.input_key,  # under training/: the gate's evaluation job (the detect rule's filter)
         })
         state.set_job_status(job.job_id, status, message)
         if status in ("FAILED", JOB_NOT_FOUND):
