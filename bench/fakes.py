@@ -469,7 +469,8 @@ class FakeSageMaker:
 
 
 class FakeEventBridge:
-    """put_events: keeps every entry (at most 10 a request, as PutEvents takes) and accepts them all."""
+    """put_events: keeps every entry (1 to 10 a request, as PutEvents takes: botocore `events`
+    PutEventsRequestEntryList) and accepts them all."""
 
     MAX_ENTRIES = 10
 

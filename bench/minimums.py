@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from math import ceil
 from typing import Any
 
-# DynamoDB's request limits (API reference): BatchWriteItem takes up to 25 put/delete requests,
-# BatchGetItem up to 100 keys, TransactWriteItems up to 100 actions.
+# DynamoDB's request limits: BatchWriteItem takes up to 25 put/delete requests, BatchGetItem up to 100 keys,
+# TransactWriteItems up to 100 actions (botocore `dynamodb` shapes WriteRequests, KeyList, TransactWriteItemList;
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html, API_BatchGetItem.html,
+# API_TransactWriteItems.html).
 BATCH_WRITE_ITEMS = 25
 BATCH_GET_KEYS = 100
 TRANSACTION_ACTIONS = 100

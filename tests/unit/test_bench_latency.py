@@ -138,3 +138,9 @@ def test_the_model_scales_and_adds_the_body_transfer() -> None:
     megabytes = full.seconds("s3.GetObject", 90_000_000) - full.seconds("s3.GetObject")
     assert megabytes == pytest.approx(90e6 / AWS["s3.GetObject"].bytes_per_second)
     assert fakes.LATENCY.enabled is False  # the fixture restored the default
+
+
+def test_the_readme_prints_the_table_the_code_uses() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "bench/README.md").read_text(encoding="utf-8")
+    for row in describe(AWS):
+        assert f"| `{row['operation']}` | {float(row['ms']):.0f} |" in readme  # type: ignore[arg-type]
