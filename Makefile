@@ -19,7 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # Benchmarks (bench/README.md): each stage beside a bare reference, as ratios of medians; prints a
-# table and writes bench/results.json. About 5 minutes on 2 quiet CPUs once the inputs are cached.
+# table and writes bench/results.json. About 5 minutes on 2 quiet CPUs once the inputs are cached, plus
+# about 5 for the latency rows (the stages at AWS's per-call latency; `python -m bench.run --latency none` skips them).
 bench: build
 	$(BIN)/python -m bench.run
 

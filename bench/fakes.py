@@ -11,20 +11,26 @@ in memory. So the stages run here against:
   download_fileobj, head_object over files in a directory.
 - `FakeA2I`: start_human_loop that checks the name and the input size and counts loops.
 - `FakeSageMaker`: describe_labeling_job naming the manifest.
+- `FakeEventBridge`: put_events that keeps the entries (a stage's continuation event among them).
 
 Every call is counted (`calls`), so a benchmark can say how many requests a stage made, and timed
 (`CLOCK`), so it can say how much of the stage's time was spent inside the stand-ins: on AWS that
 part is a network round trip and the service's work, not the function's code.
+
+With a latency model on (`use_latency`, bench/latency.py) every call first sleeps its operation's
+latency on AWS, outside any lock, so that calls from a thread pool overlap as on AWS. The stand-ins
+are thread-safe: the SQLite connection is shared under a lock, counters are changed under a lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import marshal
-import re
 import shutil
 import sqlite3
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -33,117 +39,83 @@ from typing import IO, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from bench.fakes_expressions import _condition_failed, _Expression, _key_condition
+from bench.latency import LatencyModel
 from nerloop.a2i import MAX_INPUT_CONTENT_CHARS, NAME_PATTERN
 
 PAGE_BYTES = 1024 * 1024  # DynamoDB returns at most 1 MB of items per query page
-_MISSING = object()
 _Call = TypeVar("_Call", bound=Callable[..., Any])
 
 
 class StandInClock:
-    """Seconds spent inside stand-in calls; a call made from inside another counts once."""
+    """Wall seconds during which at least one stand-in call was running: calls overlapping in threads
+    count once, and so does a call made from inside another."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self.depth = 0
+        self._lock = threading.Lock()
+        self._active = 0  # calls running now, over all threads
+        self._since = 0.0
+        self._thread = threading.local()
 
     def reset(self) -> None:
-        self.seconds = 0.0
+        with self._lock:
+            self.seconds = 0.0
+            self._since = time.perf_counter()
+
+    def enter(self) -> bool:
+        """Start timing a call; False when this thread is already inside one (the outer call times it)."""
+        if getattr(self._thread, "depth", 0):
+            self._thread.depth += 1
+            return False
+        self._thread.depth = 1
+        with self._lock:
+            if not self._active:
+                self._since = time.perf_counter()
+            self._active += 1
+        return True
+
+    def leave(self, entered: bool) -> None:
+        self._thread.depth -= 1
+        if not entered:
+            return
+        with self._lock:
+            self._active -= 1
+            if not self._active:
+                self.seconds += time.perf_counter() - self._since
 
 
 CLOCK = StandInClock()
+LATENCY = LatencyModel()  # no latency unless a benchmark asks for it
 
 
-def timed(call: _Call) -> _Call:
-    """Add the time spent in `call` to CLOCK."""
-    @wraps(call)
-    def timed_call(*args: Any, **kwargs: Any) -> Any:
-        if CLOCK.depth:
-            return call(*args, **kwargs)
-        CLOCK.depth += 1
-        started = time.perf_counter()
-        try:
-            return call(*args, **kwargs)
-        finally:
-            CLOCK.seconds += time.perf_counter() - started
-            CLOCK.depth -= 1
-    return timed_call  # type: ignore[return-value]
+def use_latency(model: LatencyModel) -> None:
+    """Make every stand-in call from now on take `model`'s latency."""
+    global LATENCY
+    LATENCY = model
 
 
-def _condition_failed(operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": "ConditionalCheckFailedException",
-                                  "Message": "The conditional request failed"}}, operation)
+def stand_in(operation: str, exclusive: bool = False, counted_as: str = "") -> Callable[[_Call], _Call]:
+    """A stand-in method for the AWS `operation` (a row of bench/latency.py): timed in CLOCK, counted in
+    the instance's `calls` (as `counted_as`, else the method's name) under its lock, after sleeping the
+    operation's latency outside any lock. `exclusive`: the whole call runs under the instance's lock."""
+    def decorate(call: _Call) -> _Call:
+        counted = counted_as or call.__name__
 
-
-class _Expression:
-    """The DynamoDB expression subset nerloop writes: `attribute_exists(x)`, `attribute_not_exists(x)`,
-    comparisons `a = b`, `a <> b`, `a < b`, `a <= b`, `a > b`, `a >= b` joined by AND / OR (no
-    parentheses), `SET a = :v, ...` (a value may be `if_not_exists(a, :v)`), `ADD a :n` and `REMOVE a`."""
-
-    def __init__(self, names: dict[str, str] | None, values: dict[str, Any] | None) -> None:
-        self.names = names or {}
-        self.values = values or {}
-
-    def name(self, token: str) -> str:
-        return self.names[token] if token.startswith("#") else token
-
-    def operand(self, token: str, item: dict[str, Any]) -> Any:
-        if token.startswith(":"):
-            return self.values[token]
-        return item.get(self.name(token), _MISSING)
-
-    def check(self, expression: str, item: dict[str, Any] | None) -> bool:
-        item = item or {}
-        return any(all(self._term(term.strip(), item) for term in re.split(r"\s+AND\s+", alternative))
-                   for alternative in re.split(r"\s+OR\s+", expression))
-
-    def _term(self, term: str, item: dict[str, Any]) -> bool:
-        match = re.fullmatch(r"(attribute_exists|attribute_not_exists)\(\s*([#\w]+)\s*\)", term)
-        if match:
-            present = self.name(match.group(2)) in item
-            return present if match.group(1) == "attribute_exists" else not present
-        match = re.fullmatch(r"([#:\w]+)\s*(<>|<=|>=|=|<|>)\s*([#:\w]+)", term)
-        if not match:
-            raise NotImplementedError(f"condition term {term!r}")
-        left, operator, right = match.group(1), match.group(2), match.group(3)
-        a, b = self.operand(left, item), self.operand(right, item)
-        if a is _MISSING or b is _MISSING:
-            return operator == "<>"
-        return {"=": a == b, "<>": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[operator]
-
-    def update(self, expression: str, item: dict[str, Any]) -> list[str]:
-        """Apply an update expression to `item` in place; return the names it set."""
-        changed: list[str] = []
-        for clause, body in re.findall(r"(SET|ADD|REMOVE)\s+(.*?)(?=\s+(?:SET|ADD|REMOVE)\s+|$)",
-                                       expression.strip()):
-            for part in re.split(r",(?![^(]*\))", body):  # not the comma inside if_not_exists(a, :v)
-                if clause == "REMOVE":
-                    item.pop(self.name(part.strip()), None)
-                    continue
-                if clause == "SET":
-                    target, value = (piece.strip() for piece in part.split("=", 1))
-                    default = re.fullmatch(r"if_not_exists\(\s*([#\w]+)\s*,\s*([#:\w]+)\s*\)", value)
-                    if default:
-                        current = self.operand(default.group(1), item)
-                        item[self.name(target)] = (self.operand(default.group(2), item) if current is _MISSING
-                                                   else current)
-                    else:
-                        item[self.name(target)] = self.operand(value, item)
-                else:
-                    target, value = part.split()
-                    current = item.get(self.name(target), 0)
-                    item[self.name(target)] = current + self.operand(value, item)
-                changed.append(self.name(target))
-        return changed
-
-
-def _key_condition(condition: Any) -> str:
-    """The partition key value of a `Key("pk").eq(value)` condition (the only one nerloop queries by)."""
-    expression = condition.get_expression()
-    key, value = expression["values"]
-    if expression["operator"] != "=" or getattr(key, "name", None) != "pk":
-        raise NotImplementedError(f"key condition {expression}")
-    return str(value)
+        @wraps(call)
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            entered = CLOCK.enter()
+            try:
+                LATENCY.wait(operation)
+                with self.lock:
+                    self.calls[counted] += 1
+                    if exclusive:
+                        return call(self, *args, **kwargs)
+                return call(self, *args, **kwargs)
+            finally:
+                CLOCK.leave(entered)
+        return run  # type: ignore[return-value]
+    return decorate
 
 
 class _Meta:
@@ -156,19 +128,19 @@ class _TableClient:
 
     def __init__(self, table: SqliteTable) -> None:
         self.table = table
+        self.lock = table.lock  # one connection, one lock
+        self.calls = table.calls
 
-    @timed
+    @stand_in("dynamodb.BatchGetItem", exclusive=True)
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        self.table.calls["batch_get_item"] += 1
         responses: dict[str, list[dict[str, Any]]] = {}
         for name, request in RequestItems.items():
             responses[name] = self.table._load_many([(key["pk"], key["sk"]) for key in request["Keys"]])
         return {"Responses": responses, "UnprocessedKeys": {}}
 
-    @timed
+    @stand_in("dynamodb.BatchWriteItem", exclusive=True)
     def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         """Puts and deletes, at most 25 and no key twice, as DynamoDB checks; all processed."""
-        self.table.calls["batch_write_item"] += 1
         requests = [request for name in RequestItems for request in RequestItems[name]]
         if len(requests) > 25:
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "more than 25 requests"}},
@@ -188,10 +160,9 @@ class _TableClient:
         db.execute("COMMIT")
         return {"UnprocessedItems": {}}
 
-    @timed
+    @stand_in("dynamodb.TransactWriteItems", exclusive=True)
     def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
         """All or nothing: every condition is checked before anything is written."""
-        self.table.calls["transact_write_items"] += 1
         reasons: list[Any] = []
         current: list[dict[str, Any] | None] = []  # each action's item as read for its condition
         for action in TransactItems:
@@ -229,7 +200,9 @@ class SqliteTable:
     def __init__(self, path: str | Path, name: str = "nerloop-state") -> None:
         self.name = name
         self.path = str(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        # One connection shared by every thread, used only under `lock` (SQLite's own check is off).
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-4096")  # 4 MB of page cache at most
@@ -267,27 +240,27 @@ class SqliteTable:
 
     def load_items(self, items: Iterator[dict[str, Any]]) -> None:
         """Seed the table (set-up, not a counted call)."""
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
-                            ((item["pk"], item["sk"], marshal.dumps(item)) for item in items))
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
+                                ((item["pk"], item["sk"], marshal.dumps(item)) for item in items))
+            self.db.execute("COMMIT")
 
     def count(self, pk: str) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM items WHERE pk = ?", (pk,)).fetchone()[0])
+        with self.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM items WHERE pk = ?", (pk,)).fetchone()[0])
 
     # --- the Table API --------------------------------------------------------------------------
 
-    @timed
+    @stand_in("dynamodb.GetItem", exclusive=True)
     def get_item(self, Key: dict[str, str], **_: Any) -> dict[str, Any]:
-        self.calls["get_item"] += 1
         item = self._load(Key["pk"], Key["sk"])
         return {"Item": item} if item is not None else {}
 
-    @timed
+    @stand_in("dynamodb.PutItem", exclusive=True)
     def put_item(self, Item: dict[str, Any], ConditionExpression: str | None = None,
                  ExpressionAttributeNames: dict[str, str] | None = None,
                  ExpressionAttributeValues: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-        self.calls["put_item"] += 1
         if ConditionExpression:
             current = self._load(Item["pk"], Item["sk"])
             if not _Expression(ExpressionAttributeNames, ExpressionAttributeValues).check(ConditionExpression, current):
@@ -295,13 +268,12 @@ class SqliteTable:
         self._store(dict(Item))
         return {}
 
-    @timed
+    @stand_in("dynamodb.UpdateItem", exclusive=True)
     def update_item(self, Key: dict[str, str], UpdateExpression: str,
                     ConditionExpression: str | None = None,
                     ExpressionAttributeNames: dict[str, str] | None = None,
                     ExpressionAttributeValues: dict[str, Any] | None = None,
                     ReturnValues: str = "NONE", **_: Any) -> dict[str, Any]:
-        self.calls["update_item"] += 1
         expression = _Expression(ExpressionAttributeNames, ExpressionAttributeValues)
         current = self._load(Key["pk"], Key["sk"])
         if ConditionExpression and not expression.check(ConditionExpression, current):
@@ -315,11 +287,10 @@ class SqliteTable:
             return {"Attributes": item}
         return {}
 
-    @timed
+    @stand_in("dynamodb.DeleteItem", exclusive=True)
     def delete_item(self, Key: dict[str, str], ConditionExpression: str | None = None,
                     ExpressionAttributeNames: dict[str, str] | None = None,
                     ExpressionAttributeValues: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-        self.calls["delete_item"] += 1
         if ConditionExpression:
             current = self._load(Key["pk"], Key["sk"])
             if not _Expression(ExpressionAttributeNames, ExpressionAttributeValues).check(ConditionExpression, current):
@@ -327,12 +298,11 @@ class SqliteTable:
         self.db.execute("DELETE FROM items WHERE pk = ? AND sk = ?", (Key["pk"], Key["sk"]))
         return {}
 
-    @timed
+    @stand_in("dynamodb.Query", exclusive=True)
     def query(self, KeyConditionExpression: Any, ExclusiveStartKey: dict[str, str] | None = None,
               Limit: int | None = None, ProjectionExpression: str | None = None,
               **_: Any) -> dict[str, Any]:
         """One page in sort-key order: at most `Limit` items and about 1 MB, like DynamoDB."""
-        self.calls["query"] += 1
         pk = _key_condition(KeyConditionExpression)
         after = ExclusiveStartKey["sk"] if ExclusiveStartKey else ""
         rows = self.db.execute("SELECT body FROM items WHERE pk = ? AND sk > ? ORDER BY sk", (pk, after))
@@ -360,13 +330,16 @@ class SqliteTable:
 
 
 class _Body:
-    """What botocore's StreamingBody offers that nerloop uses."""
+    """What botocore's StreamingBody offers that nerloop uses; read no faster than one S3 connection
+    when a latency model is on."""
 
     def __init__(self, path: Path) -> None:
         self._file: IO[bytes] = path.open("rb")
+        self._pace = LATENCY.body("s3.GetObject")
 
     def read(self, amount: int | None = None) -> bytes:
         data = self._file.read() if amount is None else self._file.read(amount)
+        self._pace.account(len(data))
         if not data:
             self._file.close()
         return data
@@ -374,6 +347,7 @@ class _Body:
     def iter_chunks(self, chunk_size: int = 1024) -> Iterator[bytes]:  # botocore's default chunk size
         with self._file:
             while chunk := self._file.read(chunk_size):
+                self._pace.account(len(chunk))
                 yield chunk
 
     def close(self) -> None:
@@ -381,35 +355,34 @@ class _Body:
 
 
 class LocalS3:
-    """S3 calls over `root/<bucket>/<key>` files."""
+    """S3 calls over `root/<bucket>/<key>` files. Calls on different keys run side by side (only the
+    counters are locked); a body's transfer time is slept after the call's first-byte latency."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
 
     def path(self, bucket: str, key: str) -> Path:
         path = self.root / bucket / key
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    @timed
+    @stand_in("s3.GetObject")
     def get_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
-        self.calls["get_object"] += 1
         path = self.path(Bucket, Key)
         if not path.exists():
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": Key}}, "GetObject")
         return {"Body": _Body(path), "ContentLength": path.stat().st_size}
 
-    @timed
+    @stand_in("s3.HeadObject")
     def head_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
-        self.calls["head_object"] += 1
         path = self.path(Bucket, Key)
         etag = hashlib.md5(str(path.stat().st_mtime_ns).encode(), usedforsecurity=False).hexdigest()
         return {"ETag": f'"{etag}"', "ContentLength": path.stat().st_size}
 
-    @timed
+    @stand_in("s3.PutObject")
     def put_object(self, Bucket: str, Key: str, Body: bytes | str | IO[bytes] = b"", **_: Any) -> dict[str, Any]:
-        self.calls["put_object"] += 1
         path = self.path(Bucket, Key)
         if isinstance(Body, str):
             path.write_text(Body, encoding="utf-8")
@@ -418,44 +391,64 @@ class LocalS3:
         else:
             with path.open("wb") as out:
                 shutil.copyfileobj(Body, out)
+        LATENCY.wait_transfer("s3.PutObject", path.stat().st_size)
         return {"ETag": '"local"'}
 
-    @timed
+    @stand_in("s3.PutObject")
     def upload_fileobj(self, Fileobj: IO[bytes], Bucket: str, Key: str, **_: Any) -> None:
-        self.calls["upload_fileobj"] += 1
-        with self.path(Bucket, Key).open("wb") as out:
+        """One PutObject's latency and the body's transfer (boto3 splits a body over 8 MB into parts sent
+        in parallel: the model's one stream is the slower case)."""
+        path = self.path(Bucket, Key)
+        with path.open("wb") as out:
             shutil.copyfileobj(Fileobj, out, 1024 * 1024)
+        LATENCY.wait_transfer("s3.PutObject", path.stat().st_size)
 
-    @timed
+    @stand_in("s3.GetObject")
     def download_fileobj(self, Bucket: str, Key: str, Fileobj: IO[bytes], **_: Any) -> None:
-        self.calls["download_fileobj"] += 1
-        with self.path(Bucket, Key).open("rb") as source:
+        path = self.path(Bucket, Key)
+        with path.open("rb") as source:
             shutil.copyfileobj(source, Fileobj, 1024 * 1024)
+        LATENCY.wait_transfer("s3.GetObject", path.stat().st_size)
 
 
-# --- A2I and SageMaker ---------------------------------------------------------------------------------
+# --- A2I, SageMaker, EventBridge ---------------------------------------------------------------------
 
 
 class FakeA2I:
     """start_human_loop: checks what A2I checks (name pattern, input size) and counts the loops.
 
     Names are not kept (memory would grow with them): nerloop's names are unique per document and
-    version, and a repeat is what the route benchmark never sends.
+    version, and a repeat is what the route benchmark never sends. `most_at_once` is the largest number
+    of calls that were in flight together (a thread pool's bound shows there).
     """
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
         self.started = 0
+        self.in_flight = 0
+        self.most_at_once = 0
 
-    @timed
     def start_human_loop(self, HumanLoopName: str, FlowDefinitionArn: str,
-                         HumanLoopInput: dict[str, str], **_: Any) -> dict[str, Any]:
-        self.calls["start_human_loop"] += 1
+                         HumanLoopInput: dict[str, str], **kwargs: Any) -> dict[str, Any]:
+        with self.lock:
+            self.in_flight += 1
+            self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            return self._start(HumanLoopName, FlowDefinitionArn, HumanLoopInput, **kwargs)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    @stand_in("a2i.StartHumanLoop", counted_as="start_human_loop")
+    def _start(self, HumanLoopName: str, FlowDefinitionArn: str,
+               HumanLoopInput: dict[str, str], **_: Any) -> dict[str, Any]:
         if not NAME_PATTERN.match(HumanLoopName) or len(HumanLoopName) > 63:
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad name"}}, "StartHumanLoop")
         if len(HumanLoopInput["InputContent"]) > MAX_INPUT_CONTENT_CHARS:
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "too big"}}, "StartHumanLoop")
-        self.started += 1
+        with self.lock:
+            self.started += 1
         return {"HumanLoopArn": f"{FlowDefinitionArn.replace(':flow-definition/', ':human-loop/')}/{HumanLoopName}"}
 
 
@@ -465,9 +458,37 @@ class FakeSageMaker:
     def __init__(self, manifest_uri: str, label_attribute: str) -> None:
         self.manifest_uri = manifest_uri
         self.label_attribute = label_attribute
+        self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
 
-    @timed
+    @stand_in("sagemaker.DescribeLabelingJob")
     def describe_labeling_job(self, LabelingJobName: str) -> dict[str, Any]:
         return {"LabelingJobName": LabelingJobName, "LabelingJobStatus": "Completed",
                 "LabelAttributeName": self.label_attribute,
                 "LabelingJobOutput": {"OutputDatasetS3Uri": self.manifest_uri}}
+
+
+class FakeEventBridge:
+    """put_events: keeps every entry (1 to 10 a request, as PutEvents takes: botocore `events`
+    PutEventsRequestEntryList) and accepts them all."""
+
+    MAX_ENTRIES = 10
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.entries: list[dict[str, Any]] = []
+
+    @stand_in("events.PutEvents")
+    def put_events(self, Entries: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        if not 1 <= len(Entries) <= self.MAX_ENTRIES:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "1 to 10 entries"}}, "PutEvents")
+        with self.lock:
+            self.entries.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(uuid.uuid4())} for _ in Entries]}
+
+
+def requests_of(**stand_ins: Any) -> dict[str, int]:
+    """Every call the stand-ins counted, as `service.method` (e.g. `table.batch_write_item`)."""
+    return {f"{service}.{method}": count for service, stand_in_ in stand_ins.items()
+            for method, count in sorted(stand_in_.calls.items())}

@@ -10,123 +10,18 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess  # nosec B404 # runs this repository's own make target
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench import detection_cap
+from bench.at_latency import bench_latency
+from bench.inputs import DEFAULT_CACHE, QUICK, Config, Row, _label_attribute, detection, gold_state, manifest
+from bench.latency import PROFILES
 from bench.measure import REPO, median, run_workload, side_by_side
-
-DEFAULT_CACHE = Path(os.environ.get("NERLOOP_BENCH_CACHE", Path(tempfile.gettempdir()) / "nerloop-bench-cache"))
-SEED = 20240601
-
-
-@dataclass
-class Config:
-    convert_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
-    convert_repeats: dict[int, int] = field(default_factory=lambda: {1_000_000: 1})
-    walkthrough_sizes: tuple[int, ...] = (100_000, 1_000_000)
-    route_sizes: tuple[int, ...] = (10_000, 100_000)
-    merge_loops: int = 10_000
-    merge_gold: int = 20_000
-    snapshot_gold: int = 200_000
-    repeats: int = 3
-    import_repeats: int = 15
-    cache: Path = DEFAULT_CACHE
-    seed: int = SEED
-
-    def repeats_for(self, size: int) -> int:
-        return self.convert_repeats.get(size, self.repeats)
-
-
-QUICK = Config(convert_sizes=(300, 1_000), convert_repeats={}, walkthrough_sizes=(1_000,), route_sizes=(300, 1_000),
-               merge_loops=60, merge_gold=100, snapshot_gold=500, repeats=1, import_repeats=1)
-
-
-@dataclass
-class Row:
-    benchmark: str
-    size: str
-    measured: str
-    reference: str
-    ratio: str = ""
-    target: str = ""
-    ok: bool | None = None
-
-
-def _label_attribute() -> str:
-    from bench.generate import load_sample
-
-    return load_sample().label_attribute
-
-
-# --- inputs ----------------------------------------------------------------------------------------
-
-
-def cached(path: Path, make: Callable[[Path], Any]) -> Path:
-    """`path` (a file or a folder), made by `make(temporary path)` unless already there (renamed into
-    place when whole, so an interrupted run never leaves a partial input behind)."""
-    from bench.generate import GENERATOR_VERSION
-
-    path = path.with_name(f"g{GENERATOR_VERSION}-{path.name}")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        if partial.is_file():
-            partial.unlink()
-        make(partial)
-        partial.rename(path)
-    return path
-
-
-def manifest(config: Config, lines: int) -> Path:
-    from bench.generate import write_manifest
-
-    return cached(config.cache / f"manifest-{config.seed}-{lines}.jsonl",
-                  lambda path: write_manifest(path, lines, config.seed))
-
-
-def detection(config: Config, documents: int) -> dict[str, str]:
-    """Input file, archive and a state-table file holding the job and the pool, for the route stage."""
-    from bench.fakes import SqliteTable
-    from bench.generate import iter_pool_items, write_detection_output
-
-    job_id = "0123456789abcdef0123456789abcdef"
-    input_key = f"detection/input/{job_id}/documents.txt"
-
-    def make(folder: Path) -> None:
-        folder.mkdir(parents=True)
-        write_detection_output(folder / "documents.txt", folder / "output.tar.gz", documents, config.seed)
-        table = SqliteTable(folder / "state.sqlite")
-        table.load_items(iter_pool_items(folder / "documents.txt"))
-        table.load_items(iter([{"pk": "JOB", "sk": job_id, "status": "COMPLETED", "version": "v1",
-                                "input_key": input_key, "documents": documents, "arn": "", "created_at": ""}]))
-        table.close()
-
-    folder = cached(config.cache / f"detection-{config.seed}-{documents}", make)
-    return {"input": str(folder / "documents.txt"), "archive": str(folder / "output.tar.gz"),
-            "state": str(folder / "state.sqlite"), "input_key": input_key,
-            "archive_key": f"detection/output/123456789012-NER-{job_id}/output/output.tar.gz"}
-
-
-def gold_state(config: Config, documents: int) -> Path:
-    from bench.fakes import SqliteTable
-    from bench.generate import iter_gold_items
-
-    def make(path: Path) -> None:
-        table = SqliteTable(path)
-        table.load_items(iter_gold_items(documents, config.seed + 7))
-        table.close()
-
-    return cached(config.cache / f"gold-{config.seed}-{documents}.sqlite", make)
-
 
 # --- the benchmarks -------------------------------------------------------------------------------------
 
@@ -516,7 +411,8 @@ def bench_detection_cap(config: Config, results: dict[str, Any], rows: list[Row]
 
 
 BENCHMARKS = {
-    "convert": bench_convert, "route": bench_route, "merge": bench_merge, "cold-start": bench_cold_start,
+    "convert": bench_convert, "route": bench_route, "merge": bench_merge, "latency": bench_latency,
+    "cold-start": bench_cold_start,
     "recognizer": bench_recognizer,
     "detection-cap": bench_detection_cap,
 }
@@ -565,9 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "bench/results.json")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where generated inputs are kept")
     parser.add_argument("--build", action="store_true", help="run `make build` first (deployment sizes)")
+    parser.add_argument("--latency", choices=sorted(PROFILES), default="aws",
+                        help="the latency rows' per-call latency model (bench/latency.py); none skips them")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else Config()
     config.cache = args.cache
+    config.latency = args.latency
     if args.build:
         subprocess.run(["make", "build"], cwd=REPO, check=True)  # nosec B603 B607 # our own make target
     table, results = run(config, args.only, args.output, REPO / ".aws-sam/build")

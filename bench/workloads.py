@@ -6,12 +6,16 @@ the peak RSS reached. The result goes to the OUT file as JSON; stdout is left to
 
 The stages run with their real code against the stand-ins of bench/fakes.py. Only the idempotency
 guard (`run_once`: one conditional put and one update per event, whatever the input's size) is
-bypassed, since it talks to DynamoDB through its own client.
+bypassed, since it talks to DynamoDB through its own client. With `"latency": "aws"` in the
+parameters every stand-in call takes its latency on AWS (bench/latency.py). The convert and route
+stages run as Lambda runs them (bench/invocations.py): a deadline from the function's Timeout when
+the stage takes one, and re-invoked for as long as it continues.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import gc
 import json
 import os
@@ -87,6 +91,23 @@ def _without_idempotency(module: Any) -> None:
     module.run_once = lambda table_name, action, key, effect: effect()
 
 
+def _use_latency(params: dict[str, Any]) -> None:
+    from bench.fakes import use_latency
+    from bench.latency import LatencyModel
+
+    use_latency(LatencyModel.profile(params.get("latency", "none"), float(params.get("latency_scale", 1.0))))
+
+
+def _run_as_lambda(stage: Callable[..., dict[str, Any]], function: str) -> dict[str, Any]:
+    """The stage invoked until done under its function's Timeout; its result and the invocations."""
+    from bench.invocations import function_timeout, invoke_until_done
+
+    timeout = function_timeout(function)
+    invocations = invoke_until_done(stage, timeout)
+    return {"result": invocations.result, "timeout_seconds": timeout, "invocations": invocations.count,
+            "invocation_seconds": invocations.seconds, "deadline_given": invocations.deadline_given}
+
+
 def _link(s3: Any, key: str, source: str | Path) -> None:
     path = s3.path(BUCKET, key)
     if path.exists() or path.is_symlink():
@@ -99,7 +120,7 @@ def _link(s3: Any, key: str, source: str | Path) -> None:
 
 def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """The convert stage on a manifest: gold set written, training snapshot written."""
-    from bench.fakes import FakeSageMaker, LocalS3, SqliteTable
+    from bench.fakes import FakeEventBridge, FakeSageMaker, LocalS3, SqliteTable, requests_of
     from nerloop.aws import Aws
     from nerloop.stages import convert
 
@@ -109,12 +130,17 @@ def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str,
     key = "labeling/output/nerloop-bench/manifests/output/output.manifest"
     _link(s3, key, params["manifest"])
     sagemaker = FakeSageMaker(f"s3://{BUCKET}/{key}", params["label_attribute"])
-    aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker": sagemaker, "table": table})
+    events = FakeEventBridge()
+    aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker": sagemaker, "table": table, "events": events})
     _without_idempotency(convert)
+    _use_latency(params)
+    stage = functools.partial(convert.convert_labeling_job, JOB_ARN, aws,
+                              settings.model_copy(update={"data_bucket": BUCKET}))
     probe.start()
-    result = convert.convert_labeling_job(JOB_ARN, aws, settings.model_copy(update={"data_bucket": BUCKET}))
+    run = _run_as_lambda(stage, "ConvertFunction")
     probe.stop()
-    return {"result": result, "table_calls": dict(table.calls), "gold": table.count("GOLD")}
+    return {**run, "table_calls": dict(table.calls), "gold": table.count("GOLD"),
+            "requests": requests_of(table=table, s3=s3, sagemaker=sagemaker, events=events)}
 
 
 def convert_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
@@ -192,24 +218,31 @@ def walkthrough(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
 
 def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """The route stage on a detection archive: every document accepted or sent to a human loop."""
-    from bench.fakes import FakeA2I, LocalS3, SqliteTable
+    from bench.fakes import FakeA2I, FakeEventBridge, LocalS3, SqliteTable, requests_of
     from nerloop.aws import Aws
     from nerloop.stages import route
 
     settings = _settings("RouteFunction")
+    if "review_budget" in params:
+        settings = settings.model_copy(update={"review_budget": int(params["review_budget"])})
     shutil.copyfile(params["state"], work / "state.sqlite")
     table = SqliteTable(work / "state.sqlite", settings.state_table)
     s3 = LocalS3(work / "s3")
     _link(s3, params["input_key"], params["input"])
     _link(s3, params["archive_key"], params["archive"])
     a2i = FakeA2I()
-    aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker-a2i-runtime": a2i, "table": table})
+    events = FakeEventBridge()
+    aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker-a2i-runtime": a2i, "table": table,
+                                               "events": events})
     _without_idempotency(route)
+    _use_latency(params)
+    stage = functools.partial(route.route_detection_output, BUCKET, params["archive_key"], aws,
+                              settings.model_copy(update={"data_bucket": BUCKET}), etag="bench")
     probe.start()
-    result = route.route_detection_output(BUCKET, params["archive_key"], aws,
-                                          settings.model_copy(update={"data_bucket": BUCKET}), etag="bench")
+    run = _run_as_lambda(stage, "RouteFunction")
     probe.stop()
-    return {"result": result, "loops": a2i.started, "table_calls": dict(table.calls)}
+    return {**run, "loops": a2i.started, "loops_at_once": a2i.most_at_once, "table_calls": dict(table.calls),
+            "requests": requests_of(table=table, s3=s3, a2i=a2i, events=events)}
 
 
 def route_reference(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
@@ -246,7 +279,7 @@ def route_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[s
 
 def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """`loops` completed human loops merged one event at a time; seconds per merge."""
-    from bench.fakes import LocalS3, SqliteTable
+    from bench.fakes import LocalS3, SqliteTable, requests_of
     from bench.generate import DocumentGenerator
     from nerloop.a2i import loop_name
     from nerloop.aws import Aws
@@ -286,7 +319,9 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
                                        humanLoopOutput={"outputS3Uri": f"s3://{BUCKET}/{key}"}))
     table.load_items(iter(items))
     del items
+    s3.calls.clear()  # the set-up's puts are not the stage's
     _without_idempotency(merge)
+    _use_latency(params)
     settings = settings.model_copy(update={"data_bucket": BUCKET})
     times: list[float] = []
     snapshots = 0
@@ -303,7 +338,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     times.sort()
     return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * (len(times) - 1))],
             "max_ms": 1000 * times[-1], "snapshots": snapshots, "table_calls": dict(table.calls),
-            "gold_before": params["gold"]}
+            "gold_before": params["gold"], "requests": requests_of(table=table, s3=s3)}
 
 
 def snapshot(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:

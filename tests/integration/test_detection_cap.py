@@ -30,7 +30,8 @@ def no_entities(name: str, content: str) -> list[Any]:
 @pytest.fixture
 def runtime(tmp_path: Path, sample_dir: Path) -> Iterator[LocalRuntime]:
     local = LocalRuntime(tmp_path / "workspace",
-                         {"EntityTypes": "SERVICE,VERSION", "F1Tolerance": "1", "TestShare": "0", "DetectionDocumentsPerRound": str(CAP),
+                         {"EntityTypes": "SERVICE,VERSION", "F1Tolerance": "1", "TestShare": "0",
+                          "DetectionDocumentsPerRound": str(CAP),
                           "ReviewBudget": str(BUDGET), "RetrainBatchSize": str(BUDGET)},
                          reviewer=no_entities, environment={"POWERTOOLS_METRICS_DISABLED": "true"}, autosave=False)
     local.start()
