@@ -471,6 +471,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             page = build_report(parse_figures(data, source), out, source=str(source), target=args.target_precision)
     except FiguresError as exc:
         raise UsageError(str(exc)) from exc
+    if args.workspace is not None:  # --- cost per round (nerloop_local.report_cost) ---
+        from nerloop_local.report_cost import add_cost_section
+
+        add_cost_section(page, args.workspace)
     print(page)
     return 0
 

@@ -93,6 +93,8 @@ class Version:
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    training_start: str = ""  # Comprehend's TrainingStartTime / TrainingEndTime (nerloop.cost_records)
+    training_end: str = ""
 
 
 @dataclass
@@ -880,7 +882,8 @@ def _pool_from_item(item: dict[str, Any]) -> PoolDocument:
 def _version_from_item(item: dict[str, Any]) -> Version:
     return Version(version=item["sk"], status=item["status"], arn=item.get("arn", ""),
                    snapshot=item.get("snapshot", ""), message=item.get("message", ""),
-                   metrics=json.loads(item.get("metrics") or "{}"), created_at=item.get("created_at", ""))
+                   metrics=json.loads(item.get("metrics") or "{}"), created_at=item.get("created_at", ""),
+                   training_start=item.get("training_start", ""), training_end=item.get("training_end", ""))
 
 
 def _job_from_item(item: dict[str, Any]) -> Job:
