@@ -82,13 +82,17 @@ def collect_costs(state: Any, prices: Mapping[str, Price] | None = None) -> dict
 def _money(value: float | None) -> str:
     if value is None:
         return "?"
+    if value == 0:
+        return "$0"
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def _hours(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds:,.1f} s" if seconds < 3600 else f"{seconds / 3600:,.2f} h"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:,.1f} min" if seconds < 3600 else f"{seconds / 3600:,.2f} h"
 
 
 def cost_rows(cost: dict[str, Any]) -> list[list[str]]:
@@ -109,17 +113,23 @@ def cost_rows(cost: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def format_costs(cost: dict[str, Any]) -> list[str]:
-    """`nerloop status`'s cost section."""
+ROUND_TITLE = ("cost per round (list prices, {region}; a round is a version: its training, its detection jobs, "
+               "the loops routed under it, the labeling before it)")
+
+
+def format_costs(cost: dict[str, Any], title: str = ROUND_TITLE) -> list[str]:
+    """`nerloop status`'s cost section (and `nerloop estimate`'s, with its own title)."""
     rows = cost_rows(cost)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["", f"cost per round (list prices, {cost['region']}; a round is a version: its training, its "
-             "detection jobs, the loops routed under it, the labeling before it)"]
+    lines = ["", title.format(region=cost["region"])]
     lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
               for row in rows]
     management = cost["model_management"]
-    lines.append(f"  model management: {management['models']} versions kept, "
-                 f"{_money(management['usd_per_month'])} a month")
+    if management.get("label"):  # an estimate's: the whole period
+        lines.append(f"  model management: {management['label']}, {_money(management['usd_per_month'])}")
+    else:
+        lines.append(f"  model management: {management['models']} versions kept, "
+                     f"{_money(management['usd_per_month'])} a month")
     missing = [f"{key} ({entry['what']})" for key, entry in cost["prices"].items() if entry["price"] == "not found"]
     if missing:
         lines.append("  price not found, give it with --price KEY=USD: " + "; ".join(missing))
