@@ -20,6 +20,7 @@ from nerloop.cost_records import detection_inputs, labeling_jobs
 from nerloop.pricing import NOT_PRICED, PRICES, REGION, Price, PriceError, with_overrides
 from nerloop.round_cost import RoundCost, model_management_per_month, price_rounds, round_usages
 from nerloop_local.service import open_workspace
+from nerloop_local.workspace import Workspace
 
 PRICE_HELP = ("a price in place of the table's, KEY=USD or KEY=USD:COUNT,USD for monthly tiers "
               f"(repeatable; keys: {', '.join(PRICES)})")
@@ -166,14 +167,18 @@ def workspace_costs(workspace: Path, prices: Mapping[str, Price] = PRICES) -> di
         runtime.close(save=False)
 
 
-def add_cost_section(page: Path, workspace: Path, prices: Mapping[str, Price] = PRICES) -> None:
+def add_cost_section(page: Path, workspace: Path, prices: Mapping[str, Price] = PRICES) -> bool:
     """Put the workspace's cost section into a written report page (before its end), replacing one an
-    earlier run put there."""
+    earlier run put there; False (the page unchanged) when the folder holds no saved loop state (only
+    a demo's figures, say)."""
+    if not Workspace(workspace).exists():
+        return False
     section = cost_section_html(workspace_costs(workspace, prices))
     text = re.sub(rf"<!-- {COST_SECTION_ID} -->.*<!-- /{COST_SECTION_ID} -->\n?", "", page.read_text(encoding="utf-8"),
                   flags=re.DOTALL)
     block = f"<!-- {COST_SECTION_ID} -->\n{section}\n<!-- /{COST_SECTION_ID} -->\n"
     page.write_text(text.replace("</body>", block + "</body>", 1), encoding="utf-8")
+    return True
 
 
 __all__ = [
