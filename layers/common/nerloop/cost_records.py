@@ -12,7 +12,8 @@ A version's training time is kept on its VERSION item (`training_start`, `traini
 TrainingStartTime / TrainingEndTime DescribeEntityRecognizer answers, botocore comprehend model), written
 by the watch stage with the status change it reads them with. Human loops are the LOOP items.
 
-Each write is a whole-item put of values fixed by its key, so a repeat writes the same item again.
+A repeated write has no second effect: a detection input's measure is fixed by its key (the same
+item is put again), a labeling job's record is put only once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from nerloop.pricing import inference_units
 from nerloop.state import now
@@ -75,10 +77,15 @@ def detection_inputs(table: Any) -> dict[str, InputMeasure]:
 
 
 def record_labeling_job(table: Any, job: str, described: Mapping[str, Any]) -> None:
-    """Keep a labeling job's labeled-object count, from its DescribeLabelingJob answer."""
+    """Keep a labeling job's labeled-object count, from its DescribeLabelingJob answer. Only the first
+    record stands: a conversion run again keeps the time that places the job before its round."""
     counters = described.get("LabelCounters") or {}
-    table.put_item(Item={"pk": LABELING_PK, "sk": job, "labeled": int(counters.get("TotalLabeled") or 0),
-                         "recorded_at": now()})
+    try:
+        table.put_item(Item={"pk": LABELING_PK, "sk": job, "labeled": int(counters.get("TotalLabeled") or 0),
+                             "recorded_at": now()}, ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
 
 
 def labeling_jobs(table: Any) -> list[LabelingRecord]:
