@@ -26,7 +26,7 @@ def test_the_watch_stage_keeps_the_training_times_comprehend_reports(emulated, e
         emulated.handler("WatchFunction")(event("watch"), lambda_context)
 
     version = emulated.state.get_version("v1")
-    kept = (datetime.fromisoformat(version.training_start), datetime.fromisoformat(version.training_end))
+    kept = (datetime.fromisoformat(version.training_started_at), datetime.fromisoformat(version.training_ended_at))
     assert kept == (start, end)
 
 

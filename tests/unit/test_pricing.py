@@ -88,14 +88,14 @@ def test_a_given_price_replaces_the_listed_one_and_says_so():
 def test_training_times_are_kept_as_iso_strings_when_comprehend_gives_them():
     start = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
     assert training_times({"TrainingStartTime": start, "Status": "TRAINING"}) == {
-        "training_start": "2026-12-05T08:00:00+00:00"}
+        "training_started_at": "2026-12-05T08:00:00+00:00"}
 
 
 def _version(name: str, created: str, minutes: float | None, status: str = "TRAINED") -> Version:
     start = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
     end = start.replace(minute=int(minutes)) if minutes is not None else None
-    return Version(version=name, status=status, created_at=created, training_start=start.isoformat(),
-                   training_end=end.isoformat() if end else "")
+    return Version(version=name, status=status, created_at=created, training_started_at=start.isoformat(),
+                   training_ended_at=end.isoformat() if end else "")
 
 
 def test_a_round_gathers_its_version_s_training_jobs_loops_and_the_labeling_before_it():

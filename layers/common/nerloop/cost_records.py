@@ -8,7 +8,7 @@ Item families in the state table, beside those `nerloop.state` keeps:
                                    (botocore sagemaker model, DescribeLabelingJob; Ground Truth bills each
                                    object labeled, by people or by its automated labeling)
 
-A version's training time is kept on its VERSION item (`training_start`, `training_end`: the
+A version's training time is kept on its VERSION item (`training_started_at`, `training_ended_at`: the
 TrainingStartTime / TrainingEndTime DescribeEntityRecognizer answers, botocore comprehend model), written
 by the watch stage with the status change it reads them with. Human loops are the LOOP items.
 
@@ -31,7 +31,7 @@ from nerloop.state import now
 
 DETECT_INPUT_PK = "COST-DETECT-INPUT"
 LABELING_PK = "COST-LABELING"
-TRAINING_TIMES = {"TrainingStartTime": "training_start", "TrainingEndTime": "training_end"}
+TRAINING_TIMES = {"TrainingStartTime": "training_started_at", "TrainingEndTime": "training_ended_at"}
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def labeling_jobs(table: Any) -> list[LabelingRecord]:
 
 
 def training_times(properties: Mapping[str, Any]) -> dict[str, str]:
-    """The version item's training_start / training_end (ISO 8601, UTC) from EntityRecognizerProperties;
-    only those present."""
+    """The version item's training_started_at / training_ended_at (ISO 8601, UTC) from
+    EntityRecognizerProperties; only those present. Named *_at, as the loop's other times are."""
     times = {}
     for field, attribute in TRAINING_TIMES.items():
         value = properties.get(field)

@@ -89,10 +89,10 @@ def version_order(name: str) -> tuple[int, str]:
 
 def training_seconds(version: Version) -> float | None:
     """TrainingEndTime - TrainingStartTime in seconds, or None when either is missing."""
-    if not version.training_start or not version.training_end:
+    if not version.training_started_at or not version.training_ended_at:
         return None
-    start = datetime.fromisoformat(version.training_start)
-    end = datetime.fromisoformat(version.training_end)
+    start = datetime.fromisoformat(version.training_started_at)
+    end = datetime.fromisoformat(version.training_ended_at)
     return max(0.0, (end - start).total_seconds())
 
 

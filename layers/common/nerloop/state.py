@@ -93,8 +93,8 @@ class Version:
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
-    training_start: str = ""  # Comprehend's TrainingStartTime / TrainingEndTime (nerloop.cost_records)
-    training_end: str = ""
+    training_started_at: str = ""  # Comprehend's TrainingStartTime / TrainingEndTime (nerloop.cost_records)
+    training_ended_at: str = ""
 
 
 @dataclass
@@ -883,7 +883,8 @@ def _version_from_item(item: dict[str, Any]) -> Version:
     return Version(version=item["sk"], status=item["status"], arn=item.get("arn", ""),
                    snapshot=item.get("snapshot", ""), message=item.get("message", ""),
                    metrics=json.loads(item.get("metrics") or "{}"), created_at=item.get("created_at", ""),
-                   training_start=item.get("training_start", ""), training_end=item.get("training_end", ""))
+                   training_started_at=item.get("training_started_at", ""),
+                   training_ended_at=item.get("training_ended_at", ""))
 
 
 def _job_from_item(item: dict[str, Any]) -> Job:
