@@ -109,9 +109,12 @@ def round_usages(versions: Iterable[Version], jobs: Iterable[Job], inputs: Mappi
         started[loop.version] = started.get(loop.version, 0) + 1
         reviewed[loop.version] = reviewed.get(loop.version, 0) + (loop.status == REVIEWED)
     labeled: dict[str, int] = {}
+    waiting_since = ""  # the month the labeling that waits for a version was recorded in
     for record in labeling:
         owner = next((v.version for v in ordered if v.created_at >= record.recorded_at), NEXT_ROUND)
         labeled[owner] = labeled.get(owner, 0) + record.labeled
+        if owner == NEXT_ROUND:
+            waiting_since = max(waiting_since, record.recorded_at[:7])
 
     usages = []
     for number, version in enumerate(ordered, start=1):
@@ -125,8 +128,7 @@ def round_usages(versions: Iterable[Version], jobs: Iterable[Job], inputs: Mappi
             loops_started=started.get(version.version, 0), loops_reviewed=reviewed.get(version.version, 0),
             labeled_objects=labeled.get(version.version, 0)))
     if labeled.get(NEXT_ROUND):
-        month = datetime.now().strftime("%Y-%m")
-        usages.append(RoundUsage(round=len(ordered) + 1, version=NEXT_ROUND, status="", month=month,
+        usages.append(RoundUsage(round=len(ordered) + 1, version=NEXT_ROUND, status="", month=waiting_since,
                                  labeled_objects=labeled[NEXT_ROUND]))
     return usages
 
