@@ -8,6 +8,7 @@
     nerloop report                     a loop's own records, a demo run's figures or a learning benchmark as a page
     nerloop redrive                    re-run the dead letters of a workspace through their functions
     nerloop chaos                      duplicates, faults, concurrency and redrive against a clean run
+    nerloop estimate --pool N          the expected cost of each round, before deploying
 """
 
 from __future__ import annotations
@@ -151,13 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
     validate.set_defaults(run=cmd_validate)
 
-    from nerloop_local import chaos, demo, redrive, report, service
+    from nerloop_local import chaos, demo, estimate, redrive, report, service
 
     demo.add_commands(commands)
     service.add_commands(commands)
     report.add_commands(commands)
     redrive.add_commands(commands)
     chaos.add_commands(commands)
+    estimate.add_commands(commands)
     return parser
 
 

@@ -488,6 +488,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 page = build_workspace_report(args.workspace, out, target=args.target_precision)
             except FiguresError as exc:
                 raise UsageError(str(exc)) from exc
+            _add_cost(page, args.workspace)
             print(page)
             return 0
     source = args.learning or figures_source(args.figures, args.workspace)
@@ -499,8 +500,17 @@ def cmd_report(args: argparse.Namespace) -> int:
             page = build_report(parse_figures(data, source), out, source=str(source), target=args.target_precision)
     except FiguresError as exc:
         raise UsageError(str(exc)) from exc
+    if args.workspace is not None:
+        _add_cost(page, args.workspace)
     print(page)
     return 0
+
+
+def _add_cost(page: Path, workspace: Path) -> None:
+    """The cost per round section (nerloop_local.report_cost), when the workspace holds loop state."""
+    from nerloop_local.report_cost import add_cost_section
+
+    add_cost_section(page, workspace)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -480,11 +480,13 @@ def _rounded(value: Any) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-def collect_status(runtime: Any, history: bool = True) -> dict[str, Any]:
+def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the loop holds and is doing, read from a started runtime (reads only). `history`: also
-    count the deliveries the workspace logged (deliveries.jsonl, which grows with every delivery)."""
+    count the deliveries the workspace logged (deliveries.jsonl, which grows with every delivery) and
+    price the rounds (`prices`: the table's, or those given with --price)."""
     from nerloop.retrain import RETRAIN_DONE, RETRAIN_REQUESTED, REVIEWS, pending_reviews
     from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT
+    from nerloop_local import report_cost
     from nerloop_local.runtime import summarize_event
 
     state = runtime.state
@@ -541,6 +543,8 @@ def collect_status(runtime: Any, history: bool = True) -> dict[str, Any]:
         "dead_letters": dead,
         "deliveries": {name: dict(counts) for name, counts in deliveries.items()},
         "raw_files": len(runtime.list_keys("raw/")),
+        # --- cost per round (nerloop_local.report_cost) ---
+        **({"cost": report_cost.collect_costs(state, prices)} if history else {}),
     }
 
 
@@ -623,6 +627,10 @@ def format_status(status: dict[str, Any]) -> list[str]:
     for function, letters in status["dead_letters"].items():
         lines.append(f"  {function}: {len(letters)}")
         lines.extend(f"    {letter['event']}: {letter['error']} ({letter['attempts']} attempts)" for letter in letters)
+    if "cost" in status:  # --- cost per round (nerloop_local.report_cost) ---
+        from nerloop_local.report_cost import format_costs
+
+        lines += format_costs(status["cost"])
     if status["deliveries"]:
         lines += ["", "deliveries (ok / retried / dead-lettered)"]
         for function, counts in status["deliveries"].items():
@@ -649,13 +657,13 @@ def open_workspace(workspace: Path, *, autosave: bool = True) -> Any:
     return LocalRuntime(workspace, stack=stack, autosave=autosave, environment=handler_environment())
 
 
-def read_status(workspace: Path) -> dict[str, Any]:
+def read_status(workspace: Path, prices: dict[str, Any] | None = None) -> dict[str, Any]:
     """Start the runtime on a saved workspace, collect its status, close without saving.
     UsageError when no workspace was saved there."""
     runtime = open_workspace(workspace, autosave=False)
     runtime.start()
     try:
-        return collect_status(runtime)
+        return collect_status(runtime, prices=prices)
     finally:
         runtime.close(save=False)
 
@@ -707,7 +715,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     workspace: Path = args.workspace
     if not workspace.is_dir():
         raise UsageError(f"{workspace}: no such workspace folder")
-    status = read_status(workspace)
+    from nerloop.pricing import PriceError
+    from nerloop_local.report_cost import given_prices
+
+    try:
+        prices = given_prices(args.price)
+    except PriceError as exc:
+        raise UsageError(str(exc)) from exc
+    status = read_status(workspace, prices)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=False))
     else:
@@ -745,6 +760,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     status.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
                         help=f"the workspace to read (default: {DEFAULT_WORKSPACE}); it is not changed")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    from nerloop_local.report_cost import PRICE_HELP
+
+    status.add_argument("--price", action="append", metavar="KEY=USD", help=PRICE_HELP)
     status.set_defaults(run=cmd_status)
 
 

@@ -24,6 +24,7 @@ from nerloop.aws import Aws
 from nerloop.comprehend_output import DocumentEntities, iter_detection_output
 from nerloop.comprehend_training import ANNOTATIONS_HEADER
 from nerloop.constants import EVALUATION_RESULTS_PREFIX
+from nerloop.cost_records import measure_lines, record_detection_input
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord
@@ -50,6 +51,9 @@ def start_evaluation(state: StateTable, aws: Aws, settings: Settings, version: V
     """Start (or queue) the detection job over the version's test set; once per version ARN."""
     documents_key, _ = snapshot_test_keys(version.version)
     count = int((version.metrics.get("test_set") or {}).get("documents") or 0)
+    # An evaluation job is billed like any detection job: its input is measured for the round's cost.
+    body = aws.s3.get_object(Bucket=settings.data_bucket, Key=documents_key)["Body"]
+    record_detection_input(aws.table, documents_key, measure_lines(body.iter_lines()))
     request = state.record_detection_request(
         DetectionRequest(detection_token(f"evaluate|{version.arn}"), version.version, documents_key, count))
     return start_or_queue(state, aws, settings, request)

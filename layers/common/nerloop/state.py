@@ -97,6 +97,8 @@ class Version:
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    training_started_at: str = ""  # Comprehend's TrainingStartTime / TrainingEndTime (nerloop.cost_records)
+    training_ended_at: str = ""
 
 
 @dataclass
@@ -887,7 +889,9 @@ def _pool_from_item(item: dict[str, Any]) -> PoolDocument:
 def _version_from_item(item: dict[str, Any]) -> Version:
     return Version(version=item["sk"], status=item["status"], arn=item.get("arn", ""),
                    snapshot=item.get("snapshot", ""), message=item.get("message", ""),
-                   metrics=json.loads(item.get("metrics") or "{}"), created_at=item.get("created_at", ""))
+                   metrics=json.loads(item.get("metrics") or "{}"), created_at=item.get("created_at", ""),
+                   training_started_at=item.get("training_started_at", ""),
+                   training_ended_at=item.get("training_ended_at", ""))
 
 
 def _job_from_item(item: dict[str, Any]) -> Job:

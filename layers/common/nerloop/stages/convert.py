@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from nerloop.aws import Aws
+from nerloop.cost_records import record_labeling_job
 from nerloop.documents import Span
 from nerloop.errors import NerloopError
 from nerloop.gt_manifest import (
@@ -142,6 +143,7 @@ def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
     bucket, key = split_s3_uri(manifest_uri)
 
     state = StateTable(aws.table)
+    record_labeling_job(aws.table, job_name, described)  # the objects Ground Truth bills (round_cost)
     quarantine = Quarantine(stage="convert", source=job_name)
     stats = ParseStats()
     origin = f"labeling:{job_name}"

@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DOCUMENTS_FILE
+from nerloop.cost_records import InputMeasure, measure_lines, record_detection_input
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue, versions_in_use
 from nerloop.detection_policy import RoundSelection, tier_counts
 from nerloop.evaluation import activate_on_trained, finish_evaluation, record_decision
@@ -201,12 +202,16 @@ def _write_detection_input(state: StateTable, aws: Aws, settings: Settings, vers
         metrics.add_metric(name="DocumentsLeftForLaterRounds", unit=MetricUnit.Count, value=selection.left())
     with tempfile.TemporaryFile("w+b") as spool:
         count = 0
+        measure = InputMeasure()  # what Comprehend bills for this input (nerloop.cost_records)
         for doc in documents:
-            spool.write((one_line(doc.text) + "\n").encode("utf-8"))
+            line = one_line(doc.text)
+            spool.write((line + "\n").encode("utf-8"))
+            measure = measure.add(line)
             count += 1
         if count:
             spool.seek(0)
             aws.s3.upload_fileobj(spool, settings.data_bucket, input_key)
+            record_detection_input(aws.table, input_key, measure)
     return count
 
 
@@ -244,6 +249,8 @@ def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) ->
         input_key = f"{DETECTION_INPUT_PREFIX}{active_version.version}-{detail.batch}/{DOCUMENTS_FILE}"
         aws.s3.copy_object(Bucket=settings.data_bucket, Key=input_key,
                            CopySource={"Bucket": settings.data_bucket, "Key": detail.documentsKey})
+        batch_body = aws.s3.get_object(Bucket=settings.data_bucket, Key=detail.documentsKey)["Body"]
+        record_detection_input(aws.table, input_key, measure_lines(batch_body.iter_lines()))
         request = state.record_detection_request(
             DetectionRequest(token, active_version.version, input_key, detail.documents))
     started = start_or_queue(state, aws, settings, request)

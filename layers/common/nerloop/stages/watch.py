@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from nerloop.aws import Aws
 from nerloop.bus import publish
 from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
+from nerloop.cost_records import training_times
 from nerloop.detection_jobs import start_queued
 from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
@@ -64,7 +65,8 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
             "recognizerArn": version.arn, "status": status, "previousStatus": version.status,
             "message": message,
         })
-        state.update_version(version.version, status=status, message=message)
+        # Kept for the round's cost: Comprehend bills the training time (nerloop.cost_records).
+        state.update_version(version.version, status=status, message=message, **training_times(props))
         changes.append({"version": version.version, "status": status})
         logger.info("recognizer status changed", version=version.version, status=status,
                     previous=version.status)
