@@ -91,7 +91,8 @@ def add_stack_arguments(parser: Any, source: Any, what: str) -> None:
     source.add_argument("--stack", metavar="NAME",
                         help=f"a deployed nerloop stack: {what} (its resources found through CloudFormation, "
                              "read with boto3's default credential chain)")
-    parser.add_argument("--region", metavar="R", help="the stack's region (default: boto3's, e.g. AWS_REGION)")
+    parser.add_argument("--region", metavar="R",
+                        help="the stack's region (default: boto3's: AWS_DEFAULT_REGION, or the profile's)")
 
 
 def dead_letter_queues(template: dict[str, Any]) -> dict[str, str]:
@@ -130,7 +131,7 @@ def open_stack(name: str, region: str | None = None, *,
     session = session_factory(region_name=region) if region else session_factory()
     region = region or session.region_name
     if not region:
-        raise StackError("no AWS region: pass --region R, or set AWS_REGION (or AWS_DEFAULT_REGION, or a region "
+        raise StackError("no AWS region: pass --region R, or set AWS_DEFAULT_REGION (or a region "
                          "in the AWS profile)")
     try:
         credentials = session.get_credentials()
