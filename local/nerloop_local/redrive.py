@@ -11,7 +11,7 @@ twice. An event that fails again lands in the dead-letter queue again. Exit stat
 letters remain.
 
 With `--stack NAME`, the dead letters of a deployed stack's queues go back to its functions on AWS, as
-AWS documents for them (`stack_redrive`): one asynchronous `lambda:Invoke` each with the original event,
+AWS documents for them (`stack_redrive`): one asynchronous Lambda Invoke each with the original event,
 then `sqs:DeleteMessage`. A redriven event runs later, on AWS; `nerloop status --stack` shows what stays.
 """
 
@@ -108,8 +108,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
     place = redrive.add_mutually_exclusive_group(required=True)
     place.add_argument("--workspace", type=Path, help="the workspace folder (as for `nerloop up`)")
-    add_stack_arguments(redrive, place, "each dead letter is invoked again (lambda:Invoke, asynchronous), then "
-                                        "deleted from its queue")
+    add_stack_arguments(redrive, place, "each dead letter's event is sent to its function again (Lambda Invoke, "
+                                        "asynchronous), then deleted from its queue")
     redrive.add_argument("--function", help="only this function's dead letters (e.g. MergeFunction)")
     redrive.add_argument("--dry-run", action="store_true", help="list the dead letters, redrive nothing")
     redrive.add_argument("--max-cycles", type=int, default=400, help="pump cycles to run after redriving")

@@ -12,12 +12,13 @@ Each stage function has one SQS dead-letter queue (template.yaml), which receive
   (`RULE_ARN`, `TARGET_ARN`, `ERROR_CODE`, `ERROR_MESSAGE`, `EXHAUSTED_RETRY_CONDITION`,
   `RETRY_ATTEMPTS`; https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html).
 
-Either way the event goes back as the rule would have sent it: an asynchronous `lambda:Invoke`
-(`InvocationType` Event, the event as the payload; Lambda answers 202 once it queued it, and retries
-and dead-letters it again as configured: https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html),
-and only then `sqs:DeleteMessage`. A message whose invoke failed stays in its queue. While a redrive
-works, the messages it took are hidden from others (the receive's visibility timeout), so two redrives
-at once do not both send a letter; if one still is sent twice (a delete that failed after the invoke),
+Either way the event goes back as the rule would have sent it: Lambda's Invoke (IAM action
+`lambda:InvokeFunction`) with `InvocationType` Event and the event as the payload. Lambda answers 202
+once it has queued the event, then runs it with the function's retries and dead-letters it again if
+it fails again (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html). Only then
+`sqs:DeleteMessage`; a message whose invoke failed stays in its queue. While a redrive works, the
+messages it took are hidden from others (the receive's visibility timeout), so two redrives at once do
+not both send a letter; if one is still sent twice (a delete that failed after the invoke),
 the stages' business-key idempotency gives it no second effect.
 """
 
@@ -89,8 +90,9 @@ def _receive(sqs: Any, queue_url: str, visibility: int) -> list[dict[str, Any]]:
 
 def peek_dead_letters(resources: StackResources, function: str | None = None) -> list[DeadLetter]:
     """The dead letters of every function (or one), left where they are: received with a visibility timeout
-    of 0, so they stay visible to everyone else (SQS samples its servers on a short poll: a queue of more
-    than a few hundred may show fewer; `dead_letter_counts` has the queue's own count)."""
+    of 0, so they stay visible to everyone else (a short poll samples SQS's servers, and the same messages
+    can come back: reading stops after PEEK_ROUNDS receives or when one brings nothing new, so a queue of
+    more than a hundred letters may show fewer than it holds)."""
     sqs = resources.client("sqs")
     found: list[DeadLetter] = []
     for name, queue_url in resources.dead_letter_queues.items():
@@ -104,14 +106,6 @@ def peek_dead_letters(resources: StackResources, function: str | None = None) ->
             seen.update({message["MessageId"]: read_dead_letter(name, message) for message in fresh})
         found.extend(seen.values())
     return found
-
-
-def dead_letter_counts(resources: StackResources) -> dict[str, int]:
-    """Messages in each function's dead-letter queue (SQS's ApproximateNumberOfMessages, visible ones)."""
-    sqs = resources.client("sqs")
-    return {name: int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-                      ["Attributes"]["ApproximateNumberOfMessages"])
-            for name, url in resources.dead_letter_queues.items()}
 
 
 @dataclass(frozen=True)
@@ -154,9 +148,9 @@ def _redrive_one(sqs: Any, lambda_: Any, queue_url: str, function_name: str, let
         answer = lambda_.invoke(FunctionName=function_name, InvocationType="Event",
                                 Payload=json.dumps(letter.event).encode("utf-8"))
     except (ClientError, BotoCoreError) as exc:
-        return Redriven(letter, False, f"lambda:Invoke of {function_name} failed: {exc}")
+        return Redriven(letter, False, f"Invoke of {function_name} failed: {exc}")
     if answer.get("StatusCode") != 202:  # Event invocations are accepted with 202
-        return Redriven(letter, False, f"lambda:Invoke of {function_name} answered {answer.get('StatusCode')}")
+        return Redriven(letter, False, f"Invoke of {function_name} answered {answer.get('StatusCode')}")
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=letter.receipt_handle)
     return Redriven(letter, True)
 
@@ -169,7 +163,6 @@ def _release(sqs: Any, queue_url: str, letter: DeadLetter) -> None:
 __all__ = [
     "DeadLetter",
     "Redriven",
-    "dead_letter_counts",
     "peek_dead_letters",
     "read_dead_letter",
     "redrive_stack",
