@@ -149,7 +149,8 @@ def _redrive_one(sqs: Any, lambda_: Any, queue_url: str, function_name: str, let
                                 Payload=json.dumps(letter.event).encode("utf-8"))
     except (ClientError, BotoCoreError) as exc:
         return Redriven(letter, False, f"Invoke of {function_name} failed: {exc}")
-    if answer.get("StatusCode") != 202:  # Event invocations are accepted with 202
+    # 202 for an Event invocation (botocore's lambda model, InvocationResponse.StatusCode)
+    if answer.get("StatusCode") != 202:
         return Redriven(letter, False, f"Invoke of {function_name} answered {answer.get('StatusCode')}")
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=letter.receipt_handle)
     return Redriven(letter, True)
