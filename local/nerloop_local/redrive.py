@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nerloop_local.stack_resources import add_stack_arguments, open_stack_for
+
 
 def describe(letter: dict[str, Any]) -> str:
     from nerloop_local.runtime import summarize_event
@@ -34,7 +36,6 @@ def describe(letter: dict[str, Any]) -> str:
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     from nerloop_local.cli import UsageError
-    from nerloop_local.stack_resources import open_stack_for
 
     stack = open_stack_for(args)
     if stack is not None:
@@ -104,8 +105,6 @@ def redrive_a_stack(stack: Any, args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     redrive = commands.add_parser("redrive", help="re-run dead-lettered events through their functions",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from nerloop_local.stack_resources import add_stack_arguments
-
     place = redrive.add_mutually_exclusive_group(required=True)
     place.add_argument("--workspace", type=Path, help="the workspace folder (as for `nerloop up`)")
     add_stack_arguments(redrive, place, "each dead letter's event is sent to its function again (Lambda Invoke, "

@@ -40,6 +40,7 @@ from nerloop_local.report_figures import (
     read_json,
     reliability_bins,
 )
+from nerloop_local.stack_resources import add_stack_arguments, open_stack_for
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -477,7 +478,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from nerloop_local.cli import UsageError
     from nerloop_local.learning_figures import is_learning_benchmark, parse_learning
     from nerloop_local.report_learning import build_learning_report
-    from nerloop_local.stack_resources import open_stack_for
 
     if not 0.0 < args.target_precision <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {args.target_precision:g}")
@@ -530,8 +530,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                              f"reviews), and the demo's test set when DIR/{WORKSPACE_FIGURES} is there")
     source.add_argument("--learning", type=Path, metavar="FILE.json",
                         help="a learning benchmark written by `python -m bench.learn` (--figures recognises one too)")
-    from nerloop_local.stack_resources import add_stack_arguments
-
     add_stack_arguments(report, source, "its state table and data bucket, read, never written")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help=f"where to write index.html and the plots (default: DIR/{WORKSPACE_REPORT} with "

@@ -64,6 +64,7 @@ from types import FrameType
 from typing import IO, Any
 
 from nerloop_local.cli import UsageError
+from nerloop_local.stack_resources import add_stack_arguments, open_stack_for
 
 DEFAULT_WORKSPACE = Path(".nerloop/workspace")
 DEFAULT_INTERVAL = 5.0
@@ -722,7 +723,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     _quiet_warnings()
-    from nerloop_local.stack_resources import open_stack_for
     from nerloop_local.stack_status import collect_stack_status
 
     stack = open_stack_for(args)
@@ -765,8 +765,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                              f"{DEFAULT_REVIEW_PORT}; 0: any free port; not with --once)")
     review.add_argument("--no-review", action="store_true", help="do not serve the review page")
     up.set_defaults(run=cmd_up)
-
-    from nerloop_local.stack_resources import add_stack_arguments
 
     status = commands.add_parser("status", help="versions, queues, in-flight work and dead letters of a workspace "
                                                 "or a deployed stack")
