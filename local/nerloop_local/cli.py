@@ -2,11 +2,11 @@
 
     nerloop demo                       the whole loop on the walkthrough's data, with a simulated reviewer
     nerloop up                         the loop as a local service: drop .txt files in the inbox
-    nerloop status                     versions, metrics, queues and in-flight work of a workspace
+    nerloop status                     versions, metrics, queues and in-flight work of a workspace or stack
     nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
     nerloop validate FILE              check a manifest, detection archive, A2I output.json or event
     nerloop report                     a loop's own records, a demo run's figures or a learning benchmark as a page
-    nerloop redrive                    re-run the dead letters of a workspace through their functions
+    nerloop redrive                    re-run the dead letters of a workspace or stack through their functions
     nerloop chaos                      duplicates, faults, concurrency and redrive against a clean run
     nerloop estimate --pool N          the expected cost of each round, before deploying
 """
@@ -29,18 +29,29 @@ class UsageError(Exception):
     """Bad input from the command line: printed as one line, exit status 2."""
 
 
-def offline_environment() -> None:
-    """Fake credentials and a region, so nothing can reach a real AWS account."""
-    fake = "nerloop-local"  # credentials no real account accepts
+def offline_environment(credentials: bool = True) -> None:
+    """Fake credentials and a region, so nothing can reach a real AWS account; with `credentials` False
+    (a command given `--stack`, which reads a deployed stack) only the handlers' quiet settings, and
+    boto3's default credential chain and region stay as the caller set them."""
     os.environ.update({
-        "AWS_ACCESS_KEY_ID": fake, "AWS_SECRET_ACCESS_KEY": fake,
-        "AWS_SESSION_TOKEN": fake, "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": "true",
     })
+    if not credentials:
+        return
+    fake = "nerloop-local"  # credentials no real account accepts
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": fake, "AWS_SECRET_ACCESS_KEY": fake,
+        "AWS_SESSION_TOKEN": fake, "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    })
     for leaked in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         os.environ.pop(leaked, None)
+
+
+def reads_a_stack(argv: Sequence[str]) -> bool:
+    """Whether the command line names a deployed stack (`--stack NAME`): then it needs real credentials."""
+    return any(arg == "--stack" or arg.startswith("--stack=") for arg in argv)
 
 
 def given_entity_types(given: str) -> list[str]:
@@ -164,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    offline_environment()  # before any nerloop module creates its logger or a client
+    argv = list(sys.argv[1:] if argv is None else argv)
+    offline_environment(credentials=not reads_a_stack(argv))  # before any nerloop module makes a logger or client
     # Handlers run outside Lambda here: Powertools' reminder about the Lambda context is noise.
     warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
     # Metrics are off locally (POWERTOOLS_METRICS_DISABLED); Powertools still says there are none to flush.

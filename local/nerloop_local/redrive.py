@@ -1,6 +1,7 @@
 """`nerloop redrive`: re-run the events that failed every attempt, once what broke them is fixed.
 
     nerloop redrive --workspace DIR [--function NAME] [--dry-run]
+    nerloop redrive --stack NAME [--region R] [--function NAME] [--dry-run]
 
 Each dead letter is Lambda's invocation record in the function's on-failure destination queue; its
 `requestPayload` (the original event) goes back on the function's event queue as a first attempt,
@@ -8,6 +9,10 @@ and the loop runs until idle: the same handler, the same retries. The stages' bu
 idempotency makes a redriven event that had half succeeded, or one redriven twice, change nothing
 twice. An event that fails again lands in the dead-letter queue again. Exit status 1 when dead
 letters remain.
+
+With `--stack NAME`, the dead letters of a deployed stack's queues go back to its functions on AWS, as
+AWS documents for them (`stack_redrive`): one asynchronous Lambda Invoke each with the original event,
+then `sqs:DeleteMessage`. A redriven event runs later, on AWS; `nerloop status --stack` shows what stays.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from nerloop_local.stack_resources import add_stack_arguments, open_stack_for
 
 
 def describe(letter: dict[str, Any]) -> str:
@@ -30,6 +37,9 @@ def describe(letter: dict[str, Any]) -> str:
 def cmd_redrive(args: argparse.Namespace) -> int:
     from nerloop_local.cli import UsageError
 
+    stack = open_stack_for(args)
+    if stack is not None:
+        return redrive_a_stack(stack, args)
     workspace: Path = args.workspace
     if not workspace.is_dir():
         raise UsageError(f"{workspace}: no such workspace folder")
@@ -64,10 +74,41 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         runtime.close()
 
 
+def redrive_a_stack(stack: Any, args: argparse.Namespace) -> int:
+    """`--stack`: each dead letter back to its function as an asynchronous invocation, then deleted
+    (`stack_redrive`); exit status 1 when letters stay in the queues."""
+    from nerloop_local.cli import UsageError
+    from nerloop_local.stack_redrive import peek_dead_letters, redrive_stack
+
+    if args.function is not None and args.function not in stack.dead_letter_queues:
+        raise UsageError(f"no function {args.function!r}; functions: {', '.join(stack.dead_letter_queues)}")
+    if args.dry_run:
+        letters = peek_dead_letters(stack, args.function)
+        for letter in letters:
+            print(f"dead letter: {describe({'function': letter.function, **letter.summary(), 'event': letter.event})}")
+        print(f"{len(letters)} dead letter(s) in {stack.label}" if letters else "no dead letters")
+        return 1 if letters else 0
+    outcomes = redrive_stack(stack, args.function)
+    for outcome in outcomes:
+        shown = {"function": outcome.letter.function, **outcome.letter.summary(), "event": outcome.letter.event}
+        print(f"{'redriven' if outcome.sent else 'left'}: {describe(shown)}"
+              + (f" ({outcome.problem})" if outcome.problem else ""))
+    sent = sum(1 for outcome in outcomes if outcome.sent)
+    left = len(outcomes) - sent
+    if args.json:
+        args.json.write_text(json.dumps({"stack": stack.name, "region": stack.region, "redriven": sent,
+                                         "remaining": left}, indent=2) + "\n", encoding="utf-8")
+    print(f"{sent} redriven, {left} dead letter(s) left" if outcomes else "no dead letters")
+    return 1 if left else 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     redrive = commands.add_parser("redrive", help="re-run dead-lettered events through their functions",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    redrive.add_argument("--workspace", type=Path, required=True, help="the workspace folder (as for `nerloop up`)")
+    place = redrive.add_mutually_exclusive_group(required=True)
+    place.add_argument("--workspace", type=Path, help="the workspace folder (as for `nerloop up`)")
+    add_stack_arguments(redrive, place, "each dead letter's event is sent to its function again (Lambda Invoke, "
+                                        "asynchronous), then deleted from its queue")
     redrive.add_argument("--function", help="only this function's dead letters (e.g. MergeFunction)")
     redrive.add_argument("--dry-run", action="store_true", help="list the dead letters, redrive nothing")
     redrive.add_argument("--max-cycles", type=int, default=400, help="pump cycles to run after redriving")

@@ -4,6 +4,7 @@
     nerloop report --workspace DIR                  the loop's own records (`report_live`), then DIR/demo.json's
                                                     test set when there is one → DIR/report/index.html
     nerloop report --learning learning.json         a learning benchmark's page (`report_learning`)
+    nerloop report --stack NAME [--region R]        a deployed stack's own records → ./nerloop-report/
 
 The page shows the learning curve (test F1 against documents reviewed, beside the random-selection
 and full-supervision references), precision / recall / F1 per entity type per model version, a
@@ -39,6 +40,7 @@ from nerloop_local.report_figures import (
     read_json,
     reliability_bins,
 )
+from nerloop_local.stack_resources import add_stack_arguments, open_stack_for
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -480,6 +482,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not 0.0 < args.target_precision <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {args.target_precision:g}")
     out = args.out or (args.workspace / WORKSPACE_REPORT if args.workspace is not None else DEFAULT_OUT)
+    stack = open_stack_for(args)
+    if stack is not None:  # a deployed stack's own records, read with the caller's credentials
+        from nerloop_local.report_live import build_stack_report
+
+        print(build_stack_report(stack.state_table(), stack.client("s3"), stack.bucket, out, source=stack.label,
+                                 target=args.target_precision, threshold=stack.confidence_threshold))
+        return 0
     if args.workspace is not None:
         from nerloop_local.report_live import build_workspace_report, has_loop_state
 
@@ -531,6 +540,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                              f"reviews), and the demo's test set when DIR/{WORKSPACE_FIGURES} is there")
     source.add_argument("--learning", type=Path, metavar="FILE.json",
                         help="a learning benchmark written by `python -m bench.learn` (--figures recognises one too)")
+    add_stack_arguments(report, source, "its state table and data bucket, read, never written")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help=f"where to write index.html and the plots (default: DIR/{WORKSPACE_REPORT} with "
                              f"--workspace, else ./{DEFAULT_OUT})")

@@ -52,6 +52,7 @@ counterpart: delivering to a queue here never fails.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import email.message
 import functools
@@ -479,6 +480,7 @@ class LocalRuntime:
             self._deploy_resources(saved)
             self._wire_functions()
             self._clean_up_replaced()
+            self._publish_stack()
             if saved:
                 self._restore_queues()
                 self.restored = True
@@ -821,6 +823,32 @@ class LocalRuntime:
                 self._send_custom_resource_request(logical_id, kind, previous["properties"], previous, delete=True)
             self._replaced = []
         stack.status = "UPDATE_COMPLETE" if stack.status != "CREATE_IN_PROGRESS" else "CREATE_COMPLETE"
+
+    def _publish_stack(self) -> None:
+        """What CloudFormation would answer about this stack (DescribeStacks' parameters, DescribeStackResources'
+        logical → physical ids), and Lambda's asynchronous Invoke of its functions: `nerloop ... --stack`
+        finds and drives the local stack as it would a deployed one."""
+        fakes = self.fakes
+        fakes.stack.parameters = dict(self.stack.parameters)
+        fakes.stack.resources = {
+            logical_id: (str(self.stack.names[logical_id]), resource["Type"])
+            for logical_id, resource in self.stack.template["Resources"].items()
+            if self._condition_holds(resource) and logical_id in self.stack.names}
+        fakes.stack.outputs = {}
+        for key, output in (self.stack.template.get("Outputs") or {}).items():
+            if self._condition_holds(output):
+                with contextlib.suppress(KeyError):  # a value made of what only AWS knows
+                    fakes.stack.outputs[key] = str(self.stack.resolve(output["Value"]))
+        fakes.functions.enqueue = self._enqueue_invocation
+
+    def _enqueue_invocation(self, physical: str, event: dict[str, Any]) -> bool:
+        """An asynchronous invocation of the function named `physical`: its event queue, a first attempt."""
+        wiring = next((wiring for wiring in self.wiring.values() if wiring.physical_name == physical), None)
+        if wiring is None:
+            return False
+        self.client("sqs").send_message(QueueUrl=wiring.queue_url, MessageBody=json.dumps(event),
+                                        MessageAttributes=_attributes({NORMALIZED_ATTRIBUTE: "1"}))
+        return True
 
     def _send_custom_resource_request(self, logical_id: str, kind: str, properties: dict[str, Any],
                                       previous: dict[str, Any] | None, *, delete: bool = False) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     nerloop up [--workspace DIR] [--inbox DIR] [--interval S] [--once] [--seed-manifest FILE] [--param N=V ...]
                [--review-port N | --no-review]
-    nerloop status [--workspace DIR] [--json]
+    nerloop status [--workspace DIR | --stack NAME [--region R]] [--json]
 
 `up` keeps the local stack (nerloop_local.runtime.LocalRuntime) in a workspace folder, default
 ./.nerloop/workspace; a restart restores it and goes on where it stopped. Text files dropped in the
@@ -39,7 +39,8 @@ settings are. The workspace remembers them: a restart without --param keeps the 
 `status` starts the runtime with the saved state, reads, and closes it without saving: no pump cycle
 runs, no event is delivered, and nothing in the workspace folder is written (the runtime's `start`
 only restores; a custom resource is re-run only when its properties changed, and that too stays in
-memory). It can run beside `up`: the workspace's files are replaced atomically.
+memory). It can run beside `up`: the workspace's files are replaced atomically. With `--stack NAME` it reads a
+deployed stack instead (`stack_status`), in the same form.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from types import FrameType
 from typing import IO, Any
 
 from nerloop_local.cli import UsageError
+from nerloop_local.stack_resources import add_stack_arguments, open_stack_for
 
 DEFAULT_WORKSPACE = Path(".nerloop/workspace")
 DEFAULT_INTERVAL = 5.0
@@ -484,13 +486,39 @@ def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | 
     """What the loop holds and is doing, read from a started runtime (reads only). `history`: also
     count the deliveries the workspace logged (deliveries.jsonl, which grows with every delivery) and
     price the rounds (`prices`: the table's, or those given with --price)."""
-    from nerloop.retrain import RETRAIN_DONE, RETRAIN_REQUESTED, REVIEWS, pending_reviews
-    from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT
     from nerloop_local import report_cost
     from nerloop_local.runtime import summarize_event
 
-    state = runtime.state
-    parameters = runtime.stack.parameters
+    dead: dict[str, list[dict[str, Any]]] = {}
+    for letter in runtime.dead_letters():
+        dead.setdefault(letter["function"], []).append({
+            "event": summarize_event(letter["event"] or {}), "attempts": letter["attempts"],
+            "error": (letter["error"] or "").splitlines()[0] if letter["error"] else ""})
+    deliveries: dict[str, Counter[str]] = {}
+    for record in runtime.workspace.read_jsonl("deliveries.jsonl") if history else []:
+        deliveries.setdefault(record["function"], Counter())[record["outcome"]] += 1
+    return assemble_status(
+        {"workspace": str(runtime.workspace.root), "saved_at": runtime.workspace.manifest().get("saved_at")},
+        runtime.state, runtime.stack.parameters, list(runtime.stack.names["EntityTypes"]),
+        loops_waiting=len(runtime.a2i.pending_loops()),
+        labeling_jobs_waiting=[job.name for job in runtime.groundtruth.pending_jobs()],
+        events_pending={name: count for name, count in runtime.pending().items() if count},
+        dead_letters=dead, deliveries={name: dict(counts) for name, counts in deliveries.items()},
+        raw_files=len(runtime.list_keys("raw/")),
+        cost=report_cost.collect_costs(runtime.state, prices) if history else None)
+
+
+def assemble_status(source: dict[str, Any], state: Any, parameters: dict[str, str], entity_types: list[str], *,
+                    loops_waiting: int, labeling_jobs_waiting: list[str], events_pending: dict[str, int],
+                    dead_letters: dict[str, list[dict[str, Any]]], deliveries: dict[str, dict[str, int]],
+                    raw_files: int, cost: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status of a loop from its state table (a nerloop.state.StateTable) and what its place keeps
+    elsewhere: a workspace's runtime, or a deployed stack (`stack_status`). `source` names the place
+    (`workspace` and `saved_at`, or `stack`, `region` and `stack_status`) and comes first; `cost`, the
+    rounds priced (nerloop_local.report_cost), is shown when given."""
+    from nerloop.retrain import RETRAIN_DONE, RETRAIN_REQUESTED, REVIEWS, pending_reviews
+    from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT
+
     active = state.get_active()
     versions = []
     for version in sorted(state.list_versions(), key=lambda v: _version_key(v.version)):
@@ -506,19 +534,10 @@ def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | 
         })
     pool = Counter(doc.status for doc in state.iter_pool())
     jobs = state.list_jobs()
-    dead: dict[str, list[dict[str, Any]]] = {}
-    for letter in runtime.dead_letters():
-        dead.setdefault(letter["function"], []).append({
-            "event": summarize_event(letter["event"] or {}), "attempts": letter["attempts"],
-            "error": (letter["error"] or "").splitlines()[0] if letter["error"] else ""})
-    deliveries: dict[str, Counter[str]] = {}
-    for record in runtime.workspace.read_jsonl("deliveries.jsonl") if history else []:
-        deliveries.setdefault(record["function"], Counter())[record["outcome"]] += 1
     return {
-        "workspace": str(runtime.workspace.root),
-        "saved_at": runtime.workspace.manifest().get("saved_at"),
+        **source,
         "parameters": dict(parameters),
-        "entity_types": list(runtime.stack.names["EntityTypes"]),
+        "entity_types": entity_types,
         "active": {"version": active[0], "f1": _rounded(active[1])} if active else None,
         "versions": versions,
         "pool": {**{status: pool.get(status, 0) for status in POOL_STATUSES}, "total": sum(pool.values())},
@@ -529,9 +548,9 @@ def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | 
             "retrain_batch_size": int(parameters["RetrainBatchSize"]),
             "retrain_max_wait_minutes": int(parameters.get("RetrainMaxWaitMinutes") or 0),
             "retrain_requested": state.get_counter(RETRAIN_REQUESTED) > state.get_counter(RETRAIN_DONE),
-            "loops_waiting": len(runtime.a2i.pending_loops()),
+            "loops_waiting": loops_waiting,
         },
-        "labeling_jobs_waiting": [job.name for job in runtime.groundtruth.pending_jobs()],
+        "labeling_jobs_waiting": labeling_jobs_waiting,
         "in_flight": {
             "trainings": [{"version": v["version"], "status": v["status"]} for v in versions
                           if v["status"] in RECOGNIZER_IN_FLIGHT],
@@ -539,12 +558,12 @@ def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | 
                                 "documents": job.documents} for job in jobs if job.status in JOB_IN_FLIGHT],
             "training_lock": state.training_lock_holder(),
         },
-        "events_pending": {name: count for name, count in runtime.pending().items() if count},
-        "dead_letters": dead,
-        "deliveries": {name: dict(counts) for name, counts in deliveries.items()},
-        "raw_files": len(runtime.list_keys("raw/")),
+        "events_pending": events_pending,
+        "dead_letters": dead_letters,
+        "deliveries": deliveries,
+        "raw_files": raw_files,
         # --- cost per round (nerloop_local.report_cost) ---
-        **({"cost": report_cost.collect_costs(state, prices)} if history else {}),
+        **({"cost": cost} if cost is not None else {}),
     }
 
 
@@ -579,7 +598,9 @@ def format_status(status: dict[str, Any]) -> list[str]:
     """`nerloop status` for people."""
     parameters = status["parameters"]
     budget = int(parameters.get("ReviewBudget", "0"))
-    lines = [f"workspace {status['workspace']} (saved {status['saved_at'] or 'never'})",
+    place = (f"stack {status['stack']} ({status['region']}, {status['stack_status']})" if "stack" in status
+             else f"workspace {status['workspace']} (saved {status['saved_at'] or 'never'})")
+    lines = [place,
              f"entity types {', '.join(status['entity_types'])} · confidence threshold "
              f"{parameters.get('ConfidenceThreshold')} · retrain after {status['reviews']['retrain_batch_size']} "
              f"reviews (fewer when no loop is open) · review budget {budget or 'no limit'} per detection job",
@@ -712,17 +733,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     _quiet_warnings()
-    workspace: Path = args.workspace
-    if not workspace.is_dir():
-        raise UsageError(f"{workspace}: no such workspace folder")
     from nerloop.pricing import PriceError
     from nerloop_local.report_cost import given_prices
+    from nerloop_local.stack_status import collect_stack_status
 
     try:
         prices = given_prices(args.price)
     except PriceError as exc:
         raise UsageError(str(exc)) from exc
-    status = read_status(workspace, prices)
+    stack = open_stack_for(args)
+    if stack is not None:
+        status = collect_stack_status(stack, prices)
+    else:
+        workspace: Path = args.workspace
+        if not workspace.is_dir():
+            raise UsageError(f"{workspace}: no such workspace folder")
+        status = read_status(workspace, prices)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=False))
     else:
@@ -756,9 +782,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     review.add_argument("--no-review", action="store_true", help="do not serve the review page")
     up.set_defaults(run=cmd_up)
 
-    status = commands.add_parser("status", help="versions, queues, in-flight work and dead letters of a workspace")
-    status.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
-                        help=f"the workspace to read (default: {DEFAULT_WORKSPACE}); it is not changed")
+    status = commands.add_parser("status", help="versions, queues, in-flight work and dead letters of a workspace "
+                                                "or a deployed stack")
+    place = status.add_mutually_exclusive_group()
+    place.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
+                       help=f"the workspace to read (default: {DEFAULT_WORKSPACE}); it is not changed")
+    add_stack_arguments(status, place, "read, never written")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     from nerloop_local.report_cost import PRICE_HELP
 

@@ -1,6 +1,7 @@
 """Stand-ins for the AWS APIs moto lacks: Comprehend custom entity recognizers and detection jobs,
 the A2I runtime (human loops), SageMaker flow definitions, human task UIs, Ground Truth
-labeling jobs, and CloudFormation's DescribeStacks for the local stack.
+labeling jobs, CloudFormation's DescribeStacks and DescribeStackResources for the local stack, and
+Lambda's asynchronous Invoke of its functions.
 
 How a call reaches a stand-in: botocore emits `before-call.<service-id>.<Operation>` just before
 it would send a request (botocore/client.py `_make_api_call`), and the first handler that returns
@@ -47,7 +48,7 @@ from botocore.validate import ParamValidator
 
 if TYPE_CHECKING:
     from nerloop_local.fakes.a2i import A2IFake, FlowDefinitionsFake
-    from nerloop_local.fakes.cloudformation import StackFake
+    from nerloop_local.fakes.cloudformation import FunctionsFake, StackFake
     from nerloop_local.fakes.comprehend import ComprehendFake
     from nerloop_local.fakes.groundtruth import GroundTruthFake
 
@@ -313,7 +314,7 @@ class Fakes:
 
     def __init__(self, context: FakeContext | None = None, reviewer: Reviewer | None = None) -> None:
         from nerloop_local.fakes.a2i import A2IFake, FlowDefinitionsFake
-        from nerloop_local.fakes.cloudformation import StackFake
+        from nerloop_local.fakes.cloudformation import FunctionsFake, StackFake
         from nerloop_local.fakes.comprehend import ComprehendFake
         from nerloop_local.fakes.groundtruth import GroundTruthFake
 
@@ -323,12 +324,13 @@ class Fakes:
         self.a2i: A2IFake = A2IFake(self.context, self.flow_definitions, reviewer)
         self.groundtruth: GroundTruthFake = GroundTruthFake(self.context)
         self.stack: StackFake = StackFake(self.context)
+        self.functions: FunctionsFake = FunctionsFake(self.context)
         self._installed = False
 
     @property
     def services(self) -> dict[str, FakeService]:
         return {"comprehend": self.comprehend, "flow_definitions": self.flow_definitions, "a2i": self.a2i,
-                "groundtruth": self.groundtruth, "stack": self.stack}
+                "groundtruth": self.groundtruth, "stack": self.stack, "functions": self.functions}
 
     def _all_operations(self) -> dict[tuple[str, str], Operation]:
         merged: dict[tuple[str, str], Operation] = {}
