@@ -670,3 +670,20 @@ def test_the_default_review_budget_fills_one_retrain_batch_per_detection():
     # model finds nothing in would never be offered. The default must be a budget, one retrain batch.
     parameters = TEMPLATE["Parameters"]
     assert int(parameters["ReviewBudget"]["Default"]) == int(parameters["RetrainBatchSize"]["Default"]) > 0
+
+
+# --- issue 14 part 3: several reviewers per document (begin) ---
+
+
+def test_reviewers_per_document_is_the_flow_definition_s_task_count_within_the_custom_resource_s_bounds():
+    parameter = TEMPLATE["Parameters"]["ReviewersPerDocument"]
+    props = Stack.load({"WorkteamArn": WORKTEAM, "ReviewersPerDocument": "3"}).resolve(
+        RESOURCES["FlowDefinition"]["Properties"])
+
+    assert custom_resources.FlowDefinitionProperties.model_validate(props).task_count == 3
+    bounds = custom_resources.FlowDefinitionProperties.model_fields["task_count"].metadata
+    assert (int(parameter["Default"]), int(parameter["MinValue"]), int(parameter["MaxValue"])) == (
+        1, next(b.ge for b in bounds if hasattr(b, "ge")), next(b.le for b in bounds if hasattr(b, "le")))
+
+
+# --- issue 14 part 3 (end) ---
