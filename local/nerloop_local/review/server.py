@@ -140,7 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._static(path[len("/static/"):])
         elif path == "/api/queue":
             query = parse_qs(self.path.partition("?")[2])
-            self._json({"loops": desk.queue((query.get("worker") or [None])[0])})
+            workers = query.get("worker") or []
+            self._json({"loops": desk.queue(workers[0] if workers else None)})
         elif path == "/api/status":
             self._json(desk.status())
         elif (match := LOOP_PATH.match(path)) and not match.group(2):
