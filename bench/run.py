@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import detection_cap
 from bench.measure import REPO, median, run_workload, side_by_side
 
 DEFAULT_CACHE = Path(os.environ.get("NERLOOP_BENCH_CACHE", Path(tempfile.gettempdir()) / "nerloop-bench-cache"))
@@ -500,9 +501,24 @@ def machine() -> dict[str, Any]:
     return info
 
 
+# --- detection cap (issue 13, part 3): bench/detection_cap.py ------------------------------------------
+
+
+def bench_detection_cap(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
+    """Documents detected per round under the template's cap, over the route benchmark's largest pool."""
+    pool = max(config.route_sizes)
+    cap = min(detection_cap.template_cap(), max(1, pool // 10))
+    entry = detection_cap.run_in_child(pool, cap, detection_cap.ROUNDS, config.seed)
+    results["detection_cap"] = entry
+    rows.append(Row("detected per round (capped)", f"{pool:,}-doc pool, {len(entry['rounds'])} rounds",
+                    f"max {entry['max_detected']:,} ({entry['detected_total']:,} in all)",
+                    f"{entry['uncapped_total']:,} uncapped", "", f"<= {cap:,} (the cap)", entry["pass"]))
+
+
 BENCHMARKS = {
     "convert": bench_convert, "route": bench_route, "merge": bench_merge, "cold-start": bench_cold_start,
     "recognizer": bench_recognizer,
+    "detection-cap": bench_detection_cap,
 }
 
 

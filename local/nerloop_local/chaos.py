@@ -117,7 +117,7 @@ def canonical_state(runtime: Any) -> dict[str, Any]:
     Left out, and why:
     - IDEMPOTENCY items: bookkeeping of how often something was attempted (their expiry times and
       stored results carry timestamps and job ids); the effects they guard are compared instead.
-    - timestamps (attributes named *_at or *_epoch): when, not what.
+    - timestamps (attributes named *_at or *_epoch, and such keys of a version's metrics): when, not what.
     - the seed-labeling marker (LABELING): a batch that arrives before the seed's labels are in is
       sent to Ground Truth, one that arrives after is not; a fault that delays the seed's conversion
       legitimately changes which, and the stand-in never completes a job nobody labels.
@@ -154,8 +154,9 @@ def canonical_state(runtime: Any) -> dict[str, Any]:
             continue
         if pk == "POOL" and "job" in fields:
             fields["job"] = f"<job of {job_versions.get(str(fields['job']), '?')}>"
-        if pk == "VERSION" and isinstance(fields.get("metrics"), str):
-            fields["metrics"] = json.loads(fields["metrics"])
+        if pk == "VERSION" and isinstance(fields.get("metrics"), str):  # its training's times are when, too
+            fields["metrics"] = {name: value for name, value in json.loads(fields["metrics"]).items()
+                                 if not name.endswith(TIMESTAMP_SUFFIXES)}
         families.setdefault(pk, {})[sk] = fields
     families["JOB"] = sorted(jobs, key=lambda job: json.dumps(job, sort_keys=True))
     families["S3 training/"] = {key: hashlib.sha256(runtime.get_bytes(key)).hexdigest()

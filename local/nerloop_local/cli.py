@@ -5,7 +5,7 @@
     nerloop status                     versions, metrics, queues and in-flight work of a workspace
     nerloop convert MANIFEST OUTDIR    Ground Truth output manifest → Comprehend training files
     nerloop validate FILE              check a manifest, detection archive, A2I output.json or event
-    nerloop report                     a demo run's figures (or a learning benchmark) as an HTML page
+    nerloop report                     a loop's own records, a demo run's figures or a learning benchmark as a page
     nerloop redrive                    re-run the dead letters of a workspace through their functions
     nerloop chaos                      duplicates, faults, concurrency and redrive against a clean run
 """

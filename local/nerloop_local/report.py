@@ -1,15 +1,17 @@
 """`nerloop report`: a demo run's figures as an HTML page with PNG plots.
 
     nerloop report --figures demo.json             → ./nerloop-report/index.html
-    nerloop report --workspace DIR                  reads DIR/demo.json → DIR/report/index.html
+    nerloop report --workspace DIR                  the loop's own records (`report_live`), then DIR/demo.json's
+                                                    test set when there is one → DIR/report/index.html
     nerloop report --learning learning.json         a learning benchmark's page (`report_learning`)
 
 The page shows the learning curve (test F1 against documents reviewed, beside the random-selection
 and full-supervision references), precision / recall / F1 per entity type per model version, a
 confidence histogram and a reliability diagram, and the threshold that keeps the precision of
 auto-accepted entities at or above a target, with the reviews it would save against the run's
-threshold. Every number comes from the figures file (computed in `report_figures`); none is typed
-in here. Plots are drawn with matplotlib's Agg canvas, no display needed; the page needs no script.
+threshold (chosen on the even-numbered test documents, measured on the odd-numbered ones). Every
+number comes from the figures file (computed in `report_figures`); none is typed in here. Plots are
+drawn with matplotlib's Agg canvas, no display needed; the page needs no script.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from nerloop_local.report_figures import (
     RoundFigures,
     RunFigures,
     ThresholdAnalysis,
-    choose_threshold,
+    choose_threshold_held_out,
     expected_calibration_error,
     headline_round,
     learning_curve,
@@ -84,7 +86,7 @@ def analyse(run: RunFigures, source: str, target: float = DEFAULT_TARGET_PRECISI
         documents = run.documents_in_test(entry)
         rows.append(CalibrationRow(
             entry, documents, expected_calibration_error(reliability_bins(entry.calibration)),
-            choose_threshold(entry.calibration, documents, target, run.threshold)))
+            choose_threshold_held_out(entry.calibration, documents, target, run.threshold)))
     lead = headline_round(run)
     headline = next((row for row in rows if lead is not None and row.entry.round == lead.round), None)
     return ReportData(run, source, target, learning_curve(run), rows, headline)
@@ -222,7 +224,8 @@ def plot_threshold(row: CalibrationRow, run_threshold: float, path: Path) -> Non
     axes.axvline(run_threshold, color="black", linestyle="--", label=f"run's threshold {run_threshold:.2f}")
     chosen = row.analysis.chosen
     if chosen is not None and not row.analysis.everything_reviewed:
-        axes.axvline(chosen.threshold, color="C2", linestyle="-.", label=f"chosen {chosen.threshold:.3f}")
+        axes.axvline(chosen.threshold, color="C2", linestyle="-.",
+                     label=f"chosen on the even-numbered documents {chosen.threshold:.3f}")
     lines = axes.get_legend_handles_labels()
     more = reviews.get_legend_handles_labels()
     axes.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower left")
@@ -283,15 +286,18 @@ def _headline_text(data: ReportData) -> str:
         return (f"<p id=\"threshold-summary\">{_e(name[0].upper() + name[1:])} predicted no entity on the test "
                 f"set; there is nothing to set a threshold on.</p>")
     target = f"{analysis.target:.2f}"
+    choice = analysis.choice or chosen
     if analysis.everything_reviewed:
-        first = (f"No threshold lets {name} accept any entity without review at a precision of {target} or more: "
-                 f"every test document with an entity ({chosen.to_review} of {chosen.documents}) would go to review.")
+        first = (f"No threshold lets {name} accept any entity without review at a precision of {target} or more on "
+                 f"the {choice.documents} even-numbered test documents it was chosen on: every test document with an "
+                 f"entity would go to review ({chosen.to_review} of the other {chosen.documents}).")
     else:
         first = (f"For {name}, a threshold of {chosen.threshold:.4f} is the lowest that keeps the precision of "
-                 f"auto-accepted entities at {target} or more: {chosen.to_review} of {chosen.documents} test "
-                 f"documents go to review, and the {chosen.accepted_entities} entities accepted without review "
-                 f"are {_score(chosen.precision)} precise.")
-    second = (f"The run's threshold, {run_threshold:g}, sends {at_run.to_review} to review "
+                 f"auto-accepted entities at {target} or more on the {choice.documents} even-numbered test documents "
+                 f"(chosen there). On the other {chosen.documents}, held out from the choice: {chosen.to_review} go "
+                 f"to review, and the {chosen.accepted_entities} entities accepted without review are "
+                 f"{_score(chosen.precision)} precise.")
+    second = (f"There, the run's threshold, {run_threshold:g}, sends {at_run.to_review} to review "
               f"(auto-accepted precision {_score(at_run.precision)}).")
     saved = analysis.saved or 0
     if saved > 0:
@@ -316,8 +322,9 @@ img { max-width: 100%; height: auto; }
 """
 
 
-def render_html(data: ReportData, images: Sequence[str]) -> str:
-    """The page as a string: escaped text, relative image links, no script."""
+def render_html(data: ReportData, images: Sequence[str], before: Sequence[str] = ()) -> str:
+    """The page as a string: escaped text, relative image links, no script. `before`: sections (HTML)
+    shown ahead of the test set's, as the live report's from the same workspace."""
     run = data.run
     rounds = sorted(run.rounds, key=lambda r: r.round)
     parts = [
@@ -339,6 +346,11 @@ def render_html(data: ReportData, images: Sequence[str]) -> str:
     if run.seconds is not None:
         facts.append(f"run took {run.seconds:g} s")
     parts.append(f"<p class=\"meta\">{_e(' · '.join(facts))}</p>")
+    if before:
+        parts.append("<p>First what the loop's own records say (its versions and its reviews, as on a deployed "
+                     "stack); then, from <a href=\"#section-learning-curve\">the learning curve</a> on, what the "
+                     "demo's held-out test set says.</p>")
+        parts += before
 
     parts.append("<h2 id=\"section-learning-curve\">Learning curve</h2>")
     if LEARNING_CURVE_PNG in images:
@@ -391,12 +403,15 @@ def render_html(data: ReportData, images: Sequence[str]) -> str:
     else:
         parts.append(f"<p>A test document goes to review when any of its entities scores below the threshold (the "
                      f"loop's routing rule); the entities of the other documents are accepted without review. "
-                     f"Target precision of auto-accepted entities: {data.target:.2f}.</p>")
+                     f"Target precision of auto-accepted entities: {data.target:.2f}. The threshold is chosen on the "
+                     f"even-numbered test documents and every figure of it below is measured on the odd-numbered "
+                     f"ones, so that it is not scored on the predictions it was chosen on.</p>")
         parts.append(_headline_text(data))
         if THRESHOLD_PNG in images:
             parts.append(_image(THRESHOLD_PNG, "Precision of auto-accepted entities and reviews against threshold"))
         parts.append(_table(
-            "threshold-table", f"Per model version, on the test set (run's threshold {run.threshold:g})",
+            "threshold-table", f"Per model version: threshold chosen on the even-numbered test documents, the "
+                               f"rest measured on the odd-numbered ones (run's threshold {run.threshold:g})",
             ["Version", "Entities", "Test documents", "ECE", "Threshold for target", "To review",
              "Auto-accepted precision", "To review at run's threshold", "Auto-accepted precision at run's",
              "Reviews saved", "Share saved"],
@@ -411,9 +426,10 @@ def render_html(data: ReportData, images: Sequence[str]) -> str:
     return "\n".join(parts)
 
 
-def build_report(run: RunFigures, out: Path, *, source: str,
-                 target: float = DEFAULT_TARGET_PRECISION) -> Path:
-    """Write `out/index.html` and its PNG files; return the page's path."""
+def build_report(run: RunFigures, out: Path, *, source: str, target: float = DEFAULT_TARGET_PRECISION,
+                 before: Sequence[str] = (), drawn: Sequence[str] = ()) -> Path:
+    """Write `out/index.html` and its PNG files; return the page's path. `before`: sections (HTML) put
+    ahead of the test set's, whose plots, `drawn`, are already in `out`."""
     data = analyse(run, source, target)
     out.mkdir(parents=True, exist_ok=True)
     images = [LEARNING_CURVE_PNG, PER_TYPE_PNG]
@@ -425,11 +441,12 @@ def build_report(run: RunFigures, out: Path, *, source: str,
         plot_threshold(data.headline, run.threshold, out / THRESHOLD_PNG)
         images += [HISTOGRAM_PNG, RELIABILITY_PNG, THRESHOLD_PNG]
     from nerloop_local.report_learning import IMAGES as LEARNING_IMAGES
+    from nerloop_local.report_live import IMAGES as LIVE_IMAGES
 
-    for stale in {*IMAGES, *LEARNING_IMAGES} - set(images):  # left by an earlier report in the same folder
+    for stale in {*IMAGES, *LEARNING_IMAGES, *LIVE_IMAGES} - {*images, *drawn}:  # left by an earlier report here
         (out / stale).unlink(missing_ok=True)
     page = out / "index.html"
-    page.write_text(render_html(data, images), encoding="utf-8")
+    page.write_text(render_html(data, images, before), encoding="utf-8")
     return page
 
 
@@ -448,8 +465,9 @@ def figures_source(figures: Path | None, workspace: Path | None) -> Path:
         raise UsageError(f"{workspace}: no such workspace")
     found = workspace / WORKSPACE_FIGURES
     if not found.is_file():
-        raise UsageError(f"{found}: no such file (the workspace has no demo figures; run "
-                         f"`nerloop demo --workspace {workspace}` or pass --figures FILE.json)")
+        raise UsageError(f"{found}: no such file, and no loop state beside it (workspace.json): run "
+                         f"`nerloop up --workspace {workspace}` or `nerloop demo --workspace {workspace}`, or pass "
+                         f"--figures FILE.json")
     return found
 
 
@@ -461,8 +479,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.target_precision <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {args.target_precision:g}")
-    source = args.learning or figures_source(args.figures, args.workspace)
     out = args.out or (args.workspace / WORKSPACE_REPORT if args.workspace is not None else DEFAULT_OUT)
+    if args.workspace is not None:
+        from nerloop_local.report_live import build_workspace_report, has_loop_state
+
+        if has_loop_state(args.workspace):  # the loop's own records, and the demo's test set when it has one
+            try:
+                page = build_workspace_report(args.workspace, out, target=args.target_precision)
+            except FiguresError as exc:
+                raise UsageError(str(exc)) from exc
+            print(page)
+            return 0
+    source = args.learning or figures_source(args.figures, args.workspace)
     try:
         data = read_json(source)
         if args.learning is not None or is_learning_benchmark(data):
@@ -478,14 +506,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     report = commands.add_parser(
         "report", help="a demo run's figures, or a learning benchmark, as an HTML page with plots",
-        description="Write an HTML page with PNG plots from the figures of `nerloop demo --json FILE` (or a "
-                    "workspace's demo.json): learning curve, scores per entity type, calibration, and the "
-                    "confidence threshold for a target precision. From a learning benchmark "
+        description="Write an HTML page with PNG plots. From a workspace: the loop's own records (each "
+                    "version's evaluation, reviews per day, what reviewers did to the model's spans, its precision "
+                    "in production and the threshold it supports, agreement between reviewers), then a demo's "
+                    "test set when the workspace has one. From the figures of `nerloop demo --json FILE`: "
+                    "learning curve, scores per entity type, calibration, and the confidence threshold for a "
+                    "target precision. From a learning benchmark "
                     "(`python -m bench.learn`): the learning curves of the loop, random selection and full "
                     "supervision with their intervals over seeds. Prints the page's path.")
     source = report.add_mutually_exclusive_group(required=True)
     source.add_argument("--figures", type=Path, metavar="FILE.json", help="figures written by `nerloop demo --json`")
-    source.add_argument("--workspace", type=Path, metavar="DIR", help=f"read DIR/{WORKSPACE_FIGURES}")
+    source.add_argument("--workspace", type=Path, metavar="DIR",
+                        help="a workspace of `nerloop up` or `nerloop demo`: the loop's own records (versions, "
+                             f"reviews), and the demo's test set when DIR/{WORKSPACE_FIGURES} is there")
     source.add_argument("--learning", type=Path, metavar="FILE.json",
                         help="a learning benchmark written by `python -m bench.learn` (--figures recognises one too)")
     report.add_argument("--out", type=Path, metavar="DIR",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
@@ -36,11 +38,11 @@ def comprehend(emulated):
     stubber.assert_no_pending_responses()
 
 
-def expect_describe(comprehend, version: str, f1: float) -> None:
+def expect_describe(comprehend, version: str, f1: float, **properties: object) -> None:
     comprehend.add_response(
         "describe_entity_recognizer",
         {"EntityRecognizerProperties": {"EntityRecognizerArn": ARN.format(version), "Status": "TRAINED",
-                                        "RecognizerMetadata": metadata(f1)}},
+                                        "RecognizerMetadata": metadata(f1), **properties}},
         {"EntityRecognizerArn": ARN.format(version)},
     )
 
@@ -83,6 +85,18 @@ def test_trained_version_becomes_active_and_detects_waiting_documents(emulated, 
     assert job.version == "v1" and job.documents == 3
     lines = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode().splitlines()
     assert sorted(lines) == sorted(["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.", "Nothing here."])
+
+
+def test_a_trained_version_keeps_when_its_training_started_and_ended(emulated, event, lambda_context, comprehend):
+    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    started, ended = datetime(2026, 12, 1, 9, 0, tzinfo=UTC), datetime(2026, 12, 1, 9, 42, 30, tzinfo=UTC)
+    expect_describe(comprehend, "v1", 0.85, TrainingStartTime=started, TrainingEndTime=ended)
+
+    emulated.handler("DetectFunction")(event("detect"), lambda_context)
+
+    stored = emulated.state.get_version("v1").metrics
+    assert (stored["training_started_at"], stored["training_ended_at"]) == (started.isoformat(), ended.isoformat())
+    assert stored["f1"] == pytest.approx(0.85)
 
 
 def test_a_worse_version_is_kept_but_not_activated(emulated, event, lambda_context, comprehend):

@@ -15,6 +15,7 @@ from nerloop_local.report_figures import (
     Prediction,
     candidate_thresholds,
     choose_threshold,
+    choose_threshold_held_out,
     expected_calibration_error,
     headline_round,
     learning_curve,
@@ -22,6 +23,7 @@ from nerloop_local.report_figures import (
     parse_figures,
     reliability_bins,
     review_outcome,
+    split_documents,
 )
 
 
@@ -172,6 +174,40 @@ def test_choose_threshold_without_predictions_has_no_choice() -> None:
 def test_choose_threshold_rejects_a_target_outside_zero_to_one(target: float) -> None:
     with pytest.raises(ValueError, match="target"):
         choose_threshold(CASE, 5, target=target, run_threshold=0.95)
+
+
+def test_split_documents_puts_even_numbered_documents_on_one_side_and_odd_on_the_other() -> None:
+    (choose, choose_docs), (score, score_docs) = split_documents(CASE, 5)
+
+    assert {x.doc for x in choose} <= {0, 2, 4} and {x.doc for x in score} <= {1, 3}
+    assert len(choose) + len(score) == len(CASE)
+    assert (choose_docs, score_docs) == (3, 2)
+
+
+def test_a_held_out_threshold_is_chosen_on_one_half_and_measured_on_the_other() -> None:
+    # Even documents choose: 0 (0.5 wrong), 2 (0.8 right) → 0.8 (document 0 reviewed, 2 accepted). Odd
+    # documents measure it: 1 (0.4 right) reviewed, 3 (0.9 wrong, 0.95 right) accepted: 1 of 2 right.
+    # The half it was chosen on flatters it (1.0); the held-out half shows 0.5.
+    predictions = [p(0, 0.5, False), p(1, 0.4, True), p(2, 0.8, True), p(3, 0.9, False), p(3, 0.95, True)]
+
+    held_out = choose_threshold_held_out(predictions, 4, target=0.9, run_threshold=0.95)
+
+    assert held_out.choice is not None and held_out.choice.threshold == 0.8
+    assert held_out.choice.documents == 2 and held_out.choice.precision == 1.0
+    assert held_out.chosen is not None and held_out.chosen.documents == 2
+    assert (held_out.chosen.to_review, held_out.chosen.accepted_entities) == (1, 2)
+    assert held_out.chosen.precision == pytest.approx(0.5)
+    assert held_out.run.to_review == 2  # the run's 0.95 on the odd half
+    assert not held_out.everything_reviewed
+
+
+def test_a_held_out_threshold_that_meets_the_target_only_by_reviewing_everything_says_so() -> None:
+    predictions = [p(0, 0.9, False), p(1, 0.95, True), p(2, 0.8, False)]
+
+    held_out = choose_threshold_held_out(predictions, 3, target=0.9, run_threshold=0.5)
+
+    assert held_out.everything_reviewed
+    assert held_out.chosen is not None and held_out.chosen.accepted_entities == 1  # the other half's 0.95
 
 
 # --- learning curve and the run's record ------------------------------------------------------------

@@ -17,7 +17,8 @@ import pytest
 from nerloop import constants, custom_resources
 from nerloop.a2i import build_input_content
 from nerloop.comprehend_output import DetectedEntity
-from nerloop.settings import Settings, load_settings
+from nerloop.constants import MAX_DETECTION_LINES
+from nerloop.settings import Settings, SettingsError, load_settings
 from nerloop_local.stack import Stack
 from nerloop_local.template import REPO, rules
 
@@ -670,6 +671,26 @@ def test_the_default_review_budget_fills_one_retrain_batch_per_detection():
     # model finds nothing in would never be offered. The default must be a budget, one retrain batch.
     parameters = TEMPLATE["Parameters"]
     assert int(parameters["ReviewBudget"]["Default"]) == int(parameters["RetrainBatchSize"]["Default"]) > 0
+
+
+# --- detection cap (issue 13, part 3) ----------------------------------------------------------------------
+
+
+def test_the_detect_stage_and_only_it_gets_the_detection_cap():
+    for function in STACK.functions():
+        environment = STACK.function_environment(function)
+        if function == "DetectFunction":
+            cap = int(TEMPLATE["Parameters"]["DetectionDocumentsPerRound"]["Default"])
+            assert load_settings(environment).detection_documents_per_round == cap > 0
+        else:
+            assert "DETECTION_DOCUMENTS_PER_ROUND" not in environment, function
+
+
+def test_the_detection_cap_stays_within_what_one_comprehend_job_reads():
+    assert int(TEMPLATE["Parameters"]["DetectionDocumentsPerRound"]["MaxValue"]) == MAX_DETECTION_LINES
+    with pytest.raises(SettingsError, match="DETECTION_DOCUMENTS_PER_ROUND"):
+        load_settings({**STACK.function_environment("DetectFunction"),
+                       "DETECTION_DOCUMENTS_PER_ROUND": str(MAX_DETECTION_LINES + 1)})
 
 
 # --- issue 14 part 3: several reviewers per document (begin) ---

@@ -47,6 +47,9 @@ MAX_TYPE_NAME_LENGTH = 64
 # Comprehend runs at most 10 concurrent active async jobs per job type and account ("Guidelines and
 # quotas", Concurrent active asynchronous jobs: https://docs.aws.amazon.com/comprehend/latest/dg/guidelines-and-limits.html).
 MAX_CONCURRENT_DETECTION_JOBS = 10
+# An async custom analysis job reads at most 1,000,000 lines of ONE_DOC_PER_LINE input, over all its files
+# ("Inputs for asynchronous custom analysis": https://docs.aws.amazon.com/comprehend/latest/dg/idp-inputs-async.html).
+MAX_DETECTION_LINES = 1_000_000
 # Ground Truth input manifest: a line is at most 100,000 characters.
 MAX_MANIFEST_LINE_CHARS = 100_000
 

@@ -24,6 +24,17 @@ def _fraction(value: Any) -> float | None:
     return float(value) / 100.0
 
 
+def training_times(properties: dict[str, Any]) -> dict[str, str]:
+    """When the version's training started and ended (EntityRecognizerProperties' TrainingStartTime and
+    TrainingEndTime, timestamps: botocore's comprehend model and
+    https://docs.aws.amazon.com/comprehend/latest/APIReference/API_EntityRecognizerProperties.html), as
+    ISO 8601 text, for those Comprehend reports."""
+    times = {"training_started_at": properties.get("TrainingStartTime"),
+             "training_ended_at": properties.get("TrainingEndTime")}
+    return {name: value.isoformat() if hasattr(value, "isoformat") else str(value)
+            for name, value in times.items() if value is not None}
+
+
 def metrics_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """Overall and per-type precision / recall / F1 (0-1) from DescribeEntityRecognizer's metadata."""
     overall = metadata.get("EvaluationMetrics") or {}

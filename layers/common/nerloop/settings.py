@@ -11,6 +11,7 @@ import os
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from nerloop.comprehend_training import entity_type_problem
+from nerloop.constants import MAX_DETECTION_LINES
 
 
 class SettingsError(RuntimeError):
@@ -28,6 +29,11 @@ class Settings(BaseModel):
     # Pending reviews start a retrain once the oldest has waited this long (0 = never by time alone).
     retrain_max_wait_minutes: int = Field(alias="RETRAIN_MAX_WAIT_MINUTES", ge=0)
     review_budget: int = Field(alias="REVIEW_BUDGET", ge=0)  # human loops per detection job, 0 = no limit
+    # Documents a version detects in a round (the detection after a training), 0 = every eligible one;
+    # at most the 1,000,000 lines Comprehend reads in one ONE_DOC_PER_LINE job ("Inputs for asynchronous
+    # custom analysis"). Only the detect stage reads it (its own variable in template.yaml).
+    detection_documents_per_round: int = Field(alias="DETECTION_DOCUMENTS_PER_ROUND", default=0, ge=0,
+                                               le=MAX_DETECTION_LINES)
     recognizer_name: str = Field(alias="RECOGNIZER_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
     comprehend_role_arn: str = Field(alias="COMPREHEND_ROLE_ARN", min_length=1)
     # Only the route stage starts human loops; the others run without it.

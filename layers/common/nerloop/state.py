@@ -2,7 +2,8 @@
 
 Item families, by partition key:
 - GOLD / <doc hash>       a labelled document: text, spans, origin (labeling job or human loop)
-- POOL / <doc hash>       a document waiting for the model: text, status, seen_by, loop
+- POOL / <doc hash>       a document waiting for the model: text, status, seen_by, loop; detected_at
+                          and uncertain_by, what the detection cap's policy reads (nerloop.detection_policy)
 - VERSION / <version>     a recognizer version: status, arn, metrics, snapshot
 - MODEL / ACTIVE          the version detection uses
 - JOB / <job id>          a detection job: status, version, input key
@@ -77,9 +78,12 @@ class PoolDocument:
     doc: str
     text: str
     status: str
-    seen_by: str = ""
+    seen_by: str = ""  # the version that detected it last
     loop: str = ""
     batch: str = ""
+    detected_at: str = ""  # when that detection was routed
+    uncertain_by: str = ""  # the last version that found it uncertain (kept when a later one accepts it)
+    updated_at: str = ""
 
 
 @dataclass
@@ -126,6 +130,8 @@ class Loop:
     version: str
     status: str
     failure: str = ""
+    started_at: str = ""  # when the route stage recorded it (`now()`); read back, never written from here
+    finished_at: str = ""  # when it left InProgress
 
 
 class StateTable:
@@ -874,7 +880,8 @@ def _gold_from_item(item: dict[str, Any]) -> GoldDocument:
 def _pool_from_item(item: dict[str, Any]) -> PoolDocument:
     return PoolDocument(doc=item["sk"], text=item["text"], status=item["status"],
                         seen_by=item.get("seen_by", ""), loop=item.get("loop", ""),
-                        batch=item.get("batch", ""))
+                        batch=item.get("batch", ""), detected_at=item.get("detected_at", ""),
+                        uncertain_by=item.get("uncertain_by", ""), updated_at=item.get("updated_at", ""))
 
 
 def _version_from_item(item: dict[str, Any]) -> Version:
@@ -891,4 +898,5 @@ def _job_from_item(item: dict[str, Any]) -> Job:
 
 def _loop_from_item(item: dict[str, Any]) -> Loop:
     return Loop(name=item["sk"], doc=item["doc"], version=item["version"], status=item["status"],
-                failure=item.get("failure", ""))
+                failure=item.get("failure", ""), started_at=item.get("started_at", ""),
+                finished_at=item.get("finished_at", ""))

@@ -3,18 +3,22 @@
 TRAINED or TRAINED_WITH_WARNING (a warning is still a trained model; its message is kept): keep its
 metrics, make it the active version unless it is worse than the active one by more than the
 tolerance, delete versions beyond the retention count, and start a detection job with the active
-version over the pool documents it has not yet seen. IN_ERROR, STOPPED (or gone): record the message
-and count it. Whichever way the training ended, the training lock is released and a retrain that
-became due meanwhile starts.
+version over the pool documents waiting and those accepted by another version: at most
+DETECTION_DOCUMENTS_PER_ROUND of them, chosen by `nerloop.detection_policy` when there are more.
+IN_ERROR, STOPPED (or gone): record the message and count it. Whichever way the training ended, the
+training lock is released and a retrain that became due meanwhile starts.
 
 Documents Added (a batch from the preprocess stage): when a version is active, a detection job over
-the batch starts at once, so new text does not wait for the next training.
+the batch starts at once, so new text does not wait for the next training. It is not counted against
+the round's cap: each document is detected this way once, when it arrives, so its cost follows the
+text put in, not the pool's size; and counting it could leave a round no room for anything else.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,13 +28,19 @@ from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_INPUT_PREFIX, DOCUMENTS_FILE
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue, versions_in_use
+from nerloop.detection_policy import RoundSelection, tier_counts
 from nerloop.event_models.loop import DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
-from nerloop.recognizers import TRAINED_STATUSES, UNTRAINED_END_STATUSES, metrics_from_metadata
+from nerloop.recognizers import (
+    TRAINED_STATUSES,
+    UNTRAINED_END_STATUSES,
+    metrics_from_metadata,
+    training_times,
+)
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
-from nerloop.state import ACCEPTED, WAITING, DetectionRequest, StateTable, Version
+from nerloop.state import ACCEPTED, WAITING, DetectionRequest, PoolDocument, StateTable, Version
 
 __all__ = ["detect_batch", "detection_token", "handle_recognizer_status", "start_detection"]
 
@@ -75,7 +85,7 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
         "EntityRecognizerProperties"]
     evaluation = metrics_from_metadata(props.get("RecognizerMetadata") or {})
     version = state.get_version(detail.versionName)
-    stored = {**(version.metrics if version else {}), **evaluation}
+    stored = {**(version.metrics if version else {}), **evaluation, **training_times(props)}
     if version is None:  # trained outside the loop's own snapshots: adopt it
         state.put_version(Version(version=detail.versionName, status=detail.status, arn=detail.recognizerArn))
     # A TRAINED_WITH_WARNING version keeps its status and its Message (the warning) for people to read.
@@ -124,8 +134,9 @@ def _version_order(name: str) -> tuple[int, str]:
 
 def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key: str) -> DetectionStart:
     """Start (or queue, when Comprehend's job slots are full) a detection job with the active version
-    over the pool documents still waiting and those accepted by an earlier version; once per
-    `request_key` (what triggered it)."""
+    over the pool documents still waiting and those accepted by another version, at most
+    `settings.detection_documents_per_round` of them (0: all); once per `request_key` (what
+    triggered it)."""
     token = detection_token(request_key)
     request = state.get_detection_request(token)
     if request is None:
@@ -143,20 +154,39 @@ def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key
 
 
 def _write_detection_input(state: StateTable, aws: Aws, settings: Settings, version: str, input_key: str) -> int:
+    """Write the round's input (ONE_DOC_PER_LINE: one document a line) from one Query over the pool;
+    under a cap, memory holds only the documents the policy keeps. Returns the documents written."""
+    cap = settings.detection_documents_per_round
+    documents: Iterable[PoolDocument] = _eligible(state, version)
+    if cap:
+        selection: RoundSelection[PoolDocument] = RoundSelection(cap)
+        for doc in documents:
+            selection.offer(doc)
+        documents = selection.chosen()
+        logger.info("documents chosen for the round's detection", version=version, cap=cap,
+                    eligible=selection.offered, chosen=len(documents), left_for_later=selection.left(),
+                    by_tier=tier_counts(documents))
+        metrics.add_metric(name="DocumentsLeftForLaterRounds", unit=MetricUnit.Count, value=selection.left())
     with tempfile.TemporaryFile("w+b") as spool:
         count = 0
-        for doc in state.iter_pool((WAITING, ACCEPTED)):
-            # Accepted documents are looked at again by each new version; waiting ones (left over by
-            # the review budget, or sent back by a failed loop) always, even by the version that saw
-            # them, so the loop goes on when a new version is not activated.
-            if doc.status == ACCEPTED and doc.seen_by == version:
-                continue
+        for doc in documents:
             spool.write((one_line(doc.text) + "\n").encode("utf-8"))
             count += 1
         if count:
             spool.seek(0)
             aws.s3.upload_fileobj(spool, settings.data_bucket, input_key)
     return count
+
+
+def _eligible(state: StateTable, version: str) -> Iterator[PoolDocument]:
+    """The pool documents a round with `version` may detect."""
+    for doc in state.iter_pool((WAITING, ACCEPTED)):
+        # Accepted documents are looked at again by each new version; waiting ones (left over by the
+        # review budget, or sent back by a failed loop) always, even by the version that saw them, so
+        # the loop goes on when a new version is not activated.
+        if doc.status == ACCEPTED and doc.seen_by == version:
+            continue
+        yield doc
 
 
 def detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:

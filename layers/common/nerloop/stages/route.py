@@ -148,6 +148,9 @@ class Router:
         self.settings = settings
         self.flow_definition_arn = flow_definition_arn
         self.version = job.version
+        # Written on each document this routing decides: the detection cap's policy reads it
+        # (nerloop.detection_policy: never detected, waiting longest, once uncertain, stalest).
+        self.detected_at = now()
         self.counts: Counter[str] = Counter()
         self.quarantine = Quarantine(stage="route", source=job.job_id)
         self.budget: ReviewBudget[Candidate] = ReviewBudget(settings.review_budget, SHORTLIST_FACTOR)
@@ -327,19 +330,21 @@ class Router:
         self.quarantine.reject(error)
         self.counts["quarantined"] += 1
 
-    def keep_waiting(self, doc: str) -> None:
+    def keep_waiting(self, doc: str, uncertain: bool = False) -> None:
         """Leave a document waiting, but seen by this version so the next version picks it up (unless
         it is gold or in review by then: the write is conditional, written with the next batch)."""
-        self.waits.append((doc, WAITING, {"seen_by": self.version}))
+        detected = {"seen_by": self.version, "detected_at": self.detected_at}
+        self.waits.append((doc, WAITING, {**detected, "uncertain_by": self.version} if uncertain else detected))
 
     def over_budget(self, candidate: Candidate) -> None:
         self.counts["over_budget"] += 1
-        self.keep_waiting(candidate.doc)
+        self.keep_waiting(candidate.doc, uncertain=True)
         logger.debug("document over the review budget", document=candidate.doc, budget=self.budget.limit)
 
     def accept(self, doc: str, detected: tuple[DetectedEntity, ...]) -> None:
         entities = [{"begin": e.begin, "end": e.end, "type": e.type, "score": e.score} for e in detected]
-        self.mark(doc, ACCEPTED, seen_by=self.version, job=self.job.job_id, entities=json.dumps(entities))
+        self.mark(doc, ACCEPTED, seen_by=self.version, detected_at=self.detected_at, job=self.job.job_id,
+                  entities=json.dumps(entities))
         self.counts["accepted"] += 1
 
     def mark(self, doc: str, status: str, **attributes: str) -> None:
@@ -404,7 +409,9 @@ class Router:
             return
         # Written with the batch: a crash before then is the case of a loop started and the pool not
         # yet marked, which the retry handles (the loop is recorded; A2I answers it already exists).
-        self.mark(doc, IN_REVIEW, loop=name, seen_by=self.version)
+        uncertain = route_decision(candidate.entities, self.settings.confidence_threshold) != ACCEPT
+        self.mark(doc, IN_REVIEW, loop=name, seen_by=self.version, detected_at=self.detected_at,
+                  **({"uncertain_by": self.version} if uncertain else {}))
         if outcome == ALREADY_STARTED:
             self.counts["loops_existing"] += 1
         else:
