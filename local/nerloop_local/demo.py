@@ -3,8 +3,12 @@
 A small labelled seed goes through a Ground Truth labeling job; the rest of the labels are held back
 and the unlabelled text is dropped under raw/. From there the stages run on their own — train,
 detect, route, review, merge, retrain — and a simulated reviewer answers each human loop from the
-held-back labels. Each round's model is scored on a test set the loop never sees, beside two
-references trained in the same run: full supervision and randomly chosen documents.
+held-back labels. With `--reviewers N` (the ReviewersPerDocument parameter) each loop is answered by N
+simulated workers, and `--reviewer-noise P` makes each of them miss each entity with probability P,
+independently (a worker's draws depend on the seed, its id and the loop), so they can disagree and the
+merge stage's majority rule, ties included, is exercised. Each round's model is scored on a test set
+the loop never sees, beside two references trained in the same run: full supervision and randomly
+chosen documents.
 
 The loop runs with its gate on (F1Tolerance at its default, nerloop.gate): a version is activated
 unless it is worse than the active one on the loop's own stable test set (a share of its gold set held
@@ -116,6 +120,8 @@ def run_demo(
     random_draws: int = 3,
     every_version_active: bool = False,
     references: bool = True,
+    reviewers: int = 1,
+    reviewer_noise: float = 0.0,
 ) -> dict[str, Any]:
     """Run the loop for `rounds` model versions; return the figures (see --json). `every_version_active`
     turns the gate off (F1Tolerance 1); `references` False skips random selection and full supervision."""
@@ -142,6 +148,7 @@ def run_demo(
         "VersionRetention": str(rounds + 1),
         # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
         **({"F1Tolerance": "1"} if every_version_active else {}),
+        "ReviewersPerDocument": str(reviewers),
     }
     trained: list[int] = [0]  # versions trained so far (set as the loop runs)
 
@@ -151,7 +158,10 @@ def run_demo(
         spans = oracle.labels_for(content["text"])
         if spans is None:  # not a pool sentence (cannot happen with the demo's own data): keep the model's
             spans = [Span(item["startOffset"], item["endOffset"], item["label"]) for item in content["initialValue"]]
-        return [{"label": s.type, "startOffset": s.begin, "endOffset": s.end} for s in spans]
+        worker = str(content.get("workerId", ""))
+        noise = random.Random(f"{seed}:{worker}:{loop_name}")  # nosec B311 # simulated mistakes, not secrets
+        kept = [s for s in spans if noise.random() >= reviewer_noise]
+        return [{"label": s.type, "startOffset": s.begin, "endOffset": s.end} for s in kept]
 
     own_workspace = workspace is None
     if workspace is None:
@@ -209,6 +219,7 @@ def run_demo(
     return {
         "manifest": str(manifest), "seed": seed, "entity_types": types, "threshold": threshold,
         "rounds_requested": rounds, "every_version_active": every_version_active,
+        "reviewers": reviewers, "reviewer_noise": reviewer_noise,
         "pool_size": len(pool_docs), "pool_lines": len(split.pool), "test_documents": len(split.test),
         "seed_documents": len(split.seed), "quarantined_lines": quarantined, "review_budget_per_round": per_round,
         "rounds": [asdict(entry) for entry in rounds_out],
@@ -316,9 +327,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"{manifest}: no such file (pass --manifest, or set NERLOOP_SAMPLE_DATA)")
     if args.rounds < 3:
         raise UsageError("--rounds must be at least 3")
+    if not 1 <= args.reviewers <= 3:
+        raise UsageError("--reviewers must be 1, 2 or 3 (A2I's TaskCount)")
+    if not 0 <= args.reviewer_noise < 1:
+        raise UsageError("--reviewer-noise must be at least 0 and below 1")
     try:
         figures = run_demo(manifest, rounds=args.rounds, seed=args.seed, threshold=args.threshold,
-                           workspace=args.workspace)
+                           workspace=args.workspace, reviewers=args.reviewers, reviewer_noise=args.reviewer_noise)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print_report(figures)
@@ -337,5 +352,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     demo.add_argument("--seed", type=int, default=0, help="makes a run repeatable")
     demo.add_argument("--threshold", type=float, default=0.95, help="ConfidenceThreshold for the run")
     demo.add_argument("--workspace", type=Path, help="keep the run's state in this folder")
+    demo.add_argument("--reviewers", type=int, default=1,
+                      help="simulated reviewers per document (ReviewersPerDocument, 1-3; default 1)")
+    demo.add_argument("--reviewer-noise", type=float, default=0.0, metavar="P",
+                      help="each simulated reviewer misses each entity with probability P (default 0)")
     demo.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     demo.set_defaults(run=cmd_demo)

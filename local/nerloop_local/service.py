@@ -27,10 +27,12 @@ and the inbox's documents need no labeling job of their own.
 
 The human loops wait for people: while `up` runs (not with `--once`) it serves the review page
 (nerloop_local.review) on http://127.0.0.1:<--review-port>/ (default 8470; 0 takes any free port), and
-prints its address. An answer there completes the loop through the A2I stand-in, as a worker's would,
-and wakes the service at once: the merge stage runs in the next round. Only the service's thread drives
-the runtime's pump; the page's requests run in the server's threads and hold `Service.lock`, which
-each round holds too, so the two never use the emulated AWS at the same time.
+prints its address. An answer there is taken at once (nerloop_local.review.answers: queued in order,
+journaled in <workspace>/review-answers.jsonl) and wakes the service: it is handed to the A2I stand-in,
+as a worker's would be, at once when no round runs, else at the start of the next round, whose merge
+stage then takes it. Only the service's thread drives the runtime's pump; a page request uses the
+emulated AWS only when it gets `Service.lock` without waiting (each round holds it), and otherwise
+answers from what was read last: a page request never waits for a round.
 
 Template parameters: `--param Name=Value` (repeatable) over the template's defaults (see
 `nerloop up --help`), checked as CloudFormation would (type, bounds, pattern) and as the functions'
@@ -74,11 +76,12 @@ MAX_CYCLES = 500  # pump cycles per round; a round that does not settle goes on 
 SEED_CYCLES = 50  # cycles allowed for the seed's labels to reach the gold set
 DONE_FOLDER = "done"
 LOCK_FILE = ".nerloop-up.lock"
+ANSWER_JOURNAL = "review-answers.jsonl"  # the review page's answers not yet in a saved workspace
 # What the handlers log here: errors only, unless NERLOOP_LOG_LEVEL says otherwise.
 QUIET = {"POWERTOOLS_METRICS_DISABLED": "true"}
 # A folder that holds any of these was used as a workspace (perhaps interrupted before its first save).
 WORKSPACE_ENTRIES = ("workspace.json", "fakes", "s3", "dynamodb", "queues.json", "stack.json",
-                     "deliveries.jsonl", LOCK_FILE)
+                     "deliveries.jsonl", LOCK_FILE, ANSWER_JOURNAL)
 POOL_STATUSES = ("waiting", "in_review", "accepted", "gold")
 
 
@@ -270,7 +273,8 @@ class Service:
         self.dead_lettered = 0
         self.settled = True
         self.review_url: str | None = None
-        self.lock = threading.RLock()  # held by each round and by each request of the review page
+        self.lock = threading.RLock()  # held by each round, and by a page request that finds it free
+        self.desk: Any = None  # the review page's desk, while the page is served
         self.wakeup = threading.Event()  # set by an answer on the page: the next round starts at once
         self._stopping = threading.Event()
         self._last_line = ""
@@ -307,7 +311,11 @@ class Service:
                 self.say("stopping: saving the workspace")
             finally:
                 with self.lock:  # a page request still running ends first
+                    if self.desk is not None:
+                        self.desk.deliver()  # answers taken since the last round: A2I holds them when saved
                     self.runtime.close()  # saves
+                    if self.desk is not None:
+                        self.desk.answers.saved()
             self.say(f"state saved in {options.workspace}")
         if options.once and not self.settled:
             self.say(f"the loop did not settle in {MAX_CYCLES} cycles; run again to go on")
@@ -327,6 +335,7 @@ class Service:
     @contextmanager
     def _review_page(self) -> Iterator[None]:
         """Serve the review page while the block runs (when a port is set)."""
+        from nerloop_local.review.answers import AnswerQueue
         from nerloop_local.review.desk import ReviewDesk
         from nerloop_local.review.server import ReviewServer
 
@@ -334,7 +343,16 @@ class Service:
         if port is None:
             yield
             return
-        desk = ReviewDesk(self.runtime, self.lock, on_answer=self.wakeup.set)
+        answers = AnswerQueue(self.options.workspace / ANSWER_JOURNAL)
+        desk = ReviewDesk(self.runtime, self.lock, on_answer=self.wakeup.set, answers=answers,
+                          on_refused=lambda taken, why: self.say(f"review page: the answer of {taken.worker} to "
+                                                                 f"{taken.loop} was not taken: {why}"))
+        replayed = answers.replay()
+        if replayed:
+            self.say(f"review page: {replayed} answers taken before the last stop are handed over now")
+        with self.lock:
+            desk.refresh()
+        self.desk = desk
         try:
             server = ReviewServer(desk, self.options.workspace / "report", port)
         except OSError as exc:
@@ -350,6 +368,8 @@ class Service:
 
     def _on_delivery(self, delivery: Any) -> None:
         self.say(delivery.line())
+        if self.desk is not None:  # the page shows the loop's progress during a long round
+            self.desk.refresh_now_and_then()
         if delivery.outcome == "dead-letter":
             self.dead_lettered += 1
 
@@ -424,6 +444,8 @@ class Service:
 
     def _round(self) -> None:
         runtime = self.runtime
+        if self.desk is not None:
+            self.desk.deliver()  # the answers the page took while the last round ran
         taken = self.take_inbox()
         for item in taken:
             self.say(f"inbox: {item.path.name} → {item.key}" if item.sent
@@ -433,6 +455,12 @@ class Service:
             result = runtime.run_until_idle(max_cycles=MAX_CYCLES)  # saves the workspace
             self.settled = result.idle
             worked = bool(result.deliveries)
+            if self.desk is not None:
+                self.desk.answers.saved()  # what it handed to A2I is in the saved workspace now
+        if self.desk is not None:
+            self.desk.refresh()
+            if self.desk.answers.waiting():  # taken during this round: the next one starts at once
+                self.wakeup.set()
         self.file_away(taken)
         line = status_line(collect_status(runtime, history=False), self.review_url)
         if worked or taken or line != self._last_line:

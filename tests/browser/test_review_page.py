@@ -101,7 +101,10 @@ def running(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Itera
             assert time.monotonic() < deadline, "the review page did not start"
             time.sleep(0.05)
         running = Running(service, service.review_url)
-        assert running.api("/api/status")["reviews"]["loops_waiting"] > 0, service.out.getvalue()  # after round 1
+        # The page answers at once, from what was read last, while round 1 runs: wait for its loops.
+        while running.api("/api/status")["reviews"]["loops_waiting"] == 0:
+            assert time.monotonic() < deadline, service.out.getvalue()
+            time.sleep(0.2)
         yield running
     finally:
         service.stop()

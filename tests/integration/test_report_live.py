@@ -98,7 +98,9 @@ def add_worker(runtime: Any, uri: str, worker: str, entities: list[dict[str, Any
 
 def answer_loops(workspace: Path) -> Expected:
     """Answer every waiting loop: kept, relabelled, moved, removed, added, everything removed, and two loops
-    with two workers (one where they disagree on a span, one where they agree). Then let the loop run."""
+    with several workers (one where bob disagrees on a span with alice and carol, one where alice and bob
+    agree). Then let the loop run. Two workers who disagree would tie under the merge's majority rule
+    (nerloop.review_consensus) and the document would go to a further review instead of being merged."""
     runtime = service.open_workspace(workspace)
     runtime.start()
     try:
@@ -106,7 +108,7 @@ def answer_loops(workspace: Path) -> Expected:
         assert len(loops) >= 8, [loop.name for loop in loops]
         totals: Counter[str] = Counter()
         scored: list[tuple[str, int, float, bool]] = []
-        two, disagreeing, disagreeing_f1 = [], "", 0.0
+        two, disagreeing, disagreeing_f1, extra_answers = [], "", 0.0, 0
         for index, loop in enumerate(loops):
             spans = predictions(loop)
             keep = [entity(p["label"], p["startOffset"], p["endOffset"]) for p in spans]
@@ -134,16 +136,21 @@ def answer_loops(workspace: Path) -> Expected:
             totals["kept"] += sum(kept)
             scored += [(loop.name, p["startOffset"], p["score"], k) for p, k in zip(spans, kept, strict=True)]
             uri = runtime.a2i.complete_loop(loop.name, keep, worker_id="alice")
-            if index == 6:  # bob removes the last span alice kept; which answer counts is the merge's rule
+            if index == 6:  # bob removes the last span alice and carol kept: 2 of 3 keep it (the merge's rule)
                 add_worker(runtime, uri, "bob", keep[:-1])
+                add_worker(runtime, uri, "carol", keep)
                 two.append(loop.name)
-                disagreeing, disagreeing_f1 = loop.name, 2 * (len(keep) - 1) / (2 * len(keep) - 1)
+                extra_answers += 1
+                # Pooled over the pairs alice/bob (n-1 of n and n-1 matched), alice/carol (n, n), bob/carol.
+                spans_kept = len(keep)
+                disagreeing, disagreeing_f1 = loop.name, (3 * spans_kept - 2) / (3 * spans_kept - 1)
             elif index == 7:
                 add_worker(runtime, uri, "bob", keep)
                 two.append(loop.name)
         result = runtime.run_until_idle(max_cycles=400)
         assert result.idle and not result.failures, [f.line() for f in result.failures]
-        return Expected(totals, scored, len(loops), len(loops) + len(two), two, disagreeing, disagreeing_f1)
+        return Expected(totals, scored, len(loops), len(loops) + len(two) + extra_answers, two, disagreeing,
+                        disagreeing_f1)
     finally:
         runtime.close()
 
@@ -188,8 +195,8 @@ def column(rows: list[dict[str, str]], name: str) -> int:
 def test_the_report_counts_what_the_reviewers_did_to_the_models_spans(live: Live) -> None:
     rows = live.page.tables["outcomes-by-type"]
     totals = live.expected.totals
-    # The two-worker loops are scored against the merged answer: whichever of alice's and bob's the
-    # merge kept, it differs from the model's by at most bob's one removal.
+    # The several-worker loops are scored against the merged answer: alice's and carol's (2 of 3) where bob
+    # removed a span, so it differs from the model's by at most bob's one removal.
     removed = column(rows, "Removed")
     assert removed in (totals["removed"], totals["removed"] + 1)
     assert column(rows, "Relabelled") == totals["relabelled"] == 1
@@ -260,7 +267,7 @@ def test_the_threshold_rests_on_the_reviewed_spans_above_it_with_its_intervals(l
 
 def test_agreement_is_span_f1_between_the_workers_of_a_document(live: Live) -> None:
     summary = live.page.by_id["agreement-summary"]
-    assert summary.startswith("2 documents had several reviewers (2 workers;")
+    assert summary.startswith("2 documents had several reviewers (3 workers;")
     worst = live.page.tables["disagreements"]
     assert [row["Human loop"] for row in worst] == [live.expected.disagreeing_loop,
                                                     *(n for n in live.expected.two_worker_loops

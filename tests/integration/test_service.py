@@ -243,7 +243,7 @@ def test_an_answer_on_the_review_page_is_merged_by_the_services_next_round(serve
         first = api(url, "GET", "/api/queue")[1]["loops"][0]["name"]
         spans = api(url, "GET", f"/api/loops/{first}")[1]["spans"]
         status, answer = api(url, "POST", f"/api/loops/{first}/answer", {"entities": spans})
-        assert status == 200, answer
+        assert status in (200, 202), answer  # 202: taken while a round ran, handed to A2I after it
         while api(url, "GET", "/api/status")[1]["reviews"]["merged"] == before["merged"]:
             assert time.monotonic() < deadline, out.getvalue()
             time.sleep(0.1)  # the answer woke the service: its round merges the review, however long the interval

@@ -24,6 +24,7 @@ from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord
 from nerloop.review_answers import input_text, parse_answer, parse_output, review_answer
+from nerloop.review_consensus import ReviewersTied
 
 TYPES = ("SERVICE", "VERSION")
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
@@ -265,19 +266,39 @@ def test_the_input_text_is_read_from_the_output_also_when_echoed_as_a_string() -
     assert input_text(parse_output(output([], as_string=True), FILE), FILE) == TEXT
 
 
-def test_several_answers_use_the_latest_submission_and_say_so() -> None:
+def test_three_reviewers_keep_the_spans_two_of_them_marked_and_say_so() -> None:
+    # Given three workers (TaskCount 3): all mark 0..9, two mark 14..24, one alone marks 25..28
     raw = output(
+        [span("SERVICE", 0, 9), span("SERVICE", 14, 24)],
+        [span("SERVICE", 0, 9), span("SERVICE", 14, 24), span("VERSION", 25, 28)],
         [span("SERVICE", 0, 9)],
-        [span("SERVICE", 14, 24)],
-        [span("VERSION", 25, 28)],
         times=["2024-05-14T17:05:00.000Z", "2024-05-14T18:00:00.000Z", "2024-05-14T17:30:00+00:00"],
     )
 
     answer = review_answer(parse_output(raw, FILE), FILE, TEXT, TYPES)
 
-    assert answer.spans == [Span(14, 24, "SERVICE")]
-    assert answer.worker == "worker-1"
-    assert any("3 answers" in note for note in answer.notes)
+    assert answer.spans == [Span(0, 9, "SERVICE"), Span(14, 24, "SERVICE")]
+    assert answer.worker == "worker-0,worker-1,worker-2"
+    assert answer.submitted == "2024-05-14T18:00:00.000Z"
+    assert any("3 answers from 3 workers" in note for note in answer.notes)
+    assert any("VERSION 25..28: marked by 1 of 3 reviewers; dropped" in note for note in answer.notes)
+
+
+def test_two_reviewers_who_disagree_tie_and_the_output_is_not_taken() -> None:
+    raw = output([span("SERVICE", 0, 9)], [span("SERVICE", 0, 9), span("VERSION", 25, 28)])
+
+    with pytest.raises(ReviewersTied) as caught:
+        review_answer(parse_output(raw, FILE), FILE, TEXT, TYPES)
+
+    assert caught.value.file == FILE and caught.value.line is None
+    assert "VERSION 25..28" in caught.value.reason and "further review" in caught.value.reason
+
+
+def test_a_bad_span_in_any_reviewer_s_answer_rejects_the_output_naming_the_worker() -> None:
+    raw = output([span("SERVICE", 0, 9)], [span("SERVICE", 0, 60)], [span("SERVICE", 0, 9)])
+
+    with pytest.raises(InvalidRecord, match=r"worker-1: span 0 .*outside the text"):
+        review_answer(parse_output(raw, FILE), FILE, TEXT, TYPES)
 
 
 @pytest.mark.parametrize(

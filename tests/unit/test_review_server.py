@@ -8,6 +8,8 @@ import html
 import http.client
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -337,3 +339,57 @@ def test_the_worker_template_and_the_review_page_read_the_same_input_and_give_th
     assert served.request("POST", f"/api/loops/{name}/answer", answer_for(prefilled))[0] == 200
     spans = parse_answer(served.output(name), f"{name}/output.json", text, TYPES)
     assert spans == sorted(Span(e.begin, e.end, e.type) for e in entities if e.type in TYPES)
+
+
+# --- a round running -------------------------------------------------------------------------------------
+
+
+def test_while_a_round_holds_the_runtime_an_answer_is_taken_at_once_and_handed_over_after(served):
+    text = "Amazon Kinesis 2.1 streams data."
+    name = served.start_loop(text, [found(text, "Amazon Kinesis", "SERVICE", 0.4)])
+    desk = served.server.desk
+    served.request("GET", "/api/queue")  # read while no round runs
+    holding, release = threading.Event(), threading.Event()
+
+    def round_running() -> None:
+        with desk.lock:
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=round_running)
+    thread.start()
+    holding.wait(5)
+    try:
+        started = time.monotonic()
+        status, body, _ = served.request("POST", f"/api/loops/{name}/answer", answer_for([]))
+        again, _, _ = served.request("POST", f"/api/loops/{name}/answer", answer_for([]))
+        queue = [loop["name"] for loop in served.request("GET", "/api/queue")[1]["loops"]]
+        page_status = served.request("GET", "/api/status")[1]
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join()
+
+    assert (status, body["queued"], again) == (202, True, 409)
+    assert took < 2  # nothing waited for the round
+    assert name not in queue
+    assert (page_status["answers_waiting"], page_status["working"]) == (1, True)
+    assert name in {loop.name for loop in served.runtime.a2i.pending_loops()}  # A2I has it not yet
+    with desk.lock:
+        assert desk.deliver() == 1
+    [answer] = json.loads(served.output(name))["humanAnswers"]
+    assert answer["workerId"] == "local-reviewer"
+    assert served.request("GET", "/api/status")[1]["answers_waiting"] == 0
+
+
+def test_an_answer_names_its_worker_and_a_bad_worker_id_is_refused(served):
+    text = "Amazon Redshift 3.0 scales."
+    name = served.start_loop(text, [found(text, "Amazon Redshift", "SERVICE", 0.4)])
+
+    refused = served.request("POST", f"/api/loops/{name}/answer", {**answer_for([]), "worker": "<script>"})
+    status, body, _ = served.request("POST", f"/api/loops/{name}/answer", {**answer_for([]), "worker": "ana.b"})
+
+    assert refused[0] == 400 and "worker must be" in refused[1]["error"]
+    assert (status, body["worker"]) == (200, "ana.b")
+    [answer] = json.loads(served.output(name))["humanAnswers"]
+    assert answer["workerId"] == "ana.b"

@@ -696,3 +696,20 @@ def test_the_detection_cap_stays_within_what_one_comprehend_job_reads():
     with pytest.raises(SettingsError, match="DETECTION_DOCUMENTS_PER_ROUND"):
         load_settings({**STACK.function_environment("DetectFunction"),
                        "DETECTION_DOCUMENTS_PER_ROUND": str(MAX_DETECTION_LINES + 1)})
+
+
+# --- issue 14 part 3: several reviewers per document (begin) ---
+
+
+def test_reviewers_per_document_is_the_flow_definition_s_task_count_within_the_custom_resource_s_bounds():
+    parameter = TEMPLATE["Parameters"]["ReviewersPerDocument"]
+    props = Stack.load({"WorkteamArn": WORKTEAM, "ReviewersPerDocument": "3"}).resolve(
+        RESOURCES["FlowDefinition"]["Properties"])
+
+    assert custom_resources.FlowDefinitionProperties.model_validate(props).task_count == 3
+    bounds = custom_resources.FlowDefinitionProperties.model_fields["task_count"].metadata
+    assert (int(parameter["Default"]), int(parameter["MinValue"]), int(parameter["MaxValue"])) == (
+        1, next(b.ge for b in bounds if hasattr(b, "ge")), next(b.le for b in bounds if hasattr(b, "le")))
+
+
+# --- issue 14 part 3 (end) ---

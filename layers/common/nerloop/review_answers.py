@@ -5,9 +5,12 @@ A2I writes `output.json` with `humanAnswers[].answerContent["crowd-entity-annota
 
 Answer policy (`review_answer`):
 - no answer at all: the answer is rejected;
-- several answers: the latest `submissionTime` wins (noted);
-- a span outside the text, with reversed offsets or with a label that is not an entity type: the
-  WHOLE answer is rejected. A reviewed document enters the gold set as completely labelled, so
+- several answers (the flow definition's TaskCount gives each loop to several workers; A2I lists
+  one entry per worker): each is checked as below, then they are consolidated by
+  `nerloop.review_consensus` (a span kept when more than half the reviewers marked it; a tie sends
+  the document to a further review);
+- a span outside the text, with reversed offsets or with a label that is not an entity type, in
+  any of the answers: the WHOLE output is rejected. A reviewed document enters the gold set as completely labelled, so
   dropping one span would teach the model that an entity is not one; the loop is recorded as
   Failed and the document goes back to waiting, to be reviewed again;
 - white space at either end of a span is trimmed; a span that is empty or only white space is
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 from nerloop.constants import CROWD_ELEMENT_NAME
 from nerloop.documents import Span, resolve_overlaps, trim_span, utf16_hint
 from nerloop.errors import InvalidRecord
+from nerloop.review_consensus import WorkerAnswer, consolidate_answers
 
 
 class _AnsweredSpan(BaseModel):
@@ -114,28 +118,38 @@ def parse_answer(output_json: bytes | str, file: str, text: str, entity_types: I
 def review_answer(
     output: HumanLoopOutputFile, file: str, text: str, entity_types: Iterable[str]
 ) -> ReviewedAnswer:
-    """Pick the answer, check its spans against `text`, repair what can be repaired."""
+    """Check every worker's spans against `text`, repair what can be repaired, and consolidate several
+    workers' answers (ReviewersTied, an InvalidRecord, on a tie)."""
     answers = output.humanAnswers or []
     if not answers:
         raise InvalidRecord(file, None, "no human answers")
+    known = set(entity_types)
+    checked = [_check_answer(answer, file, text, known) for answer in answers]
+    if len(checked) == 1:
+        return checked[0]
+    consensus = consolidate_answers(
+        [WorkerAnswer(a.worker, _submitted_at(a.submitted).isoformat(), tuple(a.spans)) for a in checked], file)
+    notes = [f"{len(checked)} answers from {len(consensus.workers)} workers "
+             f"({', '.join(w or '?' for w in consensus.workers)}); kept the spans more than half marked"]
+    notes += [note for answer in checked for note in answer.notes] + consensus.notes
+    latest = max(checked, key=lambda a: _submitted_at(a.submitted))
+    return ReviewedAnswer(consensus.spans, notes, ",".join(consensus.workers), latest.submitted)
+
+
+def _check_answer(answer: _HumanAnswer, file: str, text: str, known: set[str]) -> ReviewedAnswer:
+    """One worker's spans, checked against `text` and repaired (see the module's policy)."""
     notes: list[str] = []
-    answer = answers[0]
-    if len(answers) > 1:
-        answer = max(answers, key=lambda a: _submitted_at(a.submissionTime))
-        when = answer.submissionTime or "at an unknown time"
-        notes.append(f"{len(answers)} answers; used the latest, submitted {when}")
+    who = f"worker {answer.workerId}: " if answer.workerId else ""
     element = answer.answerContent.get(CROWD_ELEMENT_NAME)
     try:
         annotation = _EntityAnnotation.model_validate(element)
     except ValidationError as exc:
         raise InvalidRecord(
-            file, None, f"answer has no valid {CROWD_ELEMENT_NAME}.entities: {_short(exc)}"
+            file, None, f"{who}answer has no valid {CROWD_ELEMENT_NAME}.entities: {_short(exc)}"
         ) from exc
-
-    known = set(entity_types)
     spans: list[Span] = []
     for index, item in enumerate(annotation.entities):
-        where = f"span {index} ({item.label} {item.startOffset}..{item.endOffset})"
+        where = f"{who}span {index} ({item.label} {item.startOffset}..{item.endOffset})"
         if item.label not in known:
             raise InvalidRecord(file, None, f"{where}: label {item.label!r} is not one of {sorted(known)}")
         if item.startOffset > item.endOffset:
@@ -152,7 +166,7 @@ def review_answer(
         spans.append(trimmed)
     resolved, dropped = resolve_overlaps(spans)
     notes += [
-        f"span {span.type} {span.begin}..{span.end}: "
+        f"{who}span {span.type} {span.begin}..{span.end}: "
         + ("duplicate" if span == clash else f"overlaps {clash.type} {clash.begin}..{clash.end}")
         + "; dropped"
         for span, clash in dropped

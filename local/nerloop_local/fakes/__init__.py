@@ -306,6 +306,8 @@ class FakeService:
         """Load what `snapshot` returned."""
 
 
+# (loop name, the loop's input content with the asked worker's id added under "workerId") -> the
+# worker's entities, or None while unanswered. A flow definition's TaskCount asks that many workers.
 Reviewer = Callable[[str, dict[str, Any]], "list[dict[str, Any]] | None"]
 
 

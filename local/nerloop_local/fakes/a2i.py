@@ -9,8 +9,14 @@ DescribeHumanTaskUi, DeleteHumanTaskUi, and DescribeWorkteam for the workteams m
 
 Human loops are answered by a reviewer: `reviewer(loop_name, input_content) -> list of
 {"label", "startOffset", "endOffset"}`, or None when there is no answer yet (asked again on the next
-tick). Someone can also answer or fail a loop directly (`complete_loop`, `fail_loop`). On an answer
-the stand-in writes A2I's output.json at
+tick). Someone can also answer or fail a loop directly (`complete_loop`, `fail_loop`). A flow
+definition's `HumanLoopConfig.TaskCount` is "the number of distinct workers who will perform the
+same task on each object" (botocore's sagemaker service-2.json): a loop completes once that many
+distinct workers answered, and output.json lists one `humanAnswers` entry per worker, each with its
+`workerId` (https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-output-data.html). The reviewer
+callback is asked once per worker, with that worker's id added to the input under "workerId"
+(`local-reviewer`, then `local-reviewer-2`, `local-reviewer-3`). Once all have answered the stand-in
+writes A2I's output.json at
 
     <flow definition S3OutputPath>/<flow-definition-name>/YYYY/MM/DD/hh/mm/ss/<human-loop-name>/output.json
 
@@ -32,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -81,6 +87,11 @@ class FlowDefinition:
     human_loop_config: dict[str, Any]
     creation_time: datetime
     status: str = "Active"
+
+    @property
+    def task_count(self) -> int:
+        """Distinct workers per loop (HumanLoopConfig.TaskCount; 1 when not given)."""
+        return max(1, int(self.human_loop_config.get("TaskCount") or 1))
 
     def describe(self) -> dict[str, Any]:
         return {"FlowDefinitionArn": self.arn, "FlowDefinitionName": self.name,
@@ -254,6 +265,7 @@ class HumanLoop:
     failure_reason: str | None = None
     output_uri: str | None = None
     asked: int = 0  # how many times the reviewer was asked
+    answers: list[dict[str, Any]] = field(default_factory=list)  # humanAnswers so far, one per worker
 
     @property
     def input(self) -> dict[str, Any]:
@@ -269,6 +281,8 @@ class PendingLoop:
     input: dict[str, Any]
     created: datetime
     flow_definition_arn: str
+    task_count: int = 1  # distinct workers the loop needs (its flow definition's TaskCount)
+    answered_by: tuple[str, ...] = ()  # the workers who answered it so far
 
 
 class A2IFake(FakeService):
@@ -386,38 +400,51 @@ class A2IFake(FakeService):
 
     def pending_loops(self) -> list[PendingLoop]:
         """Loops waiting for an answer, oldest first."""
-        return [PendingLoop(loop.name, loop.input, loop.creation_time, loop.flow_definition_arn)
+        return [PendingLoop(loop.name, loop.input, loop.creation_time, loop.flow_definition_arn,
+                            self.task_count(loop), tuple(answer["workerId"] for answer in loop.answers))
                 for loop in sorted(self.loops.values(), key=lambda loop: (loop.creation_time, loop.name))
                 if loop.status == "InProgress"]
 
+    def task_count(self, loop: HumanLoop) -> int:
+        flow = self.flows.by_arn(loop.flow_definition_arn)
+        return flow.task_count if flow is not None else 1
+
     def complete_loop(self, name: str, entities: list[dict[str, Any]], *, worker_id: str = LOCAL_WORKER,
-                      seconds_spent: float = 30.0) -> str:
-        """Answer a loop as a worker would; return the output.json URI. The entities are written as given."""
+                      seconds_spent: float = 30.0) -> str | None:
+        """One worker's answer, as A2I takes it: kept until the flow definition's TaskCount distinct workers
+        answered, then output.json is written (one humanAnswers entry per worker) and the loop completes.
+        Returns the output.json URI once the loop completed, None while it waits for more workers.
+        ValueError when the loop is not in progress or this worker answered it already."""
         loop = self._loop(name)
         if loop.status != "InProgress":
             raise ValueError(f"human loop {name} is {loop.status}, not InProgress")
+        if any(answer["workerId"] == worker_id for answer in loop.answers):
+            raise ValueError(f"worker {worker_id} answered human loop {name} already")
         flow = self.flows.by_arn(loop.flow_definition_arn)
         if flow is None:
             raise ValueError(f"the flow definition of {name} is gone")
-        submitted = utcnow()
         created = loop.creation_time
+        loop.answers.append({
+            "answerContent": {CROWD_ELEMENT_NAME: {"entities": entities}},
+            "submissionTime": iso_millis(utcnow()),
+            "acceptanceTime": iso_millis(created),
+            "timeSpentInSeconds": seconds_spent,
+            "workerId": worker_id,
+            "workerMetadata": {"identityData": {
+                "identityProviderType": "Cognito",
+                "issuer": f"https://cognito-idp.{self.context.region}.amazonaws.com/{self.context.region}_local",
+                "sub": worker_id,
+            }},
+        })
+        self.changes += 1
+        if len(loop.answers) < flow.task_count:
+            return None
         uri = join_s3_uri(flow.output_path, flow.name, created.strftime("%Y/%m/%d/%H/%M/%S"), loop.name,
                           "output.json")
         output = {
             "flowDefinitionArn": loop.flow_definition_arn,
             "humanLoopName": loop.name,
-            "humanAnswers": [{
-                "answerContent": {CROWD_ELEMENT_NAME: {"entities": entities}},
-                "submissionTime": iso_millis(submitted),
-                "acceptanceTime": iso_millis(created),
-                "timeSpentInSeconds": seconds_spent,
-                "workerId": worker_id,
-                "workerMetadata": {"identityData": {
-                    "identityProviderType": "Cognito",
-                    "issuer": f"https://cognito-idp.{self.context.region}.amazonaws.com/{self.context.region}_local",
-                    "sub": worker_id,
-                }},
-            }],
+            "humanAnswers": loop.answers,
             "inputContent": loop.input,
         }
         self.context.write_s3(uri, json.dumps(output, ensure_ascii=False).encode("utf-8"), "application/json")
@@ -470,9 +497,18 @@ class A2IFake(FakeService):
                     del self.loops[loop.name]  # its flow definition is being deleted
             elif loop.status == "InProgress" and self.reviewer is not None:
                 loop.asked += 1
-                answer = self.reviewer(loop.name, loop.input)
-                if answer is not None:
-                    self.complete_loop(loop.name, list(answer))
+                for worker in self._workers_to_ask(loop):
+                    answer = self.reviewer(loop.name, {**loop.input, "workerId": worker})
+                    if answer is None:
+                        break
+                    self.complete_loop(loop.name, list(answer), worker_id=worker)
+
+    def _workers_to_ask(self, loop: HumanLoop) -> list[str]:
+        """The simulated workers who have not answered `loop` yet, as many as it still needs."""
+        answered = {answer["workerId"] for answer in loop.answers}
+        workers = [LOCAL_WORKER if number == 1 else f"{LOCAL_WORKER}-{number}"
+                   for number in range(1, self.task_count(loop) + 1)]
+        return [worker for worker in workers if worker not in answered][:self.task_count(loop) - len(answered)]
 
     # --- saved state ------------------------------------------------------------------------------
 

@@ -7,15 +7,25 @@ reads), and an answer is written by `A2IFake.complete_loop`, the path the simula
 so output.json has A2I's `crowd-entity-annotation` shape and the A2I status event reaches the merge
 stage. Offsets are Unicode code points throughout, as A2I and Comprehend count them.
 
-Threads: moto and the stand-ins are not thread-safe, and the service loop drives them from its own
-thread. Every call here holds `lock`, the lock the service holds for each of its rounds, so a page
-request waits for a round to end and a round waits for a request. `on_answer` is called after an
-answer (outside the lock): the service uses it to start its next round at once.
+Threads: moto and the stand-ins are not thread-safe, and the service drives them from its own thread,
+holding `lock` for each of its rounds. A page request never waits for a round: it tries the lock
+without blocking; when it gets it, it reads the runtime (and keeps what it read), and when a round
+holds it, it answers from what was read last (`refresh`, which the service also calls during its
+rounds). An answer is checked and taken at once into an AnswerQueue (nerloop_local.review.answers:
+in order, one per loop and worker, journaled) and handed to the A2I stand-in by `deliver`: at once
+when no round runs, else by the service at the start of its next round. `on_answer` is called after
+an answer: the service uses it to start its next round at once.
+
+Several reviewers per document: a loop of a flow definition with TaskCount n waits for n distinct
+workers. The page names its worker (`worker` in the answer, `?worker=` on the queue), and the queue
+lists for each worker only the loops it has not answered.
 """
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
@@ -23,10 +33,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
-from nerloop_local.fakes.a2i import A2I, PendingLoop
+from nerloop_local.fakes import FakeError
+from nerloop_local.fakes.a2i import A2I, LOCAL_WORKER, PendingLoop
+from nerloop_local.review.answers import AnswerQueue, TakenAnswer
 
 PREVIEW_CHARS = 120  # code points of a document shown in the queue
 MAX_SECONDS = 86_400.0  # a longer time spent is not believed (A2I's task time limit is 8 hours)
+WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class ReviewError(Exception):
@@ -112,7 +125,8 @@ def queue_entry(loop: PendingLoop) -> dict[str, Any]:
         return {**entry, "problem": exc.message, "lowestScore": None}
     return {**entry, "document": content.document, "version": content.version,
             "lowestScore": content.lowestScore, "spans": len(content.initialValue),
-            "preview": "".join(list(content.text)[:PREVIEW_CHARS])}
+            "preview": "".join(list(content.text)[:PREVIEW_CHARS]),
+            "reviewers": {"needed": loop.task_count, "answered": len(loop.answered_by)}}
 
 
 def order_queue(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -156,6 +170,16 @@ def check_answer(content: ReviewInput, body: Any) -> list[dict[str, Any]]:
     return spans
 
 
+def worker_of(value: Any) -> str:
+    """The worker id a page names (the answer's `worker`, the queue's `?worker=`); the local reviewer
+    when none. ReviewError 400 unless 1-64 letters, digits or `_.@-`."""
+    if value is None or value == "":
+        return LOCAL_WORKER
+    if not isinstance(value, str) or not WORKER_ID.match(value):
+        raise ReviewError(400, "worker must be 1-64 letters, digits or _.@- (starting with a letter or digit)")
+    return value
+
+
 def seconds_spent(body: dict[str, Any]) -> float:
     """The answer's `seconds` (time the reviewer spent, for A2I's timeSpentInSeconds); 0 when absent."""
     value = body.get("seconds", 0)
@@ -187,55 +211,133 @@ def page_status(status: dict[str, Any]) -> dict[str, Any]:
 
 
 class ReviewDesk:
-    """The page's access to a started LocalRuntime (see the module docstring for the lock)."""
+    """The page's access to a started LocalRuntime (see the module docstring for the threads)."""
 
     def __init__(self, runtime: Any, lock: threading.RLock | None = None,
-                 on_answer: Callable[[], None] | None = None) -> None:
+                 on_answer: Callable[[], None] | None = None, answers: AnswerQueue | None = None,
+                 on_refused: Callable[[TakenAnswer, str], None] | None = None) -> None:
         self.runtime = runtime
         self.lock = lock or threading.RLock()
         self.on_answer = on_answer
+        self.on_refused = on_refused  # an answer A2I did not take (its loop ended meanwhile)
+        self.answers = answers or AnswerQueue()
+        self._view = threading.Lock()  # guards what was read last; never held while the runtime is used
+        self._pending: list[PendingLoop] = []
+        self._status: dict[str, Any] | None = None
+        self._refreshed = 0.0
 
-    def queue(self) -> list[dict[str, Any]]:
-        """The loops waiting for a reviewer, least confident first."""
-        with self.lock:
-            pending = self.runtime.a2i.pending_loops()
-        return order_queue([queue_entry(loop) for loop in pending])
+    # --- reading the runtime (only with `lock` held) ------------------------------------------------
+
+    def refresh(self, status: bool = True) -> None:
+        """Read the waiting loops (and the status) from the runtime; the caller holds `lock`."""
+        pending = self.runtime.a2i.pending_loops()
+        read = page_status(self._collect_status()) if status else None
+        with self._view:
+            self._pending = pending
+            if read is not None:
+                self._status = read
+            self._refreshed = time.monotonic()
+
+    def refresh_now_and_then(self, seconds: float = 0.5) -> None:
+        """`refresh` unless done in the last `seconds` (the service calls it after each delivery)."""
+        if time.monotonic() - self._refreshed >= seconds:
+            self.refresh()
+
+    def _collect_status(self) -> dict[str, Any]:
+        from nerloop_local.service import collect_status  # the service module imports this one
+
+        return collect_status(self.runtime, history=False)
+
+    def _try_refresh(self, status: bool = False) -> bool:
+        """Refresh if no round holds the runtime; never waits. Whether it did."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            self.refresh(status)
+            return True
+        finally:
+            self.lock.release()
+
+    # --- the page's requests ------------------------------------------------------------------------
+
+    def queue(self, worker: str | None = None) -> list[dict[str, Any]]:
+        """The loops waiting for `worker` (not answered by it), least confident first."""
+        who = worker_of(worker)
+        self._try_refresh()
+        with self._view:
+            pending = list(self._pending)
+        return order_queue([queue_entry(loop) for loop in pending
+                            if who not in loop.answered_by and not self.answers.taken(loop.name, who)])
 
     def document(self, name: str) -> dict[str, Any]:
         """One waiting loop's document (404 unknown, 409 answered, 422 unreadable)."""
-        with self.lock:
-            loop = self._pending(name)
+        loop = self._pending_loop(name)
         return document_view(loop, read_input(loop))
 
     def answer(self, name: str, body: Any) -> dict[str, Any]:
-        """Answer a waiting loop as an A2I worker would; its output.json URI and the entities written."""
-        with self.lock:
-            loop = self._pending(name)
-            entities = check_answer(read_input(loop), body)
-            uri = self.runtime.a2i.complete_loop(name, entities, seconds_spent=seconds_spent(body))
+        """Take a worker's answer at once; `queued` says whether it waits for the service's round (else
+        A2I has it already). 409 when this worker answered the loop before."""
+        worker = worker_of(body.get("worker") if isinstance(body, dict) else None)
+        loop = self._pending_loop(name)
+        entities = check_answer(read_input(loop), body)
+        if worker in loop.answered_by or not self.answers.take(TakenAnswer(name, worker, entities,
+                                                                           seconds_spent(body))):
+            raise ReviewError(409, f"worker {worker} answered human loop {name} already")
+        delivered = self.lock.acquire(blocking=False)
+        if delivered:
+            try:
+                self.deliver()
+                self.refresh(status=False)
+            finally:
+                self.lock.release()
         if self.on_answer is not None:
             self.on_answer()
-        return {"name": name, "output": uri, "entities": entities}
+        return {"name": name, "worker": worker, "entities": entities, "queued": not delivered}
 
     def status(self) -> dict[str, Any]:
-        from nerloop_local.service import collect_status
+        """The loop's figures: read now when no round runs, else those read last (`working` then)."""
+        fresh = self._try_refresh(status=True)
+        with self._view:
+            status = dict(self._status or {})
+        waiting = self.answers.waiting()
+        status["answers_waiting"] = waiting
+        status["working"] = bool(status.get("working")) or not fresh or waiting > 0
+        return status
 
-        with self.lock:
-            return page_status(collect_status(self.runtime, history=False))
+    def deliver(self) -> int:
+        """Hand the answers taken to the A2I stand-in, in order; the caller holds `lock`. An answer to a
+        loop that ended meanwhile (or that A2I holds already, after a replay) is refused and reported."""
+        count = 0
+        for taken in self.answers.pop_all():
+            try:
+                self.runtime.a2i.complete_loop(taken.loop, taken.entities, worker_id=taken.worker,
+                                               seconds_spent=taken.seconds)
+            except (ValueError, FakeError) as exc:
+                if self.on_refused is not None:
+                    self.on_refused(taken, str(exc))
+                continue
+            count += 1
+        return count
 
-    def _pending(self, name: str) -> PendingLoop:
-        found = next((loop for loop in self.runtime.a2i.pending_loops() if loop.name == name), None)
+    def _pending_loop(self, name: str) -> PendingLoop:
+        self._try_refresh()
+        with self._view:
+            found = next((loop for loop in self._pending if loop.name == name), None)
         if found is not None:
             return found
+        if not self.lock.acquire(blocking=False):
+            raise ReviewError(404, f"no human loop {name} waits for a reviewer")
         try:
             described = self.runtime.client(A2I).describe_human_loop(HumanLoopName=name)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise ReviewError(404, f"no human loop {name}") from exc
             raise
+        finally:
+            self.lock.release()
         raise ReviewError(409, f"human loop {name} is {described['HumanLoopStatus']}: it was answered or "
                                "ended already")
 
 
 __all__ = ["ReviewDesk", "ReviewError", "ReviewInput", "check_answer", "document_view", "order_queue",
-           "page_status", "queue_entry", "read_input", "seconds_spent"]
+           "page_status", "queue_entry", "read_input", "seconds_spent", "worker_of"]

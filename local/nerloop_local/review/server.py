@@ -1,14 +1,17 @@
 """The review page's HTTP server: the standard library's ThreadingHTTPServer on 127.0.0.1, in a thread.
 
     GET  /                          the page (static/index.html, with static/app.js and static/style.css)
-    GET  /api/queue                 {"loops": [...]}: the human loops waiting, least confident first
+    GET  /api/queue[?worker=W]      {"loops": [...]}: the human loops waiting for worker W (default
+                                    local-reviewer), least confident first
     GET  /api/loops/<name>          one loop's document: text, labels, the model's spans and scores
-    POST /api/loops/<name>/answer   {"entities": [{"label", "startOffset", "endOffset"}], "seconds": n}
+    POST /api/loops/<name>/answer   {"entities": [{"label", "startOffset", "endOffset"}], "seconds": n,
+                                    "worker": W}: 200 when A2I has it, 202 when taken and queued for the
+                                    service's next round (desk.ReviewDesk.answer)
     GET  /api/status                review counts, versions, trainings (see desk.page_status)
     GET  /report/...                the workspace's HTML report (`nerloop report`), when there is one
 
 API errors are JSON {"error": message} with a 4xx status: 400 a bad answer, 404 an unknown loop, 409 a
-loop answered already, 411/413/415 a body missing, too large or not JSON, 422 a loop whose input is
+loop answered already (by this worker), 411/413/415 a body missing, too large or not JSON, 422 a loop whose input is
 not an entity review. Only this machine can reach the server, and a request must name it in its
 Host header (so a web page on another site cannot read the API through DNS rebinding); an answer
 must be JSON, and when it says where it comes from (Origin), from this page (so no other site's
@@ -32,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from nerloop_local.review.desk import ReviewDesk, ReviewError
 
@@ -136,7 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/static/") and path[len("/static/"):] in STATIC_TYPES:
             self._static(path[len("/static/"):])
         elif path == "/api/queue":
-            self._json({"loops": desk.queue()})
+            query = parse_qs(self.path.partition("?")[2])
+            workers = query.get("worker") or []
+            self._json({"loops": desk.queue(workers[0] if workers else None)})
         elif path == "/api/status":
             self._json(desk.status())
         elif (match := LOOP_PATH.match(path)) and not match.group(2):
@@ -157,7 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] not in self.review.allowed_hosts:
             raise ReviewError(403, f"answers come from {self.review.url} only, not {origin}")
-        self._json(self.review.desk.answer(match.group(1), self._json_body()))
+        taken = self.review.desk.answer(match.group(1), self._json_body())
+        self._json(taken, HTTPStatus.ACCEPTED if taken["queued"] else HTTPStatus.OK)
 
     # --- requests and responses ---------------------------------------------------------------------
 

@@ -496,8 +496,8 @@ def answer_cases() -> list[Case]:
         Case("astral_utf16_offsets", n, "file", None, "counted in UTF-16 units", 1, 0,
              "offsets after an emoji counted in UTF-16 units (as a browser counts): the last span runs past "
              "the end", answer([span("Amazon Comprehend", shift=1), span("2.0", shift=1)])),
-        Case("several_answers", n, "repaired", None, "2 answers; used the latest, submitted 2026-11-28T10:02", 1, 1,
-             "two workers answered: the later submission wins",
+        Case("several_answers", n, "file", None, "reviewers tied", 1, 0,
+             "two workers (TaskCount 2) disagree on a span: a tie, the document goes to a further review",
              jsonl(output_json([human_answer([span("Amazon Comprehend")], "2026-11-28T09:40:58.870Z", "w1"),
                                 human_answer(GOOD_SPANS, "2026-11-28T10:02:11.000Z", "w2")]))),
         Case("white_space_at_span_edge", n, "repaired", None, "trimmed white space", 1, 1,

@@ -1,10 +1,14 @@
 """Stage 7 — merge: an A2I human loop finished.
 
 Completed: the reviewer's spans, checked against the text the reviewer saw, become the document's
-gold labels (replacing earlier ones) and the review is counted. An answer that fails validation is
-quarantined and the loop recorded as Failed. Failed (A2I's failureCode `Expired` included: a task
-nobody took within the flow definition's TaskAvailabilityLifetimeInSeconds), Stopped or rejected:
-the document goes back to waiting, so a later model version sends it for review again.
+gold labels (replacing earlier ones) and the review is counted. With several reviewers per document
+(the flow definition's TaskCount) their answers are consolidated first (`nerloop.review_consensus`:
+a span kept when more than half of them marked it); the document still counts as one review. An
+answer that fails validation, or reviewers who tie, are quarantined and the loop recorded as Failed
+(the document goes back to waiting: a later version sends it to a further review). Failed (A2I's
+failureCode `Expired` included: a task nobody took within the flow definition's
+TaskAvailabilityLifetimeInSeconds), Stopped or rejected: the document goes back to waiting, so a
+later model version sends it for review again.
 
 However the loop ended, a training snapshot is then written if a retrain is due
 (`nerloop.retrain`): a batch of reviews is complete, or this was the last open loop and reviews

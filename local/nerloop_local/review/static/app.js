@@ -7,7 +7,15 @@
    counting the code points of the text before it. Labels and scores are drawn by CSS (::after), so
    the text in the DOM is exactly the document's.
 
-   Everything shown comes from the API and goes into the page as text, never as HTML. */
+   Everything shown comes from the API and goes into the page as text, never as HTML.
+
+   A fast reviewer is never held up and no key press is lost: each Enter is an action in one chain
+   (state.actions), so a press made while the next document is still opening submits that document
+   once it is open, not nothing. The answer itself is sent in the background, in order, and again
+   after a failure to reach the service (state.sending); the service takes it at once (200, or 202
+   when it waits for the service's round) and refuses a second answer of the same worker (409, which
+   here means it has it). Several reviewers per document: the page answers as the worker named in
+   its header (kept in localStorage), and the queue lists the loops that worker has not answered. */
 
 const $ = (id) => document.getElementById(id);
 const textEl = $("text");
@@ -23,8 +31,12 @@ const state = {
   spans: [], // its spans as they stand
   chosen: null, // the span clicked last
   opened: 0, // when it was opened (performance.now), for the answer's time spent
-  busy: false, // an answer is on its way
   opening: 0, // counts calls to open(): only the latest one shows its document
+  loading: Promise.resolve(), // the latest open(), awaited by an action that needs its document
+  actions: Promise.resolve(), // Enter presses, one after the other
+  sending: Promise.resolve(), // answers on their way to the service, in order
+  unsent: 0, // answers not yet taken by the service
+  worker: localStorage.getItem("nerloop-worker") || "local-reviewer",
   timer: 0,
 };
 
@@ -76,7 +88,7 @@ function neighbour(name, step) {
 }
 
 async function loadQueue() {
-  const { loops } = await api("/api/queue");
+  const { loops } = await api(`/api/queue?worker=${encodeURIComponent(state.worker)}`);
   state.queue = loops.filter((loop) => !state.answered.has(loop.name));
   renderQueue();
 }
@@ -85,7 +97,8 @@ function renderQueue() {
   const items = ordered().map((loop) => {
     const button = element("button", { type: "button", disabled: Boolean(loop.problem) },
       element("span", { className: "score" }, figure(loop.lowestScore)),
-      loop.problem ? "cannot be reviewed" : `${loop.spans} spans`,
+      loop.problem ? "cannot be reviewed" : `${loop.spans} spans` + (loop.reviewers?.needed > 1
+        ? ` · ${loop.reviewers.answered} of ${loop.reviewers.needed} reviewers` : ""),
       element("span", { className: "preview" }, loop.problem ?? loop.preview));
     button.dataset.loop = loop.name;
     button.classList.toggle("skipped", state.skipped.includes(loop.name));
@@ -99,7 +112,12 @@ function renderQueue() {
 
 // --- the open document -----------------------------------------------------------------------------
 
-async function open(name) {
+function open(name) {
+  state.loading = openNow(name);
+  return state.loading;
+}
+
+async function openNow(name) {
   const ticket = ++state.opening;
   try {
     const doc = await api(`/api/loops/${encodeURIComponent(name)}`);
@@ -296,29 +314,72 @@ function skip() {
   else renderQueue();
 }
 
-async function submit() {
-  if (!state.doc || state.busy) return;
+function submit() {
+  state.actions = state.actions.then(submitOne, submitOne);
+  return state.actions;
+}
+
+/** Answer the open document as it stands (after the document being opened, if any, is open), and
+ * open the next one at once: the answer goes to the service in the background. */
+async function submitOne() {
+  await state.loading;
+  if (!state.doc) return;
   const name = state.doc.name;
   const entities = [...state.spans].sort(byOffset)
     .map(({ label, startOffset, endOffset }) => ({ label, startOffset, endOffset }));
   const seconds = Math.round((performance.now() - state.opened) / 100) / 10;
   const next = neighbour(name, 1) ?? neighbour(name, -1);
-  state.busy = true;
-  try {
-    await api(`/api/loops/${encodeURIComponent(name)}/answer`, { entities, seconds });
-    say(`Submitted ${entities.length} spans; the merge stage takes the answer next.`);
-  } catch (error) {
-    say(`Not submitted: ${error.message}`, true);
-    if (error.status !== 404 && error.status !== 409) return;
-  } finally {
-    state.busy = false;
-  }
   state.answered.add(name);
   state.edits.delete(name);
   state.queue = state.queue.filter((loop) => loop.name !== name);
   state.doc = null;
+  send(name, { entities, seconds, worker: state.worker });
   if (next) await open(next);
   else render();
+}
+
+function send(name, body) {
+  state.unsent += 1;
+  renderUnsent();
+  state.sending = state.sending.then(() => deliver(name, body, 0));
+}
+
+async function deliver(name, body, attempt) {
+  try {
+    const taken = await api(`/api/loops/${encodeURIComponent(name)}/answer`, body);
+    say(`Submitted ${taken.entities.length} spans`
+      + (taken.queued ? ": the service takes it after the round it is running." : "; the merge stage takes it next."));
+  } catch (error) {
+    if (error.status === undefined || error.status >= 500) { // the service is unreachable: again, soon
+      say(`Not sent yet (${error.message}); trying again.`, true);
+      await new Promise((resolve) => { setTimeout(resolve, Math.min(8000, 500 * 2 ** attempt)); });
+      return deliver(name, body, attempt + 1);
+    }
+    if (error.status !== 409) { // refused: the document comes back to the queue to be answered again
+      state.answered.delete(name);
+      say(`Not submitted: ${error.message}`, true);
+    }
+  }
+  state.unsent -= 1;
+  renderUnsent();
+  if (state.unsent === 0) refresh();
+  return undefined;
+}
+
+function renderUnsent() {
+  $("unsent").textContent = state.unsent ? `${state.unsent} answers on their way` : "";
+}
+
+function setWorker(value) {
+  const worker = value.trim() || "local-reviewer";
+  if (worker === state.worker) return;
+  state.worker = worker;
+  localStorage.setItem("nerloop-worker", worker);
+  state.answered.clear();
+  state.skipped = [];
+  state.edits.clear();
+  state.doc = null;
+  render();
   refresh();
 }
 
@@ -330,6 +391,7 @@ function renderStatus(status) {
   $("toward").textContent = reviews.toward_next_retrain;
   $("batch").textContent = reviews.retrain_batch_size;
   $("waiting").textContent = reviews.loops_waiting;
+  $("queued").textContent = status.answers_waiting ?? 0;
   $("active").textContent = active ? `${active.version} · F1 ${figure(active.f1)}` : "none";
   $("latest").textContent = latest ? `${latest.version} ${latest.status}`
     + (latest.f1 == null ? "" : ` · F1 ${figure(latest.f1)}`) : "none";
@@ -359,12 +421,15 @@ textEl.addEventListener("click", (event) => {
   if (mark && window.getSelection().isCollapsed) choose(markSpans.get(mark));
 });
 $("submit").addEventListener("click", submit);
+$("worker").value = state.worker;
+$("worker").addEventListener("change", (event) => setWorker(event.target.value));
 $("skip").addEventListener("click", skip);
 $("reset").addEventListener("click", reset);
 $("remove").addEventListener("click", remove);
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+  if (event.target instanceof HTMLInputElement) return; // typing a worker id
   const { key } = event;
   const arrow = !event.shiftKey && key.startsWith("Arrow");
   if (/^[1-9]$/.test(key)) pick(Number(key) - 1);
