@@ -385,7 +385,9 @@ def test_each_function_reads_and_writes_only_its_own_prefixes():
     c = constants
     own = {
         "PreprocessFunction": ({c.RAW_PREFIX}, {c.BATCHES_PREFIX, c.LABELING_PREFIX, c.QUARANTINE_PREFIX}),
-        "ConvertFunction": ({c.LABELING_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
+        # checkpoints/convert/: where a conversion that ran short of time stopped (issue 13)
+        "ConvertFunction": ({c.LABELING_PREFIX, f"{c.CHECKPOINTS_PREFIX}convert/"},
+                            {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX, f"{c.CHECKPOINTS_PREFIX}convert/"}),
         "TrainFunction": ({c.TRAINING_PREFIX}, {c.REPORTS_PREFIX}),
         "DetectFunction": ({c.BATCHES_PREFIX}, {c.DETECTION_INPUT_PREFIX, c.TRAINING_PREFIX}),
         "RouteFunction": ({"detection/"}, {c.QUARANTINE_PREFIX}),
@@ -531,8 +533,12 @@ def test_rules_filter_on_the_constants():
         constants.DOCUMENTS_ADDED_DETAIL_TYPE, constants.RECOGNIZER_STATUS_DETAIL_TYPE]
     (merge,) = RULES["MergeFunction"].values()
     assert merge["Properties"]["Pattern"]["detail-type"] == [constants.HUMAN_LOOP_DETAIL_TYPE]
-    (convert,) = RULES["ConvertFunction"].values()
-    assert convert["Properties"]["Pattern"]["detail-type"] == [constants.LABELING_JOB_DETAIL_TYPE]
+    convert = RULES["ConvertFunction"]
+    assert convert["LabelingJobCompleted"]["Properties"]["Pattern"]["detail-type"] == [constants.LABELING_JOB_DETAIL_TYPE]
+    # issue 13: the convert stage's own continuation comes back to it
+    continued = convert["ConversionContinued"]["Properties"]["Pattern"]
+    assert continued["source"] == [constants.EVENT_SOURCE]
+    assert continued["detail-type"] == [constants.STAGE_CONTINUED_DETAIL_TYPE]
     assert sub_text(RESOURCES["FlowDefinition"]["Properties"]["OutputPath"]).endswith(
         f"/{constants.REVIEW_OUTPUT_PREFIX}")
 
