@@ -24,6 +24,7 @@ import marshal
 import re
 import shutil
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -54,19 +55,25 @@ class StandInClock:
 CLOCK = StandInClock()
 
 
+_CALLS = threading.RLock()
+
+
 def timed(call: _Call) -> _Call:
     """Add the time spent in `call` to CLOCK."""
     @wraps(call)
     def timed_call(*args: Any, **kwargs: Any) -> Any:
-        if CLOCK.depth:
-            return call(*args, **kwargs)
-        CLOCK.depth += 1
-        started = time.perf_counter()
-        try:
-            return call(*args, **kwargs)
-        finally:
-            CLOCK.seconds += time.perf_counter() - started
-            CLOCK.depth -= 1
+        # One call at a time: the stages now make independent requests from a few threads (issue 13),
+        # and CLOCK and the SQLite table are not shared safely between threads.
+        with _CALLS:
+            if CLOCK.depth:
+                return call(*args, **kwargs)
+            CLOCK.depth += 1
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                CLOCK.seconds += time.perf_counter() - started
+                CLOCK.depth -= 1
     return timed_call  # type: ignore[return-value]
 
 
@@ -229,7 +236,7 @@ class SqliteTable:
     def __init__(self, path: str | Path, name: str = "nerloop-state") -> None:
         self.name = name
         self.path = str(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # calls hold _CALLS
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-4096")  # 4 MB of page cache at most

@@ -534,7 +534,8 @@ def test_rules_filter_on_the_constants():
     (merge,) = RULES["MergeFunction"].values()
     assert merge["Properties"]["Pattern"]["detail-type"] == [constants.HUMAN_LOOP_DETAIL_TYPE]
     convert = RULES["ConvertFunction"]
-    assert convert["LabelingJobCompleted"]["Properties"]["Pattern"]["detail-type"] == [constants.LABELING_JOB_DETAIL_TYPE]
+    completed = convert["LabelingJobCompleted"]["Properties"]["Pattern"]
+    assert completed["detail-type"] == [constants.LABELING_JOB_DETAIL_TYPE]
     # issue 13: the convert stage's own continuation comes back to it
     continued = convert["ConversionContinued"]["Properties"]["Pattern"]
     assert continued["source"] == [constants.EVENT_SOURCE]

@@ -126,7 +126,8 @@ class Conversion:
         self.strict = True  # the label attribute is detected from the lines (not given by the job)
         self.manifest_uri = ""
         self.etag = ""
-        self.size = 0
+        self.size = -1  # the manifest's size in bytes (-1: not known)
+        self.resumed = False  # going on from a checkpoint
         # The documents of the batch, each with its lines in order (and the line it was first met on,
         # None when new), and those whose earlier labels are in the gold set already, to read.
         self.buffer: dict[str, list[tuple[LabelledDocument, int | None]]] = {}
@@ -167,15 +168,16 @@ class Conversion:
 
     def manifest_lines(self, bucket: str, key: str) -> Iterator[bytes]:
         """The manifest's lines from the offset reached, each counted as it is handed to the parser."""
-        if self.etag and self.offset >= self.size:
+        if self.resumed and 0 <= self.size <= self.offset:
             return iter(())
-        if self.etag:
+        if self.resumed:
             # The rest of the same object version: a ranged GET ("GetObject", Range and IfMatch:
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
-            reply = self.aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={self.offset}-", IfMatch=self.etag)
+            condition = {"IfMatch": self.etag} if self.etag else {}
+            reply = self.aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={self.offset}-", **condition)
         else:
             reply = self.aws.s3.get_object(Bucket=bucket, Key=key)
-            self.etag, self.size = str(reply["ETag"]), int(reply["ContentLength"])
+            self.etag, self.size = str(reply.get("ETag", "")), int(reply.get("ContentLength", -1))
         lines = iter_byte_lines(reply["Body"].iter_chunks(READ_CHUNK_BYTES), max_bytes=MAX_MANIFEST_LINE_BYTES)
         return self.counted(lines)
 
@@ -241,8 +243,8 @@ class Conversion:
         })
         self.quarantine.close()
         continued = publish_continuation(self.aws, STAGE, self.key, sequence, checkpoint)
-        result = {"job": self.job_name, "manifest": self.manifest_uri, "lines": self.stats.lines,
-                  "documents": self.documents, "continued": continued}
+        result: dict[str, Any] = {"job": self.job_name, "manifest": self.manifest_uri,
+                                  "lines": self.stats.lines, "documents": self.documents, "continued": continued}
         logger.info("labeling job conversion continues in a new invocation", offset=self.offset, **result)
         return result
 
@@ -256,6 +258,7 @@ class Conversion:
         seen = self.aws.s3.get_object(Bucket=bucket, Key=saved["seen"])["Body"].read()
         self.seen = SeenDocuments.from_bytes(seen, int(saved["seen_count"]))
         self.quarantine.restore(self.aws.s3, bucket, saved["quarantine"])
+        self.resumed = True
         logger.info("labeling job conversion goes on", job=self.job_name, sequence=self.sequence,
                     line=self.line, offset=self.offset)
 
