@@ -14,7 +14,9 @@ Requests come in batches, not per document: the pool items of 100 records are re
 BatchGetItem, the decided ones changed in transactions of up to 100 conditional updates (a document
 that turned gold meanwhile stays gold), the human loops of the batch recorded in one transaction
 before A2I starts them one by one. A text that recurs on another line is decided after the batch
-holding the first one is written.
+holding the first one is written. StartHumanLoop calls go a few at a time at a bounded pace
+(`nerloop.loop_starter`); when the account's quota on loops in progress refuses one, the documents
+not yet started wait for a later version (counted `over_quota`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import posixpath
 import tempfile
+import threading
 from array import array
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +35,7 @@ from typing import IO, Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from nerloop.a2i import ALREADY_STARTED, build_input_content, loop_name, start_human_loop
+from nerloop.a2i import ALREADY_STARTED, build_input_content, loop_name
 from nerloop.aws import Aws
 from nerloop.comprehend_output import (
     DetectedEntity,
@@ -45,6 +48,7 @@ from nerloop.comprehend_output import (
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
+from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.routing import (
@@ -162,6 +166,9 @@ class Router:
         # document is gold by then, waits unless it is gold or in review.
         self.marks: list[tuple[str, str, dict[str, str]]] = []
         self.waits: list[tuple[str, str, dict[str, str]]] = []
+        # One pace for every StartHumanLoop of the run, and whether A2I's loop quota was reached.
+        self.pace = Pace(LOOP_STARTS_PER_SECOND)
+        self.quota_reached = threading.Event()
 
     def run(self) -> dict[str, Any]:
         with open_input_documents(self.aws.s3, self.settings.data_bucket, self.job.input_key) as documents:
@@ -188,7 +195,8 @@ class Router:
         self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
         quarantine_key = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
-        routed = sum(self.counts[k] for k in ("accepted", "loops_started", "loops_existing", "over_budget"))
+        routed = sum(self.counts[k] for k in ("accepted", "loops_started", "loops_existing", "over_budget",
+                                              "over_quota"))
         metrics.add_metric(name="DocumentsRouted", unit=MetricUnit.Count, value=routed)
         metrics.add_metric(name="LoopsStarted", unit=MetricUnit.Count, value=self.counts["loops_started"])
         metrics.add_metric(name="DocumentsAccepted", unit=MetricUnit.Count, value=self.counts["accepted"])
@@ -198,7 +206,7 @@ class Router:
             "archive": self.key,
             **{name: self.counts[name] for name in (
                 "records", "accepted", "loops_started", "loops_existing", "over_budget", "skipped",
-                "quarantined", "document_failures", "filled")},
+                "quarantined", "document_failures", "filled", "over_quota")},
             "quarantine": quarantine_key,
         }
         logger.info("detection output routed", **summary)
@@ -360,8 +368,8 @@ class Router:
         """Open one human loop for each document (once: the name is derived from document and version).
 
         The loops of the batch are recorded in one request before any is started, then started one
-        by one (A2I starts one at a time); a retry after a failure half way finds its loops recorded
-        and still in progress, and starts them (A2I answers for those it already has)."""
+        a few at a time; a retry after a failure half way finds its loops recorded and still in
+        progress, and starts them (A2I answers for those it already has)."""
         ready: list[tuple[Candidate, str, str]] = []
         for candidate in candidates:
             try:
@@ -378,6 +386,7 @@ class Router:
         recorded = self.state.put_loop_many(
             [Loop(name=name, doc=candidate.doc, version=self.version, status=LOOP_IN_PROGRESS)
              for candidate, name, _ in ready])
+        to_start: list[tuple[Candidate, str, str]] = []
         for (candidate, name, content), new in zip(ready, recorded, strict=True):
             if not new:
                 existing = self.state.get_loop(name)
@@ -387,16 +396,27 @@ class Router:
                     logger.debug("human loop already finished", loop=name, document=candidate.doc,
                                  status=existing.status)
                     continue
-            self.start_loop(candidate, name, content)
+            to_start.append((candidate, name, content))
+        # A few StartHumanLoop calls at a time, at a bounded pace (nerloop.loop_starter); what each
+        # call ended with is then handled here, in order, on this thread.
+        outcomes = start_loops(self.aws.a2i, self.flow_definition_arn,
+                               [(name, content) for _, name, content in to_start],
+                               pace=self.pace, quota_reached=self.quota_reached)
+        for (candidate, name, _), outcome in zip(to_start, outcomes, strict=True):
+            self.loop_started(candidate, name, outcome)
 
-    def start_loop(self, candidate: Candidate, name: str, content: str) -> None:
+    def loop_started(self, candidate: Candidate, name: str, outcome: str | ClientError) -> None:
         doc = candidate.doc
-        try:
-            outcome = start_human_loop(self.aws.a2i, name, self.flow_definition_arn, content)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
+        error = outcome.response.get("Error", {}) if isinstance(outcome, ClientError) else {}
+        if outcome == NOT_TRIED or error.get("Code") == QUOTA_EXCEEDED:
+            # The account's quota on loops in progress: the document waits for a later version.
+            self.state.finish_loop(name, "Failed", failure=f"not started: {QUOTA_EXCEEDED}")
+            self.counts["over_quota"] += 1
+            self.keep_waiting(doc)
+            return
+        if isinstance(outcome, ClientError):
             if error.get("Code") != "ValidationException":
-                raise  # throttled past the retries, access or configuration: let the event be retried
+                raise outcome  # throttled past the retries, access or configuration: let the event be retried
             reason = f"A2I refused the loop: {error.get('Code')}: {error.get('Message', '')}"
             self.state.finish_loop(name, "Failed", failure=reason)
             self.reject(InvalidRecord(f"human loop {name}", None, reason))
