@@ -27,7 +27,7 @@ class FlakyClient:
         self.most_in_flight = 0
         self.requests = 0
 
-    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 (boto3's names)
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -49,7 +49,7 @@ class FlakyClient:
             with self.lock:
                 self.in_flight -= 1
 
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         (table, _), = RequestItems.items()
         return {"Responses": {table: []}, "UnprocessedKeys": {}}  # no document is in the pool
 

@@ -28,7 +28,7 @@ class SlowA2I:
         self.began: list[float] = []
         self.names: list[str] = []
 
-    def start_human_loop(self, HumanLoopName: str, **_: Any) -> dict[str, Any]:  # noqa: N803 (boto3's names)
+    def start_human_loop(self, HumanLoopName: str, **_: Any) -> dict[str, Any]:
         with self.lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
