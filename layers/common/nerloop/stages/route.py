@@ -45,12 +45,15 @@ from nerloop.comprehend_output import (
     iter_detection_output,
     job_id_from_key,
 )
+from nerloop.continuation import publish_continuation
+from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
 from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
+from nerloop.route_checkpoint import restore_router, save_router
 from nerloop.routing import (
     ACCEPT,
     SHORTLIST_FACTOR,
@@ -66,15 +69,17 @@ from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDoc
 
 LOOP_IN_PROGRESS = "InProgress"
 POOL_BATCH = 100  # records whose pool items are read in one request (BatchGetItem's limit)
+LOOP_CHUNK = 100  # the budget's loops started between two looks at the deadline
 
 
 def route_detection_output(
-    bucket: str, key: str, aws: Aws, settings: Settings, etag: str = ""
+    bucket: str, key: str, aws: Aws, settings: Settings, etag: str = "", *, deadline: Deadline | None = None
 ) -> dict[str, Any]:
     """Route the documents of the detection output at s3://`bucket`/`key`, once per object version.
 
     Raises UnknownJob when the job is not recorded, SettingsError without FLOW_DEFINITION_ARN, and
-    InvalidRecord (after quarantining it) when the archive is unreadable.
+    InvalidRecord (after quarantining it) when the archive is unreadable. When `deadline` comes
+    first, the result holds `continued` (the continuation's sequence and checkpoint).
     """
     job_id = job_id_from_key(key)
     state = StateTable(aws.table)
@@ -84,8 +89,26 @@ def route_detection_output(
     flow_definition_arn = require(settings.flow_definition_arn, "FLOW_DEFINITION_ARN")
     if not etag:
         etag = str(aws.s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
-    router = Router(bucket, key, job, state, aws, settings, flow_definition_arn)
+    router = Router(bucket, key, job, state, aws, settings, flow_definition_arn, deadline or Deadline.never())
+    router.etag = etag
     return run_once(settings.state_table, "route", {"bucket": bucket, "key": key, "etag": etag}, router.run)
+
+
+def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: Aws, settings: Settings, *,
+                     deadline: Deadline | None = None) -> dict[str, Any]:
+    """Go on routing the output of business `key` (bucket, key, etag) from `checkpoint`; once per
+    (key, `sequence`), so a continuation delivered twice has one effect."""
+    state = StateTable(aws.table)
+    job_id = job_id_from_key(key["key"])
+    job = state.get_job(job_id)
+    if job is None:
+        raise UnknownJob(f"detection job {job_id} (output {key['key']}) is not recorded in the state table")
+    flow_definition_arn = require(settings.flow_definition_arn, "FLOW_DEFINITION_ARN")
+    router = Router(key["bucket"], key["key"], job, state, aws, settings, flow_definition_arn,
+                    deadline or Deadline.never(), sequence=sequence)
+    router.etag = key["etag"]
+    return run_once(settings.state_table, "route-continued", {**key, "sequence": str(sequence)},
+                    lambda: router.run(checkpoint))
 
 
 # --- the job's input documents -------------------------------------------------------------------
@@ -143,7 +166,7 @@ class Router:
     """Routes one detection output; `run` is the effect guarded by the idempotency key."""
 
     def __init__(self, bucket: str, key: str, job: Job, state: StateTable, aws: Aws, settings: Settings,
-                 flow_definition_arn: str) -> None:
+                 flow_definition_arn: str, deadline: Deadline | None = None, sequence: int = 0) -> None:
         self.bucket = bucket
         self.key = key
         self.job = job
@@ -169,28 +192,26 @@ class Router:
         # One pace for every StartHumanLoop of the run, and whether A2I's loop quota was reached.
         self.pace = Pace(LOOP_STARTS_PER_SECOND)
         self.quota_reached = threading.Event()
+        # Going on in a fresh invocation when time runs short (nerloop.route_checkpoint).
+        self.deadline = deadline or Deadline.never()
+        self.sequence = sequence  # 0 for the run the output's event started, n for its n-th continuation
+        self.etag = ""  # of the output's object version: with bucket and key, the run's business key
+        self.records_done = 0  # archive records routed (or quarantined) and written
+        self.scanned = False  # every record of the archive routed
+        self.spent = 0  # of the budget's chosen documents, those whose loops are started
 
-    def run(self) -> dict[str, Any]:
+    def run(self, checkpoint: str | None = None) -> dict[str, Any]:
         with open_input_documents(self.aws.s3, self.settings.data_bucket, self.job.input_key) as documents:
             self.documents = documents
             self.seen_lines = bytearray(len(documents))
-            body = self.aws.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
-            records = iter_detection_output(body, self.key)
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                except InvalidRecord as exc:  # the archive itself: nothing more can be read
-                    logger.exception("detection output unreadable", archive=self.key, job=self.job.job_id)
-                    self.flush()  # the records read before the damage are routed, as they came
-                    self.quarantine.reject(exc)
-                    self.quarantine.write(self.aws.s3, self.settings.data_bucket)
-                    raise
-                self.counts["records"] += 1
-                self.route_record(record)
-            self.flush()
-            self.spend_budget()
+            if checkpoint is not None:
+                restore_router(self, checkpoint, Candidate)
+                logger.info("routing goes on", job=self.job.job_id, sequence=self.sequence,
+                            records=self.records_done, spent=self.spent)
+            if not self.scanned and not self.scan():
+                return self.stop()
+            if not self.spend_budget():
+                return self.stop()
             self.write_pool()
         self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
@@ -211,6 +232,52 @@ class Router:
         }
         logger.info("detection output routed", **summary)
         return summary
+
+    def scan(self) -> bool:
+        """Route the archive's records from the first not yet routed; False when the deadline came
+        first (everything decided so far is written)."""
+        body = self.aws.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+        records = iter_detection_output(body, self.key)
+        skip, progress = self.records_done, 0
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except InvalidRecord as exc:  # the archive itself: nothing more can be read
+                logger.exception("detection output unreadable", archive=self.key, job=self.job.job_id)
+                self.flush()  # the records read before the damage are routed, as they came
+                self.quarantine.reject(exc)
+                self.quarantine.write(self.aws.s3, self.settings.data_bucket)
+                raise
+            if skip:  # routed by an earlier invocation
+                skip -= 1
+                continue
+            self.counts["records"] += 1
+            self.route_record(record)
+            progress += 1
+            if not self.pending:  # a batch written: a clean place to stop
+                self.records_done += progress
+                progress = 0
+                if self.deadline.expired():
+                    return False
+        self.flush()
+        self.records_done += progress
+        self.scanned = True
+        return True
+
+    def stop(self) -> dict[str, Any]:
+        """Checkpoint and ask for a continuation (every decision so far is written)."""
+        self.write_pool()
+        sequence = self.sequence + 1
+        checkpoint = save_router(self, sequence)
+        self.quarantine.close()
+        continued = publish_continuation(self.aws, "route", {"bucket": self.bucket, "key": self.key,
+                                                             "etag": self.etag}, sequence, checkpoint)
+        result: dict[str, Any] = {"job": self.job.job_id, "version": self.version, "archive": self.key,
+                                  "records": self.counts["records"], "continued": continued}
+        logger.info("routing continues in a new invocation", **result)
+        return result
 
     # --- one record ------------------------------------------------------------------------------
 
@@ -255,25 +322,35 @@ class Router:
             self.to_review.clear()
             self.write_pool()
 
-    def spend_budget(self) -> None:
+    def spend_budget(self) -> bool:
         """Open the budget's loops: the uncertain documents first, then the room they leave for the
-        most promising confident ones; the uncertain rest wait, the confident rest are accepted."""
+        most promising confident ones; the uncertain rest wait, the confident rest are accepted.
+        LOOP_CHUNK loops at a time, from the first not yet started; False when the deadline came first.
+        The choice depends only on the short lists, so a continuation makes the same one."""
         if self.budget.unlimited:
-            return
+            return True
         chosen, passed_over = pick_diverse(self.budget.selected(), self.budget.limit,
                                            lambda candidate: word_set(candidate.text))
         room = self.budget.limit - len(chosen)
         filled, unused = pick_diverse(self.fill.selected(), room, lambda candidate: word_set(candidate.text))
         # A text on two lines of the input is one document: reviewed once, and then nothing else.
         in_review = {candidate.doc: candidate for candidate in chosen + filled}
+        candidates = list(in_review.values())
+        started_here = self.spent
+        while self.spent < len(candidates):
+            if self.spent > started_here and self.deadline.expired():  # each invocation starts a chunk
+                return False
+            self.review_many(candidates[self.spent:self.spent + LOOP_CHUNK])
+            self.write_pool()
+            self.spent = min(len(candidates), self.spent + LOOP_CHUNK)
         self.counts["filled"] += len(in_review) - len({candidate.doc for candidate in chosen})
-        self.review_many(list(in_review.values()))
         for candidate in passed_over:
             if candidate.doc not in in_review:
                 self.over_budget(candidate)
         for candidate in unused:
             if candidate.doc not in in_review:
                 self.accept(candidate.doc, candidate.entities)
+        return True
 
     def route_document(self, record: DocumentEntities | DocumentFailure, text: str, doc: str,
                        pool: PoolDocument | None) -> None:
