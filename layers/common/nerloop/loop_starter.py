@@ -62,12 +62,13 @@ class Pace:
 
 
 def start_loops(a2i: Any, flow_definition_arn: str, loops: Sequence[tuple[str, str]], *,
-                workers: int = LOOP_STARTERS, pace: Pace | None = None,
+                workers: int | None = None, pace: Pace | None = None,
                 quota_reached: threading.Event | None = None) -> list[str | ClientError]:
     """Start each (name, input content) loop; the outcome of each, in order: `STARTED`,
     `ALREADY_STARTED`, the ClientError A2I ended with (after `start_human_loop`'s retries), or
     NOT_TRIED for a loop not tried once the quota on loops refused one (`quota_reached` is then set;
     pass the same event and `pace` to every batch of one run). Other errors are raised."""
+    workers = LOOP_STARTERS if workers is None else workers
     pace = pace or Pace(LOOP_STARTS_PER_SECOND)
     quota_reached = quota_reached or threading.Event()
 
