@@ -22,15 +22,10 @@ not yet started wait for a later version (counted `over_quota`).
 from __future__ import annotations
 
 import json
-import posixpath
-import tempfile
 import threading
-from array import array
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -50,6 +45,7 @@ from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
+from nerloop.input_documents import open_input_documents
 from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
@@ -109,44 +105,6 @@ def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: A
     router.etag = key["etag"]
     return run_once(settings.state_table, "route-continued", {**key, "sequence": str(sequence)},
                     lambda: router.run(checkpoint))
-
-
-# --- the job's input documents -------------------------------------------------------------------
-
-
-class InputDocuments:
-    """The job's ONE_DOC_PER_LINE input spooled to a file, with an index of where each line starts.
-
-    Memory holds 8 bytes a line, not the text.
-    """
-
-    def __init__(self, spool: IO[bytes], name: str) -> None:
-        self.spool = spool
-        self.name = name  # the file name Comprehend reports in `File`
-        self.starts = array("q")
-        spool.seek(0)
-        position = 0
-        for raw in spool:
-            self.starts.append(position)
-            position += len(raw)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def text(self, line: int) -> str:
-        """The document on 0-based `line` (IndexError when there is no such line)."""
-        if not 0 <= line < len(self.starts):
-            raise IndexError(line)
-        self.spool.seek(self.starts[line])
-        raw = self.spool.readline()
-        return raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-
-
-@contextmanager
-def open_input_documents(s3: Any, bucket: str, key: str) -> Iterator[InputDocuments]:
-    with tempfile.TemporaryFile("w+b") as spool:
-        s3.download_fileobj(bucket, key, spool)
-        yield InputDocuments(spool, posixpath.basename(key))
 
 
 # --- routing one output ----------------------------------------------------------------------------
