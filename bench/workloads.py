@@ -91,6 +91,18 @@ def _without_idempotency(module: Any) -> None:
     module.run_once = lambda table_name, action, key, effect: effect()
 
 
+def _resumable(first: Callable[..., dict[str, Any]], resume: Callable[..., dict[str, Any]],
+               key: dict[str, str], aws: Any, settings: Any) -> Callable[..., dict[str, Any]]:
+    """The stage as the harness invokes it (bench.invocations): the event's run first, then, given the
+    previous result's `continued` (sequence and checkpoint), the continuation that event would carry."""
+    def invoke(*, deadline: Any = None, continuation: dict[str, Any] | None = None) -> dict[str, Any]:
+        if continuation is None:
+            return first(deadline=deadline)
+        return resume(key, int(continuation["sequence"]), str(continuation["checkpoint"]), aws, settings,
+                      deadline=deadline)
+    return invoke
+
+
 def _use_latency(params: dict[str, Any]) -> None:
     from bench.fakes import use_latency
     from bench.latency import LatencyModel
@@ -134,8 +146,10 @@ def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str,
     aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker": sagemaker, "table": table, "events": events})
     _without_idempotency(convert)
     _use_latency(params)
-    stage = functools.partial(convert.convert_labeling_job, JOB_ARN, aws,
-                              settings.model_copy(update={"data_bucket": BUCKET}))
+    bench_settings = settings.model_copy(update={"data_bucket": BUCKET})
+    stage = _resumable(functools.partial(convert.convert_labeling_job, JOB_ARN, aws, bench_settings),
+                       convert.continue_conversion, {"job_arn": JOB_ARN, "status": convert.COMPLETED},
+                       aws, bench_settings)
     probe.start()
     run = _run_as_lambda(stage, "ConvertFunction")
     probe.stop()
@@ -236,8 +250,11 @@ def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
                                                "events": events})
     _without_idempotency(route)
     _use_latency(params)
-    stage = functools.partial(route.route_detection_output, BUCKET, params["archive_key"], aws,
-                              settings.model_copy(update={"data_bucket": BUCKET}), etag="bench")
+    bench_settings = settings.model_copy(update={"data_bucket": BUCKET})
+    stage = _resumable(functools.partial(route.route_detection_output, BUCKET, params["archive_key"], aws,
+                                         bench_settings, etag="bench"),
+                       route.continue_routing, {"bucket": BUCKET, "key": params["archive_key"], "etag": "bench"},
+                       aws, bench_settings)
     probe.start()
     run = _run_as_lambda(stage, "RouteFunction")
     probe.stop()

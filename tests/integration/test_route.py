@@ -19,6 +19,7 @@ from botocore.stub import ANY, Stubber
 
 from nerloop import a2i as a2i_module
 from nerloop import aws as nerloop_aws
+from nerloop import loop_starter
 from nerloop import settings as nerloop_settings
 from nerloop.a2i import build_input_content, loop_name
 from nerloop.comprehend_output import DetectedEntity
@@ -144,6 +145,9 @@ def a2i(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
         lambda service: client if service == "sagemaker-a2i-runtime" else real_client(service),
     )
     monkeypatch.setattr(a2i_module, "backoff_sleep", lambda seconds: None)
+    # A Stubber answers in the order its responses were queued: one StartHumanLoop at a time here
+    # (tests/unit/test_loop_starter.py checks the concurrent starts).
+    monkeypatch.setattr(loop_starter, "LOOP_STARTERS", 1)
     with Stubber(client) as stubber:
         yield stubber
 

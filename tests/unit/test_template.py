@@ -388,12 +388,15 @@ def test_each_function_reads_and_writes_only_its_own_prefixes():
     c = constants
     own = {
         "PreprocessFunction": ({c.RAW_PREFIX}, {c.BATCHES_PREFIX, c.LABELING_PREFIX, c.QUARANTINE_PREFIX}),
-        "ConvertFunction": ({c.LABELING_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
+        # checkpoints/convert/: where a conversion that ran short of time stopped (issue 13)
+        "ConvertFunction": ({c.LABELING_PREFIX, f"{c.CHECKPOINTS_PREFIX}convert/"},
+                            {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX, f"{c.CHECKPOINTS_PREFIX}convert/"}),
         "TrainFunction": ({c.TRAINING_PREFIX}, {c.REPORTS_PREFIX}),
         # the gate: a snapshot's test set, its evaluation job's output, the versions' results
         "DetectFunction": ({c.BATCHES_PREFIX, c.TRAINING_PREFIX, c.EVALUATION_PREFIX},
                            {c.DETECTION_INPUT_PREFIX, c.TRAINING_PREFIX, c.EVALUATION_RESULTS_PREFIX}),
-        "RouteFunction": ({"detection/"}, {c.QUARANTINE_PREFIX}),
+        "RouteFunction": ({"detection/", f"{c.CHECKPOINTS_PREFIX}route/"},
+                          {c.QUARANTINE_PREFIX, f"{c.CHECKPOINTS_PREFIX}route/"}),
         "MergeFunction": ({c.REVIEW_OUTPUT_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
         # a retrain started by the time limit; a loop ended without its event reaching merge
         "WatchFunction": ({c.REVIEW_OUTPUT_PREFIX}, {c.TRAINING_PREFIX, c.QUARANTINE_PREFIX}),
@@ -524,7 +527,8 @@ def test_every_key_pattern_uses_a_prefix_of_nerloop_constants():
 
 def test_rules_filter_on_the_constants():
     def key_of(function: str) -> str:
-        (event,) = RULES[function].values()
+        # the function's S3 rule (route also takes its own continuation, issue 13)
+        (event,) = [e for e in RULES[function].values() if e["Properties"]["Pattern"]["source"] == ["aws.s3"]]
         return event["Properties"]["Pattern"]["detail"]["object"]["key"][0]["wildcard"]
 
     assert key_of("PreprocessFunction") == f"{constants.RAW_PREFIX}*.txt"
@@ -537,8 +541,14 @@ def test_rules_filter_on_the_constants():
         constants.RECOGNIZER_STATUS_DETAIL_TYPE]
     (merge,) = RULES["MergeFunction"].values()
     assert merge["Properties"]["Pattern"]["detail-type"] == [constants.HUMAN_LOOP_DETAIL_TYPE]
-    (convert,) = RULES["ConvertFunction"].values()
-    assert convert["Properties"]["Pattern"]["detail-type"] == [constants.LABELING_JOB_DETAIL_TYPE]
+    convert = RULES["ConvertFunction"]
+    completed = convert["LabelingJobCompleted"]["Properties"]["Pattern"]
+    assert completed["detail-type"] == [constants.LABELING_JOB_DETAIL_TYPE]
+    # issue 13: the convert stage's own continuation comes back to it
+    continued = convert["ConversionContinued"]["Properties"]["Pattern"]
+    assert continued["source"] == [constants.EVENT_SOURCE]
+    assert continued["detail-type"] == [constants.STAGE_CONTINUED_DETAIL_TYPE]
+    assert RULES["RouteFunction"]["RoutingContinued"]["Properties"]["Pattern"]["detail"] == {"stage": ["route"]}
     assert sub_text(RESOURCES["FlowDefinition"]["Properties"]["OutputPath"]).endswith(
         f"/{constants.REVIEW_OUTPUT_PREFIX}")
 

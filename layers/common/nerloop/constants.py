@@ -9,6 +9,9 @@ EVENT_SOURCE = "nerloop"
 RECOGNIZER_STATUS_DETAIL_TYPE = "Recognizer Status Change"
 DETECTION_JOB_STATUS_DETAIL_TYPE = "Detection Job Status Change"
 DOCUMENTS_ADDED_DETAIL_TYPE = "Documents Added"  # preprocess: a batch of new documents joined the pool
+# --- continuation (issue 13): a stage that ran short of time continues in a fresh invocation ---
+STAGE_CONTINUED_DETAIL_TYPE = "Stage Continued"
+# --- end continuation ---
 
 # Events AWS services publish.
 S3_OBJECT_CREATED = "Object Created"
@@ -30,6 +33,7 @@ EVALUATION_RESULTS_PREFIX = EVALUATION_PREFIX + "results/"
 REVIEW_OUTPUT_PREFIX = "reviews/"  # A2I flow definition output path
 QUARANTINE_PREFIX = "quarantine/"  # quarantine/<stage>/<source>.jsonl
 REPORTS_PREFIX = "reports/"  # human-readable reports (e.g. what a training set lacks)
+CHECKPOINTS_PREFIX = "checkpoints/"  # checkpoints/<stage>/<source>/<sequence>/: where a stage stopped
 
 DOCUMENTS_FILE = "documents.txt"
 ANNOTATIONS_FILE = "annotations.csv"

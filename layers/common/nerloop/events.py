@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from nerloop.event_models.continuation import ContinuationDetail, StageContinued
 from nerloop.event_models.detection_job import DetectionJobStatusChange, DetectionJobStatusDetail
 from nerloop.event_models.envelope import Envelope
 from nerloop.event_models.human_loop import HumanLoopDetail, HumanLoopOutput, HumanLoopStatusChange
-from nerloop.event_models.labeling import LabelingJobDetail, LabelingJobStateChange
+from nerloop.event_models.labeling import ConvertTrigger, LabelingJobDetail, LabelingJobStateChange
 from nerloop.event_models.loop import (
     DetectTrigger,
     DocumentsAdded,
@@ -26,10 +27,28 @@ from nerloop.event_models.s3 import S3Bucket, S3Object, S3ObjectCreated, S3Objec
 from nerloop.event_models.schedule import ScheduledEvent
 
 __all__ = [
-    "DetectTrigger", "DetectionJobStatusChange", "DetectionJobStatusDetail", "DocumentsAdded",
-    "DocumentsAddedDetail", "Envelope", "HumanLoopDetail", "HumanLoopOutput", "HumanLoopStatusChange",
-    "LabelingJobDetail", "LabelingJobStateChange", "RecognizerStatusChange", "RecognizerStatusDetail",
-    "S3Bucket", "S3Object", "S3ObjectCreated", "S3ObjectDetail", "ScheduledEvent", "describe_event_error",
+    "ContinuationDetail",
+    "ConvertTrigger",
+    "DetectTrigger",
+    "DetectionJobStatusChange",
+    "DetectionJobStatusDetail",
+    "DocumentsAdded",
+    "DocumentsAddedDetail",
+    "Envelope",
+    "HumanLoopDetail",
+    "HumanLoopOutput",
+    "HumanLoopStatusChange",
+    "LabelingJobDetail",
+    "LabelingJobStateChange",
+    "RecognizerStatusChange",
+    "RecognizerStatusDetail",
+    "S3Bucket",
+    "S3Object",
+    "S3ObjectCreated",
+    "S3ObjectDetail",
+    "ScheduledEvent",
+    "StageContinued",
+    "describe_event_error",
     "model_for",
 ]
 
@@ -41,6 +60,7 @@ _MODELS: dict[tuple[str, str], type[Envelope]] = {
     ("nerloop", "Documents Added"): DocumentsAdded,
     ("nerloop", "Detection Job Status Change"): DetectionJobStatusChange,
     ("aws.events", "Scheduled Event"): ScheduledEvent,
+    ("nerloop", "Stage Continued"): StageContinued,  # issue 13: a stage going on from a checkpoint
 }
 
 

@@ -376,6 +376,9 @@ def parse_manifest(
     quarantine: Quarantine,
     label_attribute: str | None = None,
     stats: ParseStats | None = None,
+    *,
+    first_line: int = 1,
+    strict: bool | None = None,
 ) -> Iterator[LabelledDocument]:
     """Yield each valid line of a Ground Truth NER output manifest as a LabelledDocument.
 
@@ -383,15 +386,18 @@ def parse_manifest(
     exactly one NER attribute decides it, and later lines carrying another are rejected as
     ambiguous. Bad lines go to `quarantine` and the rest go on; `stats` (when given) counts
     lines, documents and repairs, with lines == documents + rejected.
+
+    A manifest read on from a checkpoint passes the number of its next line (`first_line`) and
+    whether the label attribute was given (`strict` False) or detected from a line (True).
     """
     stats = stats if stats is not None else ParseStats()
     if entity_types is not None:
         entity_types = frozenset(entity_types)  # looked up for every span
-    strict = label_attribute is None
+    strict = label_attribute is None if strict is None else strict
     attribute = label_attribute
     if attribute:
         stats.label_attribute = attribute
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=first_line):
         stats.lines += 1
         try:
             text_line = _decode(raw, file, number)

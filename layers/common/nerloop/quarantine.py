@@ -85,6 +85,31 @@ class _Spool:
             self._file.close()
             self._file = None
 
+    def save(self, s3: Any, bucket: str, key: str) -> str | None:
+        """Upload the spool as it is (a checkpoint's copy); its key, None when it is empty."""
+        if self._file is None:
+            return None
+        with tempfile.TemporaryFile() as copy:
+            self.copy_to(copy)
+            copy.seek(0)
+            s3.upload_fileobj(copy, bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"})
+        return key
+
+    def load(self, s3: Any, bucket: str, key: str) -> None:
+        """Start from a spool `save` wrote: its lines, count and first few problems."""
+        self.close()
+        self.count = 0
+        self.first = []
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 # lives as long as the quarantine
+        s3.download_fileobj(bucket, key, self._file)
+        self._file.seek(0)
+        for raw in self._file:
+            self.count += 1
+            if len(self.first) < KEPT_IN_MEMORY:
+                row = json.loads(raw)
+                self.first.append(Problem(row["file"], row["line"], row["reason"], row["record"]))
+        self._file.seek(0, 2)
+
 
 class Quarantine:
     """Collects the problems of one stage run on one source file."""
@@ -151,6 +176,17 @@ class Quarantine:
         with self._report() as report:
             s3.upload_fileobj(report, bucket, self.key, ExtraArgs={"ContentType": "application/x-ndjson"})
         return self.key
+
+    def save(self, s3: Any, bucket: str, prefix: str) -> dict[str, str | None]:
+        """Copy the problems so far under `prefix` (a checkpoint); the keys for `restore`."""
+        return {kind: spool.save(s3, bucket, f"{prefix}quarantine-{kind}.jsonl")
+                for kind, spool in (("rejected", self._rejected), ("repaired", self._repaired))}
+
+    def restore(self, s3: Any, bucket: str, keys: dict[str, str | None]) -> None:
+        """Go on from the problems `save` copied: the report is then the same as one run's."""
+        for kind, spool in (("rejected", self._rejected), ("repaired", self._repaired)):
+            if keys.get(kind):
+                spool.load(s3, bucket, str(keys[kind]))
 
     def close(self) -> None:
         """Remove the spools (they also go when the quarantine is garbage collected)."""

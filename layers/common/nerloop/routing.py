@@ -120,6 +120,15 @@ class ReviewBudget(Generic[T]):
     def __len__(self) -> int:
         return len(self._heap)
 
+    def entries(self) -> list[tuple[float, int, T]]:
+        """What the budget holds, as (priority, -order, item): a checkpoint's copy for `load`."""
+        return list(self._heap)
+
+    def load(self, entries: Sequence[tuple[float, int, T]]) -> None:
+        """Hold what `entries` copied (the budget of a run going on from a checkpoint)."""
+        self._heap = [(priority, order, item) for priority, order, item in entries]
+        heapq.heapify(self._heap)
+
 
 def word_set(text: str) -> frozenset[str]:
     """The distinct words of `text`, case folded."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,15 +161,17 @@ class StateTable:
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         return self.table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
 
-    def _batch_get(self, pk: str, sks: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Fetch many items of one family by sort key (100 a request, as DynamoDB allows)."""
+    def _batch_get(self, pk: str, sks: Iterable[str], consistent: bool = False) -> dict[str, dict[str, Any]]:
+        """Fetch many items of one family by sort key (100 a request, as DynamoDB allows);
+        `consistent` asks for strongly consistent reads (BatchGetItem's `ConsistentRead`)."""
         # The resource's own client takes and returns plain Python values.
         resource = self.table.meta.client
         found: dict[str, dict[str, Any]] = {}
         keys = list(dict.fromkeys(sks))
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {
-                self.table.name: {"Keys": [{"pk": pk, "sk": sk} for sk in keys[start : start + 100]]}
+                self.table.name: {"Keys": [{"pk": pk, "sk": sk} for sk in keys[start : start + 100]],
+                                  **({"ConsistentRead": True} if consistent else {})}
             }
             while request:
                 reply = resource.batch_get_item(RequestItems=request)
@@ -196,6 +199,11 @@ class StateTable:
     def get_gold(self, doc: str) -> GoldDocument | None:
         item = self._get("GOLD", doc)
         return _gold_from_item(item) if item else None
+
+    def get_gold_many(self, docs: Iterable[str]) -> dict[str, GoldDocument]:
+        """The gold documents among `docs`, by hash (100 a BatchGetItem request), read strongly
+        consistent as `get_gold` is: the convert stage reads back what it wrote a moment before."""
+        return {doc: _gold_from_item(item) for doc, item in self._batch_get("GOLD", docs, consistent=True).items()}
 
     def iter_gold(self) -> Iterator[GoldDocument]:
         """Every gold document, in document-hash order (stable, so snapshots are repeatable)."""
@@ -821,35 +829,61 @@ class GoldBatchWriter:
     """`StateTable.put_gold` for many documents at once (the convert stage's).
 
     A manifest of a million lines would cost two requests a document through put_gold: this writes
-    25 gold items a BatchWriteItem request, then one BatchGetItem per 100 documents finds which are
-    in the pool, and only those get the pool update put_gold makes.
+    25 gold items a BatchWriteItem request, up to `WRITERS` requests at a time on a small thread
+    pool (the requests are independent: each names other items), then one BatchGetItem per 100
+    documents finds which are in the pool, and only those get the pool update put_gold makes.
+    Threads share the table resource's low-level client, which boto3 documents as thread-safe
+    (resources are not, so no thread touches `table` itself).
     """
 
     BATCH = 25  # DynamoDB's BatchWriteItem limit
     ATTEMPTS = 8
+    WRITERS = 4  # requests in flight at once; DynamoDB on-demand takes far more, Lambda's CPU fewer
 
-    def __init__(self, state: StateTable) -> None:
+    def __init__(self, state: StateTable, writers: int = WRITERS) -> None:
         self.state = state
+        self.client = state.table.meta.client  # the resource's client takes plain Python values
+        self.table_name = state.table.name
+        self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="gold-writer") if writers > 1 else None
 
     def put_gold_many(self, golds: Iterable[GoldDocument]) -> int:
         """Write `golds` as put_gold would; a document named twice is written once, with its last
-        labels. Returns how many pooled documents were marked GOLD."""
+        labels. Returns how many pooled documents were marked GOLD. Every request has succeeded
+        when it returns (the first failure is raised)."""
         latest = {gold.doc: gold for gold in golds}  # one request may not name a key twice
         items = [_gold_item_of(gold) for gold in latest.values()]
-        for start in range(0, len(items), self.BATCH):
-            self._batch_put(items[start:start + self.BATCH])
+        chunks = [items[start:start + self.BATCH] for start in range(0, len(items), self.BATCH)]
+        if self._pool is None or len(chunks) < 2:
+            for chunk in chunks:
+                self._batch_put(chunk)
+        else:
+            for done in [self._pool.submit(self._batch_put, chunk) for chunk in chunks]:
+                done.result()  # waits for all of them, in order; raises the first failure
         marked = 0
         for doc in self.state._batch_get("POOL", latest):
             marked += self.state.mark_pool(doc, GOLD)
         return marked
 
+    def close(self) -> None:
+        """Stop the writer threads (they idle until then)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> GoldBatchWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _batch_put(self, items: list[dict[str, Any]]) -> None:
-        """Put up to 25 items in one BatchWriteItem, retrying what DynamoDB leaves unprocessed."""
-        table = self.state.table
-        client = table.meta.client  # the resource's client takes plain Python values
-        request: dict[str, Any] = {table.name: [{"PutRequest": {"Item": item}} for item in items]}
+        """Put up to 25 items in one BatchWriteItem, retrying what DynamoDB leaves unprocessed.
+
+        DynamoDB returns the puts it did not make in `UnprocessedItems` (throttling, an internal
+        error) and recommends retrying them with exponential back-off ("BatchWriteItem":
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html)."""
+        request: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": item}} for item in items]}
         for attempt in range(self.ATTEMPTS):
-            reply = client.batch_write_item(RequestItems=request)
+            reply = self.client.batch_write_item(RequestItems=request)
             request = reply.get("UnprocessedItems") or {}
             if not request:
                 return

@@ -1,10 +1,11 @@
 """SageMaker Ground Truth labeling job state changes."""
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nerloop.event_models.continuation import StageContinued
 from nerloop.event_models.envelope import Envelope
 
 _LABELING_JOB_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:labeling-job/[^/]+$")
@@ -38,3 +39,7 @@ class LabelingJobStateChange(Envelope):
     @property
     def job_name(self) -> str:
         return self.job_arn.rsplit("/", 1)[-1]
+
+
+# The convert function starts on a completed job, and goes on where a run that ran short of time stopped.
+ConvertTrigger = Annotated[LabelingJobStateChange | StageContinued, Field(discriminator="detail_type")]

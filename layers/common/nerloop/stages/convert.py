@@ -3,23 +3,33 @@
 The job's output manifest is streamed from S3 and validated line by line (nerloop.gt_manifest);
 every good document is written to the gold set, bad lines are quarantined, and a retrain is
 requested, which writes the next training snapshot unless a training is in flight.
+
+Requests come in batches: GOLD_BUFFER distinct documents are held, then the earlier labels of those
+among them met before in the manifest are read in one BatchGetItem, and all are written 25 a
+BatchWriteItem, a few requests at a time (`GoldBatchWriter`). Between batches the stage looks at
+the time left (`Deadline`): when it runs short, it checkpoints (the manifest's byte offset and line
+reached, the counts, the table of documents seen, the quarantine so far) and continues in a fresh
+invocation from there (`nerloop.continuation`), reading the rest of the manifest with a ranged GET.
 """
 
 from __future__ import annotations
 
-from array import array
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from nerloop.aws import Aws
+from nerloop.continuation import checkpoint_prefix, get_checkpoint, publish_continuation, put_checkpoint
 from nerloop.cost_records import record_labeling_job
+from nerloop.deadline import Deadline
 from nerloop.documents import Span
 from nerloop.errors import NerloopError
 from nerloop.gt_manifest import (
     MAX_MANIFEST_LINE_BYTES,
     READ_CHUNK_BYTES,
     LabelledDocument,
+    LongLine,
     ParseStats,
     iter_byte_lines,
     parse_manifest,
@@ -29,11 +39,15 @@ from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RETRAIN_REQUESTED, RetrainPolicy, maybe_start_retrain
+from nerloop.seen_documents import SeenDocuments
 from nerloop.settings import Settings
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
 
+__all__ = ["SeenDocuments", "continue_conversion", "convert_labeling_job"]
+
 COMPLETED = "Completed"
-GOLD_BUFFER = 100  # gold documents held before a batched write (memory stays bounded)
+GOLD_BUFFER = 100  # distinct gold documents held before a batched write (memory stays bounded)
+STAGE = "convert"
 
 
 class LabelingJobOutputMissing(NerloopError):
@@ -53,67 +67,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-class SeenDocuments:
-    """The documents met so far in one manifest, each with the line it was first met on.
-
-    A manifest may hold a million lines, so this is not a dict of hashes (about 200 bytes an entry)
-    but an open-addressing table of the hashes' first 64 bits in two arrays: 12 bytes a slot, at
-    most 70 % full, about 24 MB for a million documents. Two documents sharing 64 bits (odds about
-    1 in 30 million for a million documents) look alike here; the caller tells them apart by the
-    gold set's text (see `_convert`).
-    """
-
-    MAX_LOAD = 0.7
-
-    def __init__(self, capacity: int = 1024) -> None:
-        if capacity & (capacity - 1):
-            raise ValueError("capacity must be a power of two")
-        self._keys = array("Q", bytes(8 * capacity))
-        self._lines = array("I", bytes(4 * capacity))
-        self._mask = capacity - 1
-        self.count = 0
-
-    @staticmethod
-    def _key(doc: str) -> int:
-        return int(doc[:16], 16) or 1  # 0 marks an empty slot
-
-    def first_seen(self, doc: str, line: int) -> int | None:
-        """The line `doc` was first met on; None (and `line` remembered) when this is the first time."""
-        key = self._key(doc)
-        keys, mask = self._keys, self._mask
-        slot = key & mask
-        while keys[slot]:
-            if keys[slot] == key:
-                return self._lines[slot]
-            slot = (slot + 1) & mask
-        keys[slot] = key
-        self._lines[slot] = line
-        self.count += 1
-        if self.count > self.MAX_LOAD * (mask + 1):
-            self._grow()
-        return None
-
-    def _grow(self) -> None:
-        old_keys, old_lines = self._keys, self._lines
-        capacity = 2 * len(old_keys)
-        self._keys = array("Q", bytes(8 * capacity))
-        self._lines = array("I", bytes(4 * capacity))
-        self._mask = capacity - 1
-        keys, lines, mask = self._keys, self._lines, self._mask
-        for key, line in zip(old_keys, old_lines, strict=True):
-            if key:
-                slot = key & mask
-                while keys[slot]:
-                    slot = (slot + 1) & mask
-                keys[slot] = key
-                lines[slot] = line
-
-    def __len__(self) -> int:
-        return self.count
-
-
 def convert_labeling_job(
-    job_arn: str, aws: Aws, settings: Settings, status: str = COMPLETED
+    job_arn: str, aws: Aws, settings: Settings, status: str = COMPLETED, *, deadline: Deadline | None = None
 ) -> dict[str, Any]:
     """Put a completed labeling job's documents into the gold set; once per (job ARN, status).
 
@@ -123,88 +78,224 @@ def convert_labeling_job(
 
     Returns counts: lines, documents (distinct documents written), repeated (lines repeating an
     earlier one's document), spans, quarantined, trimmed, the quarantine report's key, and the
-    training snapshot version written (or None when none was).
+    training snapshot version written (or None when none was). When `deadline` comes first, the
+    result holds `continued` (the continuation's sequence and checkpoint) and the counts so far.
     """
     job_name = job_name_from_arn(job_arn)
     if status != COMPLETED:
         logger.info("labeling job not completed; nothing to convert", job=job_name, status=status)
         return {"job": job_name, "skipped": f"status {status}"}
-    return run_once(settings.state_table, "convert", {"job_arn": job_arn, "status": status},
-                    lambda: _convert(job_name, aws, settings))
+    key = {"job_arn": job_arn, "status": status}
+    conversion = Conversion(job_name, key, aws, settings, deadline or Deadline.never())
+    return run_once(settings.state_table, STAGE, key, conversion.run)
 
 
-def _convert(job_name: str, aws: Aws, settings: Settings) -> dict[str, Any]:
-    described = aws.sagemaker.describe_labeling_job(LabelingJobName=job_name)
-    manifest_uri = (described.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
-    if not manifest_uri:
-        raise LabelingJobOutputMissing(f"labeling job {job_name} ({described.get('LabelingJobStatus')}) "
-                                       "has no LabelingJobOutput.OutputDatasetS3Uri")
-    label_attribute = described.get("LabelAttributeName") or None
-    bucket, key = split_s3_uri(manifest_uri)
+def continue_conversion(key: dict[str, str], sequence: int, checkpoint: str, aws: Aws, settings: Settings, *,
+                        deadline: Deadline | None = None) -> dict[str, Any]:
+    """Go on converting the job of business `key` from `checkpoint`; once per (key, `sequence`).
 
-    state = StateTable(aws.table)
-    record_labeling_job(aws.table, job_name, described)  # the objects Ground Truth bills (round_cost)
-    quarantine = Quarantine(stage="convert", source=job_name)
-    stats = ParseStats()
-    origin = f"labeling:{job_name}"
-    # Memory must not grow with the manifest: no per-document dicts, only the compact table of
-    # what was seen, and running totals.
-    seen = SeenDocuments()
-    documents = 0  # distinct documents written
-    span_total = 0  # spans those documents hold now
-    body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"]
-    lines = iter_byte_lines(body.iter_chunks(READ_CHUNK_BYTES), max_bytes=MAX_MANIFEST_LINE_BYTES)
-    # Gold documents are written GOLD_BUFFER at a time (25 to a request); a repeated document still
-    # in the buffer is merged with the buffered labels, one already written is read back.
-    pending: dict[str, GoldDocument] = {}
-    gold_writer = GoldBatchWriter(state)
-    for document in parse_manifest(lines, manifest_uri, settings.entity_types, quarantine,
-                                   label_attribute=label_attribute, stats=stats):
-        spans = document.spans
-        first = seen.first_seen(document.doc, document.line)
-        earlier = None
-        if first is not None:
-            earlier = pending.get(document.doc) or state.get_gold(document.doc)
-        if earlier is None:  # new here (or only its first 64 bits were seen before)
-            documents += 1
-            span_total += len(spans)
+    Its own idempotency record (not the original event's): a continuation delivered twice has one
+    effect, and the original event, delivered again, finds its record and starts nothing."""
+    job_name = job_name_from_arn(key["job_arn"])
+    conversion = Conversion(job_name, key, aws, settings, deadline or Deadline.never(), sequence=sequence)
+    return run_once(settings.state_table, f"{STAGE}-continued", {**key, "sequence": str(sequence)},
+                    lambda: conversion.run(checkpoint))
+
+
+class Conversion:
+    """One labeling job's manifest into the gold set; `run` is the effect under the idempotency key."""
+
+    def __init__(self, job_name: str, key: dict[str, str], aws: Aws, settings: Settings, deadline: Deadline,
+                 sequence: int = 0) -> None:
+        self.job_name = job_name
+        self.key = key
+        self.aws = aws
+        self.settings = settings
+        self.deadline = deadline
+        self.sequence = sequence  # 0 for the run the job's event started, n for its n-th continuation
+        self.state = StateTable(aws.table)
+        self.quarantine = Quarantine(stage=STAGE, source=job_name)
+        self.stats = ParseStats()
+        self.origin = f"labeling:{job_name}"
+        # Memory must not grow with the manifest: no per-document dicts, only the compact table of
+        # what was seen, and running totals.
+        self.seen = SeenDocuments()
+        self.documents = 0  # distinct documents written
+        self.span_total = 0  # spans those documents hold now
+        self.offset = 0  # bytes of the manifest read, up to the end of the last line parsed
+        self.line = 0  # lines of the manifest read
+        self.strict = True  # the label attribute is detected from the lines (not given by the job)
+        self.manifest_uri = ""
+        self.etag = ""
+        self.size = -1  # the manifest's size in bytes (-1: not known)
+        self.resumed = False  # going on from a checkpoint
+        # The documents of the batch, each with its lines in order (and the line it was first met on,
+        # None when new), and those whose earlier labels are in the gold set already, to read.
+        self.buffer: dict[str, list[tuple[LabelledDocument, int | None]]] = {}
+        self.to_read: set[str] = set()
+
+    def run(self, checkpoint: str | None = None) -> dict[str, Any]:
+        if checkpoint is None:
+            self.describe_job()
         else:
-            spans = _merge_repeat(earlier, document, first or 0, origin, quarantine, manifest_uri)
-            span_total += len(spans) - len(earlier.spans)
-        pending[document.doc] = GoldDocument(doc=document.doc, text=document.text, spans=spans, origin=origin)
-        if len(pending) >= GOLD_BUFFER:
-            gold_writer.put_gold_many(pending.values())
-            pending.clear()
-    gold_writer.put_gold_many(pending.values())
-    pending.clear()
+            self.restore(checkpoint)
+        bucket, key = split_s3_uri(self.manifest_uri)
+        with GoldBatchWriter(self.state) as writer:
+            self.writer = writer
+            for document in parse_manifest(self.manifest_lines(bucket, key), self.manifest_uri,
+                                           self.settings.entity_types, self.quarantine,
+                                           label_attribute=self.stats.label_attribute or None, stats=self.stats,
+                                           first_line=self.line + 1, strict=self.strict):
+                self.add(document)
+                if len(self.buffer) >= GOLD_BUFFER:
+                    self.flush()
+                    if self.deadline.expired():
+                        return self.stop()
+            self.flush()
+        return self.finish()
 
-    report = quarantine.write(aws.s3, settings.data_bucket)
-    quarantine.close()
-    snapshot = None
-    if documents:
-        # Counted once per job: a retry of this effect (it failed after this line) asks again for
-        # nothing, so a training that the first attempt started is not followed by a needless one.
-        state.count_once(f"retrain-request/convert/{job_name}", RETRAIN_REQUESTED)
-        snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
+    # --- reading --------------------------------------------------------------------------------
 
-    metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=documents)
-    metrics.add_metric(name="SpansConverted", unit=MetricUnit.Count, value=span_total)
-    metrics.add_metric(name="LinesQuarantined", unit=MetricUnit.Count, value=stats.rejected)
-    result: dict[str, Any] = {
-        "job": job_name,
-        "manifest": manifest_uri,
-        "label_attribute": stats.label_attribute,
-        "lines": stats.lines,
-        "documents": documents,
-        "repeated": stats.documents - documents,
-        "spans": span_total,
-        "quarantined": stats.rejected,
-        "trimmed": stats.trimmed,
-        "quarantine": report,
-        "snapshot": snapshot.version if snapshot else None,
-    }
-    logger.info("labeling job converted", **result)
-    return result
+    def describe_job(self) -> None:
+        described = self.aws.sagemaker.describe_labeling_job(LabelingJobName=self.job_name)
+        manifest_uri = (described.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
+        if not manifest_uri:
+            raise LabelingJobOutputMissing(f"labeling job {self.job_name} ({described.get('LabelingJobStatus')}) "
+                                           "has no LabelingJobOutput.OutputDatasetS3Uri")
+        self.manifest_uri = manifest_uri
+        record_labeling_job(self.aws.table, self.job_name, described)  # the objects Ground Truth bills (round_cost)
+        label_attribute = described.get("LabelAttributeName") or None
+        self.strict = label_attribute is None
+        self.stats.label_attribute = label_attribute or ""
+
+    def manifest_lines(self, bucket: str, key: str) -> Iterator[bytes]:
+        """The manifest's lines from the offset reached, each counted as it is handed to the parser."""
+        if self.resumed and 0 <= self.size <= self.offset:
+            return iter(())
+        if self.resumed:
+            # The rest of the same object version: a ranged GET ("GetObject", Range and IfMatch:
+            # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+            condition = {"IfMatch": self.etag} if self.etag else {}
+            reply = self.aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={self.offset}-", **condition)
+        else:
+            reply = self.aws.s3.get_object(Bucket=bucket, Key=key)
+            self.etag, self.size = str(reply.get("ETag", "")), int(reply.get("ContentLength", -1))
+        lines = iter_byte_lines(reply["Body"].iter_chunks(READ_CHUNK_BYTES), max_bytes=MAX_MANIFEST_LINE_BYTES)
+        return self.counted(lines)
+
+    def counted(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        for raw in lines:
+            self.offset += (raw.size if isinstance(raw, LongLine) else len(raw)) + 1  # and its LF
+            self.line += 1
+            yield raw
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def add(self, document: LabelledDocument) -> None:
+        first = self.seen.first_seen(document.doc, document.line)
+        occurrences = self.buffer.get(document.doc)
+        if occurrences is not None:
+            occurrences.append((document, first))
+            return
+        self.buffer[document.doc] = [(document, first)]
+        if first is not None:  # met in an earlier batch: its labels so far are in the gold set
+            self.to_read.add(document.doc)
+
+    def flush(self) -> None:
+        """Write the batch: one read of the earlier labels of its repeats, then the gold documents,
+        each with the union of its lines' labels."""
+        if not self.buffer:
+            return
+        earlier_of = self.state.get_gold_many(self.to_read) if self.to_read else {}
+        golds = []
+        for doc, occurrences in self.buffer.items():
+            current = earlier_of.get(doc)
+            for document, first in occurrences:
+                spans = document.spans
+                earlier = None if first is None else current
+                if earlier is None:  # new here (or only its first 64 bits were seen before)
+                    self.documents += 1
+                    self.span_total += len(spans)
+                else:
+                    spans = _merge_repeat(earlier, document, first or 0, self.origin, self.quarantine,
+                                          self.manifest_uri)
+                    self.span_total += len(spans) - len(earlier.spans)
+                current = GoldDocument(doc=doc, text=document.text, spans=spans, origin=self.origin)
+            if current is not None:
+                golds.append(current)
+        self.writer.put_gold_many(golds)
+        self.buffer.clear()
+        self.to_read.clear()
+
+    # --- stopping early, going on ---------------------------------------------------------------
+
+    def stop(self) -> dict[str, Any]:
+        """Checkpoint what is done and ask for a continuation (the buffer is written)."""
+        sequence = self.sequence + 1
+        bucket = self.settings.data_bucket
+        prefix = checkpoint_prefix(STAGE, self.job_name, sequence)
+        seen_key = prefix + "seen.bin"
+        self.aws.s3.put_object(Bucket=bucket, Key=seen_key, Body=self.seen.to_bytes())
+        checkpoint = put_checkpoint(self.aws, bucket, prefix, {
+            "job": self.job_name, "manifest": self.manifest_uri, "etag": self.etag, "size": self.size,
+            "offset": self.offset, "line": self.line, "strict": self.strict,
+            "documents": self.documents, "spans": self.span_total, "stats": self.stats.as_dict(),
+            "seen": seen_key, "seen_count": self.seen.count,
+            "quarantine": self.quarantine.save(self.aws.s3, bucket, prefix),
+        })
+        self.quarantine.close()
+        continued = publish_continuation(self.aws, STAGE, self.key, sequence, checkpoint)
+        result: dict[str, Any] = {"job": self.job_name, "manifest": self.manifest_uri,
+                                  "lines": self.stats.lines, "documents": self.documents, "continued": continued}
+        logger.info("labeling job conversion continues in a new invocation", offset=self.offset, **result)
+        return result
+
+    def restore(self, checkpoint: str) -> None:
+        bucket = self.settings.data_bucket
+        saved = get_checkpoint(self.aws, bucket, checkpoint)
+        self.manifest_uri, self.etag, self.size = saved["manifest"], saved["etag"], int(saved["size"])
+        self.offset, self.line, self.strict = int(saved["offset"]), int(saved["line"]), bool(saved["strict"])
+        self.documents, self.span_total = int(saved["documents"]), int(saved["spans"])
+        self.stats = ParseStats(**saved["stats"])
+        seen = self.aws.s3.get_object(Bucket=bucket, Key=saved["seen"])["Body"].read()
+        self.seen = SeenDocuments.from_bytes(seen, int(saved["seen_count"]))
+        self.quarantine.restore(self.aws.s3, bucket, saved["quarantine"])
+        self.resumed = True
+        logger.info("labeling job conversion goes on", job=self.job_name, sequence=self.sequence,
+                    line=self.line, offset=self.offset)
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        state, stats = self.state, self.stats
+        report = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
+        self.quarantine.close()
+        snapshot = None
+        if self.documents:
+            # Counted once per job: a retry of this effect (it failed after this line) asks again for
+            # nothing, so a training that the first attempt started is not followed by a needless one.
+            state.count_once(f"retrain-request/convert/{self.job_name}", RETRAIN_REQUESTED)
+            snapshot = maybe_start_retrain(state, self.aws.s3, self.settings.data_bucket,
+                                           RetrainPolicy.of(self.settings))
+
+        metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=self.documents)
+        metrics.add_metric(name="SpansConverted", unit=MetricUnit.Count, value=self.span_total)
+        metrics.add_metric(name="LinesQuarantined", unit=MetricUnit.Count, value=stats.rejected)
+        result: dict[str, Any] = {
+            "job": self.job_name,
+            "manifest": self.manifest_uri,
+            "label_attribute": stats.label_attribute,
+            "lines": stats.lines,
+            "documents": self.documents,
+            "repeated": stats.documents - self.documents,
+            "spans": self.span_total,
+            "quarantined": stats.rejected,
+            "trimmed": stats.trimmed,
+            "quarantine": report,
+            "snapshot": snapshot.version if snapshot else None,
+        }
+        logger.info("labeling job converted", **result)
+        return result
 
 
 def _merge_repeat(earlier: GoldDocument, document: LabelledDocument, first: int, origin: str,

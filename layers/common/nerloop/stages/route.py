@@ -14,25 +14,23 @@ Requests come in batches, not per document: the pool items of 100 records are re
 BatchGetItem, the decided ones changed in transactions of up to 100 conditional updates (a document
 that turned gold meanwhile stays gold), the human loops of the batch recorded in one transaction
 before A2I starts them one by one. A text that recurs on another line is decided after the batch
-holding the first one is written.
+holding the first one is written. StartHumanLoop calls go a few at a time at a bounded pace
+(`nerloop.loop_starter`); when the account's quota on loops in progress refuses one, the documents
+not yet started wait for a later version (counted `over_quota`).
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
-import tempfile
-from array import array
+import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from nerloop.a2i import ALREADY_STARTED, build_input_content, loop_name, start_human_loop
+from nerloop.a2i import ALREADY_STARTED, build_input_content, loop_name
 from nerloop.aws import Aws
 from nerloop.comprehend_output import (
     DetectedEntity,
@@ -42,11 +40,16 @@ from nerloop.comprehend_output import (
     iter_detection_output,
     job_id_from_key,
 )
+from nerloop.continuation import publish_continuation
+from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.idempotency import run_once
+from nerloop.input_documents import open_input_documents
+from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
+from nerloop.route_checkpoint import restore_router, save_router
 from nerloop.routing import (
     ACCEPT,
     SHORTLIST_FACTOR,
@@ -62,15 +65,17 @@ from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDoc
 
 LOOP_IN_PROGRESS = "InProgress"
 POOL_BATCH = 100  # records whose pool items are read in one request (BatchGetItem's limit)
+LOOP_CHUNK = 100  # the budget's loops started between two looks at the deadline
 
 
 def route_detection_output(
-    bucket: str, key: str, aws: Aws, settings: Settings, etag: str = ""
+    bucket: str, key: str, aws: Aws, settings: Settings, etag: str = "", *, deadline: Deadline | None = None
 ) -> dict[str, Any]:
     """Route the documents of the detection output at s3://`bucket`/`key`, once per object version.
 
     Raises UnknownJob when the job is not recorded, SettingsError without FLOW_DEFINITION_ARN, and
-    InvalidRecord (after quarantining it) when the archive is unreadable.
+    InvalidRecord (after quarantining it) when the archive is unreadable. When `deadline` comes
+    first, the result holds `continued` (the continuation's sequence and checkpoint).
     """
     job_id = job_id_from_key(key)
     state = StateTable(aws.table)
@@ -80,46 +85,26 @@ def route_detection_output(
     flow_definition_arn = require(settings.flow_definition_arn, "FLOW_DEFINITION_ARN")
     if not etag:
         etag = str(aws.s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
-    router = Router(bucket, key, job, state, aws, settings, flow_definition_arn)
+    router = Router(bucket, key, job, state, aws, settings, flow_definition_arn, deadline or Deadline.never())
+    router.etag = etag
     return run_once(settings.state_table, "route", {"bucket": bucket, "key": key, "etag": etag}, router.run)
 
 
-# --- the job's input documents -------------------------------------------------------------------
-
-
-class InputDocuments:
-    """The job's ONE_DOC_PER_LINE input spooled to a file, with an index of where each line starts.
-
-    Memory holds 8 bytes a line, not the text.
-    """
-
-    def __init__(self, spool: IO[bytes], name: str) -> None:
-        self.spool = spool
-        self.name = name  # the file name Comprehend reports in `File`
-        self.starts = array("q")
-        spool.seek(0)
-        position = 0
-        for raw in spool:
-            self.starts.append(position)
-            position += len(raw)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def text(self, line: int) -> str:
-        """The document on 0-based `line` (IndexError when there is no such line)."""
-        if not 0 <= line < len(self.starts):
-            raise IndexError(line)
-        self.spool.seek(self.starts[line])
-        raw = self.spool.readline()
-        return raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-
-
-@contextmanager
-def open_input_documents(s3: Any, bucket: str, key: str) -> Iterator[InputDocuments]:
-    with tempfile.TemporaryFile("w+b") as spool:
-        s3.download_fileobj(bucket, key, spool)
-        yield InputDocuments(spool, posixpath.basename(key))
+def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: Aws, settings: Settings, *,
+                     deadline: Deadline | None = None) -> dict[str, Any]:
+    """Go on routing the output of business `key` (bucket, key, etag) from `checkpoint`; once per
+    (key, `sequence`), so a continuation delivered twice has one effect."""
+    state = StateTable(aws.table)
+    job_id = job_id_from_key(key["key"])
+    job = state.get_job(job_id)
+    if job is None:
+        raise UnknownJob(f"detection job {job_id} (output {key['key']}) is not recorded in the state table")
+    flow_definition_arn = require(settings.flow_definition_arn, "FLOW_DEFINITION_ARN")
+    router = Router(key["bucket"], key["key"], job, state, aws, settings, flow_definition_arn,
+                    deadline or Deadline.never(), sequence=sequence)
+    router.etag = key["etag"]
+    return run_once(settings.state_table, "route-continued", {**key, "sequence": str(sequence)},
+                    lambda: router.run(checkpoint))
 
 
 # --- routing one output ----------------------------------------------------------------------------
@@ -139,7 +124,7 @@ class Router:
     """Routes one detection output; `run` is the effect guarded by the idempotency key."""
 
     def __init__(self, bucket: str, key: str, job: Job, state: StateTable, aws: Aws, settings: Settings,
-                 flow_definition_arn: str) -> None:
+                 flow_definition_arn: str, deadline: Deadline | None = None, sequence: int = 0) -> None:
         self.bucket = bucket
         self.key = key
         self.job = job
@@ -165,33 +150,35 @@ class Router:
         # document is gold by then, waits unless it is gold or in review.
         self.marks: list[tuple[str, str, dict[str, str]]] = []
         self.waits: list[tuple[str, str, dict[str, str]]] = []
+        # One pace for every StartHumanLoop of the run, and whether A2I's loop quota was reached.
+        self.pace = Pace(LOOP_STARTS_PER_SECOND)
+        self.quota_reached = threading.Event()
+        # Going on in a fresh invocation when time runs short (nerloop.route_checkpoint).
+        self.deadline = deadline or Deadline.never()
+        self.sequence = sequence  # 0 for the run the output's event started, n for its n-th continuation
+        self.etag = ""  # of the output's object version: with bucket and key, the run's business key
+        self.records_done = 0  # archive records routed (or quarantined) and written
+        self.scanned = False  # every record of the archive routed
+        self.spent = 0  # of the budget's chosen documents, those whose loops are started
 
-    def run(self) -> dict[str, Any]:
+    def run(self, checkpoint: str | None = None) -> dict[str, Any]:
         with open_input_documents(self.aws.s3, self.settings.data_bucket, self.job.input_key) as documents:
             self.documents = documents
             self.seen_lines = bytearray(len(documents))
-            body = self.aws.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
-            records = iter_detection_output(body, self.key)
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                except InvalidRecord as exc:  # the archive itself: nothing more can be read
-                    logger.exception("detection output unreadable", archive=self.key, job=self.job.job_id)
-                    self.flush()  # the records read before the damage are routed, as they came
-                    self.quarantine.reject(exc)
-                    self.quarantine.write(self.aws.s3, self.settings.data_bucket)
-                    raise
-                self.counts["records"] += 1
-                self.route_record(record)
-            self.flush()
-            self.spend_budget()
+            if checkpoint is not None:
+                restore_router(self, checkpoint, Candidate)
+                logger.info("routing goes on", job=self.job.job_id, sequence=self.sequence,
+                            records=self.records_done, spent=self.spent)
+            if not self.scanned and not self.scan():
+                return self.stop()
+            if not self.spend_budget():
+                return self.stop()
             self.write_pool()
         self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
         quarantine_key = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
-        routed = sum(self.counts[k] for k in ("accepted", "loops_started", "loops_existing", "over_budget"))
+        routed = sum(self.counts[k] for k in ("accepted", "loops_started", "loops_existing", "over_budget",
+                                              "over_quota"))
         metrics.add_metric(name="DocumentsRouted", unit=MetricUnit.Count, value=routed)
         metrics.add_metric(name="LoopsStarted", unit=MetricUnit.Count, value=self.counts["loops_started"])
         metrics.add_metric(name="DocumentsAccepted", unit=MetricUnit.Count, value=self.counts["accepted"])
@@ -201,11 +188,57 @@ class Router:
             "archive": self.key,
             **{name: self.counts[name] for name in (
                 "records", "accepted", "loops_started", "loops_existing", "over_budget", "skipped",
-                "quarantined", "document_failures", "filled")},
+                "quarantined", "document_failures", "filled", "over_quota")},
             "quarantine": quarantine_key,
         }
         logger.info("detection output routed", **summary)
         return summary
+
+    def scan(self) -> bool:
+        """Route the archive's records from the first not yet routed; False when the deadline came
+        first (everything decided so far is written)."""
+        body = self.aws.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+        records = iter_detection_output(body, self.key)
+        skip, progress = self.records_done, 0
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except InvalidRecord as exc:  # the archive itself: nothing more can be read
+                logger.exception("detection output unreadable", archive=self.key, job=self.job.job_id)
+                self.flush()  # the records read before the damage are routed, as they came
+                self.quarantine.reject(exc)
+                self.quarantine.write(self.aws.s3, self.settings.data_bucket)
+                raise
+            if skip:  # routed by an earlier invocation
+                skip -= 1
+                continue
+            self.counts["records"] += 1
+            self.route_record(record)
+            progress += 1
+            if not self.pending:  # a batch written: a clean place to stop
+                self.records_done += progress
+                progress = 0
+                if self.deadline.expired():
+                    return False
+        self.flush()
+        self.records_done += progress
+        self.scanned = True
+        return True
+
+    def stop(self) -> dict[str, Any]:
+        """Checkpoint and ask for a continuation (every decision so far is written)."""
+        self.write_pool()
+        sequence = self.sequence + 1
+        checkpoint = save_router(self, sequence)
+        self.quarantine.close()
+        continued = publish_continuation(self.aws, "route", {"bucket": self.bucket, "key": self.key,
+                                                             "etag": self.etag}, sequence, checkpoint)
+        result: dict[str, Any] = {"job": self.job.job_id, "version": self.version, "archive": self.key,
+                                  "records": self.counts["records"], "continued": continued}
+        logger.info("routing continues in a new invocation", **result)
+        return result
 
     # --- one record ------------------------------------------------------------------------------
 
@@ -250,25 +283,35 @@ class Router:
             self.to_review.clear()
             self.write_pool()
 
-    def spend_budget(self) -> None:
+    def spend_budget(self) -> bool:
         """Open the budget's loops: the uncertain documents first, then the room they leave for the
-        most promising confident ones; the uncertain rest wait, the confident rest are accepted."""
+        most promising confident ones; the uncertain rest wait, the confident rest are accepted.
+        LOOP_CHUNK loops at a time, from the first not yet started; False when the deadline came first.
+        The choice depends only on the short lists, so a continuation makes the same one."""
         if self.budget.unlimited:
-            return
+            return True
         chosen, passed_over = pick_diverse(self.budget.selected(), self.budget.limit,
                                            lambda candidate: word_set(candidate.text))
         room = self.budget.limit - len(chosen)
         filled, unused = pick_diverse(self.fill.selected(), room, lambda candidate: word_set(candidate.text))
         # A text on two lines of the input is one document: reviewed once, and then nothing else.
         in_review = {candidate.doc: candidate for candidate in chosen + filled}
+        candidates = list(in_review.values())
+        started_here = self.spent
+        while self.spent < len(candidates):
+            if self.spent > started_here and self.deadline.expired():  # each invocation starts a chunk
+                return False
+            self.review_many(candidates[self.spent:self.spent + LOOP_CHUNK])
+            self.write_pool()
+            self.spent = min(len(candidates), self.spent + LOOP_CHUNK)
         self.counts["filled"] += len(in_review) - len({candidate.doc for candidate in chosen})
-        self.review_many(list(in_review.values()))
         for candidate in passed_over:
             if candidate.doc not in in_review:
                 self.over_budget(candidate)
         for candidate in unused:
             if candidate.doc not in in_review:
                 self.accept(candidate.doc, candidate.entities)
+        return True
 
     def route_document(self, record: DocumentEntities | DocumentFailure, text: str, doc: str,
                        pool: PoolDocument | None) -> None:
@@ -365,8 +408,8 @@ class Router:
         """Open one human loop for each document (once: the name is derived from document and version).
 
         The loops of the batch are recorded in one request before any is started, then started one
-        by one (A2I starts one at a time); a retry after a failure half way finds its loops recorded
-        and still in progress, and starts them (A2I answers for those it already has)."""
+        a few at a time; a retry after a failure half way finds its loops recorded and still in
+        progress, and starts them (A2I answers for those it already has)."""
         ready: list[tuple[Candidate, str, str]] = []
         for candidate in candidates:
             try:
@@ -383,6 +426,7 @@ class Router:
         recorded = self.state.put_loop_many(
             [Loop(name=name, doc=candidate.doc, version=self.version, status=LOOP_IN_PROGRESS)
              for candidate, name, _ in ready])
+        to_start: list[tuple[Candidate, str, str]] = []
         for (candidate, name, content), new in zip(ready, recorded, strict=True):
             if not new:
                 existing = self.state.get_loop(name)
@@ -392,16 +436,27 @@ class Router:
                     logger.debug("human loop already finished", loop=name, document=candidate.doc,
                                  status=existing.status)
                     continue
-            self.start_loop(candidate, name, content)
+            to_start.append((candidate, name, content))
+        # A few StartHumanLoop calls at a time, at a bounded pace (nerloop.loop_starter); what each
+        # call ended with is then handled here, in order, on this thread.
+        outcomes = start_loops(self.aws.a2i, self.flow_definition_arn,
+                               [(name, content) for _, name, content in to_start],
+                               pace=self.pace, quota_reached=self.quota_reached)
+        for (candidate, name, _), outcome in zip(to_start, outcomes, strict=True):
+            self.loop_started(candidate, name, outcome)
 
-    def start_loop(self, candidate: Candidate, name: str, content: str) -> None:
+    def loop_started(self, candidate: Candidate, name: str, outcome: str | ClientError) -> None:
         doc = candidate.doc
-        try:
-            outcome = start_human_loop(self.aws.a2i, name, self.flow_definition_arn, content)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
+        error = outcome.response.get("Error", {}) if isinstance(outcome, ClientError) else {}
+        if outcome == NOT_TRIED or error.get("Code") == QUOTA_EXCEEDED:
+            # The account's quota on loops in progress: the document waits for a later version.
+            self.state.finish_loop(name, "Failed", failure=f"not started: {QUOTA_EXCEEDED}")
+            self.counts["over_quota"] += 1
+            self.keep_waiting(doc)
+            return
+        if isinstance(outcome, ClientError):
             if error.get("Code") != "ValidationException":
-                raise  # throttled past the retries, access or configuration: let the event be retried
+                raise outcome  # throttled past the retries, access or configuration: let the event be retried
             reason = f"A2I refused the loop: {error.get('Code')}: {error.get('Message', '')}"
             self.state.finish_loop(name, "Failed", failure=reason)
             self.reject(InvalidRecord(f"human loop {name}", None, reason))
