@@ -44,6 +44,7 @@ import tempfile
 import uuid
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -164,7 +165,7 @@ class DetectionJob:
         })
 
 
-_TIMES = ("submit_time", "training_start", "training_end", "end_time")
+_TIMES = ("submit_time", "training_start", "training_end", "end_time", "creation_time")  # creation_time: flywheels
 
 
 def _dump(record: Any) -> dict[str, Any]:
@@ -207,6 +208,8 @@ class ComprehendFake(FakeService):
         self._loaded: dict[str, Any] = {}
         self._temp_dir: Path | None = None
         self._warnings: dict[str, str] = {}  # version name → the Message its training ends with
+        # A flywheel's ARN → its active model's (set by fakes.comprehend_flywheel.FlywheelsFake).
+        self.active_model: Callable[[str], str] | None = None
 
     def warn_training(self, version: str, message: str) -> None:
         """Make the training of `version` (its VersionName) end TRAINED_WITH_WARNING with `message`:
@@ -318,6 +321,8 @@ class ComprehendFake(FakeService):
 
     def start_entities_detection_job(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params.get("EntityRecognizerArn")
+        if not arn and params.get("FlywheelArn") and self.active_model is not None:
+            arn = self.active_model(params["FlywheelArn"])  # the flywheel's active model (fakes.comprehend_flywheel)
         if not arn:
             raise FakeError("InvalidRequestException", "the local stand-in runs custom recognizers only: "
                             "EntityRecognizerArn is required")
