@@ -89,7 +89,7 @@ def create_datasets(aws: Aws, settings: Settings, bucket: str, version: str, doc
     if test_keys is not None:
         wanted.append(("TEST", *test_keys))
     arns = []
-    for kind, documents, annotations in wanted:
+    for kind, documents, labels in wanted:
         name = dataset_name(version, kind)
         try:
             reply = aws.comprehend.create_dataset(
@@ -99,7 +99,7 @@ def create_datasets(aws: Aws, settings: Settings, bucket: str, version: str, doc
                     "DataFormat": "COMPREHEND_CSV",
                     "EntityRecognizerInputDataConfig": {
                         "Documents": {"S3Uri": f"s3://{bucket}/{documents}", "InputFormat": "ONE_DOC_PER_LINE"},
-                        "Annotations": {"S3Uri": f"s3://{bucket}/{annotations}"},
+                        "Annotations": {"S3Uri": f"s3://{bucket}/{labels}"},
                     },
                 })
             arns.append(str(reply["DatasetArn"]))

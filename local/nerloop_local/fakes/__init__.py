@@ -333,7 +333,8 @@ class Fakes:
 
     @property
     def services(self) -> dict[str, FakeService]:
-        return {"comprehend": self.comprehend, "flywheels": self.flywheels, "flow_definitions": self.flow_definitions, "a2i": self.a2i,
+        return {"comprehend": self.comprehend, "flywheels": self.flywheels,
+                "flow_definitions": self.flow_definitions, "a2i": self.a2i,
                 "groundtruth": self.groundtruth, "stack": self.stack, "functions": self.functions}
 
     def _all_operations(self) -> dict[tuple[str, str], Operation]:
