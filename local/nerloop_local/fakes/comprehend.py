@@ -146,6 +146,7 @@ class DetectionJob:
     message: str | None = None
     end_time: datetime | None = None
     token: str | None = None
+    flywheel_arn: str | None = None  # started with FlywheelArn: recognizer_arn is its active model then
 
     def properties(self) -> dict[str, Any]:
         """EntitiesDetectionJobProperties."""
@@ -162,6 +163,7 @@ class DetectionJob:
             "OutputDataConfig": self.output_config,
             "LanguageCode": self.language,
             "DataAccessRoleArn": self.role,
+            "FlywheelArn": self.flywheel_arn,
         })
 
 
@@ -350,7 +352,7 @@ class ComprehendFake(FakeService):
             status="SUBMITTED", recognizer_arn=arn, input_config=input_config,
             output_config={**params["OutputDataConfig"], "S3Uri": output_uri},
             language=params["LanguageCode"], role=params["DataAccessRoleArn"], submit_time=utcnow(),
-            name=params.get("JobName"), token=token,
+            name=params.get("JobName"), token=token, flywheel_arn=params.get("FlywheelArn"),
         )
         self.jobs[job_id] = job
         self.changes += 1
