@@ -520,7 +520,7 @@ def carry_out(request: CustomResourceRequest, aws: Aws, deadline: Deadline) -> O
         physical_id = getattr(request, "physical_resource_id", "")
         try:
             return Outcome(*flywheel_request(request.request_type, physical_id, request.resource_properties,
-                                             aws, deadline.wait))
+                                             request.stack_id, aws, deadline.wait))
         except (FlywheelResourceError, ValidationError) as exc:
             raise CustomResourceError(str(exc)) from exc
     if isinstance(request, CloudFormationCustomResourceDeleteModel):

@@ -64,12 +64,13 @@ class FlywheelProperties(BaseModel):
         return f"{self.flywheel_name}-{hashlib.sha256(settings.encode('utf-8')).hexdigest()[:8]}"
 
 
-def create_flywheel(props: FlywheelProperties, aws: Aws, wait: Callable[[str], None]) -> tuple[str, dict[str, str]]:
+def create_flywheel(props: FlywheelProperties, stack_id: str, aws: Aws,
+                    wait: Callable[[str], None]) -> tuple[str, dict[str, str]]:
     """Create the flywheel (or find the one these settings made) and wait until it is ACTIVE;
     returns (physical id, attributes)."""
     name = props.physical_name()
-    arn = _arn_by_name(name, aws)
-    if not arn:
+    arn = flywheel_arn(stack_id, name)
+    if not _exists(arn, aws):
         reply = aws.comprehend.create_flywheel(
             FlywheelName=name,
             DataAccessRoleArn=props.data_access_role_arn,
@@ -108,24 +109,27 @@ def delete_flywheel(physical_id: str, aws: Aws, wait: Callable[[str], None]) -> 
             wait(f"flywheel {physical_id} to finish its iteration or dataset before it can be deleted")
 
 
-def _arn_by_name(name: str, aws: Aws) -> str:
-    # ListFlywheels has no botocore paginator: NextToken by hand.
-    token: dict[str, str] = {}
-    while True:
-        page = aws.comprehend.list_flywheels(**token)
-        for summary in page.get("FlywheelSummaryList", []):
-            arn = str(summary.get("FlywheelArn", ""))
-            if arn.rsplit("/", 1)[-1] == name:
-                return arn
-        if not page.get("NextToken"):
-            return ""
-        token = {"NextToken": page["NextToken"]}
+def flywheel_arn(stack_id: str, name: str) -> str:
+    """The flywheel's ARN (the API reference's pattern: arn:<partition>:comprehend:<region>:<account>:flywheel/<name>)
+    in the stack's partition, region and account (StackId: arn:<partition>:cloudformation:<region>:<account>:...)."""
+    _, partition, _, region, account = stack_id.split(":", 5)[:5]
+    return f"arn:{partition}:comprehend:{region}:{account}:flywheel/{name}"
 
 
-def flywheel_request(kind: str, physical_id: str, properties: Any, aws: Aws,
+def _exists(arn: str, aws: Aws) -> bool:
+    try:
+        aws.comprehend.describe_flywheel(FlywheelArn=arn)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") != "ResourceNotFoundException":
+            raise
+        return False
+
+
+def flywheel_request(kind: str, physical_id: str, properties: Any, stack_id: str, aws: Aws,
                      wait: Callable[[str], None]) -> tuple[str, dict[str, str]]:
     """Carry out a Create, Update or Delete (`kind`) of a Custom::Flywheel."""
     if kind == "Delete":
         delete_flywheel(physical_id, aws, wait)
         return physical_id, {}
-    return create_flywheel(FlywheelProperties.model_validate(properties or {}), aws, wait)
+    return create_flywheel(FlywheelProperties.model_validate(properties or {}), stack_id, aws, wait)
