@@ -160,8 +160,9 @@ def calibration(name: str, outcomes: Sequence[Sequence[SpanOutcome]], bins: int 
 
 
 def agreement(records: LoopRecords, types: Sequence[str]) -> Agreement:
-    """Pairwise span F1 between the workers of every document with two answers or more."""
-    several = [review for review in records.reviews if len(review.answers) > 1]
+    """Pairwise span F1 between the workers of every document with two answers or more, tied ones included
+    (the documents reviewers disagreed on most are often those)."""
+    several = [review for review in [*records.reviews, *records.tied] if len(review.answers) > 1]
     documents = []
     every_pair: list[PairAgreement] = []
     for review in several:

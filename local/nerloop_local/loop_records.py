@@ -33,6 +33,7 @@ from nerloop import review_answers
 from nerloop.constants import DOCUMENTS_FILE, REVIEW_OUTPUT_PREFIX
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord
+from nerloop.review_consensus import TIED_REASON
 from nerloop.state import Loop, StateTable, Version
 from nerloop_local.review_analysis import ModelSpan
 
@@ -82,6 +83,9 @@ class LoopRecords:
     loops: list[Loop]
     reviews: list[ReviewRecord]
     problems: list[str] = field(default_factory=list)
+    # Loops whose reviewers tied (merge recorded them Failed, nothing entered the gold set): their answers
+    # count for agreement between reviewers, never for what the reviewers did to the model's spans.
+    tied: list[ReviewRecord] = field(default_factory=list)
 
 
 def parse_time(value: str) -> datetime | None:
@@ -135,7 +139,7 @@ def model_spans(content: dict[str, Any], file: str) -> tuple[ModelSpan, ...]:
 
 
 def read_review(s3: Any, bucket: str, key: str, loop: Loop, state: StateTable,
-                problems: list[str] | None = None) -> ReviewRecord:
+                problems: list[str] | None = None, consolidate: bool = True) -> ReviewRecord:
     """One completed loop's review; InvalidRecord (naming the file) when its output cannot be used. A
     worker's answer the merge stage's reader refuses is left out and said in `problems`."""
     file = f"s3://{bucket}/{key}"
@@ -154,8 +158,10 @@ def read_review(s3: Any, bucket: str, key: str, loop: Loop, state: StateTable,
             continue
         answers.append(WorkerAnswer(answer.workerId or f"worker {len(answers) + 1}", parse_time(answer.submissionTime),
                                     tuple(checked.spans)))
-    gold = state.get_gold(loop.doc)
-    if gold is not None and gold.origin == f"{REVIEW_ORIGIN}{loop.name}":
+    gold = state.get_gold(loop.doc) if consolidate else None
+    if not consolidate:  # the reviewers tied: nothing was merged
+        consolidated: tuple[Span, ...] = ()
+    elif gold is not None and gold.origin == f"{REVIEW_ORIGIN}{loop.name}":
         consolidated = tuple(gold.spans)
     else:  # relabelled since (a later review or labeling job): the merge's own reading of this answer
         consolidated = tuple(review_answers.review_answer(output, file, text, types).spans)
@@ -195,8 +201,14 @@ def read_records(table: Any, s3: Any, bucket: str) -> LoopRecords:
                                                                         parse_time(version.created_at))
         versions.append(VersionRecord(version, bool(active and active[0] == version.version), trained_on))
     outputs = output_keys(s3, bucket)
-    reviews = []
+    reviews, tied = [], []
     for loop in loops:
+        if loop.status == "Failed" and TIED_REASON in loop.failure and loop.name in outputs:
+            try:
+                tied.append(read_review(s3, bucket, outputs[loop.name], loop, state, problems, consolidate=False))
+            except InvalidRecord as exc:
+                problems.append(str(exc))
+            continue
         if loop.status != "Completed":
             continue
         key = outputs.get(loop.name)
@@ -208,7 +220,7 @@ def read_records(table: Any, s3: Any, bucket: str) -> LoopRecords:
             reviews.append(read_review(s3, bucket, key, loop, state, problems))
         except InvalidRecord as exc:
             problems.append(str(exc))
-    return LoopRecords(versions, loops, reviews, problems)
+    return LoopRecords(versions, loops, reviews, problems, tied)
 
 
 __all__ = [

@@ -119,6 +119,9 @@ def given_the_gate_waits_for(emulated, comprehend, version: str, active: str) ->
     """`version` trains on a snapshot with a usable test set while `active` has test results: its
     evaluation job starts and its activation waits for it."""
     emulated.state.update_version(version, metrics={"test_set": {"documents": 12, "usable": True}})
+    # the snapshot's test documents, as the train stage found them (the evaluation job reads them)
+    emulated.s3.put_object(Bucket=emulated.bucket, Key=f"training/{version}/test-documents.txt",
+                           Body="".join(f"Amazon S3 test document {n}.\n" for n in range(12)).encode())
     emulated.state.update_version(active, metrics={"test_results": {"documents": 12}})
     comprehend.add_response(
         "start_entities_detection_job", {"JobId": "eval-1", "JobStatus": "SUBMITTED"},

@@ -9,7 +9,9 @@ from typing import Any
 import boto3
 
 from nerloop.documents import Span, document_hash
+from nerloop.review_consensus import TIED_REASON
 from nerloop.state import GoldDocument, Loop, Version
+from nerloop_local.live_figures import agreement
 from nerloop_local.loop_records import read_records
 
 TEXT = "Amazon S3 and AWS Lambda 2.0"
@@ -109,3 +111,21 @@ def test_a_versions_snapshot_counts_the_reviews_merged_before_it(emulated) -> No
 
     assert versions["v2"].reviews_trained_on == 1 and versions["v2"].active
     assert versions["v3"].reviews_trained_on is None
+
+
+def test_reviewers_who_tied_count_for_agreement_but_not_for_what_was_done_to_the_model(emulated) -> None:
+    # Given a loop two workers answered differently: the merge stage found them tied and recorded it Failed
+    doc = document_hash(TEXT)
+    emulated.state.put_loop(Loop("v1-tie", doc, "v1", "InProgress"))
+    emulated.state.finish_loop("v1-tie", "Failed", f"invalid answer: {TIED_REASON}: 2 answers, ...")
+    put_output(emulated, "v1-tie", output("v1-tie", [answer("alice", [(0, 9, "SERVICE")], 1),
+                                                     answer("bob", [(14, 24, "SERVICE")], 2)]))
+
+    found = records(emulated)
+
+    # Then its answers are read for agreement, nothing of it counts as a review of the model's spans
+    assert found.reviews == [] and [review.loop for review in found.tied] == ["v1-tie"]
+    assert found.tied[0].consolidated == ()
+    measured = agreement(found, ["SERVICE", "VERSION"])
+    assert measured.documents == 1 and measured.overall == 0.0
+    assert [d.review.loop for d in measured.worst] == ["v1-tie"]

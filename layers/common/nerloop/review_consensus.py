@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from nerloop.documents import Span
 from nerloop.errors import InvalidRecord
 
+TIED_REASON = "reviewers tied"  # how a tie starts its reason (the merge records it as the loop's failure)
+
 
 class ReviewersTied(InvalidRecord):
     """Exactly half the reviewers marked a span: the document needs a further review."""
@@ -75,7 +77,7 @@ def consolidate_answers(answers: Sequence[WorkerAnswer], file: str) -> Consensus
     tied = sorted(span for span, count in votes.items() if 2 * count == len(voters))
     if tied:
         shown = ", ".join(f"{s.type} {s.begin}..{s.end}" for s in tied)
-        raise ReviewersTied(file, None, f"reviewers tied: {len(voters)} answers, each of {shown} marked by "
+        raise ReviewersTied(file, None, f"{TIED_REASON}: {len(voters)} answers, each of {shown} marked by "
                                         "exactly half of them; the document goes to a further review")
     kept = sorted(span for span, count in votes.items() if 2 * count > len(voters))
     notes += [f"span {span.type} {span.begin}..{span.end}: marked by {count} of {len(voters)} reviewers; dropped"
