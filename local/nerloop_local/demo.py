@@ -122,9 +122,11 @@ def run_demo(
     references: bool = True,
     reviewers: int = 1,
     reviewer_noise: float = 0.0,
+    training_mode: str = "Recognizer",
 ) -> dict[str, Any]:
     """Run the loop for `rounds` model versions; return the figures (see --json). `every_version_active`
-    turns the gate off (F1Tolerance 1); `references` False skips random selection and full supervision."""
+    turns the gate off (F1Tolerance 1); `references` False skips random selection and full supervision;
+    `training_mode` is the template's TrainingMode (Flywheel: the versions trained through a flywheel)."""
     from nerloop_local.demo_data import GoldOracle, split_for_demo
     from nerloop_local.recognizer import evaluate, scored_predictions, train_with_holdout
     from nerloop_local.runtime import LocalRuntime
@@ -149,6 +151,7 @@ def run_demo(
         # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
         **({"F1Tolerance": "1"} if every_version_active else {}),
         "ReviewersPerDocument": str(reviewers),
+        "TrainingMode": training_mode,  # issue 15 part 2
     }
     trained: list[int] = [0]  # versions trained so far (set as the loop runs)
 
@@ -333,7 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError("--reviewer-noise must be at least 0 and below 1")
     try:
         figures = run_demo(manifest, rounds=args.rounds, seed=args.seed, threshold=args.threshold,
-                           workspace=args.workspace, reviewers=args.reviewers, reviewer_noise=args.reviewer_noise)
+                           workspace=args.workspace, reviewers=args.reviewers, reviewer_noise=args.reviewer_noise,
+                           training_mode=args.training_mode)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print_report(figures)
@@ -357,4 +361,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     demo.add_argument("--reviewer-noise", type=float, default=0.0, metavar="P",
                       help="each simulated reviewer misses each entity with probability P (default 0)")
     demo.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    demo.add_argument("--training-mode", choices=["Recognizer", "Flywheel"], default="Recognizer",
+                      help="the template's TrainingMode: recognizer versions (default) or a Comprehend flywheel")
     demo.set_defaults(run=cmd_demo)

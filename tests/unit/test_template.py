@@ -78,6 +78,11 @@ def function_statements(function: str) -> list[dict[str, Any]]:
     return statements(STACK.functions()[function]["Properties"].get("Policies", []))
 
 
+def outside_flywheel_mode(policies: list[Any]) -> list[Any]:
+    """The policies that are not only in TrainingMode Flywheel (issue 15 part 2)."""
+    return [p for p in policies if not (isinstance(p, dict) and p.get("Fn::If", [None])[0] == "FlywheelMode")]
+
+
 def all_identity_statements() -> dict[str, list[dict[str, Any]]]:
     found = {function: function_statements(function) for function in STACK.functions()}
     for logical_id, role in of_type("AWS::IAM::Role").items():
@@ -211,7 +216,8 @@ def test_passrole_goes_only_where_a_role_is_handed_to_a_service():
         "DetectFunction": {"ComprehendDataAccessRole"},
         "WatchFunction": {"ComprehendDataAccessRole"},  # starts detection jobs queued for a slot
         "PreprocessFunction": {"LabelingRole"},
-        "FlowDefinitionFunction": {"ReviewExecutionRole"},
+        # the review's flow definition; in TrainingMode Flywheel, CreateFlywheel's data access role (issue 15)
+        "FlowDefinitionFunction": {"ReviewExecutionRole", "ComprehendDataAccessRole"},
     }
 
 
@@ -438,7 +444,8 @@ def test_the_convert_rule_takes_the_jobs_of_the_same_prefix():
 
 def test_comprehend_and_sagemaker_grants_name_this_stack_s_resources():
     for function in STACK.functions():
-        for statement in function_statements(function):
+        # A flywheel's models are named by Comprehend (issue 15 part 2): see test_template_flywheel.py.
+        for statement in statements(outside_flywheel_mode(STACK.functions()[function]["Properties"]["Policies"])):
             for resource in as_list(statement["Resource"]):
                 text = sub_text(resource)
                 if ":comprehend:" in text and "entity-recognizer" in text:

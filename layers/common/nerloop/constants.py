@@ -34,6 +34,7 @@ REVIEW_OUTPUT_PREFIX = "reviews/"  # A2I flow definition output path
 QUARANTINE_PREFIX = "quarantine/"  # quarantine/<stage>/<source>.jsonl
 REPORTS_PREFIX = "reports/"  # human-readable reports (e.g. what a training set lacks)
 CHECKPOINTS_PREFIX = "checkpoints/"  # checkpoints/<stage>/<source>/<sequence>/: where a stage stopped
+FLYWHEEL_DATA_LAKE_PREFIX = "flywheel/"  # TrainingMode Flywheel: the data lake Comprehend manages (issue 15 part 2)
 
 DOCUMENTS_FILE = "documents.txt"
 ANNOTATIONS_FILE = "annotations.csv"

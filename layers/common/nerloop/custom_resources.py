@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from nerloop.aws import Aws
 from nerloop.errors import NerloopError
+from nerloop.flywheel_resource import FLYWHEEL_TYPE, FlywheelResourceError, flywheel_request
 from nerloop.observability import logger
 
 FLOW_DEFINITION_TYPE = "Custom::FlowDefinition"
@@ -515,6 +516,13 @@ def carry_out(request: CustomResourceRequest, aws: Aws, deadline: Deadline) -> O
         return _flow_definition(request, aws, deadline)
     if kind == RECOGNIZER_CLEANUP_TYPE:
         return _recognizer_cleanup(request, aws, deadline)
+    if kind == FLYWHEEL_TYPE:  # TrainingMode Flywheel (nerloop.flywheel_resource)
+        physical_id = getattr(request, "physical_resource_id", "")
+        try:
+            return Outcome(*flywheel_request(request.request_type, physical_id, request.resource_properties,
+                                             request.stack_id, aws, deadline.wait))
+        except (FlywheelResourceError, ValidationError) as exc:
+            raise CustomResourceError(str(exc)) from exc
     if isinstance(request, CloudFormationCustomResourceDeleteModel):
         return Outcome(request.physical_resource_id)  # never created: nothing to delete
     raise CustomResourceError(f"unknown resource type {kind}")

@@ -27,6 +27,7 @@ from nerloop.constants import (
     MAX_CONCURRENT_DETECTION_JOBS,
     TRAINING_PREFIX,
 )
+from nerloop.flywheel import detection_model
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import TRAINED_STATUSES
 from nerloop.settings import Settings
@@ -67,9 +68,13 @@ def start_or_queue(state: StateTable, aws: Aws, settings: Settings, request: Det
         return _queue(state, request, reason="the loop's own jobs fill every slot", running=running)
     job_name, output_prefix = job_destination(request)
     try:
+        active = state.get_active()
         reply = aws.comprehend.start_entities_detection_job(
             JobName=job_name,
-            EntityRecognizerArn=version.arn,
+            # The version's ARN, or in flywheel mode the flywheel's for the active version's pool jobs
+            # (nerloop.flywheel); the gate's evaluation jobs always name their own version's model.
+            **(detection_model(settings, version, active[0] if active else None)
+               if output_prefix != EVALUATION_OUTPUT_PREFIX else {"EntityRecognizerArn": version.arn}),
             LanguageCode=settings.language_code,
             DataAccessRoleArn=settings.comprehend_role_arn,
             InputDataConfig={"S3Uri": f"s3://{settings.data_bucket}/{request.input_key}",

@@ -28,6 +28,7 @@ from nerloop.cost_records import measure_lines, record_detection_input
 from nerloop.detection_jobs import DetectionStart, detection_token, start_or_queue
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord
+from nerloop.flywheel import promote
 from nerloop.gate import DocumentResult, GateDecision, decide, score_document
 from nerloop.observability import logger
 from nerloop.settings import Settings
@@ -173,7 +174,7 @@ def activate_on_trained(state: StateTable, aws: Aws, settings: Settings, version
         record_pending(state, version.version)
         return False
     record_decision(state, GateDecision(version.version, active[0] if active else None, True, reason))
-    state.set_active(version.version, f1)
+    promote(state, aws, settings, version.version, f1)  # in flywheel mode, UpdateFlywheel too
     return True
 
 
@@ -191,7 +192,7 @@ def finish_evaluation(state: StateTable, aws: Aws, settings: Settings, version_n
         return (len(results) if results is not None else None), None
     decision = judge(state, aws, settings, version_name, results)
     if decision.activate:
-        state.set_active(version_name, float(version.metrics.get("f1") or 0.0))
+        promote(state, aws, settings, version_name, float(version.metrics.get("f1") or 0.0))
     logger.info("gate decided", **decision.as_dict())
     # Not recorded yet: the caller records it once the pool's detection has started, so a retry after a
     # failure in between decides again (the same inputs, the same decision) and starts what was left.

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from nerloop.comprehend_training import entity_type_problem
 from nerloop.constants import MAX_DETECTION_LINES
@@ -47,6 +48,12 @@ class Settings(BaseModel):
     test_share: float = Field(alias="TEST_SHARE", default=DEFAULT_TEST_SHARE, ge=0.0, lt=1.0)
     test_minimum: int = Field(alias="TEST_MINIMUM", default=DEFAULT_TEST_MINIMUM, ge=1)
     version_retention: int = Field(alias="VERSION_RETENTION", ge=1)
+    # --- TrainingMode (issue 15 part 2, nerloop.flywheel) ---
+    # Recognizer: each snapshot a CreateEntityRecognizer version. Flywheel: datasets and iterations of
+    # the stack's flywheel (FLYWHEEL_ARN, set only in that mode).
+    training_mode: Literal["Recognizer", "Flywheel"] = Field(alias="TRAINING_MODE", default="Recognizer")
+    flywheel_arn: str = Field(alias="FLYWHEEL_ARN", default="")
+    # --- end of TrainingMode ---
     language_code: str = Field(alias="LANGUAGE_CODE", default="en")
     # Ground Truth is optional: with no workteam, gold labels come from manifests and reviews only.
     workteam_arn: str = Field(alias="WORKTEAM_ARN", default="")
@@ -69,6 +76,12 @@ class Settings(BaseModel):
         if bad:
             raise ValueError(f"invalid entity type names: {'; '.join(bad)}")
         return value
+
+    @model_validator(mode="after")
+    def check_flywheel(self) -> Settings:
+        if self.training_mode == "Flywheel" and not self.flywheel_arn:
+            raise ValueError("TRAINING_MODE Flywheel needs FLYWHEEL_ARN (the stack's flywheel)")
+        return self
 
 
 def require(value: str, variable: str) -> str:

@@ -318,10 +318,12 @@ class Fakes:
         from nerloop_local.fakes.a2i import A2IFake, FlowDefinitionsFake
         from nerloop_local.fakes.cloudformation import FunctionsFake, StackFake
         from nerloop_local.fakes.comprehend import ComprehendFake
+        from nerloop_local.fakes.comprehend_flywheel import FlywheelsFake
         from nerloop_local.fakes.groundtruth import GroundTruthFake
 
         self.context = context or FakeContext()
         self.comprehend: ComprehendFake = ComprehendFake(self.context)
+        self.flywheels: FlywheelsFake = FlywheelsFake(self.context, self.comprehend)
         self.flow_definitions: FlowDefinitionsFake = FlowDefinitionsFake(self.context)
         self.a2i: A2IFake = A2IFake(self.context, self.flow_definitions, reviewer)
         self.groundtruth: GroundTruthFake = GroundTruthFake(self.context)
@@ -331,7 +333,8 @@ class Fakes:
 
     @property
     def services(self) -> dict[str, FakeService]:
-        return {"comprehend": self.comprehend, "flow_definitions": self.flow_definitions, "a2i": self.a2i,
+        return {"comprehend": self.comprehend, "flywheels": self.flywheels,
+                "flow_definitions": self.flow_definitions, "a2i": self.a2i,
                 "groundtruth": self.groundtruth, "stack": self.stack, "functions": self.functions}
 
     def _all_operations(self) -> dict[tuple[str, str], Operation]:

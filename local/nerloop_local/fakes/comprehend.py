@@ -44,6 +44,7 @@ import tempfile
 import uuid
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -145,6 +146,7 @@ class DetectionJob:
     message: str | None = None
     end_time: datetime | None = None
     token: str | None = None
+    flywheel_arn: str | None = None  # started with FlywheelArn: recognizer_arn is its active model then
 
     def properties(self) -> dict[str, Any]:
         """EntitiesDetectionJobProperties."""
@@ -161,10 +163,11 @@ class DetectionJob:
             "OutputDataConfig": self.output_config,
             "LanguageCode": self.language,
             "DataAccessRoleArn": self.role,
+            "FlywheelArn": self.flywheel_arn,
         })
 
 
-_TIMES = ("submit_time", "training_start", "training_end", "end_time")
+_TIMES = ("submit_time", "training_start", "training_end", "end_time", "creation_time")  # creation_time: flywheels
 
 
 def _dump(record: Any) -> dict[str, Any]:
@@ -207,6 +210,8 @@ class ComprehendFake(FakeService):
         self._loaded: dict[str, Any] = {}
         self._temp_dir: Path | None = None
         self._warnings: dict[str, str] = {}  # version name → the Message its training ends with
+        # A flywheel's ARN → its active model's (set by fakes.comprehend_flywheel.FlywheelsFake).
+        self.active_model: Callable[[str], str] | None = None
 
     def warn_training(self, version: str, message: str) -> None:
         """Make the training of `version` (its VersionName) end TRAINED_WITH_WARNING with `message`:
@@ -318,6 +323,8 @@ class ComprehendFake(FakeService):
 
     def start_entities_detection_job(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params.get("EntityRecognizerArn")
+        if not arn and params.get("FlywheelArn") and self.active_model is not None:
+            arn = self.active_model(params["FlywheelArn"])  # the flywheel's active model (fakes.comprehend_flywheel)
         if not arn:
             raise FakeError("InvalidRequestException", "the local stand-in runs custom recognizers only: "
                             "EntityRecognizerArn is required")
@@ -345,7 +352,7 @@ class ComprehendFake(FakeService):
             status="SUBMITTED", recognizer_arn=arn, input_config=input_config,
             output_config={**params["OutputDataConfig"], "S3Uri": output_uri},
             language=params["LanguageCode"], role=params["DataAccessRoleArn"], submit_time=utcnow(),
-            name=params.get("JobName"), token=token,
+            name=params.get("JobName"), token=token, flywheel_arn=params.get("FlywheelArn"),
         )
         self.jobs[job_id] = job
         self.changes += 1

@@ -34,6 +34,7 @@ from nerloop.detection_jobs import DetectionStart, detection_token, start_or_que
 from nerloop.detection_policy import RoundSelection, tier_counts
 from nerloop.evaluation import activate_on_trained, finish_evaluation, record_decision
 from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDetail, RecognizerStatusDetail
+from nerloop.flywheel import flywheel_mode
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import (
@@ -69,7 +70,7 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
     result: dict[str, Any] = {"version": version, "status": detail.status}
     if detail.status in TRAINED_STATUSES:
         result.update(_record_trained(state, aws, detail, settings))
-        result["deleted_versions"] = delete_old_versions(state, aws, settings.version_retention)
+        result["deleted_versions"] = delete_old_versions(state, aws, settings)
         if not result["gate_pending"]:  # else the pool waits for the gate (handle_evaluation_status)
             started = start_detection(state, aws, settings, request_key=f"trained|{detail.recognizerArn}")
             result["detection_job"], result["detection_queued"] = started.job_id, started.queued
@@ -128,7 +129,7 @@ def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -
         metrics.add_metric(name="VersionsKeptInactive", unit=MetricUnit.Count, value=1)
     version = state.get_version(detail.versionName)
     result.update(activated=decision.activate, reason=decision.reason,
-                  deleted_versions=delete_old_versions(state, aws, settings.version_retention))
+                  deleted_versions=delete_old_versions(state, aws, settings))
     trigger = version.arn if version else detail.versionName
     started = start_detection(state, aws, settings, request_key=f"trained|{trigger}")
     result["detection_job"], result["detection_queued"] = started.job_id, started.queued
@@ -136,8 +137,12 @@ def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -
     return result
 
 
-def delete_old_versions(state: StateTable, aws: Aws, retention: int) -> list[str]:
-    """Delete versions beyond the newest `retention`, sparing the active one and any a job still uses."""
+def delete_old_versions(state: StateTable, aws: Aws, settings: Settings) -> list[str]:
+    """Delete versions beyond the newest `retention`, sparing the active one and any a job still uses.
+    In flywheel mode none: the flywheel keeps its model versions (its data lake has a folder for each,
+    "Flywheel data lakes"), and what deleting one under it does is not documented."""
+    if flywheel_mode(settings):
+        return []
     active = state.get_active()
     in_use = versions_in_use(state)
     if active:
@@ -145,7 +150,7 @@ def delete_old_versions(state: StateTable, aws: Aws, retention: int) -> list[str
     candidates = sorted((v for v in state.list_versions() if v.status in DELETABLE and v.arn),
                         key=lambda v: _version_order(v.version), reverse=True)
     deleted = []
-    for version in candidates[retention:]:
+    for version in candidates[settings.version_retention:]:
         if version.version in in_use:
             continue
         try:

@@ -19,6 +19,7 @@ from nerloop.aws import Aws
 from nerloop.comprehend_training import ANNOTATIONS_HEADER, TrainingStats, check_training_minimums
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE, REPORTS_PREFIX, TRAINING_PREFIX
 from nerloop.errors import InvalidRecord, UnknownJob
+from nerloop.flywheel import create_datasets, flywheel_mode
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import VERSION_NAME
@@ -107,16 +108,24 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
 
     # A snapshot dropped by hand has no lock yet: take it, so review batches wait for this training.
     state.acquire_training_lock(version)
-    arn = _create_recognizer_version(aws, bucket, version, documents_key, key, settings,
-                                     test_keys=snapshot_test_keys(version) if test_set["usable"] else None)
+    test_keys = snapshot_test_keys(version) if test_set["usable"] else None
+    stored: dict[str, Any] = {"training_set": stats.as_dict(), "test_set": test_set}
+    if flywheel_mode(settings):
+        # TrainingMode Flywheel (nerloop.flywheel): datasets now; the watch stage starts the
+        # iteration once Comprehend has ingested them, and the model's ARN comes with its end.
+        arn = ""
+        stored["flywheel"] = {"datasets": create_datasets(aws, settings, bucket, version, documents_key, key,
+                                                          test_keys)}
+    else:
+        arn = _create_recognizer_version(aws, bucket, version, documents_key, key, settings, test_keys=test_keys)
     state.put_version(Version(version=version, status="SUBMITTED", arn=arn,
-                              snapshot=f"{TRAINING_PREFIX}{version}/",
-                              metrics={"training_set": stats.as_dict(), "test_set": test_set}))
+                              snapshot=f"{TRAINING_PREFIX}{version}/", metrics=stored))
     metrics.add_metric(name="TrainingsStarted", unit=MetricUnit.Count, value=1)
     logger.info("training started", version=version, recognizer_arn=arn, documents=stats.documents,
                 annotations=dict(stats.annotations), test_documents=test_set["documents"],
                 test_set_used=test_set["usable"], problems_of_test_set=test_set["problems"])
-    return {"version": version, "status": "SUBMITTED", "arn": arn, "documents": stats.documents,
+    return {"version": version, "status": "SUBMITTED", "arn": arn, "training_mode": settings.training_mode,
+            "documents": stats.documents,
             "annotations": dict(stats.annotations), "test_documents": test_set["documents"],
             "test_set_used": test_set["usable"]}
 

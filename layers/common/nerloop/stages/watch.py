@@ -26,11 +26,12 @@ from nerloop.bus import publish
 from nerloop.constants import DETECTION_JOB_STATUS_DETAIL_TYPE, RECOGNIZER_STATUS_DETAIL_TYPE
 from nerloop.cost_records import training_times
 from nerloop.detection_jobs import start_queued
+from nerloop.flywheel import poll_version
 from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
-from nerloop.state import RECOGNIZER_IN_FLIGHT, StateTable
+from nerloop.state import RECOGNIZER_IN_FLIGHT, StateTable, Version
 
 # Recorded for a job Comprehend no longer knows; not one of Comprehend's JobStatus values.
 JOB_NOT_FOUND = "NOT_FOUND"
@@ -48,6 +49,11 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     state = StateTable(aws.table)
     changes: list[dict[str, str]] = []
     for version in state.list_versions():
+        if version.status in RECOGNIZER_IN_FLIGHT and (version.metrics.get("flywheel") or {}).get("datasets"):
+            change = _poll_flywheel_version(state, aws, settings, version)
+            if change:
+                changes.append(change)
+            continue
         if version.status not in RECOGNIZER_IN_FLIGHT or not version.arn:
             continue
         try:
@@ -102,3 +108,34 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     if reconciled:
         result["reconciled"] = reconciled
     return result
+
+
+# --- TrainingMode Flywheel (issue 15 part 2) ---
+def _poll_flywheel_version(state: StateTable, aws: Aws, settings: Settings, version: Version) -> dict[str, str] | None:
+    """A version trained by a flywheel iteration (nerloop.flywheel): start its iteration once its
+    datasets are in, then publish the iteration's changes as the version's, like a recognizer's.
+    The event names the trained model's ARN once there is one (the detect stage reads its metrics
+    and detects with it), else the iteration's own identity."""
+    poll = poll_version(aws, settings, version)
+    # Kept before the event: the iteration's id, and the model's ARN the detect stage detects with.
+    kept: dict[str, Any] = {}
+    if poll.flywheel is not None and poll.flywheel != version.metrics.get("flywheel"):
+        kept["metrics"] = {**version.metrics, "flywheel": poll.flywheel}
+    if poll.model_arn and poll.model_arn != version.arn:
+        kept["arn"] = poll.model_arn
+    if kept:
+        state.update_version(version.version, **kept)
+    if poll.status is None or poll.status == version.status:
+        return None
+    iteration = (poll.flywheel or {}).get("iteration", "")
+    resource = poll.model_arn or f"{settings.flywheel_arn}/iteration/{iteration}"
+    publish(aws, RECOGNIZER_STATUS_DETAIL_TYPE, resource=resource, detail={
+        "recognizerName": settings.recognizer_name, "versionName": version.version,
+        "recognizerArn": resource, "status": poll.status, "previousStatus": version.status,
+        "message": poll.message, "flywheelIterationId": iteration,
+    })
+    state.update_version(version.version, status=poll.status, message=poll.message)
+    logger.info("flywheel version status changed", version=version.version, status=poll.status,
+                previous=version.status, iteration=iteration)
+    return {"version": version.version, "status": poll.status}
+# --- end of TrainingMode Flywheel ---
