@@ -29,7 +29,7 @@ PRESSES = 30
 PRESS_INTERVAL_MS = 250  # 4 a second
 # Every document is routed (a budget larger than the batch, a threshold no score reaches), and a retrain
 # falls due every 10 reviews: rounds that train, detect and route run while the reviewer presses on.
-PARAMETERS = {"ConfidenceThreshold": "0.999", "ReviewBudget": "100", "RetrainBatchSize": "10"}
+PARAMETERS = {"TestShare": "0", "ConfidenceThreshold": "0.999", "ReviewBudget": "100", "RetrainBatchSize": "10"}
 MERGE_TIMEOUT_S = 240
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -21,7 +21,7 @@ import pytest
 from nerloop.state import WAITING
 from nerloop_local.service import Service, ServiceOptions
 
-PARAMETERS = {"ConfidenceThreshold": "0.999", "RetrainBatchSize": "50", "ReviewersPerDocument": "2"}
+PARAMETERS = {"TestShare": "0", "ConfidenceThreshold": "0.999", "RetrainBatchSize": "50", "ReviewersPerDocument": "2"}
 TIMEOUT_MS = 60_000
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
