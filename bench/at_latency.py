@@ -143,7 +143,8 @@ def bench_latency(config: Config, results: dict[str, Any], rows: list[Row]) -> N
     rows.append(Row("merge at AWS latency", size, f"p50 {run['p50_ms']:.0f} ms, max {run['max_ms']:.0f} ms",
                     f"Timeout {timeout:.0f} s", f"{timing['margin']:.0f}x", f">= {MARGIN_TARGET:g}x", timing["met"]))
     merge_target = requests_target("merge", "reviews", loops, run["requests"],
-                                   merge_minimum(loops, run["table_calls"].get("query", 0), run["snapshots"]))
+                                   merge_minimum(loops, run["gold_pages"], run["snapshots"],
+                                                 run["repaired"]))
     rows.append(_requests_row(size, merge_target))
     latency["merge"] = {"loops": loops, "timing": timing, **{k: v for k, v in run.items() if k != "base_mb"}}
     targets["merge_time"] = timing

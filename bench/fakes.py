@@ -209,6 +209,7 @@ class SqliteTable:
         self.db.execute("CREATE TABLE IF NOT EXISTS items (pk TEXT, sk TEXT, body BLOB, PRIMARY KEY (pk, sk))"
                         " WITHOUT ROWID")
         self.calls: Counter[str] = Counter()
+        self.query_pages: Counter[str] = Counter()  # Query pages by partition key (what each read)
         self.meta = _Meta(self)
 
     def close(self) -> None:
@@ -304,6 +305,7 @@ class SqliteTable:
               **_: Any) -> dict[str, Any]:
         """One page in sort-key order: at most `Limit` items and about 1 MB, like DynamoDB."""
         pk = _key_condition(KeyConditionExpression)
+        self.query_pages[pk] += 1
         after = ExclusiveStartKey["sk"] if ExclusiveStartKey else ""
         rows = self.db.execute("SELECT body FROM items WHERE pk = ? AND sk > ? ORDER BY sk", (pk, after))
         items: list[dict[str, Any]] = []

@@ -60,19 +60,21 @@ def route_minimum(records: int, decided: int, loops: int) -> dict[str, int]:
     }
 
 
-def merge_minimum(reviews: int, snapshot_pages: int, snapshots: int) -> dict[str, int]:
+def merge_minimum(reviews: int, snapshot_pages: int, snapshots: int, repaired: int = 0) -> dict[str, int]:
     """The requests merging `reviews` completed human loops needs, by purpose.
 
     Per review: the loop's item (GetItem: which document and version, still open?), the answer
     (GetObject), one TransactWriteItems holding the gold put, the pool update, the loop's end, its
     open-loop marker's delete and the review count (5 actions, all or nothing), and one BatchGetItem
-    of the items the retrain decision reads (the count, the training lock, whether a loop is open).
-    Each training snapshot as in `convert_minimum`."""
+    of the items the retrain decision reads (the counters and the training lock). A review whose answer
+    was repaired (a span trimmed of white space: `repaired` of them) writes its quarantine report, one
+    PutObject, as convert writes one per job. Each training snapshot as in `convert_minimum`."""
     return {
         "loop item (GetItem)": reviews,
         "answer (GetObject)": reviews,
         "merge transaction (gold, pool, loop, marker, count)": reviews,
         "retrain decision (BatchGetItem)": reviews,
+        "repair notes (PutObject, a review with a repaired answer)": repaired,
         "training snapshot (gold set pages, lock, 2 uploads)": snapshot_pages + 4 * snapshots,
     }
 

@@ -341,7 +341,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     _use_latency(params)
     settings = settings.model_copy(update={"data_bucket": BUCKET})
     times: list[float] = []
-    snapshots = 0
+    snapshots = repaired = 0
     probe.start()
     for detail in details:
         started = time.perf_counter()
@@ -351,10 +351,12 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
         if not result.get("merged"):
             raise RuntimeError(f"not merged: {result}")
         snapshots += bool(result.get("snapshot"))
+        repaired += bool(result.get("quarantine"))
     probe.stop()
     times.sort()
     return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * (len(times) - 1))],
-            "max_ms": 1000 * times[-1], "snapshots": snapshots, "table_calls": dict(table.calls),
+            "max_ms": 1000 * times[-1], "snapshots": snapshots, "repaired": repaired, "table_calls": dict(table.calls),
+            "gold_pages": table.query_pages["GOLD"],
             "gold_before": params["gold"], "requests": requests_of(table=table, s3=s3)}
 
 

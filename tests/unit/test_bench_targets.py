@@ -33,6 +33,8 @@ def test_route_needs_one_start_per_loop_and_batches_for_the_rest() -> None:
 def test_merge_needs_four_requests_a_review_plus_its_snapshots() -> None:
     assert sum(merge_minimum(reviews=1000, snapshot_pages=0, snapshots=0).values()) == 4000
     assert sum(merge_minimum(reviews=25, snapshot_pages=2, snapshots=1).values()) == 100 + 2 + 4
+    # a review whose answer was repaired writes its quarantine report: one PutObject more
+    assert sum(merge_minimum(reviews=25, snapshot_pages=2, snapshots=1, repaired=3).values()) == 100 + 2 + 4 + 3
 
 
 def test_a_requests_target_is_met_within_1_2_times_the_minimum() -> None:
