@@ -124,6 +124,7 @@ def test_the_targets_section_holds_each_target_with_its_measure(monkeypatch: pyt
                                                             "loops_started": 100, "loops_existing": 0},
                     "requests": {"a2i.start_human_loop": 100, "table.transact_write_items": 12}}
         return {"max_ms": 300.0, "p50_ms": 100.0, "p99_ms": 250.0, "snapshots": 1, "table_calls": {"query": 1},
+                "gold_pages": 1, "repaired": 2,
                 "requests": {"table.get_item": 300, "s3.get_object": 30}}
 
     monkeypatch.setattr(at_latency, "run_workload", workload)
