@@ -63,9 +63,20 @@ def _requests_row(size: str, target: dict[str, Any]) -> Row:
                f"<= {REQUESTS_TARGET_RATIO}x", target["met"])
 
 
+def _compare_with_one_invocation(entry: dict[str, Any], run: Callable[[int, bool], dict[str, Any]]) -> None:
+    """For a size the stage did in several invocations: run it again in one invocation with no latency
+    (seconds, not minutes) and record whether both ended in the same state (no repeated effect)."""
+    if "extrapolated_from" in entry or entry.get("invocations", 1) <= 1:
+        return
+    reference = run(entry["size"], True)
+    entry["one_invocation"] = {"end_state": reference["end_state"], "seconds": reference["invocation_seconds"][0]}
+    entry["same_end_state"] = reference["end_state"] == entry["end_state"]
+
+
 def _timed(stage: str, size_label: str, function: str, entry: dict[str, Any], timeout: float) -> dict[str, Any]:
     target = time_target(stage, size_label, timeout, entry["invocation_seconds"],
-                         extrapolated_from=f"{entry['extrapolated_from']:,}" if "extrapolated_from" in entry else None)
+                         extrapolated_from=f"{entry['extrapolated_from']:,}" if "extrapolated_from" in entry else None,
+                         same_end_state=entry.get("same_end_state"))
     target["function"] = function
     target["size_factor"] = entry["size"] / entry["extrapolated_from"] if "extrapolated_from" in entry else 1.0
     return target
@@ -83,11 +94,13 @@ def bench_latency(config: Config, results: dict[str, Any], rows: list[Row]) -> N
     # convert
     timeout = function_timeout("ConvertFunction")
 
-    def run_convert(lines: int) -> dict[str, Any]:
+    def run_convert(lines: int, one_invocation: bool = False) -> dict[str, Any]:
         return run_workload("convert_stage", {"manifest": str(manifest(config, lines)), "label_attribute": attribute,
-                                              "latency": config.latency}, timeout=3600)
+                                              "latency": "none" if one_invocation else config.latency,
+                                              "one_invocation": one_invocation}, timeout=3600)
 
     entries = _ascending(list(config.latency_convert_sizes), run_convert, config.latency_run_limit_seconds)
+    _compare_with_one_invocation(entries[-1], run_convert)
     for entry in entries:
         size = f"{entry['size']:,} lines"
         target = _timed("convert", size, "ConvertFunction", entry, timeout)
@@ -107,12 +120,15 @@ def bench_latency(config: Config, results: dict[str, Any], rows: list[Row]) -> N
     timeout = function_timeout("RouteFunction")
     budgets = dict(config.latency_route_sizes)
 
-    def run_route(documents: int) -> dict[str, Any]:
-        return run_workload("route_stage", {**detection(config, documents), "latency": config.latency,
-                                            "review_budget": budgets[documents]}, timeout=3600)
+    def run_route(documents: int, one_invocation: bool = False) -> dict[str, Any]:
+        return run_workload("route_stage", {**detection(config, documents),
+                                            "latency": "none" if one_invocation else config.latency,
+                                            "one_invocation": one_invocation, "review_budget": budgets[documents]},
+                            timeout=3600)
 
     entries = _ascending([documents for documents, _ in config.latency_route_sizes], run_route,
                          config.latency_run_limit_seconds)
+    _compare_with_one_invocation(entries[-1], run_route)
     for entry in entries:
         size = f"{entry['size']:,} documents, budget {budgets[entry['size']]:,}"
         target = _timed("route", size, "RouteFunction", entry, timeout)

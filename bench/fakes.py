@@ -251,6 +251,13 @@ class SqliteTable:
         with self.lock:
             return int(self.db.execute("SELECT COUNT(*) FROM items WHERE pk = ?", (pk,)).fetchone()[0])
 
+    def statuses(self, pk: str) -> dict[str, int]:
+        """How many items of partition `pk` hold each `status` (not counted as requests: a check's read)."""
+        with self.lock:
+            rows = self.db.execute("SELECT body FROM items WHERE pk = ?", (pk,))
+            found = Counter(str(marshal.loads(body).get("status", "")) for (body,) in rows)  # nosec B302 # our rows
+        return dict(sorted(found.items()))
+
     # --- the Table API --------------------------------------------------------------------------
 
     @stand_in("dynamodb.GetItem", exclusive=True)

@@ -120,6 +120,28 @@ def _run_as_lambda(stage: Callable[..., dict[str, Any]], function: str) -> dict[
             "invocation_seconds": invocations.seconds, "deadline_given": invocations.deadline_given}
 
 
+def _run_once_or_as_lambda(stage: Callable[..., dict[str, Any]], function: str,
+                           params: dict[str, Any]) -> dict[str, Any]:
+    """With `one_invocation` in `params`, the stage in one call with no deadline (the reference a continued
+    run's end state is compared with); else as Lambda runs it (`_run_as_lambda`)."""
+    if not params.get("one_invocation"):
+        return _run_as_lambda(stage, function)
+    started = time.perf_counter()
+    result = stage()
+    return {"result": result, "invocations": 1, "invocation_seconds": [time.perf_counter() - started],
+            "deadline_given": False}
+
+
+def _end_state(table: Any, a2i: Any = None) -> dict[str, Any]:
+    """What a run leaves that a repeated effect would change: gold documents, pool items by status, human
+    loops recorded and open, and StartHumanLoop calls that succeeded (the A2I stand-in counts each)."""
+    state: dict[str, Any] = {"gold": table.count("GOLD"), "pool": table.statuses("POOL"),
+                             "loops": table.count("LOOP"), "open_loops": table.count("OPEN-LOOP")}
+    if a2i is not None:
+        state["loops_started"] = a2i.started
+    return state
+
+
 def _link(s3: Any, key: str, source: str | Path) -> None:
     path = s3.path(BUCKET, key)
     if path.exists() or path.is_symlink():
@@ -151,9 +173,9 @@ def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str,
                        convert.continue_conversion, {"job_arn": JOB_ARN, "status": convert.COMPLETED},
                        aws, bench_settings)
     probe.start()
-    run = _run_as_lambda(stage, "ConvertFunction")
+    run = _run_once_or_as_lambda(stage, "ConvertFunction", params)
     probe.stop()
-    return {**run, "table_calls": dict(table.calls), "gold": table.count("GOLD"),
+    return {**run, "table_calls": dict(table.calls), "gold": table.count("GOLD"), "end_state": _end_state(table),
             "requests": requests_of(table=table, s3=s3, sagemaker=sagemaker, events=events)}
 
 
@@ -256,10 +278,10 @@ def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
                        route.continue_routing, {"bucket": BUCKET, "key": params["archive_key"], "etag": "bench"},
                        aws, bench_settings)
     probe.start()
-    run = _run_as_lambda(stage, "RouteFunction")
+    run = _run_once_or_as_lambda(stage, "RouteFunction", params)
     probe.stop()
     return {**run, "loops": a2i.started, "loops_at_once": a2i.most_at_once, "table_calls": dict(table.calls),
-            "requests": requests_of(table=table, s3=s3, a2i=a2i, events=events)}
+            "end_state": _end_state(table, a2i), "requests": requests_of(table=table, s3=s3, a2i=a2i, events=events)}
 
 
 def route_reference(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
