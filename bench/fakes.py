@@ -342,12 +342,22 @@ class _Body:
     """What botocore's StreamingBody offers that nerloop uses; read no faster than one S3 connection
     when a latency model is on."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start: int = 0, length: int | None = None) -> None:
         self._file: IO[bytes] = path.open("rb")
+        self._file.seek(start)
+        self._left = length  # bytes of a ranged GET still to give; None: to the end of the file
         self._pace = LATENCY.body("s3.GetObject")
 
-    def read(self, amount: int | None = None) -> bytes:
+    def _take(self, amount: int | None) -> bytes:
+        if self._left is not None:
+            amount = self._left if amount is None else min(amount, self._left)
         data = self._file.read() if amount is None else self._file.read(amount)
+        if self._left is not None:
+            self._left -= len(data)
+        return data
+
+    def read(self, amount: int | None = None) -> bytes:
+        data = self._take(amount)
         self._pace.account(len(data))
         if not data:
             self._file.close()
@@ -355,12 +365,17 @@ class _Body:
 
     def iter_chunks(self, chunk_size: int = 1024) -> Iterator[bytes]:  # botocore's default chunk size
         with self._file:
-            while chunk := self._file.read(chunk_size):
+            while chunk := self._take(chunk_size):
                 self._pace.account(len(chunk))
                 yield chunk
 
     def close(self) -> None:
         self._file.close()
+
+
+def _etag(path: Path) -> str:
+    """An ETag that changes when the file does (its modification time's hash, quoted as S3 quotes it)."""
+    return '"' + hashlib.md5(str(path.stat().st_mtime_ns).encode(), usedforsecurity=False).hexdigest() + '"'
 
 
 class LocalS3:
@@ -378,17 +393,26 @@ class LocalS3:
         return path
 
     @stand_in("s3.GetObject")
-    def get_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
+    def get_object(self, Bucket: str, Key: str, Range: str = "", IfMatch: str = "", **_: Any) -> dict[str, Any]:
+        """The object, or the bytes of `Range` ("bytes=first-" or "bytes=first-last", as a continued stage
+        asks for the rest of its input); `IfMatch` another ETag fails as S3 does (412 PreconditionFailed)."""
         path = self.path(Bucket, Key)
         if not path.exists():
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": Key}}, "GetObject")
-        return {"Body": _Body(path), "ContentLength": path.stat().st_size}
+        etag, size = _etag(path), path.stat().st_size
+        if IfMatch and IfMatch != etag:
+            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": Key}}, "GetObject")
+        if not Range:
+            return {"Body": _Body(path), "ContentLength": size, "ETag": etag}
+        first, _, last = Range.removeprefix("bytes=").partition("-")
+        start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        return {"Body": _Body(path, start, end - start + 1), "ContentLength": end - start + 1, "ETag": etag,
+                "ContentRange": f"bytes {start}-{end}/{size}"}
 
     @stand_in("s3.HeadObject")
     def head_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
         path = self.path(Bucket, Key)
-        etag = hashlib.md5(str(path.stat().st_mtime_ns).encode(), usedforsecurity=False).hexdigest()
-        return {"ETag": f'"{etag}"', "ContentLength": path.stat().st_size}
+        return {"ETag": _etag(path), "ContentLength": path.stat().st_size}
 
     @stand_in("s3.PutObject")
     def put_object(self, Bucket: str, Key: str, Body: bytes | str | IO[bytes] = b"", **_: Any) -> dict[str, Any]:
