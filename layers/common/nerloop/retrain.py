@@ -101,7 +101,9 @@ class _Reading:
     lock_held: bool  # by a training not yet stale (see StateTable.acquire_training_lock)
 
 
-# What a retrain decision reads, in one strongly consistent BatchGetItem (`StateTable.get_items`): the
+# What a retrain decision reads, in one strongly consistent BatchGetItem (`StateTable.get_items`; keys of
+# any partition, up to 100 a request, `ConsistentRead`:
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html): the
 # counters and the training lock. Whether a loop is open is a Query of its own (OPEN-LOOP markers), made
 # only when it can change the decision.
 _COUNTERS = (REVIEWS, RETRAIN_REQUESTED, RETRAIN_DONE, REVIEWS_AT_SNAPSHOT, SNAPSHOT_COUNTER)

@@ -461,8 +461,10 @@ class StateTable:
         without its labels; False (and nothing changed) when the loop had already finished.
 
         A document no longer in the pool fails the pool update's condition and cancels the
-        transaction (CancellationReasons name the action); it is then written without that update,
-        as `put_gold` leaves such a document alone."""
+        transaction; it is then written without that update, as `put_gold` leaves such a document alone.
+        DynamoDB lists a cancelled transaction's `CancellationReasons` in the order of its actions, and no
+        two actions may target one item (botocore `dynamodb` TransactionCanceledException, TransactWriteItems;
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html)."""
         pool = self._pool_update(gold.doc, GOLD, {})
         actions = [self._loop_finish(name, "Completed", ""), {"Put": {"TableName": self.table.name,
                                                                       "Item": _gold_item_of(gold)}},
