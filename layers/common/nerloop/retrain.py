@@ -134,12 +134,6 @@ def count_review(state: StateTable) -> int:
     return state.add_to_counter(REVIEWS, first_epoch=epoch_seconds())
 
 
-def complete_loop_counted(state: StateTable, loop_name: str) -> bool:
-    """Record the human loop Completed and count its review, in one transaction (False, and nothing
-    changed, when it had already finished); the review's time is kept if it is the oldest pending."""
-    return state.complete_loop_counted(loop_name, REVIEWS, first_epoch=epoch_seconds())
-
-
 def merge_review_counted(state: StateTable, loop_name: str, gold: GoldDocument) -> bool:
     """Record the human loop Completed, write its gold labels (the pool item marked gold) and count
     its review, in one transaction (False, and nothing changed, when it had already finished)."""
