@@ -404,7 +404,7 @@ class LocalS3:
             raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": Key}}, "GetObject")
         if not Range:
             return {"Body": _Body(path), "ContentLength": size, "ETag": etag}
-        first, _, last = Range.removeprefix("bytes=").partition("-")
+        first, _dash, last = Range.removeprefix("bytes=").partition("-")
         start, end = int(first), min(int(last) if last else size - 1, size - 1)
         return {"Body": _Body(path, start, end - start + 1), "ContentLength": end - start + 1, "ETag": etag,
                 "ContentRange": f"bytes {start}-{end}/{size}"}
