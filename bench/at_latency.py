@@ -63,9 +63,20 @@ def _requests_row(size: str, target: dict[str, Any]) -> Row:
                f"<= {REQUESTS_TARGET_RATIO}x", target["met"])
 
 
+def _compare_with_one_invocation(entry: dict[str, Any], run: Callable[[int, bool], dict[str, Any]]) -> None:
+    """For a size the stage did in several invocations: run it again in one invocation with no latency
+    (seconds, not minutes) and record whether both ended in the same state (no repeated effect)."""
+    if "extrapolated_from" in entry or entry.get("invocations", 1) <= 1:
+        return
+    reference = run(entry["size"], True)
+    entry["one_invocation"] = {"end_state": reference["end_state"], "seconds": reference["invocation_seconds"][0]}
+    entry["same_end_state"] = reference["end_state"] == entry["end_state"]
+
+
 def _timed(stage: str, size_label: str, function: str, entry: dict[str, Any], timeout: float) -> dict[str, Any]:
     target = time_target(stage, size_label, timeout, entry["invocation_seconds"],
-                         extrapolated_from=f"{entry['extrapolated_from']:,}" if "extrapolated_from" in entry else None)
+                         extrapolated_from=f"{entry['extrapolated_from']:,}" if "extrapolated_from" in entry else None,
+                         same_end_state=entry.get("same_end_state"))
     target["function"] = function
     target["size_factor"] = entry["size"] / entry["extrapolated_from"] if "extrapolated_from" in entry else 1.0
     return target
@@ -83,11 +94,13 @@ def bench_latency(config: Config, results: dict[str, Any], rows: list[Row]) -> N
     # convert
     timeout = function_timeout("ConvertFunction")
 
-    def run_convert(lines: int) -> dict[str, Any]:
+    def run_convert(lines: int, one_invocation: bool = False) -> dict[str, Any]:
         return run_workload("convert_stage", {"manifest": str(manifest(config, lines)), "label_attribute": attribute,
-                                              "latency": config.latency}, timeout=3600)
+                                              "latency": "none" if one_invocation else config.latency,
+                                              "one_invocation": one_invocation}, timeout=3600)
 
     entries = _ascending(list(config.latency_convert_sizes), run_convert, config.latency_run_limit_seconds)
+    _compare_with_one_invocation(entries[-1], run_convert)
     for entry in entries:
         size = f"{entry['size']:,} lines"
         target = _timed("convert", size, "ConvertFunction", entry, timeout)
@@ -107,12 +120,15 @@ def bench_latency(config: Config, results: dict[str, Any], rows: list[Row]) -> N
     timeout = function_timeout("RouteFunction")
     budgets = dict(config.latency_route_sizes)
 
-    def run_route(documents: int) -> dict[str, Any]:
-        return run_workload("route_stage", {**detection(config, documents), "latency": config.latency,
-                                            "review_budget": budgets[documents]}, timeout=3600)
+    def run_route(documents: int, one_invocation: bool = False) -> dict[str, Any]:
+        return run_workload("route_stage", {**detection(config, documents),
+                                            "latency": "none" if one_invocation else config.latency,
+                                            "one_invocation": one_invocation, "review_budget": budgets[documents]},
+                            timeout=3600)
 
     entries = _ascending([documents for documents, _ in config.latency_route_sizes], run_route,
                          config.latency_run_limit_seconds)
+    _compare_with_one_invocation(entries[-1], run_route)
     for entry in entries:
         size = f"{entry['size']:,} documents, budget {budgets[entry['size']]:,}"
         target = _timed("route", size, "RouteFunction", entry, timeout)
@@ -143,7 +159,8 @@ def bench_latency(config: Config, results: dict[str, Any], rows: list[Row]) -> N
     rows.append(Row("merge at AWS latency", size, f"p50 {run['p50_ms']:.0f} ms, max {run['max_ms']:.0f} ms",
                     f"Timeout {timeout:.0f} s", f"{timing['margin']:.0f}x", f">= {MARGIN_TARGET:g}x", timing["met"]))
     merge_target = requests_target("merge", "reviews", loops, run["requests"],
-                                   merge_minimum(loops, run["table_calls"].get("query", 0), run["snapshots"]))
+                                   merge_minimum(loops, run["gold_pages"], run["snapshots"],
+                                                 run["repaired"]))
     rows.append(_requests_row(size, merge_target))
     latency["merge"] = {"loops": loops, "timing": timing, **{k: v for k, v in run.items() if k != "base_mb"}}
     targets["merge_time"] = timing

@@ -209,6 +209,7 @@ class SqliteTable:
         self.db.execute("CREATE TABLE IF NOT EXISTS items (pk TEXT, sk TEXT, body BLOB, PRIMARY KEY (pk, sk))"
                         " WITHOUT ROWID")
         self.calls: Counter[str] = Counter()
+        self.query_pages: Counter[str] = Counter()  # Query pages by partition key (what each read)
         self.meta = _Meta(self)
 
     def close(self) -> None:
@@ -249,6 +250,13 @@ class SqliteTable:
     def count(self, pk: str) -> int:
         with self.lock:
             return int(self.db.execute("SELECT COUNT(*) FROM items WHERE pk = ?", (pk,)).fetchone()[0])
+
+    def statuses(self, pk: str) -> dict[str, int]:
+        """How many items of partition `pk` hold each `status` (not counted as requests: a check's read)."""
+        with self.lock:
+            rows = self.db.execute("SELECT body FROM items WHERE pk = ?", (pk,))
+            found = Counter(str(marshal.loads(body).get("status", "")) for (body,) in rows)  # nosec B302 # our rows
+        return dict(sorted(found.items()))
 
     # --- the Table API --------------------------------------------------------------------------
 
@@ -304,6 +312,7 @@ class SqliteTable:
               **_: Any) -> dict[str, Any]:
         """One page in sort-key order: at most `Limit` items and about 1 MB, like DynamoDB."""
         pk = _key_condition(KeyConditionExpression)
+        self.query_pages[pk] += 1
         after = ExclusiveStartKey["sk"] if ExclusiveStartKey else ""
         rows = self.db.execute("SELECT body FROM items WHERE pk = ? AND sk > ? ORDER BY sk", (pk, after))
         items: list[dict[str, Any]] = []
@@ -333,12 +342,22 @@ class _Body:
     """What botocore's StreamingBody offers that nerloop uses; read no faster than one S3 connection
     when a latency model is on."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start: int = 0, length: int | None = None) -> None:
         self._file: IO[bytes] = path.open("rb")
+        self._file.seek(start)
+        self._left = length  # bytes of a ranged GET still to give; None: to the end of the file
         self._pace = LATENCY.body("s3.GetObject")
 
-    def read(self, amount: int | None = None) -> bytes:
+    def _take(self, amount: int | None) -> bytes:
+        if self._left is not None:
+            amount = self._left if amount is None else min(amount, self._left)
         data = self._file.read() if amount is None else self._file.read(amount)
+        if self._left is not None:
+            self._left -= len(data)
+        return data
+
+    def read(self, amount: int | None = None) -> bytes:
+        data = self._take(amount)
         self._pace.account(len(data))
         if not data:
             self._file.close()
@@ -346,12 +365,17 @@ class _Body:
 
     def iter_chunks(self, chunk_size: int = 1024) -> Iterator[bytes]:  # botocore's default chunk size
         with self._file:
-            while chunk := self._file.read(chunk_size):
+            while chunk := self._take(chunk_size):
                 self._pace.account(len(chunk))
                 yield chunk
 
     def close(self) -> None:
         self._file.close()
+
+
+def _etag(path: Path) -> str:
+    """An ETag that changes when the file does (its modification time's hash, quoted as S3 quotes it)."""
+    return '"' + hashlib.md5(str(path.stat().st_mtime_ns).encode(), usedforsecurity=False).hexdigest() + '"'
 
 
 class LocalS3:
@@ -369,17 +393,26 @@ class LocalS3:
         return path
 
     @stand_in("s3.GetObject")
-    def get_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
+    def get_object(self, Bucket: str, Key: str, Range: str = "", IfMatch: str = "", **_: Any) -> dict[str, Any]:
+        """The object, or the bytes of `Range` ("bytes=first-" or "bytes=first-last", as a continued stage
+        asks for the rest of its input); `IfMatch` another ETag fails as S3 does (412 PreconditionFailed)."""
         path = self.path(Bucket, Key)
         if not path.exists():
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": Key}}, "GetObject")
-        return {"Body": _Body(path), "ContentLength": path.stat().st_size}
+        etag, size = _etag(path), path.stat().st_size
+        if IfMatch and IfMatch != etag:
+            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": Key}}, "GetObject")
+        if not Range:
+            return {"Body": _Body(path), "ContentLength": size, "ETag": etag}
+        first, _dash, last = Range.removeprefix("bytes=").partition("-")
+        start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        return {"Body": _Body(path, start, end - start + 1), "ContentLength": end - start + 1, "ETag": etag,
+                "ContentRange": f"bytes {start}-{end}/{size}"}
 
     @stand_in("s3.HeadObject")
     def head_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
         path = self.path(Bucket, Key)
-        etag = hashlib.md5(str(path.stat().st_mtime_ns).encode(), usedforsecurity=False).hexdigest()
-        return {"ETag": f'"{etag}"', "ContentLength": path.stat().st_size}
+        return {"ETag": _etag(path), "ContentLength": path.stat().st_size}
 
     @stand_in("s3.PutObject")
     def put_object(self, Bucket: str, Key: str, Body: bytes | str | IO[bytes] = b"", **_: Any) -> dict[str, Any]:

@@ -40,12 +40,13 @@ class Config:
     seed: int = SEED
     # The latency rows (bench/at_latency.py): profile ("none" skips them), sizes up to the targets' (convert
     # lines; route documents with their review budget), and the longest a size may be predicted to take
-    # (from the size before it) and still be run; beyond that its time is extrapolated and said so.
+    # (from the size before it) and still be run (720 s: the ~12 minutes a size may take on this 2-core machine);
+    # beyond that its time is extrapolated and said so.
     latency: str = "aws"
     latency_convert_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     latency_route_sizes: tuple[tuple[int, int], ...] = ((10_000, 1_000), (100_000, 10_000))
     latency_merge_loops: int = 200
-    latency_run_limit_seconds: float = 420
+    latency_run_limit_seconds: float = 720
 
     def repeats_for(self, size: int) -> int:
         return self.convert_repeats.get(size, self.repeats)

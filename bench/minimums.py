@@ -60,19 +60,21 @@ def route_minimum(records: int, decided: int, loops: int) -> dict[str, int]:
     }
 
 
-def merge_minimum(reviews: int, snapshot_pages: int, snapshots: int) -> dict[str, int]:
+def merge_minimum(reviews: int, snapshot_pages: int, snapshots: int, repaired: int = 0) -> dict[str, int]:
     """The requests merging `reviews` completed human loops needs, by purpose.
 
     Per review: the loop's item (GetItem: which document and version, still open?), the answer
     (GetObject), one TransactWriteItems holding the gold put, the pool update, the loop's end, its
     open-loop marker's delete and the review count (5 actions, all or nothing), and one BatchGetItem
-    of the items the retrain decision reads (the count, the training lock, whether a loop is open).
-    Each training snapshot as in `convert_minimum`."""
+    of the items the retrain decision reads (the counters and the training lock). A review whose answer
+    was repaired (a span trimmed of white space: `repaired` of them) writes its quarantine report, one
+    PutObject, as convert writes one per job. Each training snapshot as in `convert_minimum`."""
     return {
         "loop item (GetItem)": reviews,
         "answer (GetObject)": reviews,
         "merge transaction (gold, pool, loop, marker, count)": reviews,
         "retrain decision (BatchGetItem)": reviews,
+        "repair notes (PutObject, a review with a repaired answer)": repaired,
         "training snapshot (gold set pages, lock, 2 uploads)": snapshot_pages + 4 * snapshots,
     }
 
@@ -98,18 +100,19 @@ def requests_target(stage: str, unit: str, units: int, measured: Mapping[str, in
 
 
 def time_target(stage: str, size: str, timeout_seconds: float, invocation_seconds: list[float],
-                extrapolated_from: str | None = None) -> dict[str, Any]:
+                extrapolated_from: str | None = None, same_end_state: bool | None = None) -> dict[str, Any]:
     """A Lambda-timeout target: met when one invocation did it all with at least MARGIN_TARGET x margin
-    (Timeout / wall time), or when the stage continued across invocations each within the Timeout.
-    An extrapolated wall time counts as one invocation (it was not run at that size)."""
+    (Timeout / wall time), or when the stage continued across invocations each within the Timeout and
+    with no repeated effect (`same_end_state`: its end state equals a one-invocation run's; None when not
+    compared). An extrapolated wall time counts as one invocation (it was not run at that size)."""
     longest = max(invocation_seconds, default=0.0)
     margin = timeout_seconds / longest if longest else float("inf")
     continued = len(invocation_seconds) > 1
-    met = longest <= timeout_seconds if continued else margin >= MARGIN_TARGET
+    met = longest <= timeout_seconds and same_end_state is not False if continued else margin >= MARGIN_TARGET
     return {
         "target": f"{stage} {size}: within the function's Timeout with >= {MARGIN_TARGET:g}x margin, or continued "
                   "across invocations",
         "timeout_seconds": timeout_seconds, "wall_seconds": sum(invocation_seconds), "longest_invocation_seconds":
         longest, "invocations": len(invocation_seconds), "margin": margin, "threshold": MARGIN_TARGET,
-        "continued": continued, "extrapolated_from": extrapolated_from, "met": met,
+        "continued": continued, "extrapolated_from": extrapolated_from, "same_end_state": same_end_state, "met": met,
     }

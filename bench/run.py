@@ -143,7 +143,9 @@ def bench_merge(config: Config, results: dict[str, Any], rows: list[Row]) -> Non
 
 # --- cold start ------------------------------------------------------------------------------------
 
-COLD_START_TARGET = 1.3
+# Cold start is measured as information, no target (issue 13): the functions run on events nobody waits
+# on, and 1.4-1.5x `import boto3` is ~60 ms.
+COLD_START_INFORMATION = "(information)"
 LAYER_ID = "CommonLayer"
 
 # What a handler imports before any code of nerloop's: boto3, pydantic and the Powertools utilities the
@@ -308,16 +310,16 @@ def bench_cold_start(config: Config, results: dict[str, Any], rows: list[Row]) -
     entries = []
     for function in functions:
         entry = against_boto3(function, "import app")
-        entry.update({"target": f"ratio <= {COLD_START_TARGET}", "pass": entry["ratio"] <= COLD_START_TARGET})
+        entry["target"] = COLD_START_INFORMATION
         entries.append(entry)
-        rows.append(row("cold start (import)", entry, f"<= {COLD_START_TARGET}", entry["pass"]))
+        rows.append(row("cold start (import)", entry, COLD_START_INFORMATION, None))
     # For comparison: a handler with tracing on (the real Tracer and the X-Ray SDK), and the libraries
     # every handler imports before any of nerloop's code.
     traced = against_boto3("ConvertFunction", "import app", tracing=True)
-    rows.append(row("cold start, tracing on", traced, "(information)", None))
+    rows.append(row("cold start, tracing on", traced, COLD_START_INFORMATION, None))
     floor = against_boto3("ConvertFunction", LIBRARIES_ALONE)
     floor.update({"function": "boto3+pydantic+Powertools", "environment_of": "ConvertFunction"})
-    rows.append(row("cold start, libraries alone", floor, "(information)", None))
+    rows.append(row("cold start, libraries alone", floor, COLD_START_INFORMATION, None))
     results["cold_start"] = {
         "how": "python -S -P (no site-packages), PYTHONPATH = .aws-sam/build/<function> and the layer's python/ "
                "(Lambda's /var/task and /opt/python), .pyc from `make build`, the function's environment "

@@ -110,14 +110,38 @@ def _use_latency(params: dict[str, Any]) -> None:
     use_latency(LatencyModel.profile(params.get("latency", "none"), float(params.get("latency_scale", 1.0))))
 
 
-def _run_as_lambda(stage: Callable[..., dict[str, Any]], function: str) -> dict[str, Any]:
-    """The stage invoked until done under its function's Timeout; its result and the invocations."""
+def _run_as_lambda(stage: Callable[..., dict[str, Any]], function: str,
+                   timeout_seconds: float | None = None) -> dict[str, Any]:
+    """The stage invoked until done under its function's Timeout (or `timeout_seconds`: a test's shorter
+    one, to make it continue); its result and the invocations."""
     from bench.invocations import function_timeout, invoke_until_done
 
-    timeout = function_timeout(function)
+    timeout = timeout_seconds or function_timeout(function)
     invocations = invoke_until_done(stage, timeout)
     return {"result": invocations.result, "timeout_seconds": timeout, "invocations": invocations.count,
             "invocation_seconds": invocations.seconds, "deadline_given": invocations.deadline_given}
+
+
+def _run_once_or_as_lambda(stage: Callable[..., dict[str, Any]], function: str,
+                           params: dict[str, Any]) -> dict[str, Any]:
+    """With `one_invocation` in `params`, the stage in one call with no deadline (the reference a continued
+    run's end state is compared with); else as Lambda runs it (`_run_as_lambda`)."""
+    if not params.get("one_invocation"):
+        return _run_as_lambda(stage, function, params.get("timeout_seconds"))
+    started = time.perf_counter()
+    result = stage()
+    return {"result": result, "invocations": 1, "invocation_seconds": [time.perf_counter() - started],
+            "deadline_given": False}
+
+
+def _end_state(table: Any, a2i: Any = None) -> dict[str, Any]:
+    """What a run leaves that a repeated effect would change: gold documents, pool items by status, human
+    loops recorded and open, and StartHumanLoop calls that succeeded (the A2I stand-in counts each)."""
+    state: dict[str, Any] = {"gold": table.count("GOLD"), "pool": table.statuses("POOL"),
+                             "loops": table.count("LOOP"), "open_loops": table.count("OPEN-LOOP")}
+    if a2i is not None:
+        state["loops_started"] = a2i.started
+    return state
 
 
 def _link(s3: Any, key: str, source: str | Path) -> None:
@@ -151,9 +175,9 @@ def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str,
                        convert.continue_conversion, {"job_arn": JOB_ARN, "status": convert.COMPLETED},
                        aws, bench_settings)
     probe.start()
-    run = _run_as_lambda(stage, "ConvertFunction")
+    run = _run_once_or_as_lambda(stage, "ConvertFunction", params)
     probe.stop()
-    return {**run, "table_calls": dict(table.calls), "gold": table.count("GOLD"),
+    return {**run, "table_calls": dict(table.calls), "gold": table.count("GOLD"), "end_state": _end_state(table),
             "requests": requests_of(table=table, s3=s3, sagemaker=sagemaker, events=events)}
 
 
@@ -256,10 +280,10 @@ def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
                        route.continue_routing, {"bucket": BUCKET, "key": params["archive_key"], "etag": "bench"},
                        aws, bench_settings)
     probe.start()
-    run = _run_as_lambda(stage, "RouteFunction")
+    run = _run_once_or_as_lambda(stage, "RouteFunction", params)
     probe.stop()
     return {**run, "loops": a2i.started, "loops_at_once": a2i.most_at_once, "table_calls": dict(table.calls),
-            "requests": requests_of(table=table, s3=s3, a2i=a2i, events=events)}
+            "end_state": _end_state(table, a2i), "requests": requests_of(table=table, s3=s3, a2i=a2i, events=events)}
 
 
 def route_reference(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
@@ -341,7 +365,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     _use_latency(params)
     settings = settings.model_copy(update={"data_bucket": BUCKET})
     times: list[float] = []
-    snapshots = 0
+    snapshots = repaired = 0
     probe.start()
     for detail in details:
         started = time.perf_counter()
@@ -351,10 +375,12 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
         if not result.get("merged"):
             raise RuntimeError(f"not merged: {result}")
         snapshots += bool(result.get("snapshot"))
+        repaired += bool(result.get("quarantine"))
     probe.stop()
     times.sort()
     return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * (len(times) - 1))],
-            "max_ms": 1000 * times[-1], "snapshots": snapshots, "table_calls": dict(table.calls),
+            "max_ms": 1000 * times[-1], "snapshots": snapshots, "repaired": repaired, "table_calls": dict(table.calls),
+            "gold_pages": table.query_pages["GOLD"],
             "gold_before": params["gold"], "requests": requests_of(table=table, s3=s3)}
 
 

@@ -43,7 +43,7 @@ def test_a_retry_after_a_failed_retrain_check_counts_once_and_starts_the_retrain
     handler = emulated.handler("MergeFunction", RETRAIN_BATCH_SIZE="1")
     from nerloop.stages import merge
 
-    real = retrain.maybe_start_retrain
+    real = retrain.check_retrain
     calls: list[int] = []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -52,7 +52,7 @@ def test_a_retry_after_a_failed_retrain_check_counts_once_and_starts_the_retrain
             raise RuntimeError("S3 outage while writing the snapshot")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(merge, "maybe_start_retrain", flaky)
+    monkeypatch.setattr(merge, "check_retrain", flaky)
     # When the first delivery fails after the loop was finished, and the event is retried
     with pytest.raises(RuntimeError):
         handler(event, lambda_context)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from bench import fakes
 from bench.fakes import CLOCK, FakeA2I, FakeEventBridge, LocalS3, SqliteTable, requests_of, use_latency
@@ -103,6 +104,20 @@ def test_an_s3_body_is_read_no_faster_than_the_tables_throughput(tmp_path: Path)
     read = sum(len(chunk) for chunk in body.iter_chunks(64 * 1024))
     assert read == 1_000_000
     assert time.perf_counter() - started >= 0.01 + 0.1  # first byte, then 1 MB at 10 MB/s
+
+
+def test_a_ranged_get_gives_the_rest_of_the_object_as_s3_does(tmp_path: Path) -> None:
+    # A continued conversion asks for the manifest from the offset it reached (Range, IfMatch its ETag)
+    s3 = LocalS3(tmp_path)
+    s3.put_object(Bucket="b", Key="k", Body=b"0123456789")
+    etag = s3.get_object(Bucket="b", Key="k")["ETag"]
+
+    assert b"".join(s3.get_object(Bucket="b", Key="k", Range="bytes=4-", IfMatch=etag)["Body"].iter_chunks(3)) \
+        == b"456789"
+    assert s3.get_object(Bucket="b", Key="k", Range="bytes=2-4")["Body"].read() == b"234"
+    with pytest.raises(ClientError) as failure:
+        s3.get_object(Bucket="b", Key="k", Range="bytes=4-", IfMatch='"another"')
+    assert failure.value.response["Error"]["Code"] == "PreconditionFailed"
 
 
 def test_the_event_bridge_stand_in_keeps_what_is_published() -> None:

@@ -33,6 +33,8 @@ def test_route_needs_one_start_per_loop_and_batches_for_the_rest() -> None:
 def test_merge_needs_four_requests_a_review_plus_its_snapshots() -> None:
     assert sum(merge_minimum(reviews=1000, snapshot_pages=0, snapshots=0).values()) == 4000
     assert sum(merge_minimum(reviews=25, snapshot_pages=2, snapshots=1).values()) == 100 + 2 + 4
+    # a review whose answer was repaired writes its quarantine report: one PutObject more
+    assert sum(merge_minimum(reviews=25, snapshot_pages=2, snapshots=1, repaired=3).values()) == 100 + 2 + 4 + 3
 
 
 def test_a_requests_target_is_met_within_1_2_times_the_minimum() -> None:
@@ -49,6 +51,28 @@ def test_a_time_target_wants_2x_margin_in_one_invocation_or_a_continuation_withi
     continued = time_target("convert", "1M", 300, [290, 290, 40])
     assert continued["met"] is True and continued["invocations"] == 3 and continued["wall_seconds"] == 620
     assert time_target("convert", "1M", 300, [290, 301])["met"] is False
+
+
+def test_a_continued_run_that_ends_elsewhere_than_a_one_invocation_run_misses_its_target() -> None:
+    assert time_target("route", "100k", 300, [290, 40], same_end_state=True)["met"] is True
+    missed = time_target("route", "100k", 300, [290, 40], same_end_state=False)
+    assert missed["met"] is False and missed["same_end_state"] is False
+
+
+def test_a_continued_size_is_run_again_in_one_invocation_and_their_end_states_compared() -> None:
+    ran: list[tuple[int, bool]] = []
+
+    def run(size: int, one_invocation: bool = False) -> dict[str, Any]:
+        ran.append((size, one_invocation))
+        return {"end_state": {"gold": 90, "loops_started": 10}, "invocation_seconds": [1.5]}
+
+    continued = {"size": 100, "invocations": 3, "end_state": {"gold": 90, "loops_started": 12}}
+    at_latency._compare_with_one_invocation(continued, run)
+    assert ran == [(100, True)] and continued["same_end_state"] is False
+    assert continued["one_invocation"] == {"end_state": {"gold": 90, "loops_started": 10}, "seconds": 1.5}
+    once = {"size": 100, "invocations": 1, "end_state": {}}
+    at_latency._compare_with_one_invocation(once, run)  # nothing to compare: it did not continue
+    assert ran == [(100, True)] and "same_end_state" not in once
 
 
 def test_the_timeout_comes_from_the_template() -> None:
@@ -115,13 +139,15 @@ def test_the_targets_section_holds_each_target_with_its_measure(monkeypatch: pyt
     def workload(name: str, params: dict[str, Any], timeout: float = 0) -> dict[str, Any]:
         assert params["latency"] == "aws"
         if name == "convert_stage":
-            return {"invocation_seconds": [0.5], "result": {"documents": 900, "repeated": 100},
+            return {"invocation_seconds": [0.5], "result": {"documents": 900, "repeated": 100}, "end_state": {},
                     "table_calls": {"query": 1}, "requests": {"table.batch_write_item": 40, "s3.get_object": 1}}
         if name == "route_stage":
-            return {"invocation_seconds": [2.0], "result": {"records": 1000, "skipped": 0, "quarantined": 0,
-                                                            "loops_started": 100, "loops_existing": 0},
+            return {"invocation_seconds": [2.0], "end_state": {},
+                    "result": {"records": 1000, "skipped": 0, "quarantined": 0, "loops_started": 100,
+                               "loops_existing": 0},
                     "requests": {"a2i.start_human_loop": 100, "table.transact_write_items": 12}}
         return {"max_ms": 300.0, "p50_ms": 100.0, "p99_ms": 250.0, "snapshots": 1, "table_calls": {"query": 1},
+                "gold_pages": 1, "repaired": 2,
                 "requests": {"table.get_item": 300, "s3.get_object": 30}}
 
     monkeypatch.setattr(at_latency, "run_workload", workload)

@@ -35,7 +35,7 @@ from typing import Any
 from nerloop.observability import logger
 from nerloop.settings import Settings
 from nerloop.snapshots import SNAPSHOT_COUNTER, Snapshot, write_snapshot
-from nerloop.state import StateTable
+from nerloop.state import COUNTER_FIRST, GoldDocument, StateTable
 from nerloop.test_set import DEFAULT_TEST_SHARE
 
 REVIEWS = "REVIEWS"
@@ -45,6 +45,8 @@ RETRAIN_DONE = "RETRAIN_DONE"
 # Recorded with the lock beside the counters a snapshot settles: when it read REVIEWS (not a counter).
 # The suffix marks it a time for whoever compares states (nerloop_local.chaos).
 TAKEN_EPOCH = "taken_epoch"
+# A training lock older than this is taken over (StateTable.acquire_training_lock's default).
+LOCK_STALE_SECONDS = 24 * 3600
 
 REQUESTED = "requested"
 BATCH = "batch"
@@ -94,19 +96,37 @@ def retrain_reason(policy: RetrainPolicy, *, requested: bool, pending: int, loop
 class _Reading:
     reviews: int
     requested: int
+    snapshots: int
     reason: str | None
+    lock_held: bool  # by a training not yet stale (see StateTable.acquire_training_lock)
 
 
-def _read_due(state: StateTable, policy: RetrainPolicy, now: int) -> _Reading:
-    reviews, pending_since = state.get_counter_stamped(REVIEWS)
-    requested = state.get_counter(RETRAIN_REQUESTED)
-    requested_pending = requested > state.get_counter(RETRAIN_DONE)
-    pending = reviews - state.get_counter(REVIEWS_AT_SNAPSHOT)
-    # The open-loop read only when it can decide: reviews pending, short of a batch.
-    loops_open = requested_pending or not 0 < pending < policy.batch_size or state.has_open_loops()
-    return _Reading(reviews, requested, retrain_reason(
+# What a retrain decision reads, in one strongly consistent BatchGetItem (`StateTable.get_items`; keys of
+# any partition, up to 100 a request, `ConsistentRead`:
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html): the
+# counters and the training lock. Whether a loop is open is a Query of its own (OPEN-LOOP markers), made
+# only when it can change the decision.
+_COUNTERS = (REVIEWS, RETRAIN_REQUESTED, RETRAIN_DONE, REVIEWS_AT_SNAPSHOT, SNAPSHOT_COUNTER)
+_DECISION_KEYS = [*(("COUNTER", name) for name in _COUNTERS), ("LOCK", "TRAINING")]
+
+
+def _read_due(state: StateTable, policy: RetrainPolicy, now: int, *, lock_decides: bool = False) -> _Reading:
+    """The counters and the lock in one read, and why a retrain is due. With `lock_decides`, a lock
+    held by a training skips the open-loop read: no retrain can start then, whatever it would say."""
+    items = state.get_items(_DECISION_KEYS)
+    counters = {name: int(items.get(("COUNTER", name), {}).get("value", 0)) for name in _COUNTERS}
+    first = items.get(("COUNTER", REVIEWS), {}).get(COUNTER_FIRST)
+    lock = items.get(("LOCK", "TRAINING"))
+    lock_held = lock is not None and int(lock.get("acquired_epoch", 0)) >= now - LOCK_STALE_SECONDS
+    reviews, requested = counters[REVIEWS], counters[RETRAIN_REQUESTED]
+    requested_pending = requested > counters[RETRAIN_DONE]
+    pending = reviews - counters[REVIEWS_AT_SNAPSHOT]
+    # The open-loop read only when it can decide: reviews pending, short of a batch (and no lock held).
+    loops_open = (requested_pending or not 0 < pending < policy.batch_size or (lock_decides and lock_held)
+                  or state.has_open_loops())
+    return _Reading(reviews, requested, counters[SNAPSHOT_COUNTER], retrain_reason(
         policy, requested=requested_pending, pending=pending, loops_open=loops_open,
-        pending_since=pending_since, now=now))
+        pending_since=int(first) if first is not None else None, now=now), lock_held)
 
 
 def count_review(state: StateTable) -> int:
@@ -114,10 +134,10 @@ def count_review(state: StateTable) -> int:
     return state.add_to_counter(REVIEWS, first_epoch=epoch_seconds())
 
 
-def complete_loop_counted(state: StateTable, loop_name: str) -> bool:
-    """Record the human loop Completed and count its review, in one transaction (False, and nothing
-    changed, when it had already finished); the review's time is kept if it is the oldest pending."""
-    return state.complete_loop_counted(loop_name, REVIEWS, first_epoch=epoch_seconds())
+def merge_review_counted(state: StateTable, loop_name: str, gold: GoldDocument) -> bool:
+    """Record the human loop Completed, write its gold labels (the pool item marked gold) and count
+    its review, in one transaction (False, and nothing changed, when it had already finished)."""
+    return state.merge_review(loop_name, gold, REVIEWS, first_epoch=epoch_seconds())
 
 
 def request_retrain(state: StateTable) -> None:
@@ -152,19 +172,44 @@ def retrain_due(state: StateTable, policy: RetrainPolicy, now: int | None = None
     return _read_due(state, policy, epoch_seconds() if now is None else now).reason
 
 
+@dataclass(frozen=True)
+class RetrainCheck:
+    """What a retrain check found: the snapshot it wrote (None when none was due or a training holds
+    the lock) and the REVIEWS count it read."""
+
+    snapshot: Snapshot | None
+    reviews: int
+
+    @property
+    def version(self) -> str | None:
+        return self.snapshot.version if self.snapshot else None
+
+
 def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: RetrainPolicy) -> Snapshot | None:
+    """Write training/<version>/ when a retrain is due and no training holds the lock (see
+    `check_retrain`)."""
+    return check_retrain(state, s3, bucket, policy).snapshot
+
+
+def check_retrain(state: StateTable, s3: Any, bucket: str, policy: RetrainPolicy) -> RetrainCheck:
     """Write training/<version>/ when a retrain is due and no training holds the lock.
 
     Exactly one caller wins the lock, so concurrent reviews completing a batch start one training.
     The lock stays with the new version until the detect stage sees its training end, however it ends
-    (recognizers.TRAINING_END_STATUSES), or the train stage rejects the snapshot.
+    (recognizers.TRAINING_END_STATUSES), or the train stage rejects the snapshot. One BatchGetItem
+    decides in the common cases (nothing due, or a training holds the lock).
     """
-    if _read_due(state, policy, epoch_seconds()).reason is None:
-        return None
+    first = _read_due(state, policy, epoch_seconds(), lock_decides=True)
+    if first.reason is None:
+        return RetrainCheck(None, first.reviews)
+    if first.lock_held:
+        # The lock was read with the counters: asking for it (a conditional put that fails) would change nothing.
+        logger.info("retrain due but a training is in flight", reason=first.reason)
+        return RetrainCheck(None, first.reviews)
     token = f"pending-{uuid.uuid4().hex}"
-    if not state.acquire_training_lock(token):
+    if not state.acquire_training_lock(token, LOCK_STALE_SECONDS):
         logger.info("retrain due but a training is in flight", holder=state.training_lock_holder())
-        return None
+        return RetrainCheck(None, first.reviews)
     holder = token
     written = False
     try:
@@ -173,13 +218,13 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: Retrain
         reading = _read_due(state, policy, epoch_seconds())
         if reading.reason is None:
             state.release_training_lock(token)
-            return None
+            return RetrainCheck(None, first.reviews)
         reviews, requested = reading.reviews, reading.requested
         # The number is taken under the lock and counted only once the snapshot is written, so a
         # snapshot that failed half way is written again under the same name: no gaps in v1, v2, ...
         # What the snapshot settles is recorded with the lock, so that it is settled even when
         # this call fails after writing: at the latest when the training ends (`release_training`).
-        number = state.get_counter(SNAPSHOT_COUNTER) + 1
+        number = reading.snapshots + 1
         version = f"v{number}"
         owed = {SNAPSHOT_COUNTER: number, REVIEWS_AT_SNAPSHOT: reviews, RETRAIN_DONE: requested,
                 TAKEN_EPOCH: epoch_seconds()}
@@ -197,4 +242,4 @@ def maybe_start_retrain(state: StateTable, s3: Any, bucket: str, policy: Retrain
                        left_out=snapshot.stats.left_out, documents=snapshot.stats.documents)
     logger.info("training snapshot written", version=version, documents=snapshot.stats.documents,
                 reviews=reviews, reason=reading.reason)
-    return snapshot
+    return RetrainCheck(snapshot, first.reviews)

@@ -164,19 +164,25 @@ class StateTable:
     def _batch_get(self, pk: str, sks: Iterable[str], consistent: bool = False) -> dict[str, dict[str, Any]]:
         """Fetch many items of one family by sort key (100 a request, as DynamoDB allows);
         `consistent` asks for strongly consistent reads (BatchGetItem's `ConsistentRead`)."""
+        return {sk: item for (_, sk), item in self.get_items([(pk, sk) for sk in sks], consistent).items()}
+
+    def get_items(self, keys: Iterable[tuple[str, str]],
+                  consistent: bool = True) -> dict[tuple[str, str], dict[str, Any]]:
+        """The items at `keys` ((pk, sk) pairs, of any families; missing ones left out), 100 keys a
+        BatchGetItem request, unprocessed keys asked again; strongly consistent unless told otherwise."""
         # The resource's own client takes and returns plain Python values.
         resource = self.table.meta.client
-        found: dict[str, dict[str, Any]] = {}
-        keys = list(dict.fromkeys(sks))
-        for start in range(0, len(keys), 100):
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 100):
             request: dict[str, Any] = {
-                self.table.name: {"Keys": [{"pk": pk, "sk": sk} for sk in keys[start : start + 100]],
+                self.table.name: {"Keys": [{"pk": pk, "sk": sk} for pk, sk in wanted[start : start + 100]],
                                   **({"ConsistentRead": True} if consistent else {})}
             }
             while request:
                 reply = resource.batch_get_item(RequestItems=request)
                 for item in reply["Responses"].get(self.table.name, []):
-                    found[item["sk"]] = item
+                    found[(item["pk"], item["sk"])] = item
                 request = reply.get("UnprocessedKeys") or {}
         return found
 
@@ -248,21 +254,9 @@ class StateTable:
 
     def mark_pool(self, doc: str, status: str, **attributes: str) -> bool:
         """Set a pooled document's status; False when the document is not in the pool."""
-        names = {"#status": "status", "#updated": "updated_at"}
-        values: dict[str, Any] = {":status": status, ":now": now()}
-        sets = ["#status = :status", "#updated = :now"]
-        for index, (name, value) in enumerate(attributes.items()):
-            names[f"#a{index}"] = name
-            values[f":a{index}"] = value
-            sets.append(f"#a{index} = :a{index}")
+        update = self._pool_update(doc, status, attributes)["Update"]
         try:
-            self.table.update_item(
-                Key={"pk": "POOL", "sk": doc},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+            self.table.update_item(**{name: value for name, value in update.items() if name != "TableName"})
         except ClientError as exc:
             if _is_condition_failure(exc):
                 return False
@@ -459,6 +453,43 @@ class StateTable:
         loop still counted as open. `first_epoch`: see `add_to_counter`."""
         return self._transact([self._loop_finish(name, "Completed", ""),
                                self._counter_add(counter, 1, first_epoch), self._open_loop_delete(name)])
+
+    def merge_review(self, name: str, gold: GoldDocument, counter: str, first_epoch: int | None = None) -> bool:
+        """`complete_loop_counted` with the review's gold labels in the same transaction: the gold
+        document put (replacing earlier labels, as `put_gold`) and its pool item marked gold. All or
+        nothing, so a retry never finds labels written for a loop still open, nor a finished loop
+        without its labels; False (and nothing changed) when the loop had already finished.
+
+        A document no longer in the pool fails the pool update's condition and cancels the
+        transaction; it is then written without that update, as `put_gold` leaves such a document alone.
+        DynamoDB lists a cancelled transaction's `CancellationReasons` in the order of its actions, and no
+        two actions may target one item (botocore `dynamodb` TransactionCanceledException, TransactWriteItems;
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html)."""
+        pool = self._pool_update(gold.doc, GOLD, {})
+        actions = [self._loop_finish(name, "Completed", ""), {"Put": {"TableName": self.table.name,
+                                                                      "Item": _gold_item_of(gold)}},
+                   pool, self._open_loop_delete(name), self._counter_add(counter, 1, first_epoch)]
+        try:
+            return self._transact(actions)
+        except ClientError as exc:
+            failed = [reason.get("Code") == "ConditionalCheckFailed"
+                      for reason in exc.response.get("CancellationReasons") or []]
+            if len(failed) != len(actions) or failed.count(True) != 1 or not failed[actions.index(pool)]:
+                raise
+        return self._transact([action for action in actions if action is not pool])
+
+    def _pool_update(self, doc: str, status: str, attributes: dict[str, str]) -> dict[str, Any]:
+        """The transaction action `mark_pool` makes: set the status (and `attributes`) if pooled."""
+        names = {"#status": "status", "#updated": "updated_at"}
+        values: dict[str, Any] = {":status": status, ":now": now()}
+        sets = ["#status = :status", "#updated = :now"]
+        for index, (name, value) in enumerate(attributes.items()):
+            names[f"#a{index}"] = name
+            values[f":a{index}"] = value
+            sets.append(f"#a{index} = :a{index}")
+        return {"Update": {"TableName": self.table.name, "Key": {"pk": "POOL", "sk": doc},
+                           "UpdateExpression": "SET " + ", ".join(sets), "ConditionExpression": "attribute_exists(pk)",
+                           "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
     def _loop_finish(self, name: str, status: str, failure: str) -> dict[str, Any]:
         return {"Update": {

@@ -221,7 +221,7 @@ class Conversion:
                                           self.manifest_uri)
                     self.span_total += len(spans) - len(earlier.spans)
                 current = GoldDocument(doc=doc, text=document.text, spans=spans, origin=self.origin)
-            if current is not None:
+            if current is not None and not _same_labels(earlier_of.get(doc), current):
                 golds.append(current)
         self.writer.put_gold_many(golds)
         self.buffer.clear()
@@ -296,6 +296,13 @@ class Conversion:
         }
         logger.info("labeling job converted", **result)
         return result
+
+
+def _same_labels(stored: GoldDocument | None, gold: GoldDocument) -> bool:
+    """True when the gold set already holds `gold` as it is (a repeat that added no label): writing it
+    again would change nothing but its time, and cost a write and a pool look-up."""
+    return (stored is not None and (stored.text, stored.origin) == (gold.text, gold.origin)
+            and sorted(stored.spans) == sorted(gold.spans))
 
 
 def _merge_repeat(earlier: GoldDocument, document: LabelledDocument, first: int, origin: str,

@@ -32,7 +32,7 @@ from nerloop.event_models.human_loop import HumanLoopDetail
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.retrain import REVIEWS, RetrainPolicy, complete_loop_counted, maybe_start_retrain
+from nerloop.retrain import RetrainCheck, RetrainPolicy, check_retrain, merge_review_counted
 from nerloop.settings import Settings
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
@@ -62,7 +62,7 @@ def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, A
         # failed after finishing the loop. Change nothing, but a retrain that run was about to start
         # must still start (maybe_start_retrain does nothing unless one is due and none in flight).
         logger.info("human loop already finished", loop=loop.name, recorded=loop.status)
-        return {**result, "already_finished": loop.status, "snapshot": _retrain_if_due(state, aws, settings)}
+        return {**result, "already_finished": loop.status, "snapshot": _retrain_if_due(state, aws, settings).version}
     if detail.humanLoopStatus == "Completed":
         merged = _merge_completed(detail, loop, state, aws, settings, result)
     else:
@@ -70,13 +70,15 @@ def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, A
         merged = {**result, **_close_unmerged(state, loop, detail.humanLoopStatus, failure)}
     # Whether merged or not, the loop is closed: a batch may be complete, or this was the last open
     # loop with reviews pending (an expired last loop must not leave the reviews waiting for ever).
-    merged["snapshot"] = _retrain_if_due(state, aws, settings)
+    check = _retrain_if_due(state, aws, settings)
+    merged["snapshot"] = check.version
+    if merged["merged"]:
+        merged["reviews"] = check.reviews  # read with the retrain decision, after this review was counted
     return merged
 
 
-def _retrain_if_due(state: StateTable, aws: Aws, settings: Settings) -> str | None:
-    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    return snapshot.version if snapshot else None
+def _retrain_if_due(state: StateTable, aws: Aws, settings: Settings) -> RetrainCheck:
+    return check_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
 
 
 def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws: Aws, settings: Settings,
@@ -102,15 +104,14 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
 
     for note in answer.notes:
         quarantine.note(uri, None, note)
-    state.put_gold(GoldDocument(doc=loop.doc, text=text, spans=answer.spans, origin=f"review:{loop.name}"))
-    # The loop's end and its count in one transaction: a retry never finds a finished, uncounted loop.
-    counted = complete_loop_counted(state, loop.name)
-    reviews = state.get_counter(REVIEWS)
+    # The labels, the pool's status, the loop's end and its count in one transaction: a retry never
+    # finds a finished, uncounted loop, nor labels written for a loop still open.
+    gold = GoldDocument(doc=loop.doc, text=text, spans=answer.spans, origin=f"review:{loop.name}")
+    counted = merge_review_counted(state, loop.name, gold)
     if counted:
         metrics.add_metric(name="ReviewsMerged", unit=MetricUnit.Count, value=1)
-    logger.info("review merged", loop=loop.name, document=loop.doc, spans=len(answer.spans),
-                reviews=reviews, counted=counted)
-    return {**result, "merged": True, "counted": counted, "spans": len(answer.spans), "reviews": reviews,
+    logger.info("review merged", loop=loop.name, document=loop.doc, spans=len(answer.spans), counted=counted)
+    return {**result, "merged": True, "counted": counted, "spans": len(answer.spans),
             "worker": answer.worker, "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
 
 
