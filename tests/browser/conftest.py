@@ -6,11 +6,13 @@ never `playwright install`, which would download another browser)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.browser.review_service import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -42,3 +44,11 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+
+@pytest.fixture(scope="session")
+def serve_up(sample_dir: Path) -> Callable[..., Any]:
+    """`with serve_up(base, inbox_lines, parameters) as up:` (tests.browser.review_service.serving on the
+    sample)."""
+    return lambda *args, **kwargs: serving(sample_dir, *args, **kwargs)

@@ -5,22 +5,17 @@ A screenshot of the page after the presses is saved to test-artifacts/review-pag
 
 from __future__ import annotations
 
-import http.client
-import io
-import itertools
 import json
-import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from nerloop.retrain import REVIEWS
-from nerloop_local.service import Service, ServiceOptions
+from nerloop_local.service import Service
+from tests.browser.review_service import get_json
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "test-artifacts" / "review-page-fast.png"
@@ -34,54 +29,17 @@ MERGE_TIMEOUT_S = 240
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-def get(url: str, path: str) -> Any:
-    address = urlsplit(url)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
-    connection.request("GET", path)
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    assert response.status == 200, body
-    return json.loads(body)
-
-
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, serve_up: Any) -> Iterator[Service]:
     """`nerloop up` with the review page on a free port, once more than PRESSES human loops wait."""
-    base = tmp_path_factory.mktemp("fast-reviewer")
-    inbox = base / "inbox"
-    inbox.mkdir()
-    seed = base / "seed.manifest"
-    with (sample_dir / "output.manifest").open("rb") as handle:
-        seed.write_bytes(b"".join(itertools.islice(handle, SEED_LINES)))
     lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:90]
-    inbox_file = inbox / "offerings.txt"
-    inbox_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.utime(inbox_file, (time.time() - 60, time.time() - 60))
-    up = Service(ServiceOptions(workspace=base / "workspace", inbox=inbox, interval=3600, seed_manifest=seed,
-                                parameters=PARAMETERS, review_port=0), out=io.StringIO())
-    failure: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            up.run()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=serve, name="nerloop-up-fast", daemon=True)
-    thread.start()
-    try:
+    with serve_up(tmp_path_factory.mktemp("fast-reviewer"), lines, PARAMETERS, SEED_LINES, "nerloop-up-fast") as up:
         deadline = time.monotonic() + 180
-        while up.review_url is None or get(up.review_url, "/api/status")["working"] \
-                or get(up.review_url, "/api/status")["reviews"]["loops_waiting"] <= PRESSES:
-            assert not failure and thread.is_alive(), f"nerloop up stopped: {failure}\n{up.out.getvalue()}"
-            assert time.monotonic() < deadline, f"fewer than {PRESSES + 1} loops wait:\n{up.out.getvalue()}"
+        while up.service.review_url is None or get_json(up.service.review_url, "/api/status")["working"] \
+                or get_json(up.service.review_url, "/api/status")["reviews"]["loops_waiting"] <= PRESSES:
+            up.check(deadline, f"fewer than {PRESSES + 1} loops wait")
             time.sleep(0.2)
-        yield up
-    finally:
-        up.stop()
-        thread.join(120)
-    assert not failure, failure
+        yield up.service
 
 
 def completed_by_the_page(up: Service) -> dict[str, list[str]]:
@@ -107,7 +65,7 @@ def test_thirty_enter_presses_at_four_a_second_merge_thirty_reviews(browser: Any
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto(url)
     page.wait_for_selector("#queue button[aria-current=true]")
-    before = get(url, "/api/status")["reviews"]["merged"]
+    before = get_json(url, "/api/status")["reviews"]["merged"]
     with service.lock:
         counted_before = service.runtime.state.get_counter(REVIEWS)
     answered_before = completed_by_the_page(service)
@@ -123,7 +81,7 @@ def test_thirty_enter_presses_at_four_a_second_merge_thirty_reviews(browser: Any
 
     deadline = time.monotonic() + MERGE_TIMEOUT_S
     while True:
-        status = get(url, "/api/status")
+        status = get_json(url, "/api/status")
         if status["reviews"]["merged"] >= before + PRESSES and not status["answers_waiting"] \
                 and not status["working"]:
             break
@@ -145,6 +103,6 @@ def test_thirty_enter_presses_at_four_a_second_merge_thirty_reviews(browser: Any
         assert all(state.get_loop(name).status == "Completed" for name in answered)
         gold = {name: state.get_gold(state.get_loop(name).doc) for name in answered}
     assert all(doc is not None and doc.origin == f"review:{name}" for name, doc in gold.items())
-    assert get(url, "/api/status")["reviews"]["merged"] == before + PRESSES
+    assert get_json(url, "/api/status")["reviews"]["merged"] == before + PRESSES
     assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
     assert errors == []

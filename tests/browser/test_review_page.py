@@ -5,12 +5,8 @@ them in the page. A screenshot of the page is saved to test-artifacts/review-pag
 from __future__ import annotations
 
 import http.client
-import io
-import itertools
 import json
-import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +18,7 @@ import pytest
 
 from nerloop.documents import Span
 from nerloop_local.fakes.a2i import A2I
-from nerloop_local.service import Service, ServiceOptions
+from nerloop_local.service import Service
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "test-artifacts" / "review-page.png"
@@ -70,47 +66,21 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Running]:
-    """`nerloop up` with the review page on a free port, a seed manifest and one inbox file (written a
-    minute ago, so the first round takes it); ready once its human loops wait."""
-    base = tmp_path_factory.mktemp("review-page")
-    inbox = base / "inbox"
-    inbox.mkdir()
-    seed = base / "seed.manifest"
-    with (sample_dir / "output.manifest").open("rb") as handle:
-        seed.write_bytes(b"".join(itertools.islice(handle, SEED_LINES)))
+def running(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, serve_up: Any) -> Iterator[Running]:
+    """`nerloop up` with the review page on a free port, a seed manifest and one inbox file; ready once its
+    human loops wait."""
     lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:6]
-    inbox_file = inbox / "offerings.txt"
-    inbox_file.write_text("\n".join([*lines, UNICODE_LINE]) + "\n", encoding="utf-8")
-    os.utime(inbox_file, (time.time() - 60, time.time() - 60))
-    service = Service(ServiceOptions(workspace=base / "workspace", inbox=inbox, interval=3600, seed_manifest=seed,
-                                     parameters=PARAMETERS, review_port=0), out=io.StringIO())
-    failure: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            service.run()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=serve, name="nerloop-up", daemon=True)
-    thread.start()
-    try:
+    with serve_up(tmp_path_factory.mktemp("review-page"), [*lines, UNICODE_LINE], PARAMETERS, SEED_LINES) as up:
         deadline = time.monotonic() + 120
-        while service.review_url is None:
-            assert not failure and thread.is_alive(), f"nerloop up stopped: {failure}\n{service.out.getvalue()}"
-            assert time.monotonic() < deadline, "the review page did not start"
+        while up.service.review_url is None:
+            up.check(deadline, "the review page did not start")
             time.sleep(0.05)
-        running = Running(service, service.review_url)
+        running = Running(up.service, up.service.review_url)
         # The page answers at once, from what was read last, while round 1 runs: wait for its loops.
         while running.api("/api/status")["reviews"]["loops_waiting"] == 0:
-            assert time.monotonic() < deadline, service.out.getvalue()
+            up.check(deadline, "no human loop waits")
             time.sleep(0.2)
         yield running
-    finally:
-        service.stop()
-        thread.join(60)
-    assert not failure, failure
 
 
 @pytest.fixture

@@ -4,65 +4,32 @@ document both accept is merged, one they disagree on is a tie and goes back to w
 
 from __future__ import annotations
 
-import http.client
-import io
-import itertools
-import json
-import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from nerloop.state import WAITING
-from nerloop_local.service import Service, ServiceOptions
+from nerloop_local.service import Service
+from tests.browser.review_service import get_json
 
 PARAMETERS = {"TestShare": "0", "ConfidenceThreshold": "0.999", "RetrainBatchSize": "50", "ReviewersPerDocument": "2"}
 TIMEOUT_MS = 60_000
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-def get(url: str, path: str) -> Any:
-    address = urlsplit(url)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
-    connection.request("GET", path)
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    assert response.status == 200, body
-    return json.loads(body)
-
-
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Service]:
-    base = tmp_path_factory.mktemp("two-reviewers")
-    inbox = base / "inbox"
-    inbox.mkdir()
-    seed = base / "seed.manifest"
-    with (sample_dir / "output.manifest").open("rb") as handle:
-        seed.write_bytes(b"".join(itertools.islice(handle, 40)))
-    inbox_file = inbox / "offerings.txt"
-    inbox_file.write_text("\n".join((sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:8]) + "\n",
-                          encoding="utf-8")
-    os.utime(inbox_file, (time.time() - 60, time.time() - 60))
-    up = Service(ServiceOptions(workspace=base / "workspace", inbox=inbox, interval=3600, seed_manifest=seed,
-                                parameters=PARAMETERS, review_port=0), out=io.StringIO())
-    thread = threading.Thread(target=up.run, name="nerloop-up-two", daemon=True)
-    thread.start()
-    try:
+def service(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, serve_up: Any) -> Iterator[Service]:
+    lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:8]
+    with serve_up(tmp_path_factory.mktemp("two-reviewers"), lines, PARAMETERS, name="nerloop-up-two") as up:
         deadline = time.monotonic() + 180
-        while up.review_url is None or get(up.review_url, "/api/status")["working"] \
-                or get(up.review_url, "/api/status")["reviews"]["loops_waiting"] < 2:
-            assert thread.is_alive() and time.monotonic() < deadline, up.out.getvalue()
+        while up.service.review_url is None or get_json(up.service.review_url, "/api/status")["working"] \
+                or get_json(up.service.review_url, "/api/status")["reviews"]["loops_waiting"] < 2:
+            up.check(deadline, "fewer than 2 loops wait")
             time.sleep(0.2)
-        yield up
-    finally:
-        up.stop()
-        thread.join(120)
+        yield up.service
 
 
 def as_worker(page: Any, worker: str) -> None:
@@ -74,18 +41,24 @@ def answer(page: Any, name: str, remove_first_span: bool = False) -> None:
     page.click(f'#queue button[data-loop="{name}"]')
     page.wait_for_selector(f'#doc-meta:has-text("{name}")')
     if remove_first_span:
+        from playwright.sync_api import expect
+
+        marks = page.locator("#text mark")
+        expect(marks.first).to_be_visible()
+        shown = marks.count()
         page.click("#text mark >> nth=0")
         page.keyboard.press("Delete")
+        expect(marks).to_have_count(shown - 1)  # the removal took before the answer is sent
     page.keyboard.press("Enter")
     page.wait_for_selector(f'#queue button[data-loop="{name}"]', state="detached")
 
 
 def test_two_reviewers_who_agree_are_merged_and_two_who_disagree_send_the_document_back(browser, service):
     url = service.review_url
-    loops = [loop for loop in get(url, "/api/queue?worker=ana")["loops"] if loop["spans"] >= 1]
+    loops = [loop for loop in get_json(url, "/api/queue?worker=ana")["loops"] if loop["spans"] >= 1]
     agreed, disputed = loops[0]["name"], loops[1]["name"]
     assert loops[0]["reviewers"] == {"needed": 2, "answered": 0}
-    before = get(url, "/api/status")["reviews"]["merged"]
+    before = get_json(url, "/api/status")["reviews"]["merged"]
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(15_000)
