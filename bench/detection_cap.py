@@ -159,9 +159,9 @@ def _rounds(state: StateTable, table: SqliteTable, s3: LocalS3, aws: Aws, rounds
         started = time.perf_counter()
         outcome = detect.start_detection(state, aws, detect_settings, request_key=f"trained|{ARN.format(version)}")
         seconds = time.perf_counter() - started
-        assert outcome.job_id is not None, f"round {number} started no job"
-        job = state.get_job(outcome.job_id)
-        assert job is not None
+        job = state.get_job(outcome.job_id) if outcome.job_id else None
+        if job is None:
+            raise RuntimeError(f"round {number} started no detection job: {outcome}")
         texts = s3.get_object(Bucket=BUCKET, Key=job.input_key)["Body"].read().decode("utf-8").splitlines()
         docs = [document_hash(text) for text in texts]
         tiers = tier_counts(state.pool_document(item) for item in state.get_pool_items(docs).values())
