@@ -3,7 +3,7 @@
 Issue 13's target: detected documents per round <= DetectionDocumentsPerRound, for a 100,000-document
 pool, over 5 rounds. Each round runs the detect stage's real `start_detection` (the policy of
 `nerloop.detection_policy` chooses) and the route stage's real code on an output for exactly the
-documents detected, against bench/fakes.py's stand-ins (a SQLite table, a local S3, A2I counting its
+documents detected, against bench/standins.py's stand-ins (a SQLite table, a local S3, A2I counting its
 loops) and a Comprehend stand-in here that starts jobs and answers nothing else. moto is not used: at
 100,000 items its table is what would be measured. The model is simulated: each detected document is
 uncertain with probability UNCERTAIN (one entity scored 0.5, below the default threshold 0.8) or
@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.fakes import FakeA2I, LocalS3, SqliteTable
 from bench.generate import DocumentGenerator
 from bench.measure import REPO, child_env
+from bench.standins import LocalS3, SqliteTable, StandInA2I
 from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_OUTPUT_PREFIX
@@ -42,10 +42,10 @@ from nerloop.documents import document_hash
 from nerloop.settings import Settings, load_settings
 from nerloop.stages import detect, route
 from nerloop.state import ACCEPTED, WAITING, StateTable, Version
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.isolation import ACCOUNT
+from nerloop_local.emulator.stack import Stack
 
 BUCKET = "nerloop-bench-data"
-ACCOUNT = "123456789012"
 ARN = f"arn:aws:comprehend:us-east-1:{ACCOUNT}:entity-recognizer/nerloop/version/{{}}"
 FLOW_ARN = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/nerloop-review"
 UNCERTAIN = 0.3  # share of detected documents the simulated model is unsure of
@@ -125,7 +125,7 @@ def measure(pool: int, cap: int, rounds: int, seed: int, work: Path) -> dict[str
     table = SqliteTable(work / "state.sqlite", "nerloop-state")
     table.load_items(pool_items(pool, seed))
     s3 = LocalS3(work / "s3")
-    aws = Aws(table.name, overrides={"s3": s3, "comprehend": JobStarter(), "sagemaker-a2i-runtime": FakeA2I(),
+    aws = Aws(table.name, overrides={"s3": s3, "comprehend": JobStarter(), "sagemaker-a2i-runtime": StandInA2I(),
                                      "table": table})
     state = StateTable(table)
     detect_settings = stage_settings("DetectFunction", detection_documents_per_round=cap)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.fakes import SqliteTable
 from bench.generate import (
     GENERATOR_VERSION,
     iter_gold_items,
@@ -20,6 +19,7 @@ from bench.generate import (
     write_detection_output,
     write_manifest,
 )
+from bench.standins import SqliteTable
 
 DEFAULT_CACHE = Path(os.environ.get("NERLOOP_BENCH_CACHE", Path(tempfile.gettempdir()) / "nerloop-bench-cache"))
 SEED = 20240601

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.stack import Stack
 
 # Lambda's default timeout when a function sets none: 3 seconds
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).

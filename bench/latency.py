@@ -1,6 +1,6 @@
 """How long each AWS request the benchmarked stages make takes on AWS: a per-call latency table.
 
-The stand-ins of bench/fakes.py answer in microseconds; with a profile switched on (`--latency aws`)
+The stand-ins of bench/standins.py answer in microseconds; with a profile switched on (`--latency aws`)
 each stand-in call first sleeps its operation's latency here (a real `time.sleep`, outside any lock:
 calls made from several threads overlap as they do on AWS, and the GIL is released meanwhile), and
 an S3 body is read no faster than one connection's throughput.

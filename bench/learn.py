@@ -1,6 +1,6 @@
 """`python -m bench.learn` (`make learn`): does the loop's selection beat random selection?
 
-For each seed, one run of `nerloop demo` (`nerloop_local.demo.run_demo`) on a Ground Truth output manifest:
+For each seed, one run of `nerloop demo` (`nerloop_local.commands.demo.run_demo`) on a Ground Truth output manifest:
 a test set held out grouped by normalised text, a small labelled seed, the loop trained for `--rounds`
 versions with a simulated reviewer, and in the same run, at each version's budget (its cumulative
 reviews), random selection of as many pool documents (`--random-draws` draws, averaged) and full
@@ -42,7 +42,7 @@ from bench.learning_stats import (
     t_interval,
 )
 from bench.measure import REPO
-from nerloop_local.learning_figures import (
+from nerloop_local.report.learning_figures import (
     KIND,
     BudgetFigures,
     Interval,
@@ -154,15 +154,12 @@ def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold
 
     from bench.workloads import Probe
     from nerloop_local.cli import offline_environment
-    from nerloop_local.demo import run_demo
+    from nerloop_local.commands.demo import run_demo
 
     offline_environment()
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
     # What run_demo imports as it starts: loaded before the probe, so the growth is the run's data alone.
-    import nerloop_local.demo_data
-    import nerloop_local.recognizer
-    import nerloop_local.runtime  # noqa: F401
 
     probe = Probe()
     probe.start()
@@ -320,7 +317,7 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
                   progress: Callable[[str], None] = lambda _message: None) -> LearningBenchmark:
     """Run one demo per seed, `jobs` at a time, each in a fresh process; summarise them."""
     from bench.run import machine
-    from nerloop_local.demo import load_manifest
+    from nerloop_local.commands.demo import load_manifest
 
     started = time.perf_counter()
     jobs = max(1, min(jobs, len(seeds)))

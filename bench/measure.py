@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nerloop_local.emulator.isolation import use_fake_credentials
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(REPO / part) for part in ("layers/common", "local", "."))
 
@@ -20,10 +22,9 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A clean environment for a child: fake credentials (nothing may reach AWS), no tracing (there is
     no X-Ray daemon), the repo's packages on the path."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "POWERTOOLS_"))}
-    fake = "testing"
+    use_fake_credentials(env)
     env.update({
-        "PYTHONPATH": PYTHONPATH, "AWS_ACCESS_KEY_ID": fake, "AWS_SECRET_ACCESS_KEY": fake,
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true",
+        "PYTHONPATH": PYTHONPATH, "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "nerloop-bench",
         "POWERTOOLS_METRICS_NAMESPACE": "nerloop", "PYTHONHASHSEED": "0",
     })

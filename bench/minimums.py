@@ -3,7 +3,7 @@
 Each minimum counts requests of every service (DynamoDB, S3, A2I, SageMaker, EventBridge) for the
 work the stage must do, at the batch sizes AWS allows, from the stage's own result (how many
 documents, repeats, loops). bench/README.md gives the reasoning; the measured requests are the
-stand-ins' counts (bench/fakes.py).
+stand-ins' counts (bench/standins.py).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def bench_convert(config: Config, results: dict[str, Any], rows: list[Row]) -> N
 
 
 def _own_code_row(stage: list[dict[str, Any]], ref_seconds: float, size: str, entry: dict[str, Any]) -> Row:
-    """The stage's time without what it spent inside the stand-ins (bench/fakes.py), against the same
+    """The stage's time without what it spent inside the stand-ins (bench/standins.py), against the same
     reference: the part that is the function's own code on AWS, where the rest is network and service."""
     own = median([run["seconds"] - run["standin_seconds"] for run in stage])
     standin = median([run["standin_seconds"] for run in stage])
@@ -195,8 +195,8 @@ print(json.dumps({"seconds": seconds, "files": files, "sys_path": sys.path, "ori
 def lambda_env(function: str, tracing: bool) -> dict[str, str]:
     """What Lambda gives a function, and nothing of this machine's environment: the template's variables,
     the variables Lambda sets, fake credentials (nothing may reach AWS)."""
-    from nerloop_local.runtime import FAKE_CREDENTIALS
-    from nerloop_local.stack import Stack
+    from nerloop_local.emulator.isolation import FAKE_CREDENTIALS
+    from nerloop_local.emulator.stack import Stack
 
     stack = Stack.load()
     env = {
@@ -275,7 +275,7 @@ def _shown(path: str) -> str:
 def bench_cold_start(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
     """Each function as deployed (its `.aws-sam/build` folder and the layer's, compiled) imported in a
     fresh `python -S`, against `import boto3` from the same layer, alternated; median of the pairs' ratios."""
-    from nerloop_local.stack import Stack
+    from nerloop_local.emulator.stack import Stack
 
     build_dir = REPO / ".aws-sam/build"
     functions = {logical_id: REPO / resource["Properties"]["CodeUri"]

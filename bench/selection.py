@@ -55,9 +55,9 @@ def choose(ranking: str, remaining: list[int], texts: Sequence[str], predictions
 
 def run(manifest: Path, ranking: str, seed: int, *, rounds: int, share: float, threshold: float) -> list[float]:
     """Test F1 after 0, 1, … `rounds` rounds of reviews."""
-    from nerloop_local.demo import load_manifest
-    from nerloop_local.demo_data import split_for_demo
-    from nerloop_local.recognizer import evaluate, train_recognizer
+    from nerloop_local.commands.demo import load_manifest
+    from nerloop_local.commands.demo_data import split_for_demo
+    from nerloop_local.recognizer.crf import evaluate, train_recognizer
 
     documents, types, _ = load_manifest(manifest)
     split = split_for_demo(documents, types, test_fraction=0.25, seed=seed)

@@ -4,7 +4,7 @@ A workload prepares its inputs (not timed), then `Probe.start()` resets the proc
 (Linux `/proc/self/clear_refs`), runs the measured part, and `Probe.stop()` records the seconds and
 the peak RSS reached. The result goes to the OUT file as JSON; stdout is left to the stages' logs.
 
-The stages run with their real code against the stand-ins of bench/fakes.py. Only the idempotency
+The stages run with their real code against the stand-ins of bench/standins.py. Only the idempotency
 guard (`run_once`: one conditional put and one update per event, whatever the input's size) is
 bypassed, since it talks to DynamoDB through its own client. With `"latency": "aws"` in the
 parameters every stand-in call takes its latency on AWS (bench/latency.py). The convert and route
@@ -48,7 +48,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self.standin_seconds = 0.0  # of `seconds`, inside the stand-ins of bench/fakes.py
+        self.standin_seconds = 0.0  # of `seconds`, inside the stand-ins of bench/standins.py
         self.base_kb = 0
         self.peak_kb = 0
         self._started = 0.0
@@ -61,15 +61,15 @@ class Probe:
         except OSError:  # not Linux: the peak then includes the set-up
             pass
         self.base_kb = _status_kb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        fakes = sys.modules.get("bench.fakes")  # a reference never loads the stand-ins
-        if fakes is not None:
-            fakes.CLOCK.reset()
+        standins = sys.modules.get("bench.standins")  # a reference never loads the stand-ins
+        if standins is not None:
+            standins.CLOCK.reset()
         self._started = time.perf_counter()
 
     def stop(self) -> None:
         self.seconds = time.perf_counter() - self._started
-        fakes = sys.modules.get("bench.fakes")
-        self.standin_seconds = fakes.CLOCK.seconds if fakes is not None else 0.0
+        standins = sys.modules.get("bench.standins")
+        self.standin_seconds = standins.CLOCK.seconds if standins is not None else 0.0
         self.peak_kb = _status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class Probe:
 
 def _settings(function: str) -> Any:
     from nerloop.settings import load_settings
-    from nerloop_local.stack import Stack
+    from nerloop_local.emulator.stack import Stack
 
     env = Stack.load().function_environment(function)
     env["FLOW_DEFINITION_ARN"] = env.get("FLOW_DEFINITION_ARN") or FLOW_ARN
@@ -104,8 +104,8 @@ def _resumable(first: Callable[..., dict[str, Any]], resume: Callable[..., dict[
 
 
 def _use_latency(params: dict[str, Any]) -> None:
-    from bench.fakes import use_latency
     from bench.latency import LatencyModel
+    from bench.standins import use_latency
 
     use_latency(LatencyModel.profile(params.get("latency", "none"), float(params.get("latency_scale", 1.0))))
 
@@ -156,7 +156,7 @@ def _link(s3: Any, key: str, source: str | Path) -> None:
 
 def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """The convert stage on a manifest: gold set written, training snapshot written."""
-    from bench.fakes import FakeEventBridge, FakeSageMaker, LocalS3, SqliteTable, requests_of
+    from bench.standins import LocalS3, SqliteTable, StandInEventBridge, StandInSageMaker, requests_of
     from nerloop.aws import Aws
     from nerloop.stages import convert
 
@@ -165,8 +165,8 @@ def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str,
     s3 = LocalS3(work / "s3")
     key = "labeling/output/nerloop-bench/manifests/output/output.manifest"
     _link(s3, key, params["manifest"])
-    sagemaker = FakeSageMaker(f"s3://{BUCKET}/{key}", params["label_attribute"])
-    events = FakeEventBridge()
+    sagemaker = StandInSageMaker(f"s3://{BUCKET}/{key}", params["label_attribute"])
+    events = StandInEventBridge()
     aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker": sagemaker, "table": table, "events": events})
     _without_idempotency(convert)
     _use_latency(params)
@@ -256,7 +256,7 @@ def walkthrough(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
 
 def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """The route stage on a detection archive: every document accepted or sent to a human loop."""
-    from bench.fakes import FakeA2I, FakeEventBridge, LocalS3, SqliteTable, requests_of
+    from bench.standins import LocalS3, SqliteTable, StandInA2I, StandInEventBridge, requests_of
     from nerloop.aws import Aws
     from nerloop.stages import route
 
@@ -268,8 +268,8 @@ def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     s3 = LocalS3(work / "s3")
     _link(s3, params["input_key"], params["input"])
     _link(s3, params["archive_key"], params["archive"])
-    a2i = FakeA2I()
-    events = FakeEventBridge()
+    a2i = StandInA2I()
+    events = StandInEventBridge()
     aws = Aws(settings.state_table, overrides={"s3": s3, "sagemaker-a2i-runtime": a2i, "table": table,
                                                "events": events})
     _without_idempotency(route)
@@ -320,8 +320,8 @@ def route_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[s
 
 def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """`loops` completed human loops merged one event at a time; seconds per merge."""
-    from bench.fakes import LocalS3, SqliteTable, requests_of
     from bench.generate import DocumentGenerator
+    from bench.standins import LocalS3, SqliteTable, requests_of
     from nerloop.a2i import loop_name
     from nerloop.aws import Aws
     from nerloop.documents import document_hash
@@ -386,7 +386,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
 
 def snapshot(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """A training snapshot written from the whole gold set."""
-    from bench.fakes import LocalS3, SqliteTable
+    from bench.standins import LocalS3, SqliteTable
     from nerloop.snapshots import write_snapshot
     from nerloop.state import StateTable
 
@@ -407,7 +407,7 @@ def recognizer(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, An
     """Train the local CRF on the sample (10 % held out, as Comprehend does), then detect."""
     from bench.generate import load_sample
     from nerloop.documents import Span
-    from nerloop_local.recognizer import train_with_holdout
+    from nerloop_local.recognizer.crf import train_with_holdout
 
     sample = load_sample(Path(params["sample_dir"]))
     documents = [(text, [Span(*span) for span in spans]) for text, spans in sample.documents]

@@ -4,42 +4,25 @@ non-loopback address fails loudly instead of reaching AWS."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
+from nerloop_local.emulator.isolation import NetworkGuard, use_fake_credentials
+
 # Set before anything creates a boto3 client.
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
+use_fake_credentials()
+os.environ.update({
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
     "POWERTOOLS_SERVICE_NAME": "nerloop-test",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
-os.environ.update(FAKE_ENV)
-for leaked in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(leaked, None)
+})
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = Path(os.environ.get("NERLOOP_SAMPLE_DATA", REPO.parent / "shared/data/aws-service-offerings"))
 
-_real_connect = socket.socket.connect
-
-
-def _guarded_connect(self: socket.socket, address: object) -> object:
-    host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1")):
-        raise RuntimeError(f"test tried to reach {address!r}: tests must never contact AWS")
-    return _real_connect(self, address)  # type: ignore[arg-type]
-
-
-socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+NetworkGuard("a test").install()  # for the whole session: any socket off this machine fails loudly
 
 
 @pytest.fixture(scope="session")
@@ -80,10 +63,10 @@ from moto import mock_aws  # noqa: E402
 from nerloop import aws as nerloop_aws  # noqa: E402
 from nerloop import idempotency, settings  # noqa: E402
 from nerloop.state import StateTable  # noqa: E402
-from nerloop_local.atomic import make_dynamodb_writes_atomic  # noqa: E402
-from nerloop_local.runtime import create_stack_resources  # noqa: E402
-from nerloop_local.scaling import make_moto_scale  # noqa: E402
-from nerloop_local.stack import Stack, load_event  # noqa: E402
+from nerloop_local.emulator.atomic import make_dynamodb_writes_atomic  # noqa: E402
+from nerloop_local.emulator.runtime import create_stack_resources  # noqa: E402
+from nerloop_local.emulator.scaling import make_moto_scale  # noqa: E402
+from nerloop_local.emulator.stack import Stack, load_event  # noqa: E402
 
 make_dynamodb_writes_atomic()
 make_moto_scale()
@@ -189,7 +172,7 @@ class EmulatedStack:
         a queue; return the queue's URL (read it with `received`)."""
         import json
 
-        from nerloop_local.template import rules
+        from nerloop_local.emulator.template import rules
 
         pattern = self.stack.resolve(rules(self.stack.template)[function][event_name]["Properties"]["Pattern"])
         sqs, events = boto3.client("sqs"), boto3.client("events")

@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from nerloop_local.emulator.isolation import use_fake_credentials
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SAMPLE = Path(os.environ.get("NERLOOP_SAMPLE_DATA", REPO.parent / "shared/data/aws-service-offerings"))
 
@@ -40,13 +42,7 @@ def offline_environment(credentials: bool = True) -> None:
     })
     if not credentials:
         return
-    fake = "nerloop-local"  # credentials no real account accepts
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": fake, "AWS_SECRET_ACCESS_KEY": fake,
-        "AWS_SESSION_TOKEN": fake, "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-    })
-    for leaked in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        os.environ.pop(leaked, None)
+    use_fake_credentials()
 
 
 def reads_a_stack(argv: Sequence[str]) -> bool:
@@ -70,7 +66,7 @@ def entity_types_for(manifest: Path, given: str | None) -> list[str]:
     Comprehend takes as type names. A label it would refuse (`AWS SERVICE`) is left out, said on
     stderr, and so the lines that use it are quarantined like any other unknown label."""
     from nerloop.comprehend_training import entity_type_problem
-    from nerloop_local.validation import manifest_entity_types
+    from nerloop_local.commands.validate import manifest_entity_types
 
     if given:
         return given_entity_types(given)
@@ -98,7 +94,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     types = entity_types_for(manifest, args.entity_types)
     from nerloop.quarantine import Problem
     from nerloop.settings import SettingsError
-    from nerloop_local.offline import convert_manifest
+    from nerloop_local.commands.offline import convert_manifest
 
     try:
         result, files = convert_manifest(manifest, types)
@@ -130,7 +126,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    from nerloop_local.validation import validate_file
+    from nerloop_local.commands.validate import validate_file
 
     types = given_entity_types(args.entity_types) if args.entity_types else None
     report = validate_file(path, types)
@@ -163,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
     validate.set_defaults(run=cmd_validate)
 
-    from nerloop_local import chaos, demo, estimate, redrive, report, service
+    from nerloop_local.commands import chaos, demo, estimate, redrive
+    from nerloop_local.commands import up as service
+    from nerloop_local.report import demo_report as report
 
     demo.add_commands(commands)
     service.add_commands(commands)

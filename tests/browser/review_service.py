@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nerloop_local.service import Service, ServiceOptions
+from nerloop_local.commands.up import Service, ServiceOptions
 
 
 def get_json(url: str, path: str, timeout: float = 30) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nerloop.retrain import REVIEWS
-from nerloop_local.service import Service
+from nerloop_local.commands.up import Service
 from tests.browser.review_service import get_json
 
 REPO = Path(__file__).resolve().parents[2]

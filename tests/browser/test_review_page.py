@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from nerloop.documents import Span
-from nerloop_local.fakes.a2i import A2I
-from nerloop_local.service import Service
+from nerloop_local.commands.up import Service
+from nerloop_local.standins.a2i import A2I
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "test-artifacts" / "review-page.png"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nerloop.state import WAITING
-from nerloop_local.service import Service
+from nerloop_local.commands.up import Service
 from tests.browser.review_service import get_json
 
 PARAMETERS = {"TestShare": "0", "ConfidenceThreshold": "0.999", "RetrainBatchSize": "50", "ReviewersPerDocument": "2"}

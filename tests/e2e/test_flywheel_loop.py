@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 BATCH = 5
 SEED_LINES = 202
@@ -42,7 +42,7 @@ def flywheel_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> 
         runtime.put_text("raw/offerings.txt", "\n".join(raw_lines) + "\n")
         runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-e2e-seed")
         result = runtime.run_until_idle(max_cycles=250)
-        flywheels = runtime.fakes.flywheels
+        flywheels = runtime.standins.flywheels
         return {
             "idle": result.idle, "failures": [d.line() for d in result.failures],
             "dead_letters": runtime.dead_letters(),

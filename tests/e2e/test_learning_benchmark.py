@@ -14,7 +14,7 @@ import pytest
 
 from bench.learn import main as learn
 from nerloop_local.cli import main as nerloop
-from nerloop_local.learning_figures import KIND
+from nerloop_local.report.learning_figures import KIND
 
 pytestmark = pytest.mark.slow
 SEEDS, ROUNDS = 2, 3

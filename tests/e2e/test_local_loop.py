@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nerloop.documents import document_hash
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 BATCH = 5
 SEED_LINES = 202  # the whole sample manifest: its test side (about 24 documents) is usable from v1 on

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nerloop.observability import logger as handlers_logger
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 
 class Captured(logging.Handler):

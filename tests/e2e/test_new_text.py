@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nerloop.documents import document_hash
 from nerloop.state import ACCEPTED, IN_REVIEW
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 
 def test_a_new_batch_is_detected_by_the_active_version(tmp_path: Path, sample_dir: Path) -> None:

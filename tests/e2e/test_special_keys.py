@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 
 from nerloop.documents import document_hash
 from nerloop.stages.preprocess import batch_keys, batch_name
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 KEY = "raw/C++ notes \u2013 été 2024.txt"  # an en dash, accents, "+" and spaces
 TEXT = "Amazon EC2 now supports C++ builds in Zürich.\nAWS Lambda adds a runtime for Python 3.13.\n"

@@ -21,8 +21,8 @@ from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord
 from nerloop.events import describe_event_error
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop
-from nerloop_local.stack import load_event, load_module
-from nerloop_local.validation import validate_file
+from nerloop_local.commands.validate import validate_file
+from nerloop_local.emulator.stack import load_event, load_module
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_input"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nerloop_local import chaos
+from nerloop_local.commands import chaos
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")

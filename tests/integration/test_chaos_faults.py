@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutErr
 from moto import mock_aws
 
 from nerloop.aws import RETRY_CONFIG
-from nerloop_local.faults import DYNAMODB, S3, FaultInjector, hook_client
+from nerloop_local.emulator.faults import DYNAMODB, S3, FaultInjector, hook_client
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The whole local loop under duplicated events, transient faults and a dead-lettered stage: each run
-must end in the state of a clean run of the same scenario (nerloop_local.chaos.canonical_state)."""
+must end in the state of a clean run of the same scenario (nerloop_local.commands.chaos.canonical_state)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nerloop_local import chaos
-from nerloop_local.faults import DYNAMODB, S3, FaultInjector
+from nerloop_local.commands import chaos
+from nerloop_local.emulator.faults import DYNAMODB, S3, FaultInjector
 
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publish"),
               pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")]
@@ -96,7 +96,7 @@ def test_a_dead_lettered_stage_is_redriven_to_the_clean_state_and_a_second_redri
 
 def test_a_permanent_failure_keeps_the_original_event_in_the_dead_letter_queue(scenario: chaos.Scenario,
                                                                                folder: Path) -> None:
-    from nerloop_local.runtime import LocalRuntime
+    from nerloop_local.emulator.runtime import LocalRuntime
 
     injector = FaultInjector(rate=0.0)
     injector.deny("s3", "GetObject", function="MergeFunction")

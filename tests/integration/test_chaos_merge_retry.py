@@ -14,7 +14,7 @@ from nerloop.a2i import loop_name
 from nerloop.documents import document_hash
 from nerloop.retrain import REVIEWS
 from nerloop.state import IN_REVIEW, Loop
-from nerloop_local.stack import load_event
+from nerloop_local.emulator.stack import load_event
 
 TEXT = "Amazon Comprehend custom entity recognition now supports Spanish documents."
 

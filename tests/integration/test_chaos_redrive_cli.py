@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from nerloop.state import Loop
-from nerloop_local import redrive
-from nerloop_local.runtime import LocalRuntime
-from nerloop_local.stack import load_event
+from nerloop_local.commands import redrive
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.emulator.stack import load_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

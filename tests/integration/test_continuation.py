@@ -26,7 +26,7 @@ from nerloop.deadline import RESERVE_MS
 from nerloop.documents import document_hash
 from nerloop.stages import convert, route
 from nerloop.state import IDEMPOTENCY_PK, Job
-from nerloop_local.stack import load_event
+from nerloop_local.emulator.stack import load_event
 
 SAMPLE_ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
 MAX_INVOCATIONS = 60  # far more than the runs below need: a continuation that redoes its work never ends

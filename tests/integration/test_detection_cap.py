@@ -16,7 +16,7 @@ import pytest
 from nerloop.documents import document_hash
 from nerloop.stages import route
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 CAP = 10
 POOL = 5 * CAP

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from nerloop.constants import MAX_CONCURRENT_DETECTION_JOBS
-from nerloop_local.fakes.comprehend import JOB_IN_FLIGHT
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.standins.comprehend import JOB_IN_FLIGHT
 
 UPLOADS = MAX_CONCURRENT_DETECTION_JOBS + 3
 

@@ -19,7 +19,7 @@ from nerloop import aws as nerloop_aws
 from nerloop import custom_resources
 from nerloop.aws import Aws
 from nerloop.custom_resources import FAILED, NOTHING_CREATED, SUCCESS, FlowDefinitionProperties, handle_request
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.stack import Stack
 
 WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/nerloop-reviewers"
 WITH_WORKTEAM = Stack.load({"WorkteamArn": WORKTEAM})

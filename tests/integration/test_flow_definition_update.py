@@ -13,8 +13,8 @@ from nerloop import loop_reconcile
 from nerloop.a2i import build_input_content, loop_name, start_human_loop
 from nerloop.documents import document_hash
 from nerloop.state import GOLD, IN_REVIEW, WAITING, Loop
-from nerloop_local.runtime import LOCAL_PARAMETERS, LocalRuntime
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime
+from nerloop_local.emulator.stack import Stack
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 TEXTS = ("Amazon S3 adds a storage class.", "AWS Lambda 2.0 is out.")
@@ -92,7 +92,7 @@ def test_a_replaced_flow_definition_without_loops_in_flight_is_deleted(tmp_path:
 
     second = open_runtime(workspace, stack_with_title("Review entities in release notes"))
     try:
-        second.fakes.tick()  # A2I finishes deleting it
+        second.standins.tick()  # A2I finishes deleting it
         listed = second.client("sagemaker").list_flow_definitions()["FlowDefinitionSummaries"]
         assert [flow["FlowDefinitionArn"] for flow in listed] == [second.flow_definition_arn]
         assert old_flow != second.flow_definition_arn

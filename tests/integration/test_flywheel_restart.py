@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 PARAMETERS = {"EntityTypes": "SERVICE,VERSION", "TrainingMode": "Flywheel"}
 
@@ -20,17 +20,17 @@ def test_an_iteration_in_flight_survives_a_restart(tmp_path: Path, sample_dir: P
         runtime.label_with_manifest(seed, job_name=f"{runtime.stack.labeling_job_prefix()}-seed")
         for _ in range(40):
             runtime.cycle()
-            if runtime.fakes.flywheels.iterations:
+            if runtime.standins.flywheels.iterations:
                 break
-        (iteration,) = runtime.fakes.flywheels.iterations.values()
+        (iteration,) = runtime.standins.flywheels.iterations.values()
         assert iteration.status == "TRAINING"
-        (flywheel_arn,) = runtime.fakes.flywheels.flywheels
+        (flywheel_arn,) = runtime.standins.flywheels.flywheels
 
     # When the stack starts again from the workspace and runs until idle
     with LocalRuntime(tmp_path, PARAMETERS, environment={"POWERTOOLS_METRICS_DISABLED": "true"}) as runtime:
         assert runtime.restored
         result = runtime.run_until_idle(max_cycles=100)
-        flywheels = runtime.fakes.flywheels
+        flywheels = runtime.standins.flywheels
         # Then the same flywheel finished the same iteration, and v1 is its active model
         assert result.idle and not result.failures and runtime.dead_letters() == []
         assert list(flywheels.flywheels) == [flywheel_arn]

@@ -11,8 +11,8 @@ import boto3
 from nerloop.documents import Span, document_hash
 from nerloop.review_consensus import TIED_REASON
 from nerloop.state import GoldDocument, Loop, Version
-from nerloop_local.live_figures import agreement
-from nerloop_local.loop_records import read_records
+from nerloop_local.report.live_figures import agreement
+from nerloop_local.report.loop_records import read_records
 
 TEXT = "Amazon S3 and AWS Lambda 2.0"
 LABELS = [{"label": "SERVICE"}, {"label": "VERSION"}]

@@ -14,7 +14,7 @@ from nerloop.documents import Span, document_hash
 from nerloop.errors import UnknownJob
 from nerloop.retrain import REVIEWS
 from nerloop.state import GOLD, IN_REVIEW, WAITING, GoldDocument, Loop
-from nerloop_local.stack import load_event
+from nerloop_local.emulator.stack import load_event
 
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
 VERSION = "v1"

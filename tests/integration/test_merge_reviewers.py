@@ -12,7 +12,7 @@ from nerloop.a2i import loop_name
 from nerloop.documents import Span, document_hash
 from nerloop.retrain import REVIEWS
 from nerloop.state import GOLD, IN_REVIEW, WAITING, Loop
-from nerloop_local.stack import load_event
+from nerloop_local.emulator.stack import load_event
 
 VERSION = "v1"
 TEXT = "Amazon Comprehend 2.0 and AWS Lambda now support Spanish documents."

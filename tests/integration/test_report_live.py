@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from nerloop_local import report_live, service
 from nerloop_local.cli import main
-from nerloop_local.loop_records import read_records
-from nerloop_local.report_live import build_stack_report
+from nerloop_local.commands import up as service
+from nerloop_local.report import live as report_live
+from nerloop_local.report.live import build_stack_report
+from nerloop_local.report.loop_records import read_records
 from tests.integration.test_report import Page
 
 SEED_LINES = 40

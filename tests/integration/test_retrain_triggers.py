@@ -13,7 +13,7 @@ import pytest
 
 from nerloop import retrain
 from nerloop.state import LOOP_OPEN
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 BATCH = 50  # more reviews than the small pool can ever give
 RAW_LINES = 12

@@ -26,7 +26,7 @@ from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, GoldDocument, Job, Loop
-from nerloop_local.stack import load_event
+from nerloop_local.emulator.stack import load_event
 
 EVENT = load_event("route")
 KEY = EVENT["detail"]["object"]["key"]

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from nerloop import settings
-from nerloop_local.fakes.groundtruth import label_attribute_of
-from nerloop_local.runtime import LOCAL_PARAMETERS, LocalRuntime, normalize_event
-from nerloop_local.stack import Stack
-from nerloop_local.template import REPO
-from nerloop_local.template import rules as template_rules
+from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime, normalize_event
+from nerloop_local.emulator.stack import Stack
+from nerloop_local.emulator.template import REPO
+from nerloop_local.emulator.template import rules as template_rules
+from nerloop_local.standins.groundtruth import label_attribute_of
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 RECOGNIZER = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop"

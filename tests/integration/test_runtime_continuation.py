@@ -12,9 +12,9 @@ import pytest
 
 from nerloop.deadline import RESERVE_MS
 from nerloop.stages import convert
-from nerloop_local import runtime as runtime_module
-from nerloop_local.runtime import LOCAL_PARAMETERS, LocalRuntime
-from nerloop_local.stack import Stack
+from nerloop_local.emulator import runtime as runtime_module
+from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime
+from nerloop_local.emulator.stack import Stack
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 OTHERS = ("TrainFunction", "DetectFunction", "RouteFunction", "MergeFunction", "WatchFunction")

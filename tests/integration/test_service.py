@@ -24,9 +24,9 @@ import pytest
 
 from nerloop.documents import document_hash
 from nerloop.stages.preprocess import split_document
-from nerloop_local import service
 from nerloop_local.cli import main
-from nerloop_local.workspace import Workspace
+from nerloop_local.commands import up as service
+from nerloop_local.emulator.workspace import Workspace
 
 SEED_LINES = 100  # enough for Comprehend's minimums (25 annotations per type, a 5 KB corpus) once a fifth is held out
 # Every detected document goes to a human loop, so loops surely wait.

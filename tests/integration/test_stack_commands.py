@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from nerloop.state import Loop
-from nerloop_local import redrive, report, service
 from nerloop_local.cli import UsageError
-from nerloop_local.runtime import LocalRuntime
-from nerloop_local.stack import load_event
-from nerloop_local.stack_resources import StackError, open_stack
+from nerloop_local.commands import redrive
+from nerloop_local.commands import up as service
+from nerloop_local.commands.stack_resources import StackError, open_stack
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.emulator.stack import load_event
+from nerloop_local.report import demo_report as report
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -105,13 +107,13 @@ def test_an_unknown_stack_is_named_with_its_region(runtime: LocalRuntime) -> Non
 
 
 def test_a_stack_without_a_resource_nerloop_needs_says_which(runtime: LocalRuntime) -> None:
-    del runtime.fakes.stack.resources["StateTable"]  # e.g. a stack of another template
+    del runtime.standins.stack.resources["StateTable"]  # e.g. a stack of another template
     with pytest.raises(StackError, match=r"stack nerloop .* has no resource StateTable: it is not a nerloop stack"):
         open_stack("nerloop", "us-east-1")
 
 
 def test_a_failed_resource_is_not_used(runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
-    describe = runtime.fakes.stack.describe_stack_resources
+    describe = runtime.standins.stack.describe_stack_resources
 
     def with_a_failed_bucket(params: dict[str, Any]) -> dict[str, Any]:
         answer = describe(params)
@@ -120,9 +122,9 @@ def test_a_failed_resource_is_not_used(runtime: LocalRuntime, monkeypatch: pytes
                 item.update(ResourceStatus="CREATE_FAILED", ResourceStatusReason="bucket name taken")
         return answer
 
-    runtime.fakes.uninstall()
-    monkeypatch.setattr(runtime.fakes.stack, "describe_stack_resources", with_a_failed_bucket)
-    runtime.fakes.install()
+    runtime.standins.uninstall()
+    monkeypatch.setattr(runtime.standins.stack, "describe_stack_resources", with_a_failed_bucket)
+    runtime.standins.install()
     with pytest.raises(StackError, match=r"resource DataBucket is CREATE_FAILED \(bucket name taken\)"):
         open_stack("nerloop", "us-east-1")
 
@@ -170,7 +172,7 @@ def test_region_needs_a_stack(runtime: LocalRuntime) -> None:
 def test_redrive_sends_a_dead_letter_back_with_no_second_effect(runtime: LocalRuntime, capsys: Any) -> None:
     # Given the merge function's dead letter, and the handler fixed
     name = dead_letter_a_merge(runtime)
-    (letter,) = runtime.fakes.context.client("sqs").receive_message(
+    (letter,) = runtime.standins.context.client("sqs").receive_message(
         QueueUrl=dlq_url(runtime, "MergeFunction"), VisibilityTimeout=0)["Messages"]
     assert runtime.state.get_loop(name).status == "InProgress"
     # When it is redriven through the stack, and Lambda runs the invocation it queued
@@ -183,7 +185,7 @@ def test_redrive_sends_a_dead_letter_back_with_no_second_effect(runtime: LocalRu
     assert runtime.state.get_loop(name).status == "Failed"
     after_once = table_items(runtime)
     # When the same letter comes back (as after a delete that failed once the invoke was made) and is redriven
-    runtime.fakes.context.client("sqs").send_message(QueueUrl=dlq_url(runtime, "MergeFunction"),
+    runtime.standins.context.client("sqs").send_message(QueueUrl=dlq_url(runtime, "MergeFunction"),
                                                     MessageBody=letter["Body"])
     assert run(["redrive", *STACK, "--function", "MergeFunction"]) == 0
     runtime.run_until_idle()
@@ -201,7 +203,7 @@ def test_redrive_sends_an_event_a_rule_could_not_deliver(runtime: LocalRuntime, 
     runtime.state.put_loop(Loop(name, "doc", "v1", "InProgress"))
     event = {**failed, "detail": {**failed["detail"], "flowDefinitionArn": runtime.flow_definition_arn}}
     attributes = {"ERROR_CODE": "NO_PERMISSIONS", "ERROR_MESSAGE": "not allowed to invoke", "RETRY_ATTEMPTS": "0"}
-    runtime.fakes.context.client("sqs").send_message(
+    runtime.standins.context.client("sqs").send_message(
         QueueUrl=dlq_url(runtime, "MergeFunction"), MessageBody=json.dumps(event),
         MessageAttributes={key: {"DataType": "String", "StringValue": value} for key, value in attributes.items()})
     # When it is redriven
@@ -214,7 +216,7 @@ def test_redrive_sends_an_event_a_rule_could_not_deliver(runtime: LocalRuntime, 
 
 
 def test_a_letter_that_is_not_an_event_stays(runtime: LocalRuntime, capsys: Any) -> None:
-    runtime.fakes.context.client("sqs").send_message(QueueUrl=dlq_url(runtime, "RouteFunction"),
+    runtime.standins.context.client("sqs").send_message(QueueUrl=dlq_url(runtime, "RouteFunction"),
                                                     MessageBody="not json")
     assert run(["redrive", *STACK]) == 1
     out = capsys.readouterr().out
@@ -234,7 +236,7 @@ def test_report_of_a_stack_reads_its_table_and_bucket(runtime: LocalRuntime, tmp
         seen.update(table=table.name, bucket=bucket, out=out, **options)
         return out / "index.html"
 
-    monkeypatch.setattr("nerloop_local.report_live.build_stack_report", build)
+    monkeypatch.setattr("nerloop_local.report.live.build_stack_report", build)
     assert run(["report", *STACK, "--out", str(tmp_path / "page")]) == 0
     assert seen == {"table": runtime.table_name, "bucket": runtime.bucket, "out": tmp_path / "page",
                     "source": "stack nerloop (us-east-1)", "target": 0.95,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.emulator.runtime import LocalRuntime
 
 SEED_LINES = 45
 

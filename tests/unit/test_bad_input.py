@@ -35,7 +35,7 @@ from nerloop.events import (
 from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_lines, parse_manifest
 from nerloop.quarantine import MAX_KEPT_CHARS, Quarantine
 from nerloop_local import cli
-from nerloop_local.stack import load_module
+from nerloop_local.emulator.stack import load_module
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_input"
 TYPES = ("SERVICE", "VERSION")  # the stack's entity types, as the stages get them from settings

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from bench import fakes
-from bench.fakes import CLOCK, FakeA2I, FakeEventBridge, LocalS3, SqliteTable, requests_of, use_latency
+from bench import standins
 from bench.latency import AWS, PROFILES, CallLatency, LatencyModel, describe
+from bench.standins import CLOCK, LocalS3, SqliteTable, StandInA2I, StandInEventBridge, requests_of, use_latency
 
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
 
@@ -85,7 +85,7 @@ def test_the_table_stand_in_is_safe_from_many_threads(tmp_path: Path) -> None:
 
 
 def test_start_human_loop_calls_overlap_and_are_counted_once_each() -> None:
-    a2i = FakeA2I()
+    a2i = StandInA2I()
     use_latency(model(0.05))
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda n: a2i.start_human_loop(HumanLoopName=f"loop-{n}", FlowDefinitionArn=FLOW,
@@ -121,7 +121,7 @@ def test_a_ranged_get_gives_the_rest_of_the_object_as_s3_does(tmp_path: Path) ->
 
 
 def test_the_event_bridge_stand_in_keeps_what_is_published() -> None:
-    events = FakeEventBridge()
+    events = StandInEventBridge()
     reply = events.put_events(Entries=[{"Source": "nerloop", "DetailType": "Continue", "Detail": "{}"}])
     assert reply["FailedEntryCount"] == 0 and events.entries[0]["DetailType"] == "Continue"
     assert requests_of(events=events) == {"events.put_events": 1}
@@ -152,7 +152,7 @@ def test_the_model_scales_and_adds_the_body_transfer() -> None:
     full = LatencyModel.profile("aws")
     megabytes = full.seconds("s3.GetObject", 90_000_000) - full.seconds("s3.GetObject")
     assert megabytes == pytest.approx(90e6 / AWS["s3.GetObject"].bytes_per_second)
-    assert fakes.LATENCY.enabled is False  # the fixture restored the default
+    assert standins.LATENCY.enabled is False  # the fixture restored the default
 
 
 def test_the_readme_prints_the_table_the_code_uses() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench.learn import DatasetError, resolve_dataset, run_record, summarise
-from nerloop_local.learning_figures import KIND, RunRecord, parse_learning
+from nerloop_local.report.learning_figures import KIND, RunRecord, parse_learning
 
 
 def demo(seed: int, loop: list[float], random: list[float], *, full: float = 0.9, pool: int = 40,

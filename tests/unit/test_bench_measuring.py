@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from bench.fakes import LocalS3, SqliteTable
 from bench.generate import load_sample, write_manifest
 from bench.measure import run_workload
 from bench.run import Row, render
+from bench.standins import LocalS3, SqliteTable
 from nerloop.documents import Span
 from nerloop.stages.convert import SeenDocuments
 from nerloop.state import GOLD, GoldDocument, Loop, StateTable
@@ -57,7 +57,7 @@ def test_the_table_stand_in_counts_atomically_and_takes_the_training_lock_once(s
 
 
 def test_the_table_stand_in_pages_queries_in_sort_key_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bench.fakes.PAGE_BYTES", 200)  # a few items a page
+    monkeypatch.setattr("bench.standins.PAGE_BYTES", 200)  # a few items a page
     table = SqliteTable(tmp_path / "t.sqlite")
     docs = [f"{n:064x}" for n in random.Random(1).sample(range(10**6), 50)]
     table.load_items({"pk": "GOLD", "sk": doc, "text": "x", "spans": "[]", "origin": ""} for doc in docs)

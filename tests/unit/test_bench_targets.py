@@ -12,7 +12,7 @@ from bench import at_latency
 from bench.inputs import QUICK, Row
 from bench.invocations import BenchContext, ContinuationNotWired, function_timeout, invoke_until_done
 from bench.minimums import convert_minimum, merge_minimum, requests_target, route_minimum, time_target
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.stack import Stack
 
 
 def test_convert_needs_a_batch_write_per_25_documents_and_a_pool_read_per_100() -> None:

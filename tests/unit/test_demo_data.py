@@ -7,7 +7,7 @@ from collections import Counter
 
 from nerloop.constants import MIN_ANNOTATIONS_PER_TYPE, MIN_CORPUS_BYTES
 from nerloop.documents import Span, normalize_text
-from nerloop_local.demo_data import GoldOracle, split_for_demo
+from nerloop_local.commands.demo_data import GoldOracle, split_for_demo
 
 ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
 

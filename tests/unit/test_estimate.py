@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from nerloop.pricing import with_overrides
-from nerloop_local.estimate import Plan, estimate, plan_usages, sample_measure
+from nerloop_local.commands.estimate import Plan, estimate, plan_usages, sample_measure
 
 
 def plan(**given: object) -> Plan:

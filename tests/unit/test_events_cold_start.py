@@ -17,8 +17,8 @@ import pytest
 
 from nerloop.event_models.schedule import ScheduledEvent
 from nerloop.events import model_for
-from nerloop_local.stack import Stack, load_event
-from nerloop_local.template import REPO
+from nerloop_local.emulator.stack import Stack, load_event
+from nerloop_local.emulator.template import REPO
 
 STACK = Stack.load()
 def _stage(function: str) -> str:

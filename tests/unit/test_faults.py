@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nerloop_local.faults import (
+from nerloop_local.emulator.faults import (
     ACCESS_DENIED,
     COMPREHEND,
     DYNAMODB,

@@ -13,7 +13,7 @@ from nerloop import flywheel
 from nerloop.flywheel_resource import FlywheelProperties, create_flywheel, delete_flywheel, flywheel_arn
 from nerloop.settings import SettingsError, load_settings
 from nerloop.state import Version
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.stack import Stack
 
 FLYWHEEL = "arn:aws:comprehend:us-east-1:123456789012:flywheel/nerloop-1234abcd"
 MODEL = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop-1234abcd/version/20261205T090000Z"

@@ -9,15 +9,21 @@ import pytest
 
 from nerloop.documents import Span
 from nerloop.state import Loop, Version
-from nerloop_local.live_figures import (
+from nerloop_local.report.live_figures import (
     answer_times,
     headline_version,
     live_figures,
     loop_endings,
     reviews_per_day,
 )
-from nerloop_local.loop_records import LoopRecords, ReviewRecord, VersionRecord, WorkerAnswer, reviews_in_snapshot
-from nerloop_local.review_analysis import ModelSpan
+from nerloop_local.report.loop_records import (
+    LoopRecords,
+    ReviewRecord,
+    VersionRecord,
+    WorkerAnswer,
+    reviews_in_snapshot,
+)
+from nerloop_local.report.review_analysis import ModelSpan
 
 START = datetime(2026, 12, 3, 23, 50, tzinfo=UTC)
 S = "SERVICE"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nerloop.observability import DisabledTracer, make_tracer, tracing_enabled
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDA = {"LAMBDA_TASK_ROOT": "/var/task"}

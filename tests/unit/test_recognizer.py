@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from nerloop.documents import Span, normalize_text, trim_span
-from nerloop_local.features import Token, bio_tags, tokenize
-from nerloop_local.recognizer import (
+from nerloop_local.recognizer.crf import (
     Counts,
     CrfRecognizer,
     DetectedEntity,
@@ -25,6 +24,7 @@ from nerloop_local.recognizer import (
     train_recognizer,
     train_with_holdout,
 )
+from nerloop_local.recognizer.features import Token, bio_tags, tokenize
 
 LABEL_ATTRIBUTE = "a2i-comprehend-gtner7c0bf6de-b5a1-11ea-bf5f-12acee018271"
 TYPES = ["SERVICE", "VERSION"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.report_figures import (
+from nerloop_local.report.figures import (
     FiguresError,
     Prediction,
     candidate_thresholds,

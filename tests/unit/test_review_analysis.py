@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from nerloop.documents import Span
-from nerloop_local.review_analysis import (
+from nerloop_local.report.review_analysis import (
     ADDED,
     KEPT,
     MOVED,

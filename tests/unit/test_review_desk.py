@@ -12,7 +12,6 @@ import pytest
 from nerloop.a2i import build_input_content
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import document_hash
-from nerloop_local.fakes.a2i import PendingLoop
 from nerloop_local.review.desk import (
     ReviewError,
     check_answer,
@@ -23,6 +22,7 @@ from nerloop_local.review.desk import (
     read_input,
     seconds_spent,
 )
+from nerloop_local.standins.a2i import PendingLoop
 
 TYPES = ("SERVICE", "VERSION")
 TEXT = "Café 😀 東京: Amazon S3 2.0 now runs in Zürich."

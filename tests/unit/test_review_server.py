@@ -23,11 +23,11 @@ from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
 from nerloop.documents import Span, document_hash
 from nerloop.review_answers import parse_answer
-from nerloop_local.fakes.a2i import A2I
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.emulator.template import load_template
 from nerloop_local.review.desk import ReviewDesk
 from nerloop_local.review.server import PAGE_POLICY, ReviewServer, missing_report_page
-from nerloop_local.runtime import LocalRuntime
-from nerloop_local.template import load_template
+from nerloop_local.standins.a2i import A2I
 
 TYPES = ("SERVICE", "VERSION")
 

@@ -13,9 +13,9 @@ import pytest
 from nerloop.a2i import build_input_content, loop_name
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import document_hash
-from nerloop_local.fakes.a2i import A2I
+from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.review.desk import ReviewDesk, ReviewError
-from nerloop_local.runtime import LocalRuntime
+from nerloop_local.standins.a2i import A2I
 
 TYPES = ["SERVICE", "VERSION"]
 TEXT = "Amazon Athena 3.0 queries S3."

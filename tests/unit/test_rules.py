@@ -18,8 +18,8 @@ import pytest
 from moto.events.models import EventPattern
 
 from nerloop.events import ScheduledEvent
-from nerloop_local.stack import EVENTS_DIR, Stack
-from nerloop_local.template import rules
+from nerloop_local.emulator.stack import EVENTS_DIR, Stack
+from nerloop_local.emulator.template import rules
 
 # With a workteam, so that the flow definition (and the merge rule's ARN) exists.
 WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/nerloop-reviewers"

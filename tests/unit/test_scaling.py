@@ -13,7 +13,7 @@ from moto import mock_aws
 from moto.core.utils import unix_time_millis
 from moto.dynamodb.models.table import Table
 
-from nerloop_local.scaling import _ORIGINAL_QUERY, epoch_millis
+from nerloop_local.emulator.scaling import _ORIGINAL_QUERY, epoch_millis
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 from botocore.stub import Stubber
 
 from nerloop_local.cli import main
-from nerloop_local.stack_redrive import EVENTBRIDGE_EVENT, LAMBDA_RECORD, UNKNOWN, read_dead_letter
-from nerloop_local.stack_resources import DESCRIBE_LIMIT, StackError, dead_letter_queues, open_stack
-from nerloop_local.template import load_template
+from nerloop_local.commands.stack_redrive import EVENTBRIDGE_EVENT, LAMBDA_RECORD, UNKNOWN, read_dead_letter
+from nerloop_local.commands.stack_resources import DESCRIBE_LIMIT, StackError, dead_letter_queues, open_stack
+from nerloop_local.emulator.template import load_template
 
 STAGES = ("Preprocess", "Convert", "Train", "Watch", "Detect", "Route", "Merge")
 EVENT = {"version": "0", "id": "e1", "detail-type": "Object Created", "source": "aws.s3", "account": "1",

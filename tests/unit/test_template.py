@@ -19,8 +19,8 @@ from nerloop.a2i import build_input_content
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import MAX_DETECTION_LINES
 from nerloop.settings import Settings, SettingsError, load_settings
-from nerloop_local.stack import Stack
-from nerloop_local.template import REPO, rules
+from nerloop_local.emulator.stack import Stack
+from nerloop_local.emulator.template import REPO, rules
 
 WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/nerloop-reviewers"
 STACK = Stack.load()  # no workteam (the default)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.stack import Stack
-from nerloop_local.template import REPO
+from nerloop_local.emulator.stack import Stack
+from nerloop_local.emulator.template import REPO
 
 LAYER = REPO / "layers/common/nerloop"
 WIDGET_TYPES = {"metric", "text", "alarm", "log", "explorer"}  # the body's widget types used or allowed here

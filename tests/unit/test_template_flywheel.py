@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from nerloop import constants
-from nerloop_local.stack import Stack
+from nerloop_local.emulator.stack import Stack
 
 STACK = Stack.load()
 RESOURCES = STACK.template["Resources"]

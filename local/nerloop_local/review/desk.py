@@ -3,7 +3,7 @@ one, answer it, and read how the loop is doing.
 
 The page reads and answers the loops the route stage started, through the A2I stand-in: its input is
 the human loop's InputContent (nerloop.a2i.build_input_content, the same the A2I worker template
-reads), and an answer is written by `A2IFake.complete_loop`, the path the simulated reviewer takes,
+reads), and an answer is written by `A2IStandIn.complete_loop`, the path the simulated reviewer takes,
 so output.json has A2I's `crowd-entity-annotation` shape and the A2I status event reaches the merge
 stage. Offsets are Unicode code points throughout, as A2I and Comprehend count them.
 
@@ -33,9 +33,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
-from nerloop_local.fakes import FakeError
-from nerloop_local.fakes.a2i import A2I, LOCAL_WORKER, PendingLoop
 from nerloop_local.review.answers import AnswerQueue, TakenAnswer
+from nerloop_local.standins import StandInError
+from nerloop_local.standins.a2i import A2I, LOCAL_WORKER, PendingLoop
 
 PREVIEW_CHARS = 120  # code points of a document shown in the queue
 MAX_SECONDS = 86_400.0  # a longer time spent is not believed (A2I's task time limit is 8 hours)
@@ -192,7 +192,7 @@ def seconds_spent(body: dict[str, Any]) -> float:
 
 
 def page_status(status: dict[str, Any]) -> dict[str, Any]:
-    """What the page shows of nerloop_local.service.collect_status: the review counts, the active and
+    """What the page shows of nerloop_local.commands.up.collect_status: the review counts, the active and
     latest versions, trainings in flight, and whether events wait for the service's next round."""
     latest = status["versions"][-1] if status["versions"] else None
     return {
@@ -244,7 +244,7 @@ class ReviewDesk:
             self.refresh()
 
     def _collect_status(self) -> dict[str, Any]:
-        from nerloop_local.service import collect_status  # the service module imports this one
+        from nerloop_local.commands.up import collect_status  # the service module imports this one
 
         return collect_status(self.runtime, history=False)
 
@@ -312,7 +312,7 @@ class ReviewDesk:
             try:
                 self.runtime.a2i.complete_loop(taken.loop, taken.entities, worker_id=taken.worker,
                                                seconds_spent=taken.seconds)
-            except (ValueError, FakeError) as exc:
+            except (ValueError, StandInError) as exc:
                 if self.on_refused is not None:
                     self.on_refused(taken, str(exc))
                 continue

@@ -1,0 +1,66 @@
+"""Isolation from real AWS: the one emulated account and region, the fake credentials, and the guard that
+refuses any connection off this machine. The CLI, the local runtime, the tests and the bench all use
+these, so there is one answer to "could this reach a real account?"."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+ACCOUNT = "123456789012"  # moto's default account
+REGION = "us-east-1"
+
+_FAKE = "testing"  # no real account accepts these
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": _FAKE,
+    "AWS_SECRET_ACCESS_KEY": _FAKE,
+    "AWS_SECURITY_TOKEN": _FAKE,
+    "AWS_SESSION_TOKEN": _FAKE,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+# Anything that could point a client at a real endpoint or a real profile.
+LEAKY_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE")
+ENDPOINT_PREFIX = "AWS_ENDPOINT_URL_"
+
+
+def use_fake_credentials(environ: Any = None) -> None:
+    """Put the fake credentials and region in `environ` (the process's by default) and take out every
+    variable that could send a client to a real endpoint or profile."""
+    env = os.environ if environ is None else environ
+    for name in [*LEAKY_VARIABLES, *(name for name in env if name.startswith(ENDPOINT_PREFIX))]:
+        env.pop(name, None)
+    env.update(FAKE_CREDENTIALS)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1", "ip6-localhost") or host.startswith("127.")
+
+
+class NetworkGuard:
+    """Refuse every socket connection that is not to this machine while installed."""
+
+    def __init__(self, who: str = "the local runtime") -> None:
+        self._who = who
+        self._previous: Any = None
+
+    def install(self) -> None:
+        previous = socket.socket.connect
+        self._previous = previous
+        who = self._who
+
+        def guarded(sock: socket.socket, address: Any) -> Any:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                host = address[0] if isinstance(address, tuple) else str(address)
+                if not is_loopback(str(host)):
+                    raise RuntimeError(f"{who} tried to reach {address!r}: local mode and the tests never "
+                                       "contact AWS or any other host")
+            return previous(sock, address)
+
+        socket.socket.connect = guarded  # type: ignore[method-assign,assignment]
+
+    def remove(self) -> None:
+        if self._previous is not None:
+            socket.socket.connect = self._previous  # type: ignore[method-assign]
+            self._previous = None

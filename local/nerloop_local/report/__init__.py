@@ -1,0 +1,2 @@
+"""`nerloop report`'s pages and figures: the demo's test-set report, the live report from the loop's own
+records, the learning benchmark's report, and each round's cost."""
