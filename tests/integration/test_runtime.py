@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nerloop import settings
-from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime, normalize_event
+from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, MOTO_S3_EVENT_ID, LocalRuntime, normalize_event
 from nerloop_local.emulator.stack import Stack
 from nerloop_local.emulator.template import REPO
 from nerloop_local.emulator.template import rules as template_rules
@@ -187,12 +187,16 @@ def test_delivered_put_events_event_has_an_account(runtime: LocalRuntime) -> Non
 
 
 def test_normalizing_twice_changes_nothing_more() -> None:
-    event = {"source": "aws.s3", "detail-type": "Object Created", "id": "17793124-05d4-b198-2fde-7ededc63b103",
+    event = {"source": "aws.s3", "detail-type": "Object Created", "id": MOTO_S3_EVENT_ID,
              "detail": {"object": {"key": "raw/a b.txt", "eTag": "e", "sequencer": "1"}, "reason": "ObjectCreated"}}
     once = normalize_event(event, 1)
-    assert once["detail"]["object"]["key"] == "raw/a b.txt"
-    assert once["id"] != event["id"]
-    assert normalize_event(once, 2)["detail"]["object"] == {**once["detail"]["object"], "sequencer": f"{2:018X}"}
+    assert once["detail"]["object"] == {"key": "raw/a b.txt", "etag": "e", "sequencer": f"{1:018X}"}
+    assert once["id"] != event["id"] and once["detail"]["reason"] == "PutObject"
+
+    assert normalize_event(once, 1) == once
+    # a later delivery's sequence moves the sequencer only
+    assert normalize_event(once, 2) == {**once, "detail": {**once["detail"], "object": {
+        **once["detail"]["object"], "sequencer": f"{2:018X}"}}}
 
 
 # --- retries and dead letters ---------------------------------------------------------------------------------

@@ -303,20 +303,33 @@ def operations() -> dict[str, set[str]]:
     for service, prefix in SERVICES.items():
         for operation in session.get_service_model(service).operation_names:
             found.setdefault(xform_name(operation), set()).add(f"{prefix}:{operation}")
-    # IAM governs a transaction by its items' actions; nerloop's transactions put, update and delete
-    # (a human loop and its open-loop marker, a counter).
-    return {**found, **S3_HELPERS,
-            "transact_write_items": {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}}
+    # A transaction is authorized by its items' actions, not one of its own: called_actions adds them from
+    # the items the code builds (TRANSACTION_ITEM_ACTIONS).
+    return {**found, **S3_HELPERS, "transact_write_items": set()}
+
+
+def transaction_item_actions() -> dict[str, str]:
+    """{TransactWriteItem member: the IAM action that authorizes it}. "Permissions for Put, Update, Delete
+    ... are governed by the permissions used for the underlying PutItem, UpdateItem, DeleteItem ...
+    operations. For the ConditionCheck action, you can use the dynamodb:ConditionCheckItem permission"
+    (DynamoDB Developer Guide, Using IAM with DynamoDB transactions,
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html)."""
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("dynamodb").shape_for("TransactWriteItem")
+    return {member: f"dynamodb:{member}Item" for member in shape.members}
 
 
 OPERATIONS = operations()
+TRANSACTION_ITEM_ACTIONS = transaction_item_actions()
 
 
 def imported_modules(path: Path, seen: set[Path]) -> set[Path]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "nerloop":
             for name in [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]:
-                module = LIBRARY / (name.replace(".", "/") + ".py")
+                base = LIBRARY / name.replace(".", "/")
+                module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
                 if module.exists() and module not in seen:
                     seen.add(module)
                     imported_modules(module, seen)
@@ -324,7 +337,23 @@ def imported_modules(path: Path, seen: set[Path]) -> set[Path]:
 
 
 def called_actions(function: str) -> set[str]:
-    """The IAM actions of every AWS operation reachable from the function's handler."""
+    """The IAM actions of every AWS operation reachable from the function's handler; for a transaction, the
+    actions of the kinds of item (a dict keyed Put, Update, Delete or ConditionCheck) the reachable code builds."""
+    actions, kinds = reachable_calls(function)
+    if "transact_write_items" in kinds:
+        actions |= {TRANSACTION_ITEM_ACTIONS[kind] for kind in kinds - {"transact_write_items"}}
+    return actions
+
+
+def transaction_kinds(function: str) -> set[str]:
+    """The kinds of transaction item the function's code builds, if it writes transactions at all."""
+    _, kinds = reachable_calls(function)
+    return kinds - {"transact_write_items"} if "transact_write_items" in kinds else set()
+
+
+def reachable_calls(function: str) -> tuple[set[str], set[str]]:
+    """(IAM actions of the operations reachable from the handler, transaction item kinds built there plus
+    "transact_write_items" when one is written)."""
     props = STACK.functions()[function]["Properties"]
     module, handler = props["Handler"].rsplit(".", 1)
     app = REPO / props["CodeUri"] / f"{module}.py"
@@ -336,7 +365,7 @@ def called_actions(function: str) -> set[str]:
             elif isinstance(node, ast.ClassDef):  # calling a class may reach any of its methods
                 definitions.setdefault(node.name, []).extend(
                     item for item in node.body if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef))
-    todo, seen, actions = list(definitions[handler]), set(), set()
+    todo, seen, actions, kinds = list(definitions[handler]), set(), set(), set()
     while todo:
         definition = todo.pop()
         if id(definition) in seen:
@@ -345,6 +374,9 @@ def called_actions(function: str) -> set[str]:
         for node in ast.walk(definition):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 todo.extend(definitions.get(node.id, []))
+            if isinstance(node, ast.Dict):
+                kinds |= {key.value for key in node.keys
+                          if isinstance(key, ast.Constant) and key.value in TRANSACTION_ITEM_ACTIONS}
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             name = node.func.attr
@@ -354,7 +386,9 @@ def called_actions(function: str) -> set[str]:
             receiver = ast.unparse(node.func.value).split(".")[-1]
             if name in OPERATIONS and (name not in definitions or receiver in CLIENT_NAMES):
                 actions |= OPERATIONS[name]
-    return actions
+                if name == "transact_write_items":
+                    kinds.add(name)
+    return actions, kinds
 
 
 def granted_actions(function: str) -> set[str]:
@@ -365,6 +399,18 @@ def test_the_call_finder_finds_calls():
     assert {"comprehend:CreateEntityRecognizer", "s3:GetObject"} <= called_actions("TrainFunction")
     assert "sagemaker:StartHumanLoop" in called_actions("RouteFunction")
     assert "sagemaker:StartHumanLoop" not in called_actions("MergeFunction")  # merge imports a2i, never starts
+
+
+def test_a_transaction_is_authorized_by_the_actions_of_the_items_it_holds():
+    assert TRANSACTION_ITEM_ACTIONS == {
+        "Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
+        "ConditionCheck": "dynamodb:ConditionCheckItem"}
+    # merge's transactions put the gold record, update the pool and the loop, delete the open-loop marker
+    assert transaction_kinds("MergeFunction") == {"Put", "Update", "Delete"}
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= called_actions("MergeFunction")
+    # no code builds a ConditionCheck, so no function needs (or may have) dynamodb:ConditionCheckItem
+    assert all("dynamodb:ConditionCheckItem" not in called_actions(f) for f in STACK.functions())
+    assert transaction_kinds("FlowDefinitionFunction") == set()
 
 
 @pytest.mark.parametrize("function", sorted(STACK.functions()))
