@@ -353,7 +353,7 @@ def check_redrive(scenario: Scenario, folder: Path, clean: Run, seed: int = 0) -
         if any(letter["attempts"] < 2 or "AccessDenied" not in letter["error"] for letter in dead):
             checks.append("a dead letter without its retries or its AccessDenied error")
         state = runtime.state
-        recorded = [state.get_loop(name) for name in loops]
+        recorded = [state.loops.get(name) for name in loops]
         if any(loop is None or loop.status != "InProgress" for loop in recorded):
             checks.append("a dead-lettered loop is not InProgress (something was half merged)")
         injector.allow()
@@ -494,18 +494,18 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
             if kinds and set(kinds) != {"IdempotencyAlreadyInProgressError"}:
                 notes.append(f"unexpected failures: {dict(kinds)}")
 
-            gold = {g.doc for g in state.iter_gold()}
-            reviews, at_snapshot = state.get_counter(REVIEWS), state.get_counter(REVIEWS_AT_SNAPSHOT)
-            completed = [loop for loop in state.list_loops() if loop.status == "Completed"]
+            gold = {g.doc for g in state.gold.documents()}
+            reviews, at_snapshot = state.counters.get(REVIEWS), state.counters.get(REVIEWS_AT_SNAPSHOT)
+            completed = [loop for loop in state.loops.list() if loop.status == "Completed"]
             snapshots = sorted({key.split("/")[1] for key in runtime.list_keys("training/")})
             if len(gold) != loops or len(completed) != loops:
                 notes.append(f"{len(gold)} gold documents and {len(completed)} completed loops, expected {loops}")
             if reviews != loops:
                 notes.append(f"REVIEWS is {reviews}, expected {loops}")
-            if snapshots != ["v1"] or state.training_lock_holder() != "v1":
-                notes.append(f"snapshots {snapshots} (lock {state.training_lock_holder()}), expected one: v1")
+            if snapshots != ["v1"] or state.training_lock.holder() != "v1":
+                notes.append(f"snapshots {snapshots} (lock {state.training_lock.holder()}), expected one: v1")
             # v1 finished training: the detect stage releases the lock and checks for a due retrain.
-            state.release_training_lock("v1")
+            state.training_lock.release("v1")
             policy = RetrainPolicy(batch)
             due = retrain_due(state, policy) is not None
             with ThreadPoolExecutor(max_workers=16) as pool:
@@ -517,7 +517,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
             figures.gold, figures.reviews = len(gold), reviews
             figures.loops = f"Completed:{len(completed)}"
             figures.counters = (f"REVIEWS={reviews} REVIEWS_AT_SNAPSHOT(v1)={at_snapshot} "
-                                f"then={state.get_counter(REVIEWS_AT_SNAPSHOT)}")
+                                f"then={state.counters.get(REVIEWS_AT_SNAPSHOT)}")
     figures.seconds = round(time.perf_counter() - started, 1)
     figures.ok = not notes
     return figures

@@ -87,7 +87,7 @@ def test_convert_quarantines_the_bad_line_and_converts_the_rest(
     result = emulated.handler("ConvertFunction")(load_event("convert"), lambda_context)
 
     check_report(read_report(emulated, result["quarantine"]), row, uri)
-    gold = list(emulated.state.iter_gold())
+    gold = list(emulated.state.gold.documents())
     assert len(gold) == result["documents"] == row.valid
     assert result["lines"] == row.records == result["documents"] + result["repeated"] + result["quarantined"]
     assert {doc.text[s.begin:s.end] for doc in gold for s in doc.spans} <= ENTITY_TEXTS
@@ -107,10 +107,10 @@ def a_finished_detection_job(emulated: Any, archive: bytes) -> list[str]:
     state = emulated.state
     documents = list(CORPUS_GENERATOR.INPUT_DOCUMENTS)
     for text in documents:
-        state.add_to_pool(document_hash(text), text, "batch-1")
+        state.pool.add(document_hash(text), text, "batch-1")
     input_file = (CORPUS / "archive" / CORPUS_GENERATOR.INPUT_NAME).read_bytes()
     emulated.s3.put_object(Bucket=emulated.bucket, Key=INPUT_KEY, Body=input_file)
-    state.put_job(Job(job_id=JOB_ID, status="COMPLETED", version="v1", input_key=INPUT_KEY,
+    state.jobs.put(Job(job_id=JOB_ID, status="COMPLETED", version="v1", input_key=INPUT_KEY,
                       documents=len(documents)))
     emulated.s3.put_object(Bucket=emulated.bucket, Key=ARCHIVE_KEY, Body=archive)
     return [document_hash(text) for text in documents]
@@ -132,7 +132,7 @@ def test_route_quarantines_the_bad_record_and_routes_the_rest(row: Any, emulated
     assert result["records"] == row.records and result["accepted"] == row.valid
     assert result["records"] == sum(result[k] for k in (
         "accepted", "loops_started", "loops_existing", "over_budget", "skipped", "quarantined"))
-    statuses = [emulated.state.get_pool(doc).status for doc in docs]
+    statuses = [emulated.state.pool.get(doc).status for doc in docs]
     assert statuses == [ACCEPTED, WAITING, ACCEPTED]  # the bad record's document waits for the next model
 
 
@@ -147,7 +147,7 @@ def test_route_refuses_an_unreadable_archive_naming_it(row: Any, emulated: Any, 
     assert (caught.value.file, caught.value.line) == (ARCHIVE_KEY, None) and row.reason in caught.value.reason
     report = read_report(emulated, f"quarantine/route/{JOB_ID}.jsonl")
     check_report(report, row, ARCHIVE_KEY)
-    assert [emulated.state.get_pool(doc).status for doc in docs] == [WAITING] * len(docs)
+    assert [emulated.state.pool.get(doc).status for doc in docs] == [WAITING] * len(docs)
 
 
 # --- merge: a human loop's output.json ---------------------------------------------------------------
@@ -169,9 +169,9 @@ def a_loop_in_review(emulated: Any, answer: bytes) -> tuple[dict[str, Any], str]
     event["resources"] = [detail["humanLoopArn"]]
     doc = document_hash(TEXT)
     state = emulated.state
-    state.add_to_pool(doc, TEXT, "batch-1")
-    state.put_loop(Loop(LOOP, doc, "v1", "InProgress"))
-    state.mark_pool(doc, IN_REVIEW, loop=LOOP, seen_by="v1")
+    state.pool.add(doc, TEXT, "batch-1")
+    state.loops.put(Loop(LOOP, doc, "v1", "InProgress"))
+    state.pool.mark(doc, IN_REVIEW, loop=LOOP, seen_by="v1")
     emulated.s3.put_object(Bucket=emulated.bucket, Key=uri.split("/", 3)[3], Body=answer)
     return event, uri
 
@@ -186,14 +186,14 @@ def test_merge_quarantines_a_bad_answer_or_merges_a_repaired_one(
 
     check_report(read_report(emulated, result.get("quarantine")), row, uri)
     doc = document_hash(TEXT)
-    gold = emulated.state.get_gold(doc)
+    gold = emulated.state.gold.get(doc)
     assert result["merged"] is (row.valid == 1) and (gold is not None) is (row.valid == 1)
     if gold is None:  # the answer is set aside whole; the document waits to be reviewed again
-        loop = emulated.state.get_loop(LOOP)
+        loop = emulated.state.loops.get(LOOP)
         assert loop.status == "Failed" and row.reason in loop.failure
-        assert emulated.state.get_pool(doc).status == WAITING
+        assert emulated.state.pool.get(doc).status == WAITING
     else:
-        assert emulated.state.get_pool(doc).status == GOLD
+        assert emulated.state.pool.get(doc).status == GOLD
         assert {gold.text[s.begin:s.end] for s in gold.spans} <= ENTITY_TEXTS
 
 
@@ -212,7 +212,7 @@ def test_a_handler_refuses_an_event_of_the_wrong_shape_and_does_nothing(
 ) -> None:
     # Given the bucket and table holding something, so that any write would show
     emulated.s3.put_object(Bucket=emulated.bucket, Key="raw/already-there.txt", Body=b"Amazon S3 adds a feature.\n")
-    emulated.state.add_to_pool(document_hash("Amazon S3 adds a feature."), "Amazon S3 adds a feature.", "batch-0")
+    emulated.state.pool.add(document_hash("Amazon S3 adds a feature."), "Amazon S3 adds a feature.", "batch-0")
     handler = emulated.handler(row.target)
     before = everything_stored(emulated)
 

@@ -274,7 +274,7 @@ def test_the_labeling_role_has_what_ground_truth_built_in_task_types_need():
 #
 # The AWS calls a function's code can make are found statically: from its handler, follow every
 # function and class of the nerloop package it names, and collect the botocore operations called on
-# clients. A name that is both one of ours and an operation (state.list_jobs) counts only when called
+# clients. A name that is both one of ours and an operation (state.jobs.list) counts only when called
 # on a client.
 
 SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "sagemaker-a2i-runtime": "sagemaker",
@@ -316,7 +316,8 @@ def imported_modules(path: Path, seen: set[Path]) -> set[Path]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "nerloop":
             for name in [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]:
-                module = LIBRARY / (name.replace(".", "/") + ".py")
+                path_of = LIBRARY / name.replace(".", "/")
+                module = path_of / "__init__.py" if path_of.is_dir() else path_of.with_suffix(".py")
                 if module.exists() and module not in seen:
                     seen.add(module)
                     imported_modules(module, seen)

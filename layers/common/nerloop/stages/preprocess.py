@@ -185,7 +185,7 @@ class _BatchWriter:
         if not self.pending:
             return
         # add_to_pool refuses documents in the pool; gold documents need not be there.
-        gold = self.state.gold_hashes(doc for doc, _ in self.pending)
+        gold = self.state.gold.hashes(doc for doc, _ in self.pending)
         for doc, text in self.pending:
             if doc in gold or not self._claim(doc, text):
                 self.known += 1
@@ -196,10 +196,10 @@ class _BatchWriter:
         self.pending.clear()
 
     def _claim(self, doc: str, text: str) -> bool:
-        if self.state.add_to_pool(doc, text, self.batch):
+        if self.state.pool.add(doc, text, self.batch):
             return True
         # A retry after a crash finds the documents it pooled the first time: they are still ours.
-        pooled = self.state.get_pool(doc)
+        pooled = self.state.pool.get(doc)
         return pooled is not None and pooled.batch == self.batch
 
 
@@ -278,7 +278,7 @@ def _preprocess(
             publish(aws, DOCUMENTS_ADDED_DETAIL_TYPE, {"batch": batch, "documents": writer.added,
                                                        "documentsKey": documents_key})
 
-    if writer.added and settings.workteam_arn and not state.has_gold():
+    if writer.added and settings.workteam_arn and not state.gold.has_any():
         result["labeling_job"] = start_seed_labeling(
             state, aws.sagemaker, aws.s3,
             bucket=settings.data_bucket, batch=batch, manifest_key=manifest_key,

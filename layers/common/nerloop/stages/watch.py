@@ -1,7 +1,7 @@
 """Stage 4 — watch: on a schedule, poll what the state table lists as in flight and publish the
 project's own status events. Comprehend publishes none, and this keeps the rest event-driven.
 
-Detection jobs are read from their in-flight copies only (StateTable.list_jobs_in_flight), so a poll
+Detection jobs are read from their in-flight copies only (JobRepository.in_flight), so a poll
 costs the same after a thousand jobs as after one. A job Comprehend no longer knows
 (JobNotFoundException, botocore comprehend model: DescribeEntitiesDetectionJob) is recorded as
 NOT_FOUND, a status of nerloop's own, once, and not asked about again. Then detection requests queued
@@ -48,7 +48,7 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     """
     state = StateTable(aws.table)
     changes: list[dict[str, str]] = []
-    for version in state.list_versions():
+    for version in state.versions.list():
         if version.status in RECOGNIZER_IN_FLIGHT and (version.metrics.get("flywheel") or {}).get("datasets"):
             change = _poll_flywheel_version(state, aws, settings, version)
             if change:
@@ -72,12 +72,12 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
             "message": message,
         })
         # Kept for the round's cost: Comprehend bills the training time (nerloop.cost_records).
-        state.update_version(version.version, status=status, message=message, **training_times(props))
+        state.versions.update(version.version, status=status, message=message, **training_times(props))
         changes.append({"version": version.version, "status": status})
         logger.info("recognizer status changed", version=version.version, status=status,
                     previous=version.status)
 
-    for job in state.list_jobs_in_flight():
+    for job in state.jobs.in_flight():
         try:
             props = aws.comprehend.describe_entities_detection_job(JobId=job.job_id)[
                 "EntitiesDetectionJobProperties"]
@@ -94,7 +94,7 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
             "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
             "inputKey": job.input_key,  # under training/: the gate's evaluation job (the detect rule's filter)
         })
-        state.set_job_status(job.job_id, status, message)
+        state.jobs.set_status(job.job_id, status, message)
         if status in ("FAILED", JOB_NOT_FOUND):
             metrics.add_metric(name="DetectionJobsFailed", unit=MetricUnit.Count, value=1)
         changes.append({"job": job.job_id, "status": status})
@@ -124,7 +124,7 @@ def _poll_flywheel_version(state: StateTable, aws: Aws, settings: Settings, vers
     if poll.model_arn and poll.model_arn != version.arn:
         kept["arn"] = poll.model_arn
     if kept:
-        state.update_version(version.version, **kept)
+        state.versions.update(version.version, **kept)
     if poll.status is None or poll.status == version.status:
         return None
     iteration = (poll.flywheel or {}).get("iteration", "")
@@ -134,7 +134,7 @@ def _poll_flywheel_version(state: StateTable, aws: Aws, settings: Settings, vers
         "recognizerArn": resource, "status": poll.status, "previousStatus": version.status,
         "message": poll.message, "flywheelIterationId": iteration,
     })
-    state.update_version(version.version, status=poll.status, message=poll.message)
+    state.versions.update(version.version, status=poll.status, message=poll.message)
     logger.info("flywheel version status changed", version=version.version, status=poll.status,
                 previous=version.status, iteration=iteration)
     return {"version": version.version, "status": poll.status}
