@@ -68,6 +68,7 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
 
 def described_loop(name: str, aws: Aws) -> HumanLoopDetail:
     """The loop as A2I describes it, in the shape of its status event's detail."""
+    # Imported here, as merge above: the watch's cold start loads no other stage's event models.
     from nerloop.event_models.human_loop import HumanLoopDetail, HumanLoopOutput
 
     try:
