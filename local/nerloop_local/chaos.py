@@ -418,7 +418,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
     from nerloop.a2i import loop_name
     from nerloop.documents import document_hash
     from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, RetrainPolicy, maybe_start_retrain, retrain_due
-    from nerloop.state import IN_REVIEW, OPEN_LOOP_PK, now
+    from nerloop.state import IN_REVIEW, LOOP_OPEN, Loop
     from nerloop_local.runtime import LocalRuntime, _environment
     from nerloop_local.stack import load_event
 
@@ -432,17 +432,15 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
         state, bucket = runtime.state, runtime.bucket
         template = load_event("merge")
         events = []
-        writer = state.table.batch_writer()
+        opened: list[Loop] = []
         for number in range(loops):
             text = f"Amazon Service{number} {number}.0 is generally available."
             doc, version = document_hash(text), "v0"
             name = loop_name(doc, version)
-            # What the route stage leaves for a document in review (state.py's item shapes).
-            writer.put_item(Item={"pk": "POOL", "sk": doc, "text": text, "status": IN_REVIEW, "batch": "chaos",
-                                  "seen_by": version, "loop": name, "updated_at": now()})
-            writer.put_item(Item={"pk": "LOOP", "sk": name, "doc": doc, "version": version, "status": "InProgress",
-                                  "failure": "", "started_at": now()})
-            writer.put_item(Item={"pk": OPEN_LOOP_PK, "sk": name, "opened_at": now()})
+            # What the route stage leaves for a document in review, through the state repositories.
+            state.pool.add(doc, text, "chaos")
+            state.pool.mark(doc, IN_REVIEW, seen_by=version, loop=name)
+            opened.append(Loop(name=name, doc=doc, version=version, status=LOOP_OPEN))
             key = f"reviews/chaos/{name}/output.json"
             word = len(f"Service{number}")
             runtime.put_text(key, json.dumps({
@@ -459,7 +457,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
                            "humanLoopOutput": {"outputS3Uri": f"s3://{bucket}/{key}"}})
             event["resources"] = [detail["humanLoopArn"]]
             events.append(event)
-        writer.__exit__(None, None, None)  # flush
+        state.loops.put_many(opened)
 
         deliveries = [dict(event, id=f"{event['id']}-{copy}") for event in events for copy in (1, 2)]
         random.Random(seed).shuffle(deliveries)  # nosec B311 # delivery order, not secrets
