@@ -116,7 +116,7 @@ def detection_archive(input_name: str, texts: list[str], version: str) -> bytes:
 
 def eligible(state: StateTable, version: str) -> int:
     """What a round without the cap detects: waiting documents, and accepted ones another version saw."""
-    return sum(1 for doc in state.iter_pool((WAITING, ACCEPTED))
+    return sum(1 for doc in state.pool.documents((WAITING, ACCEPTED))
                if not (doc.status == ACCEPTED and doc.seen_by == version))
 
 
@@ -152,24 +152,24 @@ def _rounds(state: StateTable, table: SqliteTable, s3: LocalS3, aws: Aws, rounds
     entries: list[dict[str, Any]] = []
     for number in range(1, rounds + 1):
         version = f"v{number}"
-        state.put_version(Version(version, "TRAINED", arn=ARN.format(version)))
-        state.set_active(version, 0.9)
+        state.versions.put(Version(version, "TRAINED", arn=ARN.format(version)))
+        state.versions.activate(version, 0.9)
         before = eligible(state, version)
         queries = table.calls["query"]
         started = time.perf_counter()
         outcome = detect.start_detection(state, aws, detect_settings, request_key=f"trained|{ARN.format(version)}")
         seconds = time.perf_counter() - started
-        job = state.get_job(outcome.job_id) if outcome.job_id else None
+        job = state.jobs.get(outcome.job_id) if outcome.job_id else None
         if job is None:
             raise RuntimeError(f"round {number} started no detection job: {outcome}")
         texts = s3.get_object(Bucket=BUCKET, Key=job.input_key)["Body"].read().decode("utf-8").splitlines()
         docs = [document_hash(text) for text in texts]
-        tiers = tier_counts(state.pool_document(item) for item in state.get_pool_items(docs).values())
+        tiers = tier_counts(state.pool.document(item) for item in state.pool.get_items(docs).values())
         ever.update(docs)
         key = f"{DETECTION_OUTPUT_PREFIX}{ACCOUNT}-NER-{job.job_id}/output/output.tar.gz"
         s3.put_object(Bucket=BUCKET, Key=key, Body=detection_archive(Path(job.input_key).name, texts, version))
         routed = route.route_detection_output(BUCKET, key, aws, route_settings, etag=f"bench-{number}")
-        state.set_job_status(job.job_id, "COMPLETED")
+        state.jobs.set_status(job.job_id, "COMPLETED")
         entries.append({"round": number, "version": version, "eligible": before, "detected": len(texts),
                         "job_documents": job.documents, "by_tier": tiers, "detect_seconds": seconds,
                         "detect_queries": table.calls["query"] - queries,

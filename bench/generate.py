@@ -253,7 +253,7 @@ def iter_input_documents(input_path: Path) -> Iterator[str]:
 
 
 def iter_gold_items(documents: int, seed: int, origin: str = "labeling:bench") -> Iterator[dict[str, Any]]:
-    """`documents` distinct GOLD items as StateTable.put_gold writes them."""
+    """`documents` distinct GOLD items as GoldRepository.put writes them."""
     generator = DocumentGenerator(seed)
     seen: set[str] = set()
     while len(seen) < documents:

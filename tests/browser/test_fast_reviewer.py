@@ -67,7 +67,7 @@ def test_thirty_enter_presses_at_four_a_second_merge_thirty_reviews(browser: Any
     page.wait_for_selector("#queue button[aria-current=true]")
     before = get_json(url, "/api/status")["reviews"]["merged"]
     with service.lock:
-        counted_before = service.runtime.state.get_counter(REVIEWS)
+        counted_before = service.runtime.state.counters.get(REVIEWS)
     answered_before = completed_by_the_page(service)
 
     started = time.monotonic()
@@ -99,9 +99,9 @@ def test_thirty_enter_presses_at_four_a_second_merge_thirty_reviews(browser: Any
     assert all(workers == ["local-reviewer"] for workers in answered.values())
     with service.lock:
         state = service.runtime.state
-        assert state.get_counter(REVIEWS) == counted_before + PRESSES  # ... and none merged twice
-        assert all(state.get_loop(name).status == "Completed" for name in answered)
-        gold = {name: state.get_gold(state.get_loop(name).doc) for name in answered}
+        assert state.counters.get(REVIEWS) == counted_before + PRESSES  # ... and none merged twice
+        assert all(state.loops.get(name).status == "Completed" for name in answered)
+        gold = {name: state.gold.get(state.loops.get(name).doc) for name in answered}
     assert all(doc is not None and doc.origin == f"review:{name}" for name, doc in gold.items())
     assert get_json(url, "/api/status")["reviews"]["merged"] == before + PRESSES
     assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")

@@ -60,7 +60,7 @@ class Running:
         return answer["answerContent"]["crowd-entity-annotation"]["entities"]
 
     def gold_spans(self, doc: str) -> list[Span]:
-        gold = self.with_runtime(lambda runtime: runtime.state.get_gold(doc))
+        gold = self.with_runtime(lambda runtime: runtime.state.gold.get(doc))
         assert gold is not None, f"document {doc} is not in the gold set"
         return sorted(gold.spans)
 

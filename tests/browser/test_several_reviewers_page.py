@@ -79,7 +79,7 @@ def test_two_reviewers_who_agree_are_merged_and_two_who_disagree_send_the_docume
     context.close()
     with service.lock:
         state = service.runtime.state
-        merged, tied = state.get_loop(agreed), state.get_loop(disputed)
-        assert merged.status == "Completed" and state.get_gold(merged.doc) is not None
+        merged, tied = state.loops.get(agreed), state.loops.get(disputed)
+        assert merged.status == "Completed" and state.gold.get(merged.doc) is not None
         assert tied.status == "Failed" and "reviewers tied" in tied.failure
-        assert state.get_pool(tied.doc).status == WAITING and state.get_gold(tied.doc) is None
+        assert state.pool.get(tied.doc).status == WAITING and state.gold.get(tied.doc) is None

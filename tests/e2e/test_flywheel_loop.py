@@ -50,8 +50,8 @@ def flywheel_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> 
             "flywheels": dict(flywheels.flywheels), "datasets": list(flywheels.datasets.values()),
             "iterations": list(flywheels.iterations.values()),
             "recognizers": dict(runtime.comprehend.recognizers), "jobs": list(runtime.comprehend.jobs.values()),
-            "versions": {v.version: v for v in runtime.state.list_versions()},
-            "loop_jobs": runtime.state.list_jobs(), "active": runtime.state.get_active(), "reviewed": reviewed,
+            "versions": {v.version: v for v in runtime.state.versions.list()},
+            "loop_jobs": runtime.state.jobs.list(), "active": runtime.state.versions.active(), "reviewed": reviewed,
         }
 
 

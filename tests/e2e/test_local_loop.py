@@ -50,16 +50,16 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict
         keys = runtime.list_keys("")
         return {
             "idle": result.idle, "failures": [d.line() for d in result.failures],
-            "versions": {v.version: v for v in state.list_versions()},
-            "jobs": state.list_jobs(), "loops": state.list_loops(),
-            "gold": {g.doc: g for g in state.iter_gold()},
+            "versions": {v.version: v for v in state.versions.list()},
+            "jobs": state.jobs.list(), "loops": state.loops.list(),
+            "gold": {g.doc: g for g in state.gold.documents()},
             "keys": keys, "reviewed": reviewed,
             "files": {key: runtime.get_bytes(key) for key in keys
                       if key.startswith(("training/", "detection/output/"))},
             "dead_letters": runtime.dead_letters(),
             # What each CreateEntityRecognizer call asked for, as the stand-in recorded it.
             "training_input": {r.version: r.input_config for r in runtime.comprehend.recognizers.values()},
-            "active": state.get_active(),
+            "active": state.versions.active(),
         }
 
 

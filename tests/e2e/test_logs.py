@@ -53,7 +53,8 @@ def test_no_document_text_reaches_the_logs_at_info(tmp_path: Path, sample_dir: P
         runtime.put_text("raw/offerings.txt", "\n".join(raw_lines) + "\n")
         runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-logs-seed")
         result = runtime.run_until_idle(max_cycles=100)
-        texts = {doc.text for doc in runtime.state.iter_pool()} | {gold.text for gold in runtime.state.iter_gold()}
+        texts = ({doc.text for doc in runtime.state.pool.documents()}
+                 | {gold.text for gold in runtime.state.gold.documents()})
     logs = "\n".join(info_logs.lines)
 
     assert result.idle and not result.failures

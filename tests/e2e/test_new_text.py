@@ -22,8 +22,8 @@ def test_a_new_batch_is_detected_by_the_active_version(tmp_path: Path, sample_di
         runtime.put_text("raw/first.txt", "\n".join(raw[:10]) + "\n")
         runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-new-text-seed")
         assert runtime.run_until_idle(max_cycles=100).idle
-        assert runtime.state.get_active()[0] == "v1"
-        jobs_before = {job.job_id for job in runtime.state.list_jobs()}
+        assert runtime.state.versions.active()[0] == "v1"
+        jobs_before = {job.job_id for job in runtime.state.jobs.list()}
 
         # When new text arrives and the loop runs on, with no new version
         runtime.put_text("raw/later.txt", "\n".join(raw[40:43]) + "\n")
@@ -31,11 +31,11 @@ def test_a_new_batch_is_detected_by_the_active_version(tmp_path: Path, sample_di
 
         # Then one more detection job, by v1, over exactly the new documents, and each was routed
         assert result.idle and not result.failures
-        (job,) = [job for job in runtime.state.list_jobs() if job.job_id not in jobs_before]
+        (job,) = [job for job in runtime.state.jobs.list() if job.job_id not in jobs_before]
         new_docs = runtime.get_text(job.input_key).splitlines()
         assert job.version == "v1" and job.documents == len(new_docs) >= 3
         assert all(any(text in line for line in raw[40:43]) for text in new_docs)
         for text in new_docs:
-            pooled = runtime.state.get_pool(document_hash(text))
+            pooled = runtime.state.pool.get(document_hash(text))
             assert (pooled.seen_by, pooled.status) in {("v1", IN_REVIEW), ("v1", ACCEPTED)}, text
-        assert [v.version for v in runtime.state.list_versions()] == ["v1"]
+        assert [v.version for v in runtime.state.versions.list()] == ["v1"]

@@ -32,7 +32,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> list
             if loop.status != "Completed":
                 continue
             output = json.loads(runtime.get_bytes(loop.output_uri.split("/", 3)[3]))
-            gold = runtime.state.get_gold(runtime.state.get_loop(loop.name).doc)
+            gold = runtime.state.gold.get(runtime.state.loops.get(loop.name).doc)
             found.append({"name": loop.name, "output": output, "gold": gold})
         return found
     finally:

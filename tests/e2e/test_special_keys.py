@@ -46,4 +46,4 @@ def test_a_raw_key_with_plus_space_and_non_ascii_reaches_the_loop_as_it_is(tmp_p
         documents = runtime.get_text(documents_key).splitlines()
         assert documents == TEXT.splitlines()
         for text in documents:
-            assert runtime.state.get_pool(document_hash(text)) is not None, text
+            assert runtime.state.pool.get(document_hash(text)) is not None, text

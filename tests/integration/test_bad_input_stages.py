@@ -91,7 +91,7 @@ def test_convert_quarantines_the_bad_line_and_converts_the_rest(
     assert all(r["file"] == uri for r in report)
     if report:
         assert result["quarantine"].startswith("quarantine/convert/")
-    gold = list(emulated.state.iter_gold())
+    gold = list(emulated.state.gold.documents())
     # a case bad only to a reader that guesses (the stage is told the job's label attribute) loses nothing
     valid = row.records if row.stage else row.valid
     assert len(gold) == result["documents"] == valid
@@ -113,10 +113,10 @@ def a_finished_detection_job(emulated: Any, archive: bytes) -> list[str]:
     state = emulated.state
     documents = list(CORPUS_GENERATOR.INPUT_DOCUMENTS)
     for text in documents:
-        state.add_to_pool(document_hash(text), text, "batch-1")
+        state.pool.add(document_hash(text), text, "batch-1")
     input_file = (CORPUS / "archive" / CORPUS_GENERATOR.INPUT_NAME).read_bytes()
     emulated.s3.put_object(Bucket=emulated.bucket, Key=INPUT_KEY, Body=input_file)
-    state.put_job(Job(job_id=JOB_ID, status="COMPLETED", version="v1", input_key=INPUT_KEY,
+    state.jobs.put(Job(job_id=JOB_ID, status="COMPLETED", version="v1", input_key=INPUT_KEY,
                       documents=len(documents)))
     emulated.s3.put_object(Bucket=emulated.bucket, Key=ARCHIVE_KEY, Body=archive)
     return [document_hash(text) for text in documents]
@@ -144,7 +144,7 @@ def test_route_quarantines_the_bad_record_and_routes_the_rest(row: Any, emulated
     assert result["records"] == row.records and result["accepted"] == row.valid
     assert result["records"] == sum(result[k] for k in (
         "accepted", "loops_started", "loops_existing", "over_budget", "skipped", "quarantined"))
-    statuses = [emulated.state.get_pool(doc).status for doc in docs]
+    statuses = [emulated.state.pool.get(doc).status for doc in docs]
     assert statuses == ([ACCEPTED, WAITING, ACCEPTED]  # the bad record's document waits for the next model
                         if row.outcome == "rejected" else [ACCEPTED] * len(docs))
 
@@ -160,7 +160,7 @@ def test_route_refuses_an_unreadable_archive_naming_it(row: Any, emulated: Any, 
     report = read_report(emulated, f"quarantine/route/{JOB_ID}.jsonl")
     check_report(report, row, ARCHIVE_KEY)
     # the records read before the damage are routed as they came; the rest wait
-    statuses = [emulated.state.get_pool(doc).status for doc in docs]
+    statuses = [emulated.state.pool.get(doc).status for doc in docs]
     assert statuses == [ACCEPTED] * row.valid + [WAITING] * (len(docs) - row.valid)
 
 
@@ -183,9 +183,9 @@ def a_loop_in_review(emulated: Any, answer: bytes) -> tuple[dict[str, Any], str]
     event["resources"] = [detail["humanLoopArn"]]
     doc = document_hash(TEXT)
     state = emulated.state
-    state.add_to_pool(doc, TEXT, "batch-1")
-    state.put_loop(Loop(LOOP, doc, "v1", "InProgress"))
-    state.mark_pool(doc, IN_REVIEW, loop=LOOP, seen_by="v1")
+    state.pool.add(doc, TEXT, "batch-1")
+    state.loops.put(Loop(LOOP, doc, "v1", "InProgress"))
+    state.pool.mark(doc, IN_REVIEW, loop=LOOP, seen_by="v1")
     emulated.s3.put_object(Bucket=emulated.bucket, Key=uri.split("/", 3)[3], Body=answer)
     return event, uri
 
@@ -203,14 +203,14 @@ def test_merge_quarantines_a_bad_answer_or_merges_a_repaired_one(
     if report:
         assert result["quarantine"].startswith("quarantine/merge/")
     doc = document_hash(TEXT)
-    gold = emulated.state.get_gold(doc)
+    gold = emulated.state.gold.get(doc)
     assert result["merged"] is (row.valid == 1) and (gold is not None) is (row.valid == 1)
     if gold is None:  # the answer is set aside whole; the document waits to be reviewed again
-        loop = emulated.state.get_loop(LOOP)
+        loop = emulated.state.loops.get(LOOP)
         assert loop.status == "Failed" and row.reason in loop.failure
-        assert emulated.state.get_pool(doc).status == WAITING
+        assert emulated.state.pool.get(doc).status == WAITING
     else:
-        assert emulated.state.get_pool(doc).status == GOLD
+        assert emulated.state.pool.get(doc).status == GOLD
         assert {gold.text[s.begin:s.end] for s in gold.spans} <= ENTITY_TEXTS
 
 
@@ -229,7 +229,7 @@ def test_a_handler_refuses_an_event_of_the_wrong_shape_and_does_nothing(
 ) -> None:
     # Given the bucket and table holding something, so that any write would show
     emulated.s3.put_object(Bucket=emulated.bucket, Key="raw/already-there.txt", Body=b"Amazon S3 adds a feature.\n")
-    emulated.state.add_to_pool(document_hash("Amazon S3 adds a feature."), "Amazon S3 adds a feature.", "batch-0")
+    emulated.state.pool.add(document_hash("Amazon S3 adds a feature."), "Amazon S3 adds a feature.", "batch-0")
     handler = emulated.handler(row.target)
     before = everything_stored(emulated)
 

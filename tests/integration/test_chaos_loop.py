@@ -114,7 +114,7 @@ def test_a_permanent_failure_keeps_the_original_event_in_the_dead_letter_queue(s
             event = letter["event"]
             assert event["detail-type"] == "SageMaker A2I HumanLoop Status Change"
             assert event["detail"]["humanLoopStatus"] == "Completed"
-            assert runtime.state.get_loop(event["detail"]["humanLoopName"]).status == "InProgress"
+            assert runtime.state.loops.get(event["detail"]["humanLoopName"]).status == "InProgress"
             assert letter["attempts"] == runtime.wiring["MergeFunction"].max_attempts
             assert "AccessDenied" in letter["error"]
-        assert runtime.state.get_counter("REVIEWS") == 0
+        assert runtime.state.counters.get("REVIEWS") == 0

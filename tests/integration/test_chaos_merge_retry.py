@@ -23,9 +23,9 @@ def given_a_completed_loop(emulated: Any) -> dict[str, Any]:
     doc = document_hash(TEXT)
     name = loop_name(doc, "v1")
     state = emulated.state
-    state.add_to_pool(doc, TEXT, "batch-1")
-    state.put_loop(Loop(name, doc, "v1", "InProgress"))
-    state.mark_pool(doc, IN_REVIEW, loop=name, seen_by="v1")
+    state.pool.add(doc, TEXT, "batch-1")
+    state.loops.put(Loop(name, doc, "v1", "InProgress"))
+    state.pool.mark(doc, IN_REVIEW, loop=name, seen_by="v1")
     key = f"reviews/flow/{name}/output.json"
     emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=json.dumps({
         "humanLoopName": name, "inputContent": {"document": doc, "version": "v1", "text": TEXT},
@@ -60,23 +60,23 @@ def test_a_retry_after_a_failed_retrain_check_counts_once_and_starts_the_retrain
     result = handler(event, lambda_context)
     # Then the review is counted once and the due retrain started on the retry
     state = emulated.state
-    assert state.get_counter(REVIEWS) == 1
-    assert state.get_loop(event["detail"]["humanLoopName"]).status == "Completed"
-    assert result["snapshot"] == "v1" and state.training_lock_holder() == "v1"
+    assert state.counters.get(REVIEWS) == 1
+    assert state.loops.get(event["detail"]["humanLoopName"]).status == "Completed"
+    assert result["snapshot"] == "v1" and state.training_lock.holder() == "v1"
 
 
 def test_finishing_a_loop_counts_it_once(emulated: Any) -> None:
     state = emulated.state
-    state.put_loop(Loop("v1-abc", "doc", "v1", "InProgress"))
+    state.loops.put(Loop("v1-abc", "doc", "v1", "InProgress"))
 
-    assert state.complete_loop_counted("v1-abc", REVIEWS) is True
-    assert state.complete_loop_counted("v1-abc", REVIEWS) is False
-    assert state.get_counter(REVIEWS) == 1 and state.get_loop("v1-abc").status == "Completed"
+    assert state.loops.complete_counted("v1-abc", REVIEWS) is True
+    assert state.loops.complete_counted("v1-abc", REVIEWS) is False
+    assert state.counters.get(REVIEWS) == 1 and state.loops.get("v1-abc").status == "Completed"
 
 
 def test_a_failed_snapshot_leaves_no_gap_in_version_names(emulated: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     state = emulated.state
-    state.add_to_counter(REVIEWS, 5)
+    state.counters.add(REVIEWS, 5)
     failures = [RuntimeError("S3 outage")]
 
     def flaky_write(*args: Any, **kwargs: Any) -> Any:

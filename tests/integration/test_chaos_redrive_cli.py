@@ -31,13 +31,13 @@ def test_redrive_reruns_a_dead_letter_once_the_handler_is_fixed(tmp_path: Path, 
         def broken(event: dict[str, Any], context: Any) -> None:
             raise RuntimeError("a bug in this version of the handler")
 
-        runtime.state.put_loop(Loop(name, "doc", "v1", "InProgress"))
+        runtime.state.loops.put(Loop(name, "doc", "v1", "InProgress"))
         runtime.override_handler("MergeFunction", broken)
         detail = {**failed["detail"], "flowDefinitionArn": runtime.flow_definition_arn}  # the rule's pattern
         runtime.put_event(failed["source"], failed["detail-type"], detail, failed["resources"])
         runtime.run_until_idle()
         assert len(runtime.dead_letters("MergeFunction")) == 1
-        assert runtime.state.get_loop(name).status == "InProgress"
+        assert runtime.state.loops.get(name).status == "InProgress"
     # When `nerloop redrive` runs with the function's own code (the fixed handler)
     args = parse(["redrive", "--workspace", str(workspace), "--function", "MergeFunction"])
     status = args.run(args)
@@ -47,7 +47,7 @@ def test_redrive_reruns_a_dead_letter_once_the_handler_is_fixed(tmp_path: Path, 
     assert "1 redriven, 0 dead letter(s) left" in out
     assert "MergeFunction" in out and "ok" in out
     with LocalRuntime(workspace, environment={"POWERTOOLS_METRICS_DISABLED": "true"}) as runtime:
-        assert runtime.state.get_loop(name).status == "Failed"
+        assert runtime.state.loops.get(name).status == "Failed"
         assert runtime.dead_letters() == []
 
 

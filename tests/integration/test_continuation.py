@@ -167,7 +167,7 @@ def test_a_continuation_that_finds_nothing_left_finishes_the_job(
     # Then the job is converted, without reading past the manifest's end
     assert "continued" not in done
     assert done["lines"] == len(lines) and done["documents"] == len(texts)
-    assert len(list(emulated.state.iter_gold())) == len(texts)
+    assert len(list(emulated.state.gold.documents())) == len(texts)
 
 
 @pytest.mark.parametrize("delivered", ["original", "continuation"])
@@ -238,10 +238,10 @@ def detection_documents(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
 def finished_detection(emulated: Any, docs: list[tuple[str, list[dict[str, Any]]]]) -> None:
     state = emulated.state
     for text, _ in docs:
-        state.add_to_pool(document_hash(text), text, "batch-1")
+        state.pool.add(document_hash(text), text, "batch-1")
     emulated.s3.put_object(Bucket=emulated.bucket, Key=ROUTE_INPUT,
                            Body="".join(text + "\n" for text, _ in docs).encode("utf-8"))
-    state.put_job(Job(job_id=ROUTE_JOB, status="COMPLETED", version="v1", input_key=ROUTE_INPUT, documents=len(docs)))
+    state.jobs.put(Job(job_id=ROUTE_JOB, status="COMPLETED", version="v1", input_key=ROUTE_INPUT, documents=len(docs)))
     lines = "".join(json.dumps({"File": "documents.txt", "Line": n, "Entities": entities}) + "\n"
                     for n, (_, entities) in enumerate(docs))
     lines += "not json\n"  # quarantined

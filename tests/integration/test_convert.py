@@ -64,7 +64,7 @@ def test_the_sample_manifest_fills_the_gold_set_and_writes_a_snapshot(
 
     # Every line is a document; repeated texts are one gold document each
     texts = [json.loads(line)["source"] for line in manifest.decode("utf-8").splitlines()]
-    gold = list(emulated.state.iter_gold())
+    gold = list(emulated.state.gold.documents())
     assert len(gold) == len(set(texts)) == result["documents"]
     assert result["lines"] == len(texts) == result["documents"] + result["repeated"]
     assert result["quarantined"] == 0 and result["trimmed"] == 54
@@ -130,7 +130,7 @@ def test_bad_lines_are_quarantined_and_good_lines_still_land(
     result = emulated.handler("ConvertFunction")(event("convert"), lambda_context)
 
     assert result["lines"] == 8 and result["quarantined"] == 3 and result["documents"] == 5
-    assert sum(1 for _ in emulated.state.iter_gold()) == 5
+    assert sum(1 for _ in emulated.state.gold.documents()) == 5
     report = [json.loads(line) for line in read(emulated, result["quarantine"]).splitlines()]
     rejected = {row["line"]: row["reason"] for row in report if row["kind"] == "rejected"}
     assert sorted(rejected) == [2, 4, 7]
@@ -145,7 +145,7 @@ def test_a_job_that_did_not_complete_is_not_converted(emulated, event, lambda_co
     result = emulated.handler("ConvertFunction")(stopped, lambda_context)
 
     assert result["skipped"] == "status Stopped"
-    assert list(emulated.state.iter_gold()) == []
+    assert list(emulated.state.gold.documents()) == []
 
 
 @pytest.mark.parametrize("buffer", [1, convert.GOLD_BUFFER])
@@ -168,7 +168,7 @@ def test_a_document_on_two_lines_gets_the_spans_of_both(
 
     result = emulated.handler("ConvertFunction")(event("convert"), lambda_context)
 
-    (gold,) = emulated.state.iter_gold()
+    (gold,) = emulated.state.gold.documents()
     assert [(s.begin, s.end, s.type) for s in gold.spans] == [(0, 9, "SERVICE"), (10, 19, "VERSION")]
     assert result["documents"] == 1 and result["repeated"] == 1 and result["spans"] == 2
     report = read(emulated, result["quarantine"])
@@ -183,13 +183,13 @@ def test_the_batched_gold_writes_mark_pooled_documents_gold(
     texts = list(dict.fromkeys(json.loads(line)["source"] for line in manifest.decode("utf-8").splitlines()))
     pooled = {document_hash(text) for text in texts[:3]}  # three of the manifest's documents wait in the pool
     for text in texts[:3]:
-        emulated.state.add_to_pool(document_hash(text), text, "b1")
+        emulated.state.pool.add(document_hash(text), text, "b1")
     completed_job(emulated, event, sagemaker_stub, manifest)
 
     emulated.handler("ConvertFunction")(event("convert"), lambda_context)
 
-    assert {doc.doc for doc in emulated.state.iter_pool()} == pooled
-    assert {doc.status for doc in emulated.state.iter_pool()} == {GOLD}
+    assert {doc.doc for doc in emulated.state.pool.documents()} == pooled
+    assert {doc.status for doc in emulated.state.pool.documents()} == {GOLD}
 
 
 def test_a_retry_after_a_failure_past_the_retrain_request_asks_for_one_retrain(
@@ -214,4 +214,4 @@ def test_a_retry_after_a_failure_past_the_retrain_request_asks_for_one_retrain(
     result = handler(event("convert"), lambda_context)  # the redelivery runs the effect again
 
     assert len(calls) == 2 and result["snapshot"] == "v1"
-    assert emulated.state.get_counter(RETRAIN_REQUESTED) == 1
+    assert emulated.state.counters.get(RETRAIN_REQUESTED) == 1

@@ -57,5 +57,5 @@ def test_a_repeat_in_a_later_batch_is_written_again_only_with_new_labels(
 
     # Then it is written again only when the repeat added a label; the gold set holds the union either way
     assert len(gold_puts) == writes and result["documents"] == 2 and result["repeated"] == 1
-    spans = {gold.text: [(s.begin, s.end, s.type) for s in gold.spans] for gold in emulated.state.iter_gold()}
+    spans = {gold.text: [(s.begin, s.end, s.type) for s in gold.spans] for gold in emulated.state.gold.documents()}
     assert spans[text] == sorted({(0, 9, "SERVICE"), *again})

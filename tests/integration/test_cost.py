@@ -61,9 +61,9 @@ def records(workspace: Path) -> dict[str, Any]:
     runtime.start()
     try:
         inputs: dict[str, list[str]] = {}
-        for job in runtime.state.list_jobs():
+        for job in runtime.state.jobs.list():
             inputs.setdefault(job.version, []).extend(runtime.get_text(job.input_key).splitlines())
-        loops = runtime.state.list_loops()
+        loops = runtime.state.loops.list()
         trained = {r.version: (r.training_end - r.training_start).total_seconds()
                    for r in runtime.comprehend.recognizers.values() if r.training_end}
         assert runtime.list_keys(DETECTION_INPUT_PREFIX)

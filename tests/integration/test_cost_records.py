@@ -17,7 +17,7 @@ ARN = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop/versi
 def test_the_watch_stage_keeps_the_training_times_comprehend_reports(emulated, event, lambda_context):
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
-    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN))
+    emulated.state.versions.put(Version("v1", "TRAINING", arn=ARN))
     start, end = datetime(2026, 12, 5, 8, 0, tzinfo=UTC), datetime(2026, 12, 5, 8, 47, 30, tzinfo=UTC)
     with Stubber(comprehend) as stubber:
         stubber.add_response("describe_entity_recognizer", {"EntityRecognizerProperties": {
@@ -25,7 +25,7 @@ def test_the_watch_stage_keeps_the_training_times_comprehend_reports(emulated, e
             {"EntityRecognizerArn": ARN})
         emulated.handler("WatchFunction")(event("watch"), lambda_context)
 
-    version = emulated.state.get_version("v1")
+    version = emulated.state.versions.get("v1")
     kept = (datetime.fromisoformat(version.training_started_at), datetime.fromisoformat(version.training_ended_at))
     assert kept == (start, end)
 
@@ -36,8 +36,8 @@ def test_a_new_batch_s_detection_input_is_measured_in_comprehend_s_units(emulate
     added = event("detect-documents-added")
     emulated.s3.put_object(Bucket=emulated.bucket, Key=added["detail"]["documentsKey"],
                            Body="".join(text + "\n" for text in texts).encode())
-    emulated.state.put_version(Version("v1", "TRAINED", arn=ARN))
-    emulated.state.set_active("v1", 0.9)
+    emulated.state.versions.put(Version("v1", "TRAINED", arn=ARN))
+    emulated.state.versions.activate("v1", 0.9)
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
     with Stubber(comprehend) as stubber:
@@ -47,6 +47,6 @@ def test_a_new_batch_s_detection_input_is_measured_in_comprehend_s_units(emulate
                               "ClientRequestToken": ANY})
         emulated.handler("DetectFunction")(added, lambda_context)
 
-    job = emulated.state.get_job("job-1")
+    job = emulated.state.jobs.get("job-1")
     # Then the job's input is measured document by document: 3 units (the minimum) + 4 units
     assert detection_inputs(emulated.state.table)[job.input_key] == InputMeasure(documents=2, characters=389, units=7)

@@ -51,13 +51,13 @@ def seed_pool(emulated, texts: list[str]) -> None:
     from nerloop.documents import document_hash
 
     for text in texts:
-        emulated.state.add_to_pool(document_hash(text), text, batch="sample")
+        emulated.state.pool.add(document_hash(text), text, batch="sample")
 
 
 def test_trained_version_becomes_active_and_detects_waiting_documents(emulated, event, lambda_context, comprehend):
     # Given a submitted v1 and three documents waiting
-    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
-    emulated.state.acquire_training_lock("v1")
+    emulated.state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.training_lock.acquire("v1")
     seed_pool(emulated, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.", "Nothing here."])
     expect_describe(comprehend, "v1", 0.85)
     comprehend.add_response(
@@ -76,25 +76,25 @@ def test_trained_version_becomes_active_and_detects_waiting_documents(emulated, 
 
     # Then v1 is active with its metrics, the lock is free, and a job covers the three documents
     assert result["active"] == "v1" and result["detection_job"] == "job-1"
-    assert emulated.state.get_active() == ("v1", pytest.approx(0.85))
-    stored = emulated.state.get_version("v1")
+    assert emulated.state.versions.active() == ("v1", pytest.approx(0.85))
+    stored = emulated.state.versions.get("v1")
     assert stored.status == "TRAINED"
     assert stored.metrics["per_type"]["VERSION"]["f1"] == pytest.approx(0.747)
-    assert emulated.state.training_lock_holder() is None
-    job = emulated.state.get_job("job-1")
+    assert emulated.state.training_lock.holder() is None
+    job = emulated.state.jobs.get("job-1")
     assert job.version == "v1" and job.documents == 3
     lines = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode().splitlines()
     assert sorted(lines) == sorted(["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.", "Nothing here."])
 
 
 def test_a_trained_version_keeps_when_its_training_started_and_ended(emulated, event, lambda_context, comprehend):
-    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
     started, ended = datetime(2026, 12, 1, 9, 0, tzinfo=UTC), datetime(2026, 12, 1, 9, 42, 30, tzinfo=UTC)
     expect_describe(comprehend, "v1", 0.85, TrainingStartTime=started, TrainingEndTime=ended)
 
     emulated.handler("DetectFunction")(event("detect"), lambda_context)
 
-    stored = emulated.state.get_version("v1").metrics
+    stored = emulated.state.versions.get("v1").metrics
     assert (stored["training_started_at"], stored["training_ended_at"]) == (started.isoformat(), ended.isoformat())
     assert stored["f1"] == pytest.approx(0.85)
 
@@ -102,27 +102,27 @@ def test_a_trained_version_keeps_when_its_training_started_and_ended(emulated, e
 def test_a_version_without_a_usable_test_set_is_activated_at_once(emulated, event, lambda_context, comprehend):
     # Two F1 figures from Comprehend's own hold-outs (different documents) cannot be paired: with no
     # usable test set the gate has nothing to compare, and the new version, trained on more, goes live.
-    emulated.state.put_version(Version("v0", "TRAINED", arn=ARN.format("v0")))
-    emulated.state.set_active("v0", 0.90)
-    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.versions.put(Version("v0", "TRAINED", arn=ARN.format("v0")))
+    emulated.state.versions.activate("v0", 0.90)
+    emulated.state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
     expect_describe(comprehend, "v1", 0.80)  # no documents wait
 
     result = emulated.handler("DetectFunction")(event("detect"), lambda_context)
 
     assert result["active"] == "v1" and not result["gate_pending"]
-    assert emulated.state.get_active()[0] == "v1"
-    gate = emulated.state.get_version("v1").metrics["gate"]
+    assert emulated.state.versions.active()[0] == "v1"
+    gate = emulated.state.versions.get("v1").metrics["gate"]
     assert gate["status"] == "ACTIVATED" and gate["reason"] == "the version's test set is not usable yet"
 
 
 def given_the_gate_waits_for(emulated, comprehend, version: str, active: str) -> None:
     """`version` trains on a snapshot with a usable test set while `active` has test results: its
     evaluation job starts and its activation waits for it."""
-    emulated.state.update_version(version, metrics={"test_set": {"documents": 12, "usable": True}})
+    emulated.state.versions.update(version, metrics={"test_set": {"documents": 12, "usable": True}})
     # the snapshot's test documents, as the train stage found them (the evaluation job reads them)
     emulated.s3.put_object(Bucket=emulated.bucket, Key=f"training/{version}/test-documents.txt",
                            Body="".join(f"Amazon S3 test document {n}.\n" for n in range(12)).encode())
-    emulated.state.update_version(active, metrics={"test_results": {"documents": 12}})
+    emulated.state.versions.update(active, metrics={"test_results": {"documents": 12}})
     comprehend.add_response(
         "start_entities_detection_job", {"JobId": "eval-1", "JobStatus": "SUBMITTED"},
         {"JobName": f"evaluate-{version}", "EntityRecognizerArn": ARN.format(version), "LanguageCode": "en",
@@ -134,16 +134,16 @@ def given_the_gate_waits_for(emulated, comprehend, version: str, active: str) ->
 
 
 def test_in_error_is_recorded_with_its_message(emulated, event, lambda_context, comprehend):
-    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
-    emulated.state.acquire_training_lock("v1")
+    emulated.state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.training_lock.acquire("v1")
 
     result = emulated.handler("DetectFunction")(event("detect-in-error"), lambda_context)
 
     assert result["status"] == "IN_ERROR"
-    stored = emulated.state.get_version("v1")
+    stored = emulated.state.versions.get("v1")
     assert stored.status == "IN_ERROR" and "VERSION: found 12" in stored.message
-    assert emulated.state.get_active() is None
-    assert emulated.state.training_lock_holder() is None
+    assert emulated.state.versions.active() is None
+    assert emulated.state.training_lock.holder() is None
 
 
 def test_a_retrain_that_fell_due_during_a_training_starts_when_it_ends(emulated, event, lambda_context, comprehend):
@@ -153,11 +153,11 @@ def test_a_retrain_that_fell_due_during_a_training_starts_when_it_ends(emulated,
 
     # Given v1 training (it holds the lock), and meanwhile two reviews merged and every loop ended
     state = emulated.state
-    state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
-    state.set_counter(SNAPSHOT_COUNTER, 1)
-    state.acquire_training_lock("v1")
+    state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    state.counters.set(SNAPSHOT_COUNTER, 1)
+    state.training_lock.acquire("v1")
     for text in ("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."):
-        state.put_gold(GoldDocument(document_hash(text), text, [], origin="review:x"))
+        state.gold.put(GoldDocument(document_hash(text), text, [], origin="review:x"))
         count_review(state)
     policy = RetrainPolicy(batch_size=25)
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy) is None  # the lock is taken
@@ -167,16 +167,16 @@ def test_a_retrain_that_fell_due_during_a_training_starts_when_it_ends(emulated,
 
     # Then the lock passes to the retrain that was due
     assert result["snapshot"] == "v2"
-    assert state.training_lock_holder() == "v2"
+    assert state.training_lock.holder() == "v2"
 
 
 def test_versions_beyond_retention_are_deleted_but_never_the_active_one(emulated, event, lambda_context,
                                                                         comprehend):
     # Given v1 (active) and v2..v4 trained, retention 3, and v5 finishing now
     for number in range(1, 5):
-        emulated.state.put_version(Version(f"v{number}", "TRAINED", arn=ARN.format(f"v{number}")))
-    emulated.state.set_active("v1", 0.99)
-    emulated.state.put_version(Version("v5", "TRAINING", arn=ARN.format("v5")))
+        emulated.state.versions.put(Version(f"v{number}", "TRAINED", arn=ARN.format(f"v{number}")))
+    emulated.state.versions.activate("v1", 0.99)
+    emulated.state.versions.put(Version("v5", "TRAINING", arn=ARN.format("v5")))
     expect_describe(comprehend, "v5", 0.50)
     given_the_gate_waits_for(emulated, comprehend, "v5", active="v1")
     comprehend.add_response("delete_entity_recognizer", {}, {"EntityRecognizerArn": ARN.format("v2")})
@@ -187,8 +187,8 @@ def test_versions_beyond_retention_are_deleted_but_never_the_active_one(emulated
 
     # Then the newest three (v5, v4, v3) stay, v1 stays because it is active, v2 goes
     assert result["deleted_versions"] == ["v2"]
-    assert emulated.state.get_version("v2").status == "DELETED"
-    assert emulated.state.get_version("v1").status == "TRAINED"
+    assert emulated.state.versions.get("v2").status == "DELETED"
+    assert emulated.state.versions.get("v1").status == "TRAINED"
 
 
 # --- new documents -------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def given_a_batch(emulated, event, texts: list[str]) -> dict:
     added = event(BATCH_EVENT)
     detail = added["detail"]
     for text in texts:
-        emulated.state.add_to_pool(document_hash(text), text, batch=detail["batch"])
+        emulated.state.pool.add(document_hash(text), text, batch=detail["batch"])
     emulated.s3.put_object(Bucket=emulated.bucket, Key=detail["documentsKey"],
                            Body="".join(text + "\n" for text in texts).encode())
     return added
@@ -212,8 +212,8 @@ def given_a_batch(emulated, event, texts: list[str]) -> dict:
 def test_new_documents_are_detected_at_once_by_the_active_version(emulated, event, lambda_context, comprehend):
     texts = ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."]
     added = given_a_batch(emulated, event, texts)
-    emulated.state.put_version(Version("v2", "TRAINED", arn=ARN.format("v2")))
-    emulated.state.set_active("v2", 0.9)
+    emulated.state.versions.put(Version("v2", "TRAINED", arn=ARN.format("v2")))
+    emulated.state.versions.activate("v2", 0.9)
     comprehend.add_response(
         "start_entities_detection_job",
         {"JobId": "job-7", "JobStatus": "SUBMITTED"},
@@ -228,7 +228,7 @@ def test_new_documents_are_detected_at_once_by_the_active_version(emulated, even
     assert handler(added, lambda_context) == result  # a redelivery starts no second job
 
     assert (result["detection_job"], result["version"]) == ("job-7", "v2")
-    job = emulated.state.get_job("job-7")
+    job = emulated.state.jobs.get("job-7")
     assert (job.version, job.documents) == ("v2", 2)
     assert job.input_key.startswith("detection/input/")  # where Comprehend's role may read
     body = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode()
@@ -241,7 +241,7 @@ def test_new_documents_wait_for_the_first_version(emulated, event, lambda_contex
     result = emulated.handler("DetectFunction")(added, lambda_context)
 
     assert result["detection_job"] is None and result["skipped"] == "no active version yet"
-    assert emulated.state.list_jobs() == []
+    assert emulated.state.jobs.list() == []
 
 
 def test_a_documents_added_event_with_a_key_outside_batches_is_refused(emulated, event, lambda_context):
@@ -258,9 +258,9 @@ def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_inp
     emulated, event, lambda_context, comprehend, monkeypatch
 ):
     from nerloop.stages.detect import detection_token
-    from nerloop.state import StateTable
+    from nerloop.state.jobs import JobRepository
 
-    emulated.state.put_version(Version("v1", "TRAINING", arn=ARN.format("v1")))
+    emulated.state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
     seed_pool(emulated, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."])
     token = detection_token(f"trained|{ARN.format('v1')}")
     for _attempt in range(2):
@@ -271,7 +271,7 @@ def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_inp
              "InputDataConfig": {"S3Uri": ANY, "InputFormat": "ONE_DOC_PER_LINE"},
              "OutputDataConfig": {"S3Uri": ANY}, "ClientRequestToken": token},
         )
-    real_put_job = StateTable.put_job
+    real_put_job = JobRepository.put
     failures = iter([RuntimeError("DynamoDB went away after the job started")])
 
     def put_job_failing_once(self, job):
@@ -279,7 +279,7 @@ def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_inp
             raise failure
         return real_put_job(self, job)
 
-    monkeypatch.setattr(StateTable, "put_job", put_job_failing_once)
+    monkeypatch.setattr(JobRepository, "put", put_job_failing_once)
     handler = emulated.handler("DetectFunction")
 
     # When the first attempt fails after Comprehend started the job, and text arrives before the retry
@@ -290,7 +290,7 @@ def test_a_start_retried_after_a_failure_reuses_the_first_attempts_token_and_inp
 
     # Then the retry names the same job (same token), and the job's input is what that job read
     assert result["detection_job"] == "job-1"
-    job = emulated.state.get_job("job-1")
+    job = emulated.state.jobs.get("job-1")
     body = emulated.s3.get_object(Bucket=emulated.bucket, Key=job.input_key)["Body"].read().decode()
     assert job.documents == 2 and "Amazon EC2" not in body
 
@@ -301,17 +301,17 @@ def test_new_documents_are_queued_while_every_job_slot_is_taken(emulated, event,
 
     # Given the active v2 and Comprehend's 10 job slots held by the loop's own running jobs
     added = given_a_batch(emulated, event, ["Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."])
-    emulated.state.put_version(Version("v2", "TRAINED", arn=ARN.format("v2")))
-    emulated.state.set_active("v2", 0.9)
+    emulated.state.versions.put(Version("v2", "TRAINED", arn=ARN.format("v2")))
+    emulated.state.versions.activate("v2", 0.9)
     for number in range(MAX_CONCURRENT_DETECTION_JOBS):
-        emulated.state.put_job(Job(f"running-{number}", "IN_PROGRESS", "v2", "detection/input/x/documents.txt", 1))
+        emulated.state.jobs.put(Job(f"running-{number}", "IN_PROGRESS", "v2", "detection/input/x/documents.txt", 1))
 
     # When the batch arrives (no StartEntitiesDetectionJob answer is stubbed: asking would fail)
     result = emulated.handler("DetectFunction")(added, lambda_context)
 
     # Then its request waits in the queue for the watch stage, with the input it will read
     assert (result["detection_job"], result["detection_queued"]) == (None, True)
-    (request,) = emulated.state.list_queued_detections()
+    (request,) = emulated.state.jobs.queued()
     assert (request.version, request.documents) == ("v2", 2)
     emulated.s3.head_object(Bucket=emulated.bucket, Key=request.input_key)
 
@@ -319,15 +319,15 @@ def test_new_documents_are_queued_while_every_job_slot_is_taken(emulated, event,
 def test_a_start_comprehend_refuses_for_lack_of_a_slot_is_queued_not_failed(emulated, event, lambda_context,
                                                                              comprehend):
     added = given_a_batch(emulated, event, ["Amazon S3 adds a feature."])
-    emulated.state.put_version(Version("v2", "TRAINED", arn=ARN.format("v2")))
-    emulated.state.set_active("v2", 0.9)
+    emulated.state.versions.put(Version("v2", "TRAINED", arn=ARN.format("v2")))
+    emulated.state.versions.activate("v2", 0.9)
     comprehend.add_client_error("start_entities_detection_job", "TooManyRequestsException",
                                 "The number of requests exceeds the limit. Resubmit your request later.")
 
     result = emulated.handler("DetectFunction")(added, lambda_context)
 
     assert (result["detection_job"], result["detection_queued"]) == (None, True)
-    assert len(emulated.state.list_queued_detections()) == 1
+    assert len(emulated.state.jobs.queued()) == 1
 
 
 def test_a_version_a_queued_request_needs_is_not_deleted(emulated, event, lambda_context, comprehend):
@@ -335,10 +335,10 @@ def test_a_version_a_queued_request_needs_is_not_deleted(emulated, event, lambda
 
     # Given v1..v4 trained, retention 3, v1 active, and a detection request for v2 queued for a slot
     for number in range(1, 5):
-        emulated.state.put_version(Version(f"v{number}", "TRAINED", arn=ARN.format(f"v{number}")))
-    emulated.state.set_active("v1", 0.99)
-    emulated.state.queue_detection(DetectionRequest("t" * 40, "v2", "detection/input/v2-b/documents.txt", 3))
-    emulated.state.put_version(Version("v5", "TRAINING", arn=ARN.format("v5")))
+        emulated.state.versions.put(Version(f"v{number}", "TRAINED", arn=ARN.format(f"v{number}")))
+    emulated.state.versions.activate("v1", 0.99)
+    emulated.state.jobs.queue(DetectionRequest("t" * 40, "v2", "detection/input/v2-b/documents.txt", 3))
+    emulated.state.versions.put(Version("v5", "TRAINING", arn=ARN.format("v5")))
     expect_describe(comprehend, "v5", 0.50)
     given_the_gate_waits_for(emulated, comprehend, "v5", active="v1")
 
@@ -348,4 +348,4 @@ def test_a_version_a_queued_request_needs_is_not_deleted(emulated, event, lambda
 
     # Then v2, beyond the retention count, stays: the queued job will run with it
     assert result["deleted_versions"] == []
-    assert emulated.state.get_version("v2").status == "TRAINED"
+    assert emulated.state.versions.get("v2").status == "TRAINED"

@@ -61,7 +61,7 @@ def pool_texts(sample_dir: Path, seed: list[str]) -> list[str]:
 
 def round_jobs(runtime: LocalRuntime) -> list[Job]:
     """The detection jobs of the rounds so far, in version order."""
-    return sorted(runtime.state.list_jobs(), key=lambda job: int(job.version.removeprefix("v")))
+    return sorted(runtime.state.jobs.list(), key=lambda job: int(job.version.removeprefix("v")))
 
 
 def detected_texts(runtime: LocalRuntime, job: Job) -> list[str]:
@@ -75,7 +75,7 @@ def test_each_round_detects_at_most_the_cap_new_documents_first(runtime: LocalRu
     seed = [json.loads(line)["source"].strip() for line in seed_manifest.decode("utf-8").splitlines()]
     texts = pool_texts(sample_dir, seed)
     for text in texts:
-        assert runtime.state.add_to_pool(document_hash(text), text, batch="cap-test")
+        assert runtime.state.pool.add(document_hash(text), text, batch="cap-test")
 
     # When the seed is labelled and the loop runs round after round
     runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-cap-seed")
@@ -100,7 +100,7 @@ def test_each_round_detects_at_most_the_cap_new_documents_first(runtime: LocalRu
     sixth = set(rounds[POOL // CAP])
     state = runtime.state
     first_round_left = {text for text in rounds[0]
-                        if (pool := state.get_pool(document_hash(text))) and pool.status == WAITING
+                        if (pool := state.pool.get(document_hash(text))) and pool.status == WAITING
                         and pool.seen_by == "v1"}
     assert first_round_left and first_round_left <= sixth
 
@@ -112,18 +112,18 @@ def test_route_records_what_the_policy_reads(runtime: LocalRuntime, sample_dir: 
     seed = [json.loads(line)["source"].strip() for line in seed_manifest.decode("utf-8").splitlines()]
     texts = pool_texts(sample_dir, seed)[: 2 * CAP]
     for text in texts:
-        runtime.state.add_to_pool(document_hash(text), text, batch="cap-test")
+        runtime.state.pool.add(document_hash(text), text, batch="cap-test")
     runtime.label_with_manifest(seed_manifest, job_name=f"{runtime.stack.labeling_job_prefix()}-cap-seed")
     for _ in range(200):
         runtime.cycle()
-        if any(doc.seen_by for doc in runtime.state.iter_pool()):  # v1's output is routed (in one go)
+        if any(doc.seen_by for doc in runtime.state.pool.documents()):  # v1's output is routed (in one go)
             break
 
     # Then each detected document carries its detection's version and time, and those found uncertain
     # (left waiting by the budget, or sent to review as uncertain) the version that found them so
-    job = next(job for job in runtime.state.list_jobs() if job.version == "v1")
+    job = next(job for job in runtime.state.jobs.list() if job.version == "v1")
     detected = {document_hash(text) for text in detected_texts(runtime, job)}
-    items = {doc.doc: doc for doc in runtime.state.iter_pool()}
+    items = {doc.doc: doc for doc in runtime.state.pool.documents()}
     assert len(detected) == CAP
     for doc, item in items.items():
         if doc not in detected:

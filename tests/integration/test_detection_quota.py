@@ -29,7 +29,7 @@ def runtime(tmp_path: Path, sample_dir: Path) -> Iterator[LocalRuntime]:
         local.label_with_manifest(b"".join(itertools.islice(manifest, 45)),
                                   job_name=f"{local.stack.labeling_job_prefix()}-quota-seed")
     result = local.run_until_idle(max_cycles=200)
-    assert result.idle and local.state.get_active()[0] == "v1"
+    assert result.idle and local.state.versions.active()[0] == "v1"
     yield local
     local.close(save=False)
 
@@ -39,7 +39,7 @@ def test_uploads_beyond_the_job_quota_queue_and_all_get_detected(runtime: LocalR
     lines = (sample_dir / "test.csv").read_text(encoding="utf-8").splitlines()[:UPLOADS]
     for number, line in enumerate(lines):
         runtime.put_text(f"raw/upload-{number}.txt", line + "\n")
-    jobs_before = {job.job_id for job in runtime.state.list_jobs()}
+    jobs_before = {job.job_id for job in runtime.state.jobs.list()}
 
     # When the loop runs, watching how many jobs are ever active at once
     most_active, failures = 0, []
@@ -54,8 +54,8 @@ def test_uploads_beyond_the_job_quota_queue_and_all_get_detected(runtime: LocalR
     # Then no start failed, the quota was never passed, and every upload's batch was detected
     assert failures == [] and runtime.dead_letters() == []
     assert most_active == MAX_CONCURRENT_DETECTION_JOBS
-    new_jobs = [job for job in runtime.state.list_jobs() if job.job_id not in jobs_before]
+    new_jobs = [job for job in runtime.state.jobs.list() if job.job_id not in jobs_before]
     assert len(new_jobs) == UPLOADS
     assert {job.status for job in new_jobs} == {"COMPLETED"}
-    assert runtime.state.list_queued_detections() == []
-    assert runtime.state.list_jobs_in_flight() == []
+    assert runtime.state.jobs.queued() == []
+    assert runtime.state.jobs.in_flight() == []

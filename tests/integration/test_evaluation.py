@@ -27,7 +27,7 @@ def texts(start: int, stop: int) -> list[str]:
 
 def add_gold(emulated, documents: list[str], label: str = "SERVICE") -> None:
     for text in documents:
-        emulated.state.put_gold(GoldDocument(document_hash(text), text, [Span(0, 9, label)], origin="review:x"))
+        emulated.state.gold.put(GoldDocument(document_hash(text), text, [Span(0, 9, label)], origin="review:x"))
 
 
 def lines_of(emulated, key: str) -> list[str]:
@@ -87,8 +87,8 @@ def given_v2_evaluated_against_active_v1(emulated, event, v2_finds_services: boo
     state = emulated.state
     test_texts = texts(0, 12)
     for version in ("v1", "v2"):
-        state.put_version(Version(version, "TRAINED", arn=ARN.format(version), metrics={"f1": 0.9}))
-    state.set_active("v1", 0.9)
+        state.versions.put(Version(version, "TRAINED", arn=ARN.format(version), metrics={"f1": 0.9}))
+    state.versions.activate("v1", 0.9)
     gold = [Span(0, 9, "SERVICE")]
     save_results(emulated.s3, emulated.bucket, "v1", {
         document_hash(text): score_document(gold, gold, gold_fingerprint(gold)) for text in test_texts})
@@ -102,7 +102,7 @@ def given_v2_evaluated_against_active_v1(emulated, event, v2_finds_services: boo
     output_key = "evaluation/output/123456789012-NER-eval-1/output/output.tar.gz"
     emulated.s3.put_object(Bucket=emulated.bucket, Key=output_key, Body=archive([
         {"File": "test-documents.txt", "Line": n, "Entities": found if v2_finds_services else []} for n in range(12)]))
-    state.add_to_pool(document_hash("AWS Lambda 2.0 is out."), "AWS Lambda 2.0 is out.", batch="b")
+    state.pool.add(document_hash("AWS Lambda 2.0 is out."), "AWS Lambda 2.0 is out.", batch="b")
     evaluated = event("detect-evaluated")
     evaluated["detail"].update(versionName="v2", outputS3Uri=f"s3://{emulated.bucket}/{output_key}")
     return evaluated
@@ -128,11 +128,11 @@ def test_a_version_worse_on_the_shared_test_set_stays_inactive(emulated, event, 
 
     # Then v1 stays active and detects the pool; v2's results and the decision are kept
     assert (result["activated"], result["scored_documents"], result["detection_job"]) == (False, 12, "job-9")
-    assert emulated.state.get_active()[0] == "v1"
-    gate = emulated.state.get_version("v2").metrics["gate"]
+    assert emulated.state.versions.active()[0] == "v1"
+    gate = emulated.state.versions.get("v2").metrics["gate"]
     assert gate["status"] == "KEPT_INACTIVE" and (gate["worse_documents"], gate["better_documents"]) == (12, 0)
-    assert emulated.state.get_version("v2").metrics["test_results"]["documents"] == 12
-    assert emulated.state.get_job("job-9").version == "v1"
+    assert emulated.state.versions.get("v2").metrics["test_results"]["documents"] == 12
+    assert emulated.state.jobs.get("job-9").version == "v1"
 
 
 def test_a_version_as_good_on_the_shared_test_set_is_activated(emulated, event, lambda_context, comprehend):
@@ -141,8 +141,8 @@ def test_a_version_as_good_on_the_shared_test_set_is_activated(emulated, event, 
 
     result = emulated.handler("DetectFunction")(evaluated, lambda_context)
 
-    assert result["activated"] and emulated.state.get_active()[0] == "v2"
-    assert emulated.state.get_version("v2").metrics["gate"]["reason"] == "not worse on the shared test documents"
+    assert result["activated"] and emulated.state.versions.active()[0] == "v2"
+    assert emulated.state.versions.get("v2").metrics["gate"]["reason"] == "not worse on the shared test documents"
 
 
 def test_a_decision_whose_detection_failed_to_start_is_made_again_on_the_retry(emulated, event, lambda_context,
@@ -157,9 +157,9 @@ def test_a_decision_whose_detection_failed_to_start_is_made_again_on_the_retry(e
     # When the first delivery fails and the event is delivered again
     with pytest.raises(Exception, match="InternalServerException"):
         handler(evaluated, lambda_context)
-    assert emulated.state.get_version("v2").metrics["gate"]["status"] == "PENDING"  # nothing recorded yet
+    assert emulated.state.versions.get("v2").metrics["gate"]["status"] == "PENDING"  # nothing recorded yet
     result = handler(evaluated, lambda_context)
 
     # Then the retry decides again and starts the pool's detection
     assert (result["activated"], result["detection_job"]) == (False, "job-9")
-    assert emulated.state.get_version("v2").metrics["gate"]["status"] == "KEPT_INACTIVE"
+    assert emulated.state.versions.get("v2").metrics["gate"]["status"] == "KEPT_INACTIVE"

@@ -38,17 +38,17 @@ def route_for_review(runtime: LocalRuntime, text: str) -> str:
     flow = runtime.flow_definition_arn
     name = loop_name(doc, "v1", scope=flow)
     state = runtime.state
-    state.add_to_pool(doc, text, "batch-1")
-    state.put_loop(Loop(name, doc, "v1", "InProgress"))
+    state.pool.add(doc, text, "batch-1")
+    state.loops.put(Loop(name, doc, "v1", "InProgress"))
     types = runtime.function_environment("MergeFunction")["ENTITY_TYPES"].split(",")
     start_human_loop(runtime.client("sagemaker-a2i-runtime"), name, flow,
                      build_input_content(doc, text, [], "v1", types))
-    state.mark_pool(doc, IN_REVIEW, loop=name, seen_by="v1")
+    state.pool.mark(doc, IN_REVIEW, loop=name, seen_by="v1")
     return name
 
 
 def pool_status(runtime: LocalRuntime, text: str) -> Any:
-    return runtime.state.get_pool(document_hash(text)).status
+    return runtime.state.pool.get(document_hash(text)).status
 
 
 def test_reviews_in_flight_survive_a_new_flow_definition_and_are_merged(tmp_path: Path) -> None:
@@ -77,8 +77,8 @@ def test_reviews_in_flight_survive_a_new_flow_definition_and_are_merged(tmp_path
         # Then both events reach the merge stage: the answered document is gold, the expired one
         # waits for the next version, and no document is left in review
         assert (pool_status(second, TEXTS[0]), pool_status(second, TEXTS[1])) == (GOLD, WAITING)
-        assert [second.state.get_loop(name).status for name in names] == ["Completed", "Failed"]
-        assert second.state.has_open_loops() is False
+        assert [second.state.loops.get(name).status for name in names] == ["Completed", "Failed"]
+        assert second.state.loops.any_open() is False
         assert second.dead_letters() == []
     finally:
         second.close(save=False)
@@ -129,8 +129,8 @@ def test_a_completed_loop_whose_event_was_lost_is_merged_by_the_watch(tmp_path: 
         watch_now(runtime)
 
         # Then it finds the loop Completed in A2I and merges the answer
-        assert (pool_status(runtime, TEXTS[0]), runtime.state.get_loop(name).status) == (GOLD, "Completed")
-        assert runtime.state.has_open_loops() is False
+        assert (pool_status(runtime, TEXTS[0]), runtime.state.loops.get(name).status) == (GOLD, "Completed")
+        assert runtime.state.loops.any_open() is False
     finally:
         runtime.close(save=False)
 
@@ -151,7 +151,7 @@ def test_a_loop_a2i_deleted_sends_its_document_back_to_waiting(tmp_path: Path, m
         watch_now(runtime)
 
         # Then its document waits for the next version instead of staying in review for ever
-        loop = runtime.state.get_loop(name)
+        loop = runtime.state.loops.get(name)
         assert (pool_status(runtime, TEXTS[0]), loop.status) == (WAITING, "Stopped")
         assert "no longer exists" in loop.failure
     finally:
@@ -164,9 +164,9 @@ def test_a_loop_still_open_in_a2i_stays_in_review(tmp_path: Path, monkeypatch: A
         name = route_for_review(runtime, TEXTS[0])
         later(monkeypatch)
         watch_now(runtime)
-        assert (pool_status(runtime, TEXTS[0]), runtime.state.get_loop(name).status) == (IN_REVIEW, "InProgress")
+        assert (pool_status(runtime, TEXTS[0]), runtime.state.loops.get(name).status) == (IN_REVIEW, "InProgress")
         # and, found open just now, the next runs do not ask A2I about it again for a while
         due = loop_reconcile._stamp(loop_reconcile.clock() - loop_reconcile.RECHECK_SECONDS)
-        assert runtime.state.open_loops_unchecked_since(due, 10) == []
+        assert runtime.state.loops.open_unchecked_since(due, 10) == []
     finally:
         runtime.close(save=False)

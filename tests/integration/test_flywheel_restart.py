@@ -35,7 +35,7 @@ def test_an_iteration_in_flight_survives_a_restart(tmp_path: Path, sample_dir: P
         assert result.idle and not result.failures and runtime.dead_letters() == []
         assert list(flywheels.flywheels) == [flywheel_arn]
         assert [i.status for i in flywheels.iterations.values()] == ["COMPLETED"]
-        v1 = runtime.state.get_version("v1")
+        v1 = runtime.state.versions.get("v1")
         assert v1.status == "TRAINED" and v1.arn == iteration.trained_model_arn
-        assert runtime.state.get_active()[0] == "v1"
+        assert runtime.state.versions.active()[0] == "v1"
         assert flywheels.flywheels[flywheel_arn].active_model_arn == v1.arn

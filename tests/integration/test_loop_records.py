@@ -46,11 +46,11 @@ def records(emulated: Any) -> Any:
 
 def test_a_review_holds_the_models_spans_each_worker_and_the_merged_answer(emulated) -> None:
     doc = document_hash(TEXT)
-    emulated.state.put_loop(Loop("v1-a", doc, "v1", "InProgress"))
-    emulated.state.finish_loop("v1-a", "Completed")
+    emulated.state.loops.put(Loop("v1-a", doc, "v1", "InProgress"))
+    emulated.state.loops.finish("v1-a", "Completed")
     put_output(emulated, "v1-a", output("v1-a", [answer("alice", [(0, 9, "SERVICE")], 1),
                                                  answer("bob", [(0, 9, "SERVICE"), (25, 28, "VERSION")], 2)]))
-    emulated.state.put_gold(GoldDocument(doc, TEXT, [Span(0, 9, "SERVICE")], origin="review:v1-a"))
+    emulated.state.gold.put(GoldDocument(doc, TEXT, [Span(0, 9, "SERVICE")], origin="review:v1-a"))
 
     [review] = records(emulated).reviews
 
@@ -63,10 +63,10 @@ def test_a_review_holds_the_models_spans_each_worker_and_the_merged_answer(emula
 
 def test_a_document_labelled_again_since_is_read_with_the_merges_own_reading_of_the_answer(emulated) -> None:
     doc = document_hash(TEXT)
-    emulated.state.put_loop(Loop("v1-b", doc, "v1", "InProgress"))
-    emulated.state.finish_loop("v1-b", "Completed")
+    emulated.state.loops.put(Loop("v1-b", doc, "v1", "InProgress"))
+    emulated.state.loops.finish("v1-b", "Completed")
     put_output(emulated, "v1-b", output("v1-b", [answer("alice", [(14, 24, "SERVICE")], 1)]))
-    emulated.state.put_gold(GoldDocument(doc, TEXT, [], origin="labeling:later-job"))
+    emulated.state.gold.put(GoldDocument(doc, TEXT, [], origin="labeling:later-job"))
 
     [review] = records(emulated).reviews
 
@@ -75,15 +75,15 @@ def test_a_document_labelled_again_since_is_read_with_the_merges_own_reading_of_
 
 def test_what_cannot_be_read_is_named_and_left_out(emulated) -> None:
     for name in ("v1-missing", "v1-broken", "v1-badworker", "v1-failed"):
-        emulated.state.put_loop(Loop(name, document_hash(TEXT), "v1", "InProgress"))
+        emulated.state.loops.put(Loop(name, document_hash(TEXT), "v1", "InProgress"))
     for name in ("v1-missing", "v1-broken", "v1-badworker"):
-        emulated.state.finish_loop(name, "Completed")
-    emulated.state.finish_loop("v1-failed", "Failed", "Expired: nobody took it")
+        emulated.state.loops.finish(name, "Completed")
+    emulated.state.loops.finish("v1-failed", "Failed", "Expired: nobody took it")
     put_output(emulated, "v1-broken", b"{not json")
     put_output(emulated, "v1-badworker", output("v1-badworker", [answer("alice", [(0, 9, "SERVICE")], 1),
                                                                  answer("mallory", [(0, 9, "PERSON")], 2)]))
     # Which answer the merge took is its rule's business: the gold set says what it wrote.
-    emulated.state.put_gold(GoldDocument(document_hash(TEXT), TEXT, [Span(0, 9, "SERVICE")], "review:v1-badworker"))
+    emulated.state.gold.put(GoldDocument(document_hash(TEXT), TEXT, [Span(0, 9, "SERVICE")], "review:v1-badworker"))
 
     found = records(emulated)
 
@@ -99,13 +99,13 @@ def test_what_cannot_be_read_is_named_and_left_out(emulated) -> None:
 
 def test_a_versions_snapshot_counts_the_reviews_merged_before_it(emulated) -> None:
     reviewed, seed = "Amazon S3 and AWS Lambda 2.0", "Amazon EC2 adds a type"
-    emulated.state.put_loop(Loop("v1-c", document_hash(reviewed), "v1", "InProgress"))
-    emulated.state.finish_loop("v1-c", "Completed")
+    emulated.state.loops.put(Loop("v1-c", document_hash(reviewed), "v1", "InProgress"))
+    emulated.state.loops.finish("v1-c", "Completed")
     emulated.s3.put_object(Bucket=emulated.bucket, Key="training/v2/documents.txt",
                            Body=f"{seed}\n{reviewed}\n".encode())
-    emulated.state.put_version(Version("v2", "TRAINED", snapshot="training/v2/", created_at="2999-01-01T00:00:00Z"))
-    emulated.state.put_version(Version("v3", "SUBMITTED", snapshot="training/v3/"))  # its file is gone
-    emulated.state.set_active("v2", 0.9)
+    emulated.state.versions.put(Version("v2", "TRAINED", snapshot="training/v2/", created_at="2999-01-01T00:00:00Z"))
+    emulated.state.versions.put(Version("v3", "SUBMITTED", snapshot="training/v3/"))  # its file is gone
+    emulated.state.versions.activate("v2", 0.9)
 
     versions = {entry.version.version: entry for entry in records(emulated).versions}
 
@@ -116,8 +116,8 @@ def test_a_versions_snapshot_counts_the_reviews_merged_before_it(emulated) -> No
 def test_reviewers_who_tied_count_for_agreement_but_not_for_what_was_done_to_the_model(emulated) -> None:
     # Given a loop two workers answered differently: the merge stage found them tied and recorded it Failed
     doc = document_hash(TEXT)
-    emulated.state.put_loop(Loop("v1-tie", doc, "v1", "InProgress"))
-    emulated.state.finish_loop("v1-tie", "Failed", f"invalid answer: {TIED_REASON}: 2 answers, ...")
+    emulated.state.loops.put(Loop("v1-tie", doc, "v1", "InProgress"))
+    emulated.state.loops.finish("v1-tie", "Failed", f"invalid answer: {TIED_REASON}: 2 answers, ...")
     put_output(emulated, "v1-tie", output("v1-tie", [answer("alice", [(0, 9, "SERVICE")], 1),
                                                      answer("bob", [(14, 24, "SERVICE")], 2)]))
 

@@ -81,9 +81,9 @@ def given_a_loop_in_review(
     name = event["detail"]["humanLoopName"]
     doc = document_hash(text)
     state = emulated.state
-    state.add_to_pool(doc, text, "batch-1")
-    state.put_loop(Loop(name, doc, VERSION, "InProgress"))
-    state.mark_pool(doc, IN_REVIEW, loop=name, seen_by=VERSION)
+    state.pool.add(doc, text, "batch-1")
+    state.loops.put(Loop(name, doc, VERSION, "InProgress"))
+    state.pool.mark(doc, IN_REVIEW, loop=name, seen_by=VERSION)
     key = event["detail"]["humanLoopOutput"]["outputS3Uri"].split("/", 3)[3]
     body = output if output is not None else answer(text, entities or [], name)
     emulated.s3.put_object(Bucket=emulated.bucket, Key=key, Body=body)
@@ -114,23 +114,23 @@ def test_a_completed_review_becomes_the_documents_gold_labels(emulated: Any, lam
 
     result = merge(emulated, lambda_context, event)
 
-    gold = emulated.state.get_gold(document_hash(TEXT))
+    gold = emulated.state.gold.get(document_hash(TEXT))
     assert gold is not None
     assert (gold.text, gold.spans, gold.origin) == (TEXT, [Span(0, 17, "SERVICE")], f"review:{NAME}")
-    assert emulated.state.get_pool(document_hash(TEXT)).status == GOLD
-    assert emulated.state.get_loop(NAME).status == "Completed"
+    assert emulated.state.pool.get(document_hash(TEXT)).status == GOLD
+    assert emulated.state.loops.get(NAME).status == "Completed"
     assert (result["merged"], result["spans"], result["reviews"]) == (True, 1, 1)
 
 
 def test_a_review_replaces_earlier_labels_of_the_document(emulated: Any, lambda_context: Any) -> None:
     event = given_a_loop_in_review(emulated, TEXT, [("Amazon Comprehend", "SERVICE")])
-    emulated.state.put_gold(
+    emulated.state.gold.put(
         GoldDocument(document_hash(TEXT), TEXT, [Span(0, 6, "SERVICE")], "labeling:job-1")
     )
 
     merge(emulated, lambda_context, event)
 
-    gold = emulated.state.get_gold(document_hash(TEXT))
+    gold = emulated.state.gold.get(document_hash(TEXT))
     assert gold is not None and (gold.spans, gold.origin) == ([Span(0, 17, "SERVICE")], f"review:{NAME}")
 
 
@@ -141,7 +141,7 @@ def test_each_review_is_counted_once(emulated: Any, lambda_context: Any) -> None
     merge(emulated, lambda_context, first)
     merge(emulated, lambda_context, second)
 
-    assert emulated.state.get_counter(REVIEWS) == 2
+    assert emulated.state.counters.get(REVIEWS) == 2
 
 
 def test_a_redelivered_completion_merges_nothing_twice(emulated: Any, lambda_context: Any) -> None:
@@ -151,7 +151,7 @@ def test_a_redelivered_completion_merges_nothing_twice(emulated: Any, lambda_con
     second = merge(emulated, lambda_context, event)
 
     assert second == first
-    assert emulated.state.get_counter(REVIEWS) == 1
+    assert emulated.state.counters.get(REVIEWS) == 1
 
 
 def test_a_completion_redelivered_after_the_idempotency_record_is_gone_changes_nothing(
@@ -167,7 +167,7 @@ def test_a_completion_redelivered_after_the_idempotency_record_is_gone_changes_n
     result = merge(emulated, lambda_context, event)
 
     assert (result["merged"], result["already_finished"]) == (False, "Completed")
-    assert emulated.state.get_counter(REVIEWS) == 1
+    assert emulated.state.counters.get(REVIEWS) == 1
 
 
 def test_a_full_batch_writes_one_training_snapshot(emulated: Any, lambda_context: Any) -> None:
@@ -191,14 +191,14 @@ def test_a_failed_loop_sends_the_document_back_to_waiting(emulated: Any, lambda_
 
     result = merge(emulated, lambda_context, FAILED)
 
-    loop = emulated.state.get_loop(NAME)
+    loop = emulated.state.loops.get(NAME)
     assert (loop.status, loop.failure) == (
         "Failed",
         "Expired: The human loop expired before a worker completed the task.",
     )
-    pool = emulated.state.get_pool(document_hash(TEXT))
+    pool = emulated.state.pool.get(document_hash(TEXT))
     assert (pool.status, pool.loop) == (WAITING, "")
-    assert emulated.state.get_gold(document_hash(TEXT)) is None
+    assert emulated.state.gold.get(document_hash(TEXT)) is None
     assert (result["merged"], result["requeued"]) == (False, True)
 
 
@@ -209,8 +209,8 @@ def test_a_stopped_loop_is_recorded_stopped(emulated: Any, lambda_context: Any) 
 
     merge(emulated, lambda_context, event)
 
-    assert emulated.state.get_loop(NAME).status == "Stopped"
-    assert emulated.state.get_pool(document_hash(TEXT)).status == WAITING
+    assert emulated.state.loops.get(NAME).status == "Stopped"
+    assert emulated.state.pool.get(document_hash(TEXT)).status == WAITING
 
 
 def test_a_redelivered_failure_changes_nothing(emulated: Any, lambda_context: Any) -> None:
@@ -230,11 +230,11 @@ def test_an_answer_with_an_unknown_label_is_quarantined_and_the_loop_failed(
     result = merge(emulated, lambda_context, event)
 
     assert result["merged"] is False
-    loop = emulated.state.get_loop(NAME)
+    loop = emulated.state.loops.get(NAME)
     assert loop.status == "Failed" and "PRODUCT" in loop.failure
-    assert emulated.state.get_pool(document_hash(TEXT)).status == WAITING
-    assert emulated.state.get_gold(document_hash(TEXT)) is None
-    assert emulated.state.get_counter(REVIEWS) == 0
+    assert emulated.state.pool.get(document_hash(TEXT)).status == WAITING
+    assert emulated.state.gold.get(document_hash(TEXT)) is None
+    assert emulated.state.counters.get(REVIEWS) == 0
     report = emulated.s3.get_object(Bucket=emulated.bucket, Key=f"quarantine/merge/{NAME}.jsonl")
     row = json.loads(report["Body"].read().decode().splitlines()[0])
     assert row["file"] == COMPLETED["detail"]["humanLoopOutput"]["outputS3Uri"] and "PRODUCT" in row["reason"]
@@ -249,8 +249,8 @@ def test_an_answer_about_another_text_is_rejected(emulated: Any, lambda_context:
     result = merge(emulated, lambda_context, event)
 
     assert result["merged"] is False
-    assert "not document" in emulated.state.get_loop(NAME).failure
-    assert emulated.state.get_gold(document_hash(TEXT)) is None
+    assert "not document" in emulated.state.loops.get(NAME).failure
+    assert emulated.state.gold.get(document_hash(TEXT)) is None
 
 
 def test_an_unknown_loop_is_refused(emulated: Any, lambda_context: Any) -> None:
@@ -274,7 +274,7 @@ def test_the_last_open_loop_failing_starts_a_retrain_of_the_reviews_pending(emul
     assert training_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
     documents = emulated.s3.get_object(Bucket=emulated.bucket, Key="training/v1/documents.txt")["Body"].read()
     assert documents.decode().splitlines() == [TEXT]
-    assert emulated.state.training_lock_holder() == "v1"
+    assert emulated.state.training_lock.holder() == "v1"
 
 
 def test_a_failure_redelivered_after_its_record_expired_starts_nothing_more(emulated: Any, lambda_context: Any) -> None:

@@ -49,7 +49,7 @@ def test_a_review_while_a_training_holds_the_lock_takes_four_requests(
     emulated: Any, lambda_context: Any, requests: Counter[str]
 ) -> None:
     # Given a training in flight (its lock held) and a loop in review
-    assert emulated.state.acquire_training_lock("v1") is True
+    assert emulated.state.training_lock.acquire("v1") is True
     event = given_a_loop_in_review(emulated, TEXT, [("Amazon Comprehend", "SERVICE")])
 
     made = merge_counted(emulated, lambda_context, event, requests)
@@ -68,7 +68,7 @@ def test_a_review_short_of_a_batch_with_loops_open_adds_one_open_loop_query(
 
     assert made == Counter({"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.TransactWriteItems": 1,
                             "dynamodb.BatchGetItem": 1, "dynamodb.Query": 1})
-    assert emulated.state.get_counter(REVIEWS) == 1
+    assert emulated.state.counters.get(REVIEWS) == 1
 
 
 def test_a_failed_merge_transaction_leaves_no_labels_and_the_loop_open(
@@ -91,13 +91,13 @@ def test_a_failed_merge_transaction_leaves_no_labels_and_the_loop_open(
         merge(emulated, lambda_context, event)
 
     # Then nothing of the review was written: no labels for a loop still open
-    assert emulated.state.get_gold(doc) is None
-    assert emulated.state.get_loop(name).status == "InProgress"
-    assert emulated.state.get_counter(REVIEWS) == 0
+    assert emulated.state.gold.get(doc) is None
+    assert emulated.state.loops.get(name).status == "InProgress"
+    assert emulated.state.counters.get(REVIEWS) == 0
     # and the event's retry merges it whole
     assert merge(emulated, lambda_context, event)["merged"] is True
-    assert emulated.state.get_gold(doc).spans == [Span(0, 17, "SERVICE")]
-    assert (emulated.state.get_loop(name).status, emulated.state.get_counter(REVIEWS)) == ("Completed", 1)
+    assert emulated.state.gold.get(doc).spans == [Span(0, 17, "SERVICE")]
+    assert (emulated.state.loops.get(name).status, emulated.state.counters.get(REVIEWS)) == ("Completed", 1)
 
 
 def test_a_review_of_a_document_no_longer_pooled_is_merged_without_a_pool_item(
@@ -110,15 +110,15 @@ def test_a_review_of_a_document_no_longer_pooled_is_merged_without_a_pool_item(
     result = merge(emulated, lambda_context, event)
 
     assert (result["merged"], result["counted"], result["reviews"]) == (True, True, 1)
-    assert emulated.state.get_gold(doc).spans == [Span(0, 17, "SERVICE")]
-    assert emulated.state.get_pool(doc) is None  # not recreated half-empty by the status update
+    assert emulated.state.gold.get(doc).spans == [Span(0, 17, "SERVICE")]
+    assert emulated.state.pool.get(doc) is None  # not recreated half-empty by the status update
 
 
 def test_a_lock_left_stale_by_a_lost_release_does_not_stop_a_due_retrain(
     emulated: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a lock taken more than a day ago (its release lost) and a review completing a batch of one
-    assert emulated.state.acquire_training_lock("v0") is True
+    assert emulated.state.training_lock.acquire("v0") is True
     taken = int(time.time()) - retrain.LOCK_STALE_SECONDS - 60
     emulated.state.table.update_item(Key={"pk": "LOCK", "sk": "TRAINING"}, UpdateExpression="SET acquired_epoch = :at",
                                      ExpressionAttributeValues={":at": taken})
@@ -126,4 +126,4 @@ def test_a_lock_left_stale_by_a_lost_release_does_not_stop_a_due_retrain(
 
     result = merge(emulated, lambda_context, event, RETRAIN_BATCH_SIZE="1")
 
-    assert result["snapshot"] == "v1" and emulated.state.training_lock_holder() == "v1"
+    assert result["snapshot"] == "v1" and emulated.state.training_lock.holder() == "v1"

@@ -42,9 +42,9 @@ def given_reviewed_by(emulated: Any, *answers: dict[str, Any]) -> dict[str, Any]
     detail["humanLoopOutput"]["outputS3Uri"] = detail["humanLoopOutput"]["outputS3Uri"].replace(SAMPLE_NAME, NAME)
     event["resources"] = [detail["humanLoopArn"]]
     doc = document_hash(TEXT)
-    emulated.state.add_to_pool(doc, TEXT, "batch-1")
-    emulated.state.put_loop(Loop(NAME, doc, VERSION, "InProgress"))
-    emulated.state.mark_pool(doc, IN_REVIEW, loop=NAME, seen_by=VERSION)
+    emulated.state.pool.add(doc, TEXT, "batch-1")
+    emulated.state.loops.put(Loop(NAME, doc, VERSION, "InProgress"))
+    emulated.state.pool.mark(doc, IN_REVIEW, loop=NAME, seen_by=VERSION)
     output = {"flowDefinitionArn": detail["flowDefinitionArn"], "humanLoopName": NAME, "humanAnswers": list(answers),
               "inputContent": {"document": doc, "version": VERSION, "text": TEXT,
                                "labels": [{"label": "SERVICE"}, {"label": "VERSION"}]}}
@@ -72,10 +72,10 @@ def test_three_reviewers_two_of_whom_agree_give_the_majority_s_spans(emulated: A
 
     result = merge(emulated, lambda_context, event)
 
-    gold = emulated.state.get_gold(document_hash(TEXT))
+    gold = emulated.state.gold.get(document_hash(TEXT))
     assert gold is not None and gold.spans == spans_of(COMPREHEND, LAMBDA)
     assert (result["merged"], result["worker"], result["reviews"]) == (True, "w1,w2,w3", 1)
-    assert emulated.state.get_counter(REVIEWS) == 1  # one document reviewed, however many reviewers
+    assert emulated.state.counters.get(REVIEWS) == 1  # one document reviewed, however many reviewers
     notes = emulated.s3.get_object(Bucket=emulated.bucket, Key=f"quarantine/merge/{NAME}.jsonl")["Body"].read()
     assert b"VERSION 18..21: marked by 1 of 3 reviewers; dropped" in notes
 
@@ -89,11 +89,11 @@ def test_two_reviewers_who_disagree_send_the_document_to_a_further_review(emulat
 
     doc = document_hash(TEXT)
     assert result["merged"] is False and again == result
-    loop = emulated.state.get_loop(NAME)
+    loop = emulated.state.loops.get(NAME)
     assert loop.status == "Failed" and "reviewers tied" in loop.failure and "SERVICE 26..36" in loop.failure
-    assert emulated.state.get_pool(doc).status == WAITING  # a later version routes it again
-    assert emulated.state.get_gold(doc) is None
-    assert emulated.state.get_counter(REVIEWS) == 0
+    assert emulated.state.pool.get(doc).status == WAITING  # a later version routes it again
+    assert emulated.state.gold.get(doc) is None
+    assert emulated.state.counters.get(REVIEWS) == 0
 
 
 def test_two_reviewers_who_agree_are_merged(emulated: Any, lambda_context: Any) -> None:
@@ -102,5 +102,5 @@ def test_two_reviewers_who_agree_are_merged(emulated: Any, lambda_context: Any) 
 
     merge(emulated, lambda_context, event)
 
-    assert emulated.state.get_gold(document_hash(TEXT)).spans == spans_of(COMPREHEND, LAMBDA)
-    assert emulated.state.get_pool(document_hash(TEXT)).status == GOLD
+    assert emulated.state.gold.get(document_hash(TEXT)).spans == spans_of(COMPREHEND, LAMBDA)
+    assert emulated.state.pool.get(document_hash(TEXT)).status == GOLD

@@ -119,7 +119,7 @@ def test_the_sample_becomes_one_batch_of_its_distinct_sentences(emulated, event,
     assert [json.loads(line) for line in read_lines(emulated, result["manifest_key"])] == [
         {"source": text} for text in documents
     ]
-    pool = list(emulated.state.iter_pool())
+    pool = list(emulated.state.pool.documents())
     assert sorted(doc.doc for doc in pool) == sorted(hashes)
     assert {(doc.status, doc.batch) for doc in pool} == {(WAITING, result["batch"])}
     assert result["labeling_job"] is None and result["quarantine"] is None
@@ -135,7 +135,7 @@ def test_a_second_delivery_adds_nothing(emulated, event, lambda_context, sample_
     second = handler(created, lambda_context)
 
     assert second == first
-    assert sum(1 for _ in emulated.state.iter_pool()) == first["documents"]
+    assert sum(1 for _ in emulated.state.pool.documents()) == first["documents"]
     assert {key: emulated.s3.head_object(Bucket=emulated.bucket, Key=key)["ETag"]
             for key in keys_under(emulated, "batches/")} == written
 
@@ -168,7 +168,7 @@ def test_the_same_text_under_another_name_adds_no_documents(emulated, event, lam
 
 def test_gold_documents_are_not_pooled_again(emulated, event, lambda_context):
     labelled = "Amazon S3 adds a storage class."
-    emulated.state.put_gold(GoldDocument(doc=document_hash(labelled), text=labelled,
+    emulated.state.gold.put(GoldDocument(doc=document_hash(labelled), text=labelled,
                                          spans=[Span(0, 9, "SERVICE")], origin="labeling:earlier"))
     created = upload(emulated, event, f"{labelled}\nAmazon EC2 adds an instance type.\n".encode())
 
@@ -176,7 +176,7 @@ def test_gold_documents_are_not_pooled_again(emulated, event, lambda_context):
 
     assert result["documents"] == 1 and result["known"] == 1
     assert read_lines(emulated, result["documents_key"]) == ["Amazon EC2 adds an instance type."]
-    assert emulated.state.get_pool(document_hash(labelled)) is None
+    assert emulated.state.pool.get(document_hash(labelled)) is None
 
 
 def test_bad_records_are_quarantined_and_the_rest_land(emulated, event, lambda_context):
@@ -214,7 +214,7 @@ def test_an_object_overwritten_since_its_event_is_left_to_the_newer_event(emulat
     result = emulated.handler("PreprocessFunction")(created, lambda_context)
 
     assert result["skipped"] and result["documents_key"] is None
-    assert list(emulated.state.iter_pool()) == []
+    assert list(emulated.state.pool.documents()) == []
 
 
 # --- with a workteam: the first batch goes to Ground Truth ---------------------------------------
@@ -277,7 +277,7 @@ def test_with_a_workteam_and_no_gold_set_a_labeling_job_starts(
 
 
 def test_no_labeling_job_once_there_is_a_gold_set(emulated, event, lambda_context, sagemaker_stub):
-    emulated.state.put_gold(GoldDocument(doc=document_hash("Amazon S3"), text="Amazon S3",
+    emulated.state.gold.put(GoldDocument(doc=document_hash("Amazon S3"), text="Amazon S3",
                                          spans=[Span(0, 9, "SERVICE")], origin="labeling:earlier"))
     created = upload(emulated, event, b"Amazon EC2 adds an instance type.\n")
 
@@ -365,7 +365,7 @@ def test_after_a_failed_seed_job_the_next_batch_is_labelled(emulated, event, lam
 
     sagemaker_stub.assert_no_pending_responses()
     assert later["labeling_job"].endswith(f"labeling-job/{job}")
-    assert emulated.state.seed_labeling_batch() == batch_name("raw/later.txt", created["detail"]["object"]["etag"])
+    assert emulated.state.seed_labeling.batch() == batch_name("raw/later.txt", created["detail"]["object"]["etag"])
 
 
 def test_a_key_delivered_url_encoded_reads_the_object_it_names(emulated, event, lambda_context):

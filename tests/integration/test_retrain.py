@@ -10,6 +10,7 @@ import pytest
 from nerloop.documents import Span, document_hash
 from nerloop.retrain import RetrainPolicy, count_review, maybe_start_retrain, pending_reviews, request_retrain
 from nerloop.state import GoldDocument, Loop, StateTable
+from nerloop.state.coordination import CounterRepository
 
 TEN = RetrainPolicy(batch_size=10)
 
@@ -21,13 +22,13 @@ def table(emulated) -> StateTable:
 def add_gold(state: StateTable, count: int) -> None:
     for i in range(count):
         text = f"Amazon Service{i} launches"
-        state.put_gold(GoldDocument(document_hash(text), text, [Span(0, 6 + 1 + len(f"Service{i}"), "SERVICE")],
+        state.gold.put(GoldDocument(document_hash(text), text, [Span(0, 6 + 1 + len(f"Service{i}"), "SERVICE")],
                                     origin="test"))
 
 
 def keep_a_loop_open(state: StateTable) -> None:
     """A human loop still in review: more reviews may come, so only a full batch is due."""
-    state.put_loop(Loop("v0-open", "doc-open", "v0", "InProgress"))
+    state.loops.put(Loop("v0-open", "doc-open", "v0", "InProgress"))
 
 
 def snapshot_keys(emulated) -> list[str]:
@@ -51,12 +52,12 @@ def test_concurrent_reviews_start_exactly_one_training(emulated):
         versions = [v for v in pool.map(review, range(40)) if v]
 
     assert versions == ["v1"]
-    assert state.get_counter("REVIEWS") == 40
+    assert state.counters.get("REVIEWS") == 40
     assert snapshot_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
-    assert state.training_lock_holder() == "v1"
+    assert state.training_lock.holder() == "v1"
     # The snapshot was due (at least one full batch) and what came after it is still owed a training
-    assert 10 <= state.get_counter("REVIEWS_AT_SNAPSHOT") <= 40
-    assert pending_reviews(state) == 40 - state.get_counter("REVIEWS_AT_SNAPSHOT")
+    assert 10 <= state.counters.get("REVIEWS_AT_SNAPSHOT") <= 40
+    assert pending_reviews(state) == 40 - state.counters.get("REVIEWS_AT_SNAPSHOT")
 
 
 def test_the_next_batch_waits_for_the_lock(emulated):
@@ -69,7 +70,7 @@ def test_the_next_batch_waits_for_the_lock(emulated):
         count_review(state)
 
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None  # v1 still training
-    state.release_training_lock("v1")
+    state.training_lock.release("v1")
     snapshot = maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN)
     assert snapshot is not None and snapshot.version == "v2" and snapshot.stats.documents == 3
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None  # nothing new is due
@@ -81,7 +82,7 @@ def test_a_request_starts_a_retrain_without_reviews(emulated):
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
     request_retrain(state)
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN).version == "v1"
-    state.release_training_lock("v1")
+    state.training_lock.release("v1")
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
 
 
@@ -93,7 +94,7 @@ def write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch) -> StateTable:
     add_gold(state, 3)
     for _ in range(10):
         count_review(state)
-    real_set_counter = StateTable.set_counter
+    real_set_counter = CounterRepository.set
     failures = iter([RuntimeError("throttled past the retries")])
 
     def set_counter_failing_once(self, name, value):
@@ -102,7 +103,7 @@ def write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch) -> StateTable:
                 raise failure
         real_set_counter(self, name, value)
 
-    monkeypatch.setattr(StateTable, "set_counter", set_counter_failing_once)
+    monkeypatch.setattr(CounterRepository, "set", set_counter_failing_once)
     with pytest.raises(RuntimeError, match="throttled"):
         maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN)
     return state
@@ -116,10 +117,10 @@ def test_a_snapshot_whose_bookkeeping_failed_keeps_the_lock_and_is_settled_when_
     state = write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch)
 
     # The training keeps the lock (nothing else starts), and when it ends nothing is due again
-    assert state.training_lock_holder() == "v1"
+    assert state.training_lock.holder() == "v1"
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
     release_training(state, "v1")
-    assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
+    assert state.counters.get(REVIEWS_AT_SNAPSHOT) == 10
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
     assert snapshot_keys(emulated) == ["training/v1/annotations.csv", "training/v1/documents.txt"]
 
@@ -131,10 +132,10 @@ def test_the_train_stage_taking_the_lock_of_its_version_keeps_what_the_snapshot_
 
     state = write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch)
 
-    assert state.acquire_training_lock("v1") is True  # what the train stage does for the snapshot v1
-    assert state.acquire_training_lock("v2") is False
+    assert state.training_lock.acquire("v1") is True  # what the train stage does for the snapshot v1
+    assert state.training_lock.acquire("v2") is False
     release_training(state, "v1")
-    assert state.get_counter(REVIEWS_AT_SNAPSHOT) == 10
+    assert state.counters.get(REVIEWS_AT_SNAPSHOT) == 10
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
 
 
@@ -157,8 +158,8 @@ def test_the_time_limit_counts_from_the_oldest_review_not_yet_in_a_snapshot(emul
         clock["now"] += 3600
     assert retrain.retrain_due(state, policy) == retrain.BATCH
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy).version == "v1"
-    state.release_training_lock("v1")
-    assert state.get_counter_stamped("REVIEWS") == (3, None)
+    state.training_lock.release("v1")
+    assert state.counters.get_stamped("REVIEWS") == (3, None)
 
     # A review merged ten hours later waits its own hour, not one from the snapshot
     clock["now"] += 10 * 3600
@@ -189,8 +190,8 @@ def test_a_review_merged_while_the_snapshot_was_written_waits_from_the_snapshot(
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy).version == "v1"
 
     assert pending_reviews(state) == 1
-    assert state.get_counter_stamped("REVIEWS") == (3, 1_000_500)  # not the first review's 1_000_000
-    state.release_training_lock("v1")
+    assert state.counters.get_stamped("REVIEWS") == (3, 1_000_500)  # not the first review's 1_000_000
+    state.training_lock.release("v1")
     assert retrain.retrain_due(state, policy, now=1_000_500 + 3599) is None
     assert retrain.retrain_due(state, policy, now=1_000_500 + 3600) == retrain.WAITED
 
@@ -204,7 +205,7 @@ def test_a_snapshot_of_a_gold_set_past_comprehends_maxima_holds_the_newest_docum
     # Given five gold documents labelled on five days, and a maximum of three documents
     texts = [f"Amazon S3 version {n}.0 is now available in region {n}." for n in range(5)]
     for day, text in enumerate(texts, start=1):
-        emulated.state.put_gold(GoldDocument(document_hash(text), text, [Span(0, 9, "SERVICE")], origin="review:x",
+        emulated.state.gold.put(GoldDocument(document_hash(text), text, [Span(0, 9, "SERVICE")], origin="review:x",
                                              updated_at=f"2026-01-0{day}T00:00:00Z"))
 
     snapshot = write_snapshot(emulated.state, emulated.s3, emulated.bucket, "v9",
@@ -220,5 +221,5 @@ def test_a_snapshot_of_a_gold_set_past_comprehends_maxima_holds_the_newest_docum
     assert snapshot.stats.annotations == {"SERVICE": 3}
     assert snapshot.stats.corpus_bytes == len(lines.encode())
     # And what the gold set left out stays in it
-    assert sum(1 for _ in emulated.state.iter_gold()) == 5
+    assert sum(1 for _ in emulated.state.gold.documents()) == 5
     assert not [p for p in check_training_minimums(snapshot.stats, ["SERVICE"]) if "at most" in p]

@@ -20,11 +20,11 @@ RAW_LINES = 12
 
 
 def trained_versions(runtime: LocalRuntime) -> list[str]:
-    return sorted(v.version for v in runtime.state.list_versions() if v.status == "TRAINED")
+    return sorted(v.version for v in runtime.state.versions.list() if v.status == "TRAINED")
 
 
 def open_loops(runtime: LocalRuntime) -> list[str]:
-    return [loop.name for loop in runtime.state.list_loops((LOOP_OPEN,))]
+    return [loop.name for loop in runtime.state.loops.list((LOOP_OPEN,))]
 
 
 class Reviewer:
@@ -114,7 +114,7 @@ def test_the_last_open_loop_expiring_starts_the_retrain(start_loop):
     # Then the reviews pending train v2, and the expired loop's document waits for the next version
     assert trained_versions(runtime)[:2] == ["v1", "v2"]
     assert not [name for name in open_loops(runtime) if name.startswith("v1-")]
-    loop = runtime.state.get_loop(reviewer.held[0])
+    loop = runtime.state.loops.get(reviewer.held[0])
     assert loop is not None and loop.status == "Failed" and loop.failure.startswith("Expired")
 
 
@@ -157,5 +157,5 @@ def test_every_event_delivered_twice_trains_the_short_batch_once(start_loop):
     assert trained_versions(runtime)[:2] == ["v1", "v2"]
     assert sorted({key.split("/")[1] for key in runtime.list_keys("training/")}) == ["v1", "v2"]
     state = runtime.state
-    assert state.get_counter(retrain.REVIEWS) == len(reviewer.answered)
-    assert state.get_counter(retrain.REVIEWS_AT_SNAPSHOT) == len(reviewer.answered)
+    assert state.counters.get(retrain.REVIEWS) == len(reviewer.answered)
+    assert state.counters.get(retrain.REVIEWS_AT_SNAPSHOT) == len(reviewer.answered)

@@ -114,11 +114,11 @@ def finished_detection_job(emulated: Any, docs: list[Doc]) -> Any:
     """Pool documents, the job's input file and item, and the output archive from events/route.json."""
     state = emulated.state
     for doc in docs:
-        state.add_to_pool(doc.hash, doc.text, "batch-1")
+        state.pool.add(doc.hash, doc.text, "batch-1")
     emulated.s3.put_object(
         Bucket=emulated.bucket, Key=INPUT_KEY, Body="".join(doc.text + "\n" for doc in docs).encode("utf-8")
     )
-    state.put_job(
+    state.jobs.put(
         Job(job_id=JOB_ID, status="COMPLETED", version=VERSION, input_key=INPUT_KEY, documents=len(docs))
     )
     emulated.s3.put_object(Bucket=emulated.bucket, Key=KEY, Body=make_archive(output_lines(docs)))
@@ -128,7 +128,7 @@ def finished_detection_job(emulated: Any, docs: list[Doc]) -> Any:
 @pytest.fixture
 def given_a_finished_detection_job(emulated: Any) -> Any:
     finished_detection_job(emulated, DOCS)
-    emulated.state.put_gold(
+    emulated.state.gold.put(
         GoldDocument(ALREADY_GOLD.hash, ALREADY_GOLD.text, [Span(0, 13, "SERVICE")], "labeling:job-1")
     )
     return emulated
@@ -215,7 +215,7 @@ def test_pool_statuses_follow_the_decisions(
     route(given_a_finished_detection_job, lambda_context)
 
     state = given_a_finished_detection_job.state
-    pool = {doc.text: state.get_pool(doc.hash) for doc in DOCS}
+    pool = {doc.text: state.pool.get(doc.hash) for doc in DOCS}
     assert {text: p.status for text, p in pool.items()} == {
         CONFIDENT.text: ACCEPTED,
         THIRD_UNCERTAIN.text: IN_REVIEW,
@@ -254,7 +254,7 @@ def test_each_loop_is_recorded_in_progress_and_the_job_marked_routed(
     route(given_a_finished_detection_job, lambda_context)
 
     state = given_a_finished_detection_job.state
-    loops = {loop.name: loop for loop in state.list_loops()}
+    loops = {loop.name: loop for loop in state.loops.list()}
     assert set(loops) == {loop_name(THIRD_UNCERTAIN.hash, VERSION, FLOW), loop_name(UNCERTAIN.hash, VERSION, FLOW)}
     assert {(loop.doc, loop.version, loop.status) for loop in loops.values()} == {
         (THIRD_UNCERTAIN.hash, VERSION, "InProgress"),
@@ -290,7 +290,7 @@ def test_a_redelivered_event_starts_nothing_new(
 
     a2i.assert_no_pending_responses()
     assert second == first
-    assert len(given_a_finished_detection_job.state.list_loops()) == 2
+    assert len(given_a_finished_detection_job.state.loops.list()) == 2
 
 
 def test_throttling_is_retried_with_back_off(
@@ -321,24 +321,24 @@ def test_a_loop_that_a2i_already_has_is_not_counted_as_new(
 ) -> None:
     # Given a first attempt that recorded and started the loop, then crashed before the pool was marked
     state = given_a_finished_detection_job.state
-    state.put_loop(Loop(loop_name(UNCERTAIN.hash, VERSION, FLOW), UNCERTAIN.hash, VERSION, "InProgress"))
+    state.loops.put(Loop(loop_name(UNCERTAIN.hash, VERSION, FLOW), UNCERTAIN.hash, VERSION, "InProgress"))
     expect_loop(a2i, THIRD_UNCERTAIN)
     a2i.add_client_error("start_human_loop", "ConflictException", http_status_code=409)
 
     result = route(given_a_finished_detection_job, lambda_context)
 
     assert (result["loops_started"], result["loops_existing"]) == (1, 1)
-    assert state.get_pool(UNCERTAIN.hash).status == IN_REVIEW
+    assert state.pool.get(UNCERTAIN.hash).status == IN_REVIEW
 
 
 def test_an_output_routed_again_after_a_failure_makes_the_same_choices(
     given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nerloop.state import StateTable
+    from nerloop.state.jobs import JobRepository
 
     # Given a first attempt that opened the budget's one loop, then failed before it finished
     expect_loop(a2i, THIRD_UNCERTAIN)
-    real_update_job = StateTable.update_job
+    real_update_job = JobRepository.update
     failures = iter([RuntimeError("throttled past the retries")])
 
     def update_job_failing_once(self: Any, job_id: str, **attributes: Any) -> None:
@@ -346,7 +346,7 @@ def test_an_output_routed_again_after_a_failure_makes_the_same_choices(
             raise failure
         real_update_job(self, job_id, **attributes)
 
-    monkeypatch.setattr(StateTable, "update_job", update_job_failing_once)
+    monkeypatch.setattr(JobRepository, "update", update_job_failing_once)
     with pytest.raises(RuntimeError, match="throttled"):
         route(given_a_finished_detection_job, lambda_context, REVIEW_BUDGET="1")
 
@@ -356,7 +356,7 @@ def test_an_output_routed_again_after_a_failure_makes_the_same_choices(
 
     a2i.assert_no_pending_responses()
     assert (result["loops_started"], result["loops_existing"], result["over_budget"]) == (0, 1, 1)
-    assert given_a_finished_detection_job.state.get_pool(UNCERTAIN.hash).status == WAITING
+    assert given_a_finished_detection_job.state.pool.get(UNCERTAIN.hash).status == WAITING
 
 
 def test_a_loop_already_finished_for_this_version_is_not_started_again(
@@ -364,15 +364,15 @@ def test_a_loop_already_finished_for_this_version_is_not_started_again(
 ) -> None:
     state = given_a_finished_detection_job.state
     name = loop_name(UNCERTAIN.hash, VERSION, FLOW)
-    state.put_loop(Loop(name, UNCERTAIN.hash, VERSION, "InProgress"))
-    state.finish_loop(name, "Failed", "Expired: nobody reviewed it")
+    state.loops.put(Loop(name, UNCERTAIN.hash, VERSION, "InProgress"))
+    state.loops.finish(name, "Failed", "Expired: nobody reviewed it")
     expect_loop(a2i, THIRD_UNCERTAIN)
 
     result = route(given_a_finished_detection_job, lambda_context)
 
     a2i.assert_no_pending_responses()
     assert result["loops_started"] == 1
-    assert state.get_pool(UNCERTAIN.hash).status == WAITING
+    assert state.pool.get(UNCERTAIN.hash).status == WAITING
 
 
 def test_a_review_budget_keeps_the_most_expected_errors_and_leaves_the_rest_waiting(
@@ -384,7 +384,7 @@ def test_a_review_budget_keeps_the_most_expected_errors_and_leaves_the_rest_wait
 
     a2i.assert_no_pending_responses()
     assert (result["loops_started"], result["over_budget"]) == (1, 1)
-    over = given_a_finished_detection_job.state.get_pool(UNCERTAIN.hash)
+    over = given_a_finished_detection_job.state.pool.get(UNCERTAIN.hash)
     assert (over.status, over.seen_by) == (WAITING, VERSION)
 
 
@@ -416,8 +416,8 @@ def test_room_the_uncertain_documents_leave_goes_to_the_other_documents_without_
     a2i.assert_no_pending_responses()
     assert (result["loops_started"], result["filled"], result["accepted"]) == (4, 2, 1)
     pool = given_a_finished_detection_job.state
-    assert pool.get_pool(AT_THRESHOLD.hash).status == IN_REVIEW
-    assert pool.get_pool(NO_ENTITIES.hash).status == ACCEPTED
+    assert pool.pool.get(AT_THRESHOLD.hash).status == IN_REVIEW
+    assert pool.pool.get(NO_ENTITIES.hash).status == ACCEPTED
 
 
 def test_a_document_with_no_predicted_entity_reaches_a_person_when_the_budget_has_room(
@@ -430,7 +430,7 @@ def test_a_document_with_no_predicted_entity_reaches_a_person_when_the_budget_ha
 
     a2i.assert_no_pending_responses()
     assert (result["loops_started"], result["filled"], result["accepted"]) == (5, 3, 0)
-    assert given_a_finished_detection_job.state.get_pool(NO_ENTITIES.hash).status == IN_REVIEW
+    assert given_a_finished_detection_job.state.pool.get(NO_ENTITIES.hash).status == IN_REVIEW
 
 
 def test_the_budget_passes_over_a_near_duplicate_for_a_different_document(
@@ -448,7 +448,7 @@ def test_the_budget_passes_over_a_near_duplicate_for_a_different_document(
 
     a2i.assert_no_pending_responses()
     assert (result["loops_started"], result["over_budget"]) == (2, 1)
-    assert emulated.state.get_pool(repeat.hash).status == WAITING
+    assert emulated.state.pool.get(repeat.hash).status == WAITING
 
 
 def test_an_output_of_an_unknown_job_is_refused(emulated: Any, a2i: Stubber, lambda_context: Any) -> None:
@@ -487,7 +487,7 @@ def test_documents_across_several_batches_are_all_routed(emulated: Any, a2i: Stu
     result = route(emulated, lambda_context)
 
     assert (result["records"], result["accepted"]) == (230, 230)
-    assert {p.status for p in emulated.state.iter_pool()} == {ACCEPTED}
+    assert {p.status for p in emulated.state.pool.documents()} == {ACCEPTED}
 
 
 def test_a_routed_document_keeps_its_text_and_batch(emulated: Any, a2i: Stubber, lambda_context: Any) -> None:
@@ -510,7 +510,7 @@ def test_the_same_text_on_two_lines_is_decided_once_after_the_other(
     result = route(emulated, lambda_context)
 
     assert (result["records"], result["accepted"], result["quarantined"]) == (3, 3, 0)
-    assert emulated.state.get_pool(CONFIDENT.hash).status == ACCEPTED
+    assert emulated.state.pool.get(CONFIDENT.hash).status == ACCEPTED
 
 
 def test_documents_over_budget_wait_seen_by_the_version_unless_gold_by_then(
@@ -526,7 +526,7 @@ def test_documents_over_budget_wait_seen_by_the_version_unless_gold_by_then(
     real_pick = route_stage.pick_diverse
 
     def pick_then_label(*args: Any, **kwargs: Any) -> Any:
-        emulated.state.put_gold(GoldDocument(over[1].hash, over[1].text, [], "labeling:job-2"))
+        emulated.state.gold.put(GoldDocument(over[1].hash, over[1].text, [], "labeling:job-2"))
         return real_pick(*args, **kwargs)
 
     monkeypatch.setattr(route_stage, "pick_diverse", pick_then_label)
@@ -534,28 +534,29 @@ def test_documents_over_budget_wait_seen_by_the_version_unless_gold_by_then(
     result = route(emulated, lambda_context, REVIEW_BUDGET="1")
 
     assert (result["loops_started"], result["over_budget"]) == (1, 3)
-    pool = [emulated.state.get_pool(doc.hash) for doc in over]
+    pool = [emulated.state.pool.get(doc.hash) for doc in over]
     assert [(p.status, p.seen_by) for p in pool] == [(WAITING, VERSION), (GOLD, ""), (WAITING, VERSION)]
 
 
 def test_a_document_that_becomes_gold_while_its_batch_is_routed_stays_gold(
     given_a_finished_detection_job: Any, a2i: Stubber, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nerloop.state import StateTable
+    from nerloop.state.pool import PoolRepository
 
     # Given a merge that makes the confident document gold just after route read its pool item
     expect_loop(a2i, THIRD_UNCERTAIN)
     expect_loop(a2i, UNCERTAIN)
-    real_read = StateTable.get_pool_items
+    real_read = PoolRepository.get_items
+    state = given_a_finished_detection_job.state
 
     def read_then_merged(self: Any, docs: Any) -> Any:
         items = real_read(self, docs)
-        self.put_gold(GoldDocument(CONFIDENT.hash, CONFIDENT.text, [Span(0, 17, "SERVICE")], "review:loop-x"))
+        state.gold.put(GoldDocument(CONFIDENT.hash, CONFIDENT.text, [Span(0, 17, "SERVICE")], "review:loop-x"))
         return items
 
-    monkeypatch.setattr(StateTable, "get_pool_items", read_then_merged)
+    monkeypatch.setattr(PoolRepository, "get_items", read_then_merged)
 
     route(given_a_finished_detection_job, lambda_context)
 
     # Then route's "accepted" does not overwrite it
-    assert given_a_finished_detection_job.state.get_pool(CONFIDENT.hash).status == GOLD
+    assert given_a_finished_detection_job.state.pool.get(CONFIDENT.hash).status == GOLD

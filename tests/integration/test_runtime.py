@@ -340,7 +340,7 @@ def test_labeling_job_started_by_preprocess_completes_into_the_gold_set(runtime:
         job.name, manifest.replace(label_attribute_of(manifest), job.label_attribute))
     convert = [d for d in runtime.cycle() if d.function == "ConvertFunction"]
     assert [d.outcome for d in convert] == ["ok"], [d.error for d in convert]
-    assert any(True for _ in runtime.state.iter_gold())
+    assert any(True for _ in runtime.state.gold.documents())
 
 
 # --- the workspace -------------------------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def test_workspace_survives_a_restart(tmp_path: Path, stack: Stack) -> None:
         objects = {"notes/a b+c.txt": "one", "notes/a": "two", "notes/a/b": "three"}
         for key, text in objects.items():
             first.put_text(key, text)
-        first.state.add_to_counter("REVIEWS", 7)
+        first.state.counters.add("REVIEWS", 7)
         first.client("dynamodb").put_item(TableName=first.table_name, Item=TYPED_ITEM)
         first.run_until_idle(max_cycles=5)  # raw/ is empty: only the start settles
         first.put_text("raw/dead.txt", "x")
@@ -385,7 +385,7 @@ def test_workspace_survives_a_restart(tmp_path: Path, stack: Stack) -> None:
     try:
         assert again.restored
         assert {key: again.get_text(key) for key in objects} == objects
-        assert again.state.get_counter("REVIEWS") == 7
+        assert again.state.counters.get("REVIEWS") == 7
         item_key = {"pk": TYPED_ITEM["pk"], "sk": TYPED_ITEM["sk"]}
         assert again.client("dynamodb").get_item(TableName=again.table_name, Key=item_key)["Item"] == TYPED_ITEM
         assert again.pending()["PreprocessFunction"] == 1  # restoring S3 fired no new events

@@ -57,7 +57,7 @@ def gold_after_conversion(workspace: Path, stack: Stack, manifest: bytes) -> tup
         result = runtime.run_until_idle(max_cycles=60)
         assert result.idle and not result.failures and not runtime.dead_letters()
         converts = [d for d in result.deliveries if d.function == "ConvertFunction"]
-        gold = {g.doc: (g.text, g.spans, g.origin) for g in runtime.state.iter_gold()}
+        gold = {g.doc: (g.text, g.spans, g.origin) for g in runtime.state.gold.documents()}
     return gold, converts
 
 

@@ -50,7 +50,7 @@ def dead_letter_a_merge(runtime: LocalRuntime) -> str:
     """A completed loop's event that the merge function failed every attempt at: its dead letter."""
     failed = load_event("merge-failed")
     name = str(failed["detail"]["humanLoopName"])
-    runtime.state.put_loop(Loop(name, "doc", "v1", "InProgress"))
+    runtime.state.loops.put(Loop(name, "doc", "v1", "InProgress"))
     runtime.override_handler("MergeFunction", broken)
     detail = {**failed["detail"], "flowDefinitionArn": runtime.flow_definition_arn}  # the rule's pattern
     runtime.put_event(failed["source"], failed["detail-type"], detail, failed["resources"])
@@ -174,7 +174,7 @@ def test_redrive_sends_a_dead_letter_back_with_no_second_effect(runtime: LocalRu
     name = dead_letter_a_merge(runtime)
     (letter,) = runtime.standins.context.client("sqs").receive_message(
         QueueUrl=dlq_url(runtime, "MergeFunction"), VisibilityTimeout=0)["Messages"]
-    assert runtime.state.get_loop(name).status == "InProgress"
+    assert runtime.state.loops.get(name).status == "InProgress"
     # When it is redriven through the stack, and Lambda runs the invocation it queued
     assert run(["redrive", *STACK]) == 0
     out = capsys.readouterr().out
@@ -182,7 +182,7 @@ def test_redrive_sends_a_dead_letter_back_with_no_second_effect(runtime: LocalRu
     assert runtime.dead_letters() == []
     runtime.run_until_idle()
     # Then the event had its effect
-    assert runtime.state.get_loop(name).status == "Failed"
+    assert runtime.state.loops.get(name).status == "Failed"
     after_once = table_items(runtime)
     # When the same letter comes back (as after a delete that failed once the invoke was made) and is redriven
     runtime.standins.context.client("sqs").send_message(QueueUrl=dlq_url(runtime, "MergeFunction"),
@@ -200,7 +200,7 @@ def test_redrive_sends_an_event_a_rule_could_not_deliver(runtime: LocalRuntime, 
     # Given an event in the merge function's queue as EventBridge leaves one (the event as the body)
     failed = load_event("merge-failed")
     name = str(failed["detail"]["humanLoopName"])
-    runtime.state.put_loop(Loop(name, "doc", "v1", "InProgress"))
+    runtime.state.loops.put(Loop(name, "doc", "v1", "InProgress"))
     event = {**failed, "detail": {**failed["detail"], "flowDefinitionArn": runtime.flow_definition_arn}}
     attributes = {"ERROR_CODE": "NO_PERMISSIONS", "ERROR_MESSAGE": "not allowed to invoke", "RETRY_ATTEMPTS": "0"}
     runtime.standins.context.client("sqs").send_message(
@@ -212,7 +212,7 @@ def test_redrive_sends_an_event_a_rule_could_not_deliver(runtime: LocalRuntime, 
     assert run(["redrive", *STACK]) == 0
     runtime.run_until_idle()
     # Then the merge function ran on it
-    assert runtime.state.get_loop(name).status == "Failed"
+    assert runtime.state.loops.get(name).status == "Failed"
 
 
 def test_a_letter_that_is_not_an_event_stays(runtime: LocalRuntime, capsys: Any) -> None:

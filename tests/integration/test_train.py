@@ -42,9 +42,9 @@ def test_a_valid_snapshot_starts_training_once(emulated, event, lambda_context):
     recognizers = boto3.client("comprehend").list_entity_recognizers()["EntityRecognizerPropertiesList"]
     assert [r["VersionName"] for r in recognizers] == ["v1"]
     assert recognizers[0]["InputDataConfig"]["Annotations"]["S3Uri"].endswith("training/v1/annotations.csv")
-    version = emulated.state.get_version("v1")
+    version = emulated.state.versions.get("v1")
     assert version is not None and version.status == "SUBMITTED" and version.arn == first["arn"]
-    assert emulated.state.training_lock_holder() == "v1"
+    assert emulated.state.training_lock.holder() == "v1"
 
 
 def test_a_short_snapshot_is_reported_not_trained(emulated, event, lambda_context):
@@ -56,8 +56,8 @@ def test_a_short_snapshot_is_reported_not_trained(emulated, event, lambda_contex
     report = json.loads(emulated.s3.get_object(Bucket=emulated.bucket, Key=result["report"])["Body"].read())
     assert report["problems"] == result["problems"]
     assert boto3.client("comprehend").list_entity_recognizers()["EntityRecognizerPropertiesList"] == []
-    assert emulated.state.get_version("v1").status == "REJECTED"
-    assert emulated.state.training_lock_holder() is None
+    assert emulated.state.versions.get("v1").status == "REJECTED"
+    assert emulated.state.training_lock.holder() is None
 
 
 def test_annotations_outside_their_document_are_named_by_row(emulated, event, lambda_context):

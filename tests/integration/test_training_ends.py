@@ -50,11 +50,11 @@ def test_a_version_trained_with_a_warning_is_activated_and_detects(runtime: Loca
     settle(runtime)
 
     # Then v1 keeps its status and warning, is active, has detected, and the lock is free
-    version = runtime.state.get_version("v1")
+    version = runtime.state.versions.get("v1")
     assert (version.status, version.message) == ("TRAINED_WITH_WARNING", "some training documents were skipped")
-    assert runtime.state.get_active()[0] == "v1"
-    assert [job.version for job in runtime.state.list_jobs()] == ["v1"]
-    assert runtime.state.training_lock_holder() is None
+    assert runtime.state.versions.active()[0] == "v1"
+    assert [job.version for job in runtime.state.jobs.list()] == ["v1"]
+    assert runtime.state.training_lock.holder() is None
 
 
 def test_a_stopped_training_frees_the_lock_and_the_next_labels_train(runtime: LocalRuntime, seed: Any) -> None:
@@ -70,12 +70,12 @@ def test_a_stopped_training_frees_the_lock_and_the_next_labels_train(runtime: Lo
     settle(runtime)
 
     # Then v1 is recorded STOPPED and no training holds the lock
-    assert runtime.state.get_version("v1").status == "STOPPED"
-    assert runtime.state.training_lock_holder() is None
+    assert runtime.state.versions.get("v1").status == "STOPPED"
+    assert runtime.state.training_lock.holder() is None
 
     # And the next labels train v2 at once, not a day later when the lock would go stale
     runtime.label_with_manifest(seed(SEED_LINES, 2 * SEED_LINES),
                                 job_name=f"{runtime.stack.labeling_job_prefix()}-stopped-more")
     settle(runtime)
-    assert runtime.state.get_version("v2").status == "TRAINED"
-    assert runtime.state.get_active()[0] == "v2"
+    assert runtime.state.versions.get("v2").status == "TRAINED"
+    assert runtime.state.versions.active()[0] == "v2"

@@ -21,7 +21,7 @@ def create_version(version: str) -> str:
 def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, event, lambda_context):
     # Given v1 recorded as SUBMITTED while Comprehend (moto) already says TRAINED
     arn = create_version("v1")
-    emulated.state.put_version(Version("v1", "SUBMITTED", arn=arn))
+    emulated.state.versions.put(Version("v1", "SUBMITTED", arn=arn))
     queue = emulated.capture_rule("DetectFunction", "RecognizerFinished")
     handler = emulated.handler("WatchFunction")
 
@@ -36,13 +36,13 @@ def test_a_finished_training_is_published_once_for_the_detect_rule(emulated, eve
     assert len(events) == 1
     assert events[0]["detail"] == {"recognizerName": "nerloop", "versionName": "v1", "recognizerArn": arn,
                                    "status": "TRAINED", "previousStatus": "SUBMITTED", "message": ""}
-    assert emulated.state.get_version("v1").status == "TRAINED"
+    assert emulated.state.versions.get("v1").status == "TRAINED"
 
 
 def test_detection_job_changes_are_published_and_recorded(emulated, event, lambda_context):
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
-    emulated.state.put_job(Job("job-1", "SUBMITTED", "v1", "detection/input/v1-x/documents.txt", 3))
+    emulated.state.jobs.put(Job("job-1", "SUBMITTED", "v1", "detection/input/v1-x/documents.txt", 3))
     with Stubber(comprehend) as stubber:
         stubber.add_response("describe_entities_detection_job", {"EntitiesDetectionJobProperties": {
             "JobId": "job-1", "JobStatus": "FAILED", "Message": "access denied to the input prefix",
@@ -51,7 +51,7 @@ def test_detection_job_changes_are_published_and_recorded(emulated, event, lambd
         result = emulated.handler("WatchFunction")(event("watch"), lambda_context)
 
     assert result["changes"] == [{"job": "job-1", "status": "FAILED"}]
-    assert emulated.state.get_job("job-1").status == "FAILED"
+    assert emulated.state.jobs.get("job-1").status == "FAILED"
 
 
 def given_reviews_pending_and_a_loop_open(emulated, monkeypatch, merged_at: int) -> None:
@@ -63,9 +63,9 @@ def given_reviews_pending_and_a_loop_open(emulated, monkeypatch, merged_at: int)
     monkeypatch.setattr(retrain, "epoch_seconds", lambda: merged_at)
     state = emulated.state
     for text in ("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."):
-        state.put_gold(GoldDocument(document_hash(text), text, [], origin="review:x"))
+        state.gold.put(GoldDocument(document_hash(text), text, [], origin="review:x"))
         retrain.count_review(state)
-    state.put_loop(Loop("v1-still-open", "doc", "v1", "InProgress"))
+    state.loops.put(Loop("v1-still-open", "doc", "v1", "InProgress"))
 
 
 def watch_at(emulated, event, lambda_context, monkeypatch, when: int, **environment: str) -> dict:
@@ -87,7 +87,7 @@ def test_reviews_pending_past_the_time_limit_start_one_retrain(emulated, event, 
     listing = emulated.s3.list_objects_v2(Bucket=emulated.bucket, Prefix="training/")
     assert sorted(item["Key"] for item in listing["Contents"]) == ["training/v1/annotations.csv",
                                                                    "training/v1/documents.txt"]
-    assert emulated.state.training_lock_holder() == "v1"
+    assert emulated.state.training_lock.holder() == "v1"
 
 
 def test_the_template_default_waits_a_day_and_zero_never_retrains_by_time(emulated, event, lambda_context,
@@ -130,8 +130,8 @@ def items_read_by(emulated, call) -> int:
 def test_the_watch_reads_only_the_jobs_in_flight(emulated, event, lambda_context):
     # Given 300 detection jobs that ended long ago and one still running
     for number in range(300):
-        emulated.state.put_job(Job(f"old-{number}", "COMPLETED", "v1", "detection/input/x/documents.txt", 1))
-    emulated.state.put_job(Job("job-live", "IN_PROGRESS", "v1", "detection/input/y/documents.txt", 1,
+        emulated.state.jobs.put(Job(f"old-{number}", "COMPLETED", "v1", "detection/input/x/documents.txt", 1))
+    emulated.state.jobs.put(Job("job-live", "IN_PROGRESS", "v1", "detection/input/y/documents.txt", 1,
                                arn=JOB_ARN.format("job-live")))
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
@@ -145,13 +145,13 @@ def test_the_watch_reads_only_the_jobs_in_flight(emulated, event, lambda_context
 
     # Then it asked about that job alone and read a handful of items, not the 300 ended jobs
     assert 0 < read < 20
-    assert emulated.state.get_job("job-live").status == "COMPLETED"
-    assert emulated.state.list_jobs_in_flight() == []
+    assert emulated.state.jobs.get("job-live").status == "COMPLETED"
+    assert emulated.state.jobs.in_flight() == []
 
 
 def test_a_job_comprehend_no_longer_knows_is_recorded_once_and_not_asked_about_again(emulated, event,
                                                                                       lambda_context):
-    emulated.state.put_job(Job("job-gone", "IN_PROGRESS", "v1", "detection/input/y/documents.txt", 1))
+    emulated.state.jobs.put(Job("job-gone", "IN_PROGRESS", "v1", "detection/input/y/documents.txt", 1))
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
     handler = emulated.handler("WatchFunction")
@@ -164,17 +164,17 @@ def test_a_job_comprehend_no_longer_knows_is_recorded_once_and_not_asked_about_a
 
     assert first["changes"] == [{"job": "job-gone", "status": "NOT_FOUND"}]
     assert second["changes"] == []
-    assert emulated.state.get_job("job-gone").status == "NOT_FOUND"
+    assert emulated.state.jobs.get("job-gone").status == "NOT_FOUND"
 
 
 def queued_request(emulated, token: str = "t" * 40) -> None:
     from nerloop.state import DetectionRequest
 
     arn = "arn:aws:comprehend:us-east-1:123456789012:entity-recognizer/nerloop/version/v1"
-    emulated.state.put_version(Version("v1", "TRAINED", arn=arn))
+    emulated.state.versions.put(Version("v1", "TRAINED", arn=arn))
     request = DetectionRequest(token, "v1", "detection/input/v1-batch/documents.txt", 4)
-    emulated.state.record_detection_request(request)
-    emulated.state.queue_detection(request)
+    emulated.state.jobs.record_request(request)
+    emulated.state.jobs.queue(request)
 
 
 def test_a_queued_detection_starts_when_comprehend_has_a_slot_and_waits_while_it_has_none(
@@ -191,14 +191,14 @@ def test_a_queued_detection_starts_when_comprehend_has_a_slot_and_waits_while_it
         stubber.add_response("start_entities_detection_job",
                              {"JobId": "job-9", "JobArn": JOB_ARN.format("job-9"), "JobStatus": "SUBMITTED"})
         first = handler(event("watch"), lambda_context)
-        assert (first["started"], len(emulated.state.list_queued_detections())) == ([], 1)
+        assert (first["started"], len(emulated.state.jobs.queued())) == ([], 1)
         second = handler(event("watch"), lambda_context)
 
     assert second["started"] == ["job-9"]
-    assert emulated.state.list_queued_detections() == []
-    job = emulated.state.get_job("job-9")
+    assert emulated.state.jobs.queued() == []
+    job = emulated.state.jobs.get("job-9")
     assert (job.version, job.documents, job.status) == ("v1", 4, "SUBMITTED")
-    assert [j.job_id for j in emulated.state.list_jobs_in_flight()] == ["job-9"]
+    assert [j.job_id for j in emulated.state.jobs.in_flight()] == ["job-9"]
 
 
 def test_a_queued_detection_waits_while_the_loops_own_jobs_fill_every_slot(emulated, event, lambda_context):
@@ -206,7 +206,7 @@ def test_a_queued_detection_waits_while_the_loops_own_jobs_fill_every_slot(emula
 
     queued_request(emulated)
     for number in range(MAX_CONCURRENT_DETECTION_JOBS):
-        emulated.state.put_job(Job(f"running-{number}", "IN_PROGRESS", "v1", "detection/input/x/documents.txt", 1))
+        emulated.state.jobs.put(Job(f"running-{number}", "IN_PROGRESS", "v1", "detection/input/x/documents.txt", 1))
     comprehend = boto3.client("comprehend")
     emulated.override_client("comprehend", comprehend)
 
@@ -217,4 +217,4 @@ def test_a_queued_detection_waits_while_the_loops_own_jobs_fill_every_slot(emula
         result = emulated.handler("WatchFunction")(event("watch"), lambda_context)
 
     assert result["started"] == []
-    assert len(emulated.state.list_queued_detections()) == 1
+    assert len(emulated.state.jobs.queued()) == 1

@@ -25,17 +25,17 @@ def state(tmp_path: Path) -> StateTable:
 
 def test_the_table_stand_in_stores_and_returns_gold_documents(state: StateTable) -> None:
     gold = GoldDocument(doc="a" * 64, text="Amazon S3", spans=[Span(0, 9, "SERVICE")], origin="labeling:x")
-    state.put_gold(gold)
-    assert state.get_gold("a" * 64) == gold
-    assert state.get_gold("b" * 64) is None
+    state.gold.put(gold)
+    assert state.gold.get("a" * 64) == gold
+    assert state.gold.get("b" * 64) is None
 
 
 def test_the_table_stand_in_enforces_conditions_as_dynamodb_does(state: StateTable) -> None:
-    assert state.mark_pool("c" * 64, GOLD) is False  # attribute_exists(pk) on a missing item
-    assert state.put_loop(Loop(name="v1-x", doc="d", version="v1", status="InProgress")) is True
-    assert state.put_loop(Loop(name="v1-x", doc="d", version="v1", status="InProgress")) is False
-    assert state.finish_loop("v1-x", "Completed") is True
-    assert state.finish_loop("v1-x", "Completed") is False  # #status = :open no longer holds
+    assert state.pool.mark("c" * 64, GOLD) is False  # attribute_exists(pk) on a missing item
+    assert state.loops.put(Loop(name="v1-x", doc="d", version="v1", status="InProgress")) is True
+    assert state.loops.put(Loop(name="v1-x", doc="d", version="v1", status="InProgress")) is False
+    assert state.loops.finish("v1-x", "Completed") is True
+    assert state.loops.finish("v1-x", "Completed") is False  # #status = :open no longer holds
 
 
 def test_the_table_stand_in_raises_the_client_error_dynamodb_raises(tmp_path: Path) -> None:
@@ -47,13 +47,13 @@ def test_the_table_stand_in_raises_the_client_error_dynamodb_raises(tmp_path: Pa
 
 
 def test_the_table_stand_in_counts_atomically_and_takes_the_training_lock_once(state: StateTable) -> None:
-    assert [state.add_to_counter("REVIEWS") for _ in range(3)] == [1, 2, 3]
-    state.set_counter("REVIEWS", 2)  # never lowers
-    assert state.get_counter("REVIEWS") == 3
-    assert state.acquire_training_lock("one") is True
-    assert state.acquire_training_lock("two") is False
-    state.release_training_lock("one")
-    assert state.training_lock_holder() is None
+    assert [state.counters.add("REVIEWS") for _ in range(3)] == [1, 2, 3]
+    state.counters.set("REVIEWS", 2)  # never lowers
+    assert state.counters.get("REVIEWS") == 3
+    assert state.training_lock.acquire("one") is True
+    assert state.training_lock.acquire("two") is False
+    state.training_lock.release("one")
+    assert state.training_lock.holder() is None
 
 
 def test_the_table_stand_in_pages_queries_in_sort_key_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +61,7 @@ def test_the_table_stand_in_pages_queries_in_sort_key_order(tmp_path: Path, monk
     table = SqliteTable(tmp_path / "t.sqlite")
     docs = [f"{n:064x}" for n in random.Random(1).sample(range(10**6), 50)]
     table.load_items({"pk": "GOLD", "sk": doc, "text": "x", "spans": "[]", "origin": ""} for doc in docs)
-    listed = [gold.doc for gold in StateTable(table).iter_gold()]
+    listed = [gold.doc for gold in StateTable(table).gold.documents()]
     assert listed == sorted(docs)
     assert table.calls["query"] > 1
 
@@ -110,13 +110,13 @@ def test_the_convert_workloads_run_in_a_child_and_report_time_memory_and_counts(
 
 
 def test_the_table_stand_in_keeps_open_loops_and_counter_times_as_dynamodb_does(state: StateTable) -> None:
-    assert state.put_loop_many([Loop(name=f"v1-{i}", doc="d", version="v1", status="InProgress")
+    assert state.loops.put_many([Loop(name=f"v1-{i}", doc="d", version="v1", status="InProgress")
                                 for i in range(3)]) == [True] * 3
-    assert state.has_open_loops() is True
-    assert state.complete_loop_counted("v1-0", "REVIEWS", first_epoch=100) is True
-    assert state.complete_loop_counted("v1-1", "REVIEWS", first_epoch=200) is True
-    assert state.get_counter_stamped("REVIEWS") == (2, 100)  # if_not_exists keeps the first
-    assert state.finish_loop("v1-2", "Failed") is True
-    assert state.has_open_loops() is False
-    state.restamp_counter("REVIEWS", 2, 300)  # REMOVE: nothing came after the counts taken
-    assert state.get_counter_stamped("REVIEWS") == (2, None)
+    assert state.loops.any_open() is True
+    assert state.loops.complete_counted("v1-0", "REVIEWS", first_epoch=100) is True
+    assert state.loops.complete_counted("v1-1", "REVIEWS", first_epoch=200) is True
+    assert state.counters.get_stamped("REVIEWS") == (2, 100)  # if_not_exists keeps the first
+    assert state.loops.finish("v1-2", "Failed") is True
+    assert state.loops.any_open() is False
+    state.counters.restamp("REVIEWS", 2, 300)  # REMOVE: nothing came after the counts taken
+    assert state.counters.get_stamped("REVIEWS") == (2, None)

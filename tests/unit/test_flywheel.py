@@ -123,16 +123,25 @@ def test_pool_jobs_of_the_active_version_name_the_flywheel_and_every_other_job_i
     assert flywheel.detection_model(settings_for("Recognizer"), version, active="v2") == {"EntityRecognizerArn": MODEL}
 
 
-class State:
+class Versions:
     def __init__(self, version: Version) -> None:
         self.version = version
         self.active: tuple[str, float] | None = None
 
-    def get_version(self, name: str) -> Version | None:
+    def get(self, name: str) -> Version | None:
         return self.version if name == self.version.version else None
 
-    def set_active(self, name: str, f1: float) -> None:
+    def activate(self, name: str, f1: float) -> None:
         self.active = (name, f1)
+
+
+class State:
+    def __init__(self, version: Version) -> None:
+        self.versions = Versions(version)
+
+    @property
+    def active(self) -> tuple[str, float] | None:
+        return self.versions.active
 
 
 def test_promotion_updates_the_flywheel_s_active_model_before_the_loop_s_record():

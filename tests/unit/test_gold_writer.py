@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from nerloop import state as state_module
 from nerloop.documents import Span
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable, StateWriteIncomplete
+from nerloop.state import gold as state_module
 
 
 class FlakyClient:

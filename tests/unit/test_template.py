@@ -274,7 +274,7 @@ def test_the_labeling_role_has_what_ground_truth_built_in_task_types_need():
 #
 # The AWS calls a function's code can make are found statically: from its handler, follow every
 # function and class of the nerloop package it names, and collect the botocore operations called on
-# clients. A name that is both one of ours and an operation (state.list_jobs) counts only when called
+# clients. A name that is both one of ours and an operation (state.jobs.list) counts only when called
 # on a client.
 
 SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "sagemaker-a2i-runtime": "sagemaker",

@@ -56,19 +56,19 @@ def start_or_queue(state: StateTable, aws: Aws, settings: Settings, request: Det
                    in_flight: int | None = None) -> DetectionStart:
     """Start the job `request` describes when a concurrent-job slot is free, else queue it.
     `in_flight`: the loop's running jobs, when the caller has counted them."""
-    version = state.get_version(request.version)
+    version = state.versions.get(request.version)
     if version is None or not version.arn or version.status not in TRAINED_STATUSES:
         # Deleted, or never trained: its waiting documents go to the next version's detection.
         logger.warning("the version of a detection request cannot detect; request dropped",
                        version=request.version, status=version.status if version else None)
-        state.dequeue_detection(request.token)
+        state.jobs.dequeue(request.token)
         return DetectionStart()
-    running = state.count_jobs_in_flight() if in_flight is None else in_flight
+    running = state.jobs.count_in_flight() if in_flight is None else in_flight
     if running >= MAX_CONCURRENT_DETECTION_JOBS:
         return _queue(state, request, reason="the loop's own jobs fill every slot", running=running)
     job_name, output_prefix = job_destination(request)
     try:
-        active = state.get_active()
+        active = state.versions.active()
         reply = aws.comprehend.start_entities_detection_job(
             JobName=job_name,
             # The version's ARN, or in flywheel mode the flywheel's for the active version's pool jobs
@@ -87,9 +87,9 @@ def start_or_queue(state: StateTable, aws: Aws, settings: Settings, request: Det
             raise
         return _queue(state, request, reason="Comprehend refused the job for now", running=running)
     job_id = str(reply["JobId"])
-    state.put_job(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=version.version,
+    state.jobs.put(Job(job_id=job_id, status=reply.get("JobStatus", "SUBMITTED"), version=version.version,
                       input_key=request.input_key, documents=request.documents, arn=reply.get("JobArn", "")))
-    state.dequeue_detection(request.token)
+    state.jobs.dequeue(request.token)
     metrics.add_metric(name="DetectionJobsStarted", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="DocumentsSentToDetection", unit=MetricUnit.Count, value=request.documents)
     logger.info("detection job started", job=job_id, version=version.version, documents=request.documents)
@@ -105,7 +105,7 @@ def job_destination(request: DetectionRequest) -> tuple[str, str]:
 
 
 def _queue(state: StateTable, request: DetectionRequest, reason: str, running: int) -> DetectionStart:
-    state.queue_detection(request)
+    state.jobs.queue(request)
     metrics.add_metric(name="DetectionJobsQueued", unit=MetricUnit.Count, value=1)
     logger.info("detection job queued until a slot frees", version=request.version, reason=reason,
                 running=running, documents=request.documents)
@@ -114,10 +114,10 @@ def _queue(state: StateTable, request: DetectionRequest, reason: str, running: i
 
 def start_queued(state: StateTable, aws: Aws, settings: Settings) -> list[str]:
     """Start queued detection requests, oldest first, while slots are free; the jobs started."""
-    queued = state.list_queued_detections()
+    queued = state.jobs.queued()
     if not queued:
         return []
-    running = state.count_jobs_in_flight()
+    running = state.jobs.count_in_flight()
     started: list[str] = []
     for request in queued:
         if running >= MAX_CONCURRENT_DETECTION_JOBS:
@@ -133,5 +133,5 @@ def start_queued(state: StateTable, aws: Aws, settings: Settings) -> list[str]:
 
 def versions_in_use(state: StateTable) -> set[str]:
     """Versions a running job or a queued request still needs (never to be deleted)."""
-    return ({job.version for job in state.list_jobs_in_flight()}
-            | {request.version for request in state.list_queued_detections()})
+    return ({job.version for job in state.jobs.in_flight()}
+            | {request.version for request in state.jobs.queued()})

@@ -55,7 +55,7 @@ def start_evaluation(state: StateTable, aws: Aws, settings: Settings, version: V
     # An evaluation job is billed like any detection job: its input is measured for the round's cost.
     body = aws.s3.get_object(Bucket=settings.data_bucket, Key=documents_key)["Body"]
     record_detection_input(aws.table, documents_key, measure_lines(body.iter_lines()))
-    request = state.record_detection_request(
+    request = state.jobs.record_request(
         DetectionRequest(detection_token(f"evaluate|{version.arn}"), version.version, documents_key, count))
     return start_or_queue(state, aws, settings, request)
 
@@ -75,10 +75,10 @@ def gate_pending(version: Version | None) -> bool:
 
 
 def _update_gate(state: StateTable, version: str, gate: dict[str, Any]) -> None:
-    current = state.get_version(version)
+    current = state.versions.get(version)
     stored = dict(current.metrics) if current else {}
     stored["gate"] = gate
-    state.update_version(version, metrics=stored)
+    state.versions.update(version, metrics=stored)
 
 
 def read_gold_test_set(s3: Any, bucket: str, version: str) -> dict[int, tuple[str, list[Span]]]:
@@ -124,14 +124,14 @@ def save_results(s3: Any, bucket: str, version: str, results: dict[str, Document
 
 def record_scored(state: StateTable, version: str, documents: int) -> None:
     """Note on the version that its per-document results are saved (so nothing reads a missing object)."""
-    current = state.get_version(version)
+    current = state.versions.get(version)
     stored = dict(current.metrics) if current else {}
     stored["test_results"] = {"documents": documents, "key": results_key(version)}
-    state.update_version(version, metrics=stored)
+    state.versions.update(version, metrics=stored)
 
 
 def has_results(state: StateTable, version: str) -> bool:
-    found = state.get_version(version)
+    found = state.versions.get(version)
     return bool(found and found.metrics.get("test_results"))
 
 
@@ -147,7 +147,7 @@ def load_results(state: StateTable, s3: Any, bucket: str, version: str) -> dict[
 def judge(state: StateTable, aws: Aws, settings: Settings, version: str,
           results: dict[str, DocumentResult] | None) -> GateDecision:
     """The gate's decision on `version` against the active version (by their stored results)."""
-    active = state.get_active()
+    active = state.versions.active()
     active_name = active[0] if active else None
     active_results = (load_results(state, aws.s3, settings.data_bucket, active_name)
                       if active_name and active_name != version else None)
@@ -165,7 +165,7 @@ def activate_on_trained(state: StateTable, aws: Aws, settings: Settings, version
     usable = test_set_usable(version)
     if usable:
         start_evaluation(state, aws, settings, version)
-    active = state.get_active()
+    active = state.versions.active()
     reason = ("no active version yet" if active is None
               else "the version's test set is not usable yet" if not usable
               else "the active version has no test results" if not has_results(state, active[0])
@@ -187,7 +187,7 @@ def finish_evaluation(state: StateTable, aws: Aws, settings: Settings, version_n
     if results is not None:
         save_results(aws.s3, settings.data_bucket, version_name, results)
         record_scored(state, version_name, len(results))
-    version = state.get_version(version_name)
+    version = state.versions.get(version_name)
     if version is None or not gate_pending(version):
         return (len(results) if results is not None else None), None
     decision = judge(state, aws, settings, version_name, results)

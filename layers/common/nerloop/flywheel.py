@@ -152,12 +152,12 @@ def promote(state: StateTable, aws: Aws, settings: Settings, version: str, f1: f
     """Make `version` the active one: in flywheel mode the flywheel's active model first (so a
     retry after a failure in between does both), then the loop's record."""
     if flywheel_mode(settings):
-        found = state.get_version(version)
+        found = state.versions.get(version)
         if found is None or not found.arn:
             raise ValueError(f"version {version} has no model ARN to make the flywheel's active model")
         aws.comprehend.update_flywheel(FlywheelArn=settings.flywheel_arn, ActiveModelArn=found.arn)
         logger.info("flywheel active model updated", version=version, model_arn=found.arn)
-    state.set_active(version, f1)
+    state.versions.activate(version, f1)
 
 
 def detection_model(settings: Settings, version: Version, active: str | None) -> dict[str, str]:

@@ -194,10 +194,10 @@ def start_seed_labeling(state: StateTable, sagemaker: Any, s3: Any, *, batch: st
     first model, like every later batch). Human labelling is the loop's dearest step: batches that
     arrive before the first job ends must not each start one. If that job failed or was stopped,
     the next batch takes its place."""
-    if not state.claim_seed_labeling(batch):
-        holder = state.seed_labeling_batch() or ""
+    if not state.seed_labeling.claim(batch):
+        holder = state.seed_labeling.batch() or ""
         status = _labeling_status(sagemaker, labeling_job_name(prefix, holder))
-        if status not in ENDED_WITHOUT_LABELS or not state.claim_seed_labeling(batch, replacing=holder):
+        if status not in ENDED_WITHOUT_LABELS or not state.seed_labeling.claim(batch, replacing=holder):
             logger.info("the seed is being labelled from another batch; this one waits for the model",
                         batch=batch, labeling_batch=holder, status=status)
             return None

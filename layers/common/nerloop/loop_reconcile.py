@@ -48,7 +48,7 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
     """End, through the merge stage, the open loops A2I has ended or forgotten; return the merges."""
     state = StateTable(aws.table)
     now = clock()
-    due = state.open_loops_unchecked_since(_stamp(now - RECHECK_SECONDS), MAX_LOOPS_PER_RUN)
+    due = state.loops.open_unchecked_since(_stamp(now - RECHECK_SECONDS), MAX_LOOPS_PER_RUN)
     if not due:
         return []
     # Imported only when needed: the watch's cold start loads no other stage's event models.
@@ -58,7 +58,7 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
     for name in due:
         detail = described_loop(name, aws)
         if detail.humanLoopStatus in STILL_OPEN:
-            state.mark_open_loop_checked(name, _stamp(now))
+            state.loops.mark_checked(name, _stamp(now))
             continue
         logger.warning("human loop ended without its event reaching the merge stage", loop=name,
                        status=detail.humanLoopStatus)
@@ -68,6 +68,7 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
 
 def described_loop(name: str, aws: Aws) -> HumanLoopDetail:
     """The loop as A2I describes it, in the shape of its status event's detail."""
+    # Imported here, as merge above: the watch's cold start loads no other stage's event models.
     from nerloop.event_models.human_loop import HumanLoopDetail, HumanLoopOutput
 
     try:

@@ -20,7 +20,7 @@ watch, so a due retrain always starts once the lock is free.
 
 Counters (state table, COUNTER family):
 - REVIEWS              reviews merged so far (atomic ADD, once per human loop); it remembers when the
-                       oldest pending review was merged (`first_epoch`, see StateTable.restamp_counter)
+                       oldest pending review was merged (`first_epoch`, see CounterRepository.restamp)
 - REVIEWS_AT_SNAPSHOT  the REVIEWS value the latest snapshot included
 - RETRAIN_REQUESTED    raised when gold changed outside reviews; a snapshot clears it
 """
@@ -45,7 +45,7 @@ RETRAIN_DONE = "RETRAIN_DONE"
 # Recorded with the lock beside the counters a snapshot settles: when it read REVIEWS (not a counter).
 # The suffix marks it a time for whoever compares states (nerloop_local.commands.chaos).
 TAKEN_EPOCH = "taken_epoch"
-# A training lock older than this is taken over (StateTable.acquire_training_lock's default).
+# A training lock older than this is taken over (TrainingLock.acquire's default).
 LOCK_STALE_SECONDS = 24 * 3600
 
 REQUESTED = "requested"
@@ -98,7 +98,7 @@ class _Reading:
     requested: int
     snapshots: int
     reason: str | None
-    lock_held: bool  # by a training not yet stale (see StateTable.acquire_training_lock)
+    lock_held: bool  # by a training not yet stale (see TrainingLock.acquire)
 
 
 # What a retrain decision reads, in one strongly consistent BatchGetItem (`StateTable.get_items`; keys of
@@ -123,7 +123,7 @@ def _read_due(state: StateTable, policy: RetrainPolicy, now: int, *, lock_decide
     pending = reviews - counters[REVIEWS_AT_SNAPSHOT]
     # The open-loop read only when it can decide: reviews pending, short of a batch (and no lock held).
     loops_open = (requested_pending or not 0 < pending < policy.batch_size or (lock_decides and lock_held)
-                  or state.has_open_loops())
+                  or state.loops.any_open())
     return _Reading(reviews, requested, counters[SNAPSHOT_COUNTER], retrain_reason(
         policy, requested=requested_pending, pending=pending, loops_open=loops_open,
         pending_since=int(first) if first is not None else None, now=now), lock_held)
@@ -131,18 +131,18 @@ def _read_due(state: StateTable, policy: RetrainPolicy, now: int, *, lock_decide
 
 def count_review(state: StateTable) -> int:
     """Count one merged review; return the new total."""
-    return state.add_to_counter(REVIEWS, first_epoch=epoch_seconds())
+    return state.counters.add(REVIEWS, first_epoch=epoch_seconds())
 
 
 def merge_review_counted(state: StateTable, loop_name: str, gold: GoldDocument) -> bool:
     """Record the human loop Completed, write its gold labels (the pool item marked gold) and count
     its review, in one transaction (False, and nothing changed, when it had already finished)."""
-    return state.merge_review(loop_name, gold, REVIEWS, first_epoch=epoch_seconds())
+    return state.loops.merge_review(loop_name, gold, REVIEWS, first_epoch=epoch_seconds())
 
 
 def request_retrain(state: StateTable) -> None:
     """Ask for a retrain regardless of the review count (gold changed another way)."""
-    state.add_to_counter(RETRAIN_REQUESTED)
+    state.counters.add(RETRAIN_REQUESTED)
 
 
 def settle(state: StateTable, owed: dict[str, int]) -> None:
@@ -150,20 +150,20 @@ def settle(state: StateTable, owed: dict[str, int]) -> None:
     move the oldest pending review's time past the reviews the snapshot took."""
     for name, value in owed.items():
         if name != TAKEN_EPOCH:
-            state.set_counter(name, value)
+            state.counters.set(name, value)
     if REVIEWS_AT_SNAPSHOT in owed and TAKEN_EPOCH in owed:
-        state.restamp_counter(REVIEWS, owed[REVIEWS_AT_SNAPSHOT], owed[TAKEN_EPOCH])
+        state.counters.restamp(REVIEWS, owed[REVIEWS_AT_SNAPSHOT], owed[TAKEN_EPOCH])
 
 
 def release_training(state: StateTable, holder: str) -> None:
     """The training of `holder` ended (trained, failed or rejected): settle what its snapshot owed,
     in case the call that wrote it failed before it could, then free the lock."""
-    settle(state, state.training_lock_owed(holder))
-    state.release_training_lock(holder)
+    settle(state, state.training_lock.owed(holder))
+    state.training_lock.release(holder)
 
 
 def pending_reviews(state: StateTable) -> int:
-    return state.get_counter(REVIEWS) - state.get_counter(REVIEWS_AT_SNAPSHOT)
+    return state.counters.get(REVIEWS) - state.counters.get(REVIEWS_AT_SNAPSHOT)
 
 
 def retrain_due(state: StateTable, policy: RetrainPolicy, now: int | None = None) -> str | None:
@@ -207,8 +207,8 @@ def check_retrain(state: StateTable, s3: Any, bucket: str, policy: RetrainPolicy
         logger.info("retrain due but a training is in flight", reason=first.reason)
         return RetrainCheck(None, first.reviews)
     token = f"pending-{uuid.uuid4().hex}"
-    if not state.acquire_training_lock(token, LOCK_STALE_SECONDS):
-        logger.info("retrain due but a training is in flight", holder=state.training_lock_holder())
+    if not state.training_lock.acquire(token, LOCK_STALE_SECONDS):
+        logger.info("retrain due but a training is in flight", holder=state.training_lock.holder())
         return RetrainCheck(None, first.reviews)
     holder = token
     written = False
@@ -217,7 +217,7 @@ def check_retrain(state: StateTable, s3: Any, bucket: str, policy: RetrainPolicy
         # is read before the time is taken, so every review the snapshot includes was merged before it.
         reading = _read_due(state, policy, epoch_seconds())
         if reading.reason is None:
-            state.release_training_lock(token)
+            state.training_lock.release(token)
             return RetrainCheck(None, first.reviews)
         reviews, requested = reading.reviews, reading.requested
         # The number is taken under the lock and counted only once the snapshot is written, so a
@@ -228,14 +228,14 @@ def check_retrain(state: StateTable, s3: Any, bucket: str, policy: RetrainPolicy
         version = f"v{number}"
         owed = {SNAPSHOT_COUNTER: number, REVIEWS_AT_SNAPSHOT: reviews, RETRAIN_DONE: requested,
                 TAKEN_EPOCH: epoch_seconds()}
-        state.rename_training_lock(token, version, **owed)
+        state.training_lock.rename(token, version, **owed)
         holder = version
         snapshot = write_snapshot(state, s3, bucket, version, test_share=policy.test_share)
         written = True  # its annotations file starts the training: from here the lock must stay
         settle(state, owed)
     except Exception:
         if not written:
-            state.release_training_lock(holder)
+            state.training_lock.release(holder)
         raise
     if snapshot.stats.left_out:  # the gold set outgrew Comprehend's maxima (nerloop.snapshots' policy)
         logger.warning("training snapshot left out the oldest gold documents", version=version,

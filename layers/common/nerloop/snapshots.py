@@ -102,7 +102,7 @@ def write_snapshot(state: StateTable, s3: Any, bucket: str, version: str,
     test_documents: list[tuple[str, list[Any]]] = []
 
     def every_gold() -> Iterable[tuple[str, list[Any]]]:
-        for gold in state.iter_gold():
+        for gold in state.gold.documents():
             if is_test_document(gold.doc, test_share):
                 test_documents.append((gold.text, gold.spans))
                 continue
@@ -113,7 +113,7 @@ def write_snapshot(state: StateTable, s3: Any, bucket: str, version: str,
         stats = _write(every_gold(), documents_raw, annotations_raw)
         kept = choose_documents(entries, limits)
         if kept is not None:  # over a maximum: written again, holding only the chosen documents
-            chosen = ((gold.text, gold.spans) for gold in state.iter_gold() if gold.doc in kept)
+            chosen = ((gold.text, gold.spans) for gold in state.gold.documents() if gold.doc in kept)
             stats = _write(chosen, documents_raw, annotations_raw)
             stats.left_out = len(entries) - len(kept)
         test_stats = TrainingStats()

@@ -353,7 +353,7 @@ def check_redrive(scenario: Scenario, folder: Path, clean: Run, seed: int = 0) -
         if any(letter["attempts"] < 2 or "AccessDenied" not in letter["error"] for letter in dead):
             checks.append("a dead letter without its retries or its AccessDenied error")
         state = runtime.state
-        recorded = [state.get_loop(name) for name in loops]
+        recorded = [state.loops.get(name) for name in loops]
         if any(loop is None or loop.status != "InProgress" for loop in recorded):
             checks.append("a dead-lettered loop is not InProgress (something was half merged)")
         injector.allow()
@@ -418,7 +418,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
     from nerloop.a2i import loop_name
     from nerloop.documents import document_hash
     from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, RetrainPolicy, maybe_start_retrain, retrain_due
-    from nerloop.state import IN_REVIEW, OPEN_LOOP_PK, now
+    from nerloop.state import IN_REVIEW, LOOP_OPEN, Loop
     from nerloop_local.emulator.runtime import LocalRuntime, _environment
     from nerloop_local.emulator.stack import load_event
 
@@ -432,17 +432,15 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
         state, bucket = runtime.state, runtime.bucket
         template = load_event("merge")
         events = []
-        writer = state.table.batch_writer()
+        opened: list[Loop] = []
         for number in range(loops):
             text = f"Amazon Service{number} {number}.0 is generally available."
             doc, version = document_hash(text), "v0"
             name = loop_name(doc, version)
-            # What the route stage leaves for a document in review (state.py's item shapes).
-            writer.put_item(Item={"pk": "POOL", "sk": doc, "text": text, "status": IN_REVIEW, "batch": "chaos",
-                                  "seen_by": version, "loop": name, "updated_at": now()})
-            writer.put_item(Item={"pk": "LOOP", "sk": name, "doc": doc, "version": version, "status": "InProgress",
-                                  "failure": "", "started_at": now()})
-            writer.put_item(Item={"pk": OPEN_LOOP_PK, "sk": name, "opened_at": now()})
+            # What the route stage leaves for a document in review, through the state repositories.
+            state.pool.add(doc, text, "chaos")
+            state.pool.mark(doc, IN_REVIEW, seen_by=version, loop=name)
+            opened.append(Loop(name=name, doc=doc, version=version, status=LOOP_OPEN))
             key = f"reviews/chaos/{name}/output.json"
             word = len(f"Service{number}")
             runtime.put_text(key, json.dumps({
@@ -459,7 +457,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
                            "humanLoopOutput": {"outputS3Uri": f"s3://{bucket}/{key}"}})
             event["resources"] = [detail["humanLoopArn"]]
             events.append(event)
-        writer.__exit__(None, None, None)  # flush
+        state.loops.put_many(opened)
 
         deliveries = [dict(event, id=f"{event['id']}-{copy}") for event in events for copy in (1, 2)]
         random.Random(seed).shuffle(deliveries)  # nosec B311 # delivery order, not secrets
@@ -494,18 +492,18 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
             if kinds and set(kinds) != {"IdempotencyAlreadyInProgressError"}:
                 notes.append(f"unexpected failures: {dict(kinds)}")
 
-            gold = {g.doc for g in state.iter_gold()}
-            reviews, at_snapshot = state.get_counter(REVIEWS), state.get_counter(REVIEWS_AT_SNAPSHOT)
-            completed = [loop for loop in state.list_loops() if loop.status == "Completed"]
+            gold = {g.doc for g in state.gold.documents()}
+            reviews, at_snapshot = state.counters.get(REVIEWS), state.counters.get(REVIEWS_AT_SNAPSHOT)
+            completed = [loop for loop in state.loops.list() if loop.status == "Completed"]
             snapshots = sorted({key.split("/")[1] for key in runtime.list_keys("training/")})
             if len(gold) != loops or len(completed) != loops:
                 notes.append(f"{len(gold)} gold documents and {len(completed)} completed loops, expected {loops}")
             if reviews != loops:
                 notes.append(f"REVIEWS is {reviews}, expected {loops}")
-            if snapshots != ["v1"] or state.training_lock_holder() != "v1":
-                notes.append(f"snapshots {snapshots} (lock {state.training_lock_holder()}), expected one: v1")
+            if snapshots != ["v1"] or state.training_lock.holder() != "v1":
+                notes.append(f"snapshots {snapshots} (lock {state.training_lock.holder()}), expected one: v1")
             # v1 finished training: the detect stage releases the lock and checks for a due retrain.
-            state.release_training_lock("v1")
+            state.training_lock.release("v1")
             policy = RetrainPolicy(batch)
             due = retrain_due(state, policy) is not None
             with ThreadPoolExecutor(max_workers=16) as pool:
@@ -517,7 +515,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
             figures.gold, figures.reviews = len(gold), reviews
             figures.loops = f"Completed:{len(completed)}"
             figures.counters = (f"REVIEWS={reviews} REVIEWS_AT_SNAPSHOT(v1)={at_snapshot} "
-                                f"then={state.get_counter(REVIEWS_AT_SNAPSHOT)}")
+                                f"then={state.counters.get(REVIEWS_AT_SNAPSHOT)}")
     figures.seconds = round(time.perf_counter() - started, 1)
     figures.ok = not notes
     return figures

@@ -185,7 +185,7 @@ def run_demo(
         def on_delivery(delivery: Any) -> None:
             if delivery.function in ("TrainFunction", "DetectFunction"):
                 progress(delivery.line())
-            trained[0] = sum(1 for v in runtime.state.list_versions() if v.status in TRAINED_STATUSES)
+            trained[0] = sum(1 for v in runtime.state.versions.list() if v.status in TRAINED_STATUSES)
 
         runtime.on_delivery(on_delivery)
         result = runtime.run_until_idle(max_cycles=400)
@@ -197,7 +197,7 @@ def run_demo(
         rounds_out = _rounds(runtime, split.test, len(split.seed), evaluate, scored_predictions)
         if len(rounds_out) > rounds:
             raise RuntimeError(f"the loop trained {len(rounds_out)} versions, more than the {rounds} asked for")
-        pool_docs = [doc.text for doc in runtime.state.iter_pool()]
+        pool_docs = [doc.text for doc in runtime.state.pool.documents()]
     finally:
         runtime.close(save=not own_workspace)
         if own_workspace:
@@ -248,11 +248,11 @@ def _rounds(runtime: Any, test: list[tuple[str, list[Span]]], seed_documents: in
             evaluate: Callable[..., Any], scored_predictions: Callable[..., Any]) -> list[RoundResult]:
     """One entry per trained version, in order, scored on the test set."""
     state = runtime.state
-    versions = sorted((v for v in state.list_versions() if v.status in (*TRAINED_STATUSES, "DELETED") and v.arn),
+    versions = sorted((v for v in state.versions.list() if v.status in (*TRAINED_STATUSES, "DELETED") and v.arn),
                       key=lambda v: int(v.version.lstrip("v") or 0))
-    jobs = state.list_jobs()
-    loops = state.list_loops()
-    active = state.get_active()
+    jobs = state.jobs.list()
+    loops = state.loops.list()
+    active = state.versions.active()
     out = []
     served: tuple[str, float] | None = None
     for number, version in enumerate(versions, start=1):

@@ -67,7 +67,7 @@ def collect_stack_status(resources: StackResources, prices: dict[str, Any] | Non
     return assemble_status(
         {"stack": resources.name, "region": resources.region, "stack_status": resources.status},
         state, parameters, [name.strip() for name in parameters.get("EntityTypes", "").split(",") if name.strip()],
-        loops_waiting=len(state.list_loops(["InProgress"])),
+        loops_waiting=len(state.loops.list(["InProgress"])),
         labeling_jobs_waiting=waiting_labeling_jobs(resources),
         events_pending={}, dead_letters=dead, deliveries={}, raw_files=count_keys(resources, "raw/"),
         cost=collect_costs(state, prices))

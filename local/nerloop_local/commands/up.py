@@ -380,7 +380,7 @@ class Service:
         if manifest is None:
             return
         state = runtime.state
-        if state.has_gold():
+        if state.gold.has_any():
             self.say(f"the gold set is not empty: {manifest} is not used again")
             return
         body = manifest.read_bytes()
@@ -399,7 +399,7 @@ class Service:
         # Until its labels are gold: preprocess starts a labeling job on new text while the gold set is empty.
         for _ in range(SEED_CYCLES):
             runtime.cycle()
-            if state.has_gold() or runtime.idle():
+            if state.gold.has_any() or runtime.idle():
                 break
 
     def _check_seed_labels(self, manifest: Path) -> None:
@@ -547,9 +547,9 @@ def assemble_status(source: dict[str, Any], state: Any, parameters: dict[str, st
     from nerloop.retrain import RETRAIN_DONE, RETRAIN_REQUESTED, REVIEWS, pending_reviews
     from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT
 
-    active = state.get_active()
+    active = state.versions.active()
     versions = []
-    for version in sorted(state.list_versions(), key=lambda v: _version_key(v.version)):
+    for version in sorted(state.versions.list(), key=lambda v: _version_key(v.version)):
         metrics = version.metrics or {}
         versions.append({
             "version": version.version, "status": version.status,
@@ -560,8 +560,8 @@ def assemble_status(source: dict[str, Any], state: Any, parameters: dict[str, st
             "trained_documents": metrics.get("trained_documents"), "test_documents": metrics.get("test_documents"),
             "created_at": version.created_at, "message": version.message,
         })
-    pool = Counter(doc.status for doc in state.iter_pool())
-    jobs = state.list_jobs()
+    pool = Counter(doc.status for doc in state.pool.documents())
+    jobs = state.jobs.list()
     return {
         **source,
         "parameters": dict(parameters),
@@ -569,13 +569,13 @@ def assemble_status(source: dict[str, Any], state: Any, parameters: dict[str, st
         "active": {"version": active[0], "f1": _rounded(active[1])} if active else None,
         "versions": versions,
         "pool": {**{status: pool.get(status, 0) for status in POOL_STATUSES}, "total": sum(pool.values())},
-        "gold": {"documents": sum(1 for _ in state.iter_gold())},
+        "gold": {"documents": sum(1 for _ in state.gold.documents())},
         "reviews": {
-            "merged": state.get_counter(REVIEWS),
+            "merged": state.counters.get(REVIEWS),
             "toward_next_retrain": pending_reviews(state),
             "retrain_batch_size": int(parameters["RetrainBatchSize"]),
             "retrain_max_wait_minutes": int(parameters.get("RetrainMaxWaitMinutes") or 0),
-            "retrain_requested": state.get_counter(RETRAIN_REQUESTED) > state.get_counter(RETRAIN_DONE),
+            "retrain_requested": state.counters.get(RETRAIN_REQUESTED) > state.counters.get(RETRAIN_DONE),
             "loops_waiting": loops_waiting,
         },
         "labeling_jobs_waiting": labeling_jobs_waiting,
@@ -584,7 +584,7 @@ def assemble_status(source: dict[str, Any], state: Any, parameters: dict[str, st
                           if v["status"] in RECOGNIZER_IN_FLIGHT],
             "detection_jobs": [{"job_id": job.job_id, "version": job.version, "status": job.status,
                                 "documents": job.documents} for job in jobs if job.status in JOB_IN_FLIGHT],
-            "training_lock": state.training_lock_holder(),
+            "training_lock": state.training_lock.holder(),
         },
         "events_pending": events_pending,
         "dead_letters": dead_letters,

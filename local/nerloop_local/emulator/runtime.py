@@ -978,12 +978,12 @@ class LocalRuntime:
             return False
         standins = self._require()
         return (standins.busy() or self._changes() != self._scheduled_seen or self._retrain_waiting()
-                or bool(self.state.list_queued_detections()))  # on AWS the next minute's watch starts them
+                or bool(self.state.jobs.queued()))  # on AWS the next minute's watch starts them
 
     def _retrain_waiting(self) -> bool:
         """A retrain is due and no training holds the lock: on AWS the next minute's watch starts it."""
         state = self.state
-        if state.training_lock_holder() is not None:
+        if state.training_lock.holder() is not None:
             return False
         parameters = self.stack.parameters
         policy = RetrainPolicy(int(parameters["RetrainBatchSize"]), int(parameters["RetrainMaxWaitMinutes"]))

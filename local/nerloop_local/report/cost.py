@@ -74,8 +74,8 @@ def collect_costs(state: Any, prices: Mapping[str, Price] | None = None) -> dict
     """Each round's usage and cost from a state table's records (reads only); priced from the table
     unless `prices` are given."""
     prices = prices or PRICES
-    versions = state.list_versions()
-    usages = round_usages(versions, state.list_jobs(), detection_inputs(state.table), state.list_loops(),
+    versions = state.versions.list()
+    usages = round_usages(versions, state.jobs.list(), detection_inputs(state.table), state.loops.list(),
                           labeling_jobs(state.table))
     return cost_summary(price_rounds(usages, prices), model_management_per_month(versions, prices), prices)
 

@@ -158,7 +158,7 @@ def read_review(s3: Any, bucket: str, key: str, loop: Loop, state: StateTable,
             continue
         answers.append(WorkerAnswer(answer.workerId or f"worker {len(answers) + 1}", parse_time(answer.submissionTime),
                                     tuple(checked.spans)))
-    gold = state.get_gold(loop.doc) if consolidate else None
+    gold = state.gold.get(loop.doc) if consolidate else None
     if not consolidate:  # the reviewers tied: nothing was merged
         consolidated: tuple[Span, ...] = ()
     elif gold is not None and gold.origin == f"{REVIEW_ORIGIN}{loop.name}":
@@ -191,11 +191,11 @@ def read_records(table: Any, s3: Any, bucket: str) -> LoopRecords:
     """Read the loop's records from a state table (a boto3 DynamoDB Table) and its data bucket (an S3
     client and the bucket's name). Reads only."""
     state = StateTable(table)
-    active = state.get_active()
-    loops = sorted(state.list_loops(), key=lambda loop: (loop.started_at, loop.name))
+    active = state.versions.active()
+    loops = sorted(state.loops.list(), key=lambda loop: (loop.started_at, loop.name))
     problems: list[str] = []
     versions = []
-    for version in sorted(state.list_versions(), key=lambda v: version_order(v.version)):
+    for version in sorted(state.versions.list(), key=lambda v: version_order(v.version)):
         documents = snapshot_documents(s3, bucket, version.snapshot) if version.snapshot else None
         trained_on = None if documents is None else reviews_in_snapshot(documents, loops,
                                                                         parse_time(version.created_at))

@@ -206,7 +206,7 @@ class Conversion:
         each with the union of its lines' labels."""
         if not self.buffer:
             return
-        earlier_of = self.state.get_gold_many(self.to_read) if self.to_read else {}
+        earlier_of = self.state.gold.get_many(self.to_read) if self.to_read else {}
         golds = []
         for doc, occurrences in self.buffer.items():
             current = earlier_of.get(doc)
@@ -274,7 +274,7 @@ class Conversion:
         if self.documents:
             # Counted once per job: a retry of this effect (it failed after this line) asks again for
             # nothing, so a training that the first attempt started is not followed by a needless one.
-            state.count_once(f"retrain-request/convert/{self.job_name}", RETRAIN_REQUESTED)
+            state.counters.count_once(f"retrain-request/convert/{self.job_name}", RETRAIN_REQUESTED)
             snapshot = maybe_start_retrain(state, self.aws.s3, self.settings.data_bucket,
                                            RetrainPolicy.of(self.settings))
 

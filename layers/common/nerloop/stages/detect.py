@@ -75,7 +75,7 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
             started = start_detection(state, aws, settings, request_key=f"trained|{detail.recognizerArn}")
             result["detection_job"], result["detection_queued"] = started.job_id, started.queued
     elif detail.status in UNTRAINED_END_STATUSES:
-        state.update_version(version, status=detail.status, message=detail.message)
+        state.versions.update(version, status=detail.status, message=detail.message)
         # One metric for every end without a model: the template's alarm watches it.
         metrics.add_metric(name="RecognizerTrainingFailed", unit=MetricUnit.Count, value=1)
         logger.error("recognizer training ended without a model", version=version, status=detail.status,
@@ -91,19 +91,19 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
     props = aws.comprehend.describe_entity_recognizer(EntityRecognizerArn=detail.recognizerArn)[
         "EntityRecognizerProperties"]
     evaluation = metrics_from_metadata(props.get("RecognizerMetadata") or {})
-    version = state.get_version(detail.versionName)
+    version = state.versions.get(detail.versionName)
     stored = {**(version.metrics if version else {}), **evaluation, **training_times(props)}
     if version is None:  # trained outside the loop's own snapshots: adopt it
-        state.put_version(Version(version=detail.versionName, status=detail.status, arn=detail.recognizerArn))
+        state.versions.put(Version(version=detail.versionName, status=detail.status, arn=detail.recognizerArn))
     # A TRAINED_WITH_WARNING version keeps its status and its Message (the warning) for people to read.
-    state.update_version(detail.versionName, status=detail.status, metrics=stored, message=detail.message)
+    state.versions.update(detail.versionName, status=detail.status, metrics=stored, message=detail.message)
     if detail.status != "TRAINED":
         logger.warning("recognizer trained with a warning", version=detail.versionName, warning=detail.message)
 
     f1 = evaluation["f1"] or 0.0
-    active = state.get_active()
+    active = state.versions.active()
     # The gate (nerloop.evaluation, nerloop.gate): activated now, or once scored on the stable test set.
-    trained = state.get_version(detail.versionName)
+    trained = state.versions.get(detail.versionName)
     activated = trained is not None and activate_on_trained(state, aws, settings, trained, f1)
     logger.info("recognizer trained", version=detail.versionName, f1=f1, activated=activated,
                 previous_active=active[0] if active else None)
@@ -127,7 +127,7 @@ def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -
         return result
     if not decision.activate:
         metrics.add_metric(name="VersionsKeptInactive", unit=MetricUnit.Count, value=1)
-    version = state.get_version(detail.versionName)
+    version = state.versions.get(detail.versionName)
     result.update(activated=decision.activate, reason=decision.reason,
                   deleted_versions=delete_old_versions(state, aws, settings))
     trigger = version.arn if version else detail.versionName
@@ -143,11 +143,11 @@ def delete_old_versions(state: StateTable, aws: Aws, settings: Settings) -> list
     "Flywheel data lakes"), and what deleting one under it does is not documented."""
     if flywheel_mode(settings):
         return []
-    active = state.get_active()
+    active = state.versions.active()
     in_use = versions_in_use(state)
     if active:
         in_use.add(active[0])
-    candidates = sorted((v for v in state.list_versions() if v.status in DELETABLE and v.arn),
+    candidates = sorted((v for v in state.versions.list() if v.status in DELETABLE and v.arn),
                         key=lambda v: _version_order(v.version), reverse=True)
     deleted = []
     for version in candidates[settings.version_retention:]:
@@ -158,7 +158,7 @@ def delete_old_versions(state: StateTable, aws: Aws, settings: Settings) -> list
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-        state.update_version(version.version, status="DELETED")
+        state.versions.update(version.version, status="DELETED")
         deleted.append(version.version)
         logger.info("recognizer version deleted", version=version.version)
     return deleted
@@ -176,7 +176,7 @@ def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key
     `settings.detection_documents_per_round` of them (0: all); once per `request_key` (what
     triggered it)."""
     token = detection_token(request_key)
-    request = state.get_detection_request(token)
+    request = state.jobs.get_request(token)
     if request is None:
         active_version = _active_version(state)
         if active_version is None:
@@ -187,7 +187,7 @@ def start_detection(state: StateTable, aws: Aws, settings: Settings, request_key
             logger.info("no documents waiting for detection", version=active_version.version)
             return DetectionStart()
         # Recorded before the job starts: a retry reuses this input as it is, even if the pool changed.
-        request = state.record_detection_request(DetectionRequest(token, active_version.version, input_key, count))
+        request = state.jobs.record_request(DetectionRequest(token, active_version.version, input_key, count))
     return start_or_queue(state, aws, settings, request)
 
 
@@ -222,7 +222,7 @@ def _write_detection_input(state: StateTable, aws: Aws, settings: Settings, vers
 
 def _eligible(state: StateTable, version: str) -> Iterator[PoolDocument]:
     """The pool documents a round with `version` may detect."""
-    for doc in state.iter_pool((WAITING, ACCEPTED)):
+    for doc in state.pool.documents((WAITING, ACCEPTED)):
         # Accepted documents are looked at again by each new version; waiting ones (left over by the
         # review budget, or sent back by a failed loop) always, even by the version that saw them, so
         # the loop goes on when a new version is not activated.
@@ -243,7 +243,7 @@ def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) ->
     state = StateTable(aws.table)
     result: dict[str, Any] = {"batch": detail.batch, "documents": detail.documents, "detection_job": None}
     token = detection_token(f"batch|{detail.batch}")
-    request = state.get_detection_request(token)
+    request = state.jobs.get_request(token)
     if request is None:
         active_version = _active_version(state)
         if active_version is None:
@@ -256,7 +256,7 @@ def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) ->
                            CopySource={"Bucket": settings.data_bucket, "Key": detail.documentsKey})
         batch_body = aws.s3.get_object(Bucket=settings.data_bucket, Key=detail.documentsKey)["Body"]
         record_detection_input(aws.table, input_key, measure_lines(batch_body.iter_lines()))
-        request = state.record_detection_request(
+        request = state.jobs.record_request(
             DetectionRequest(token, active_version.version, input_key, detail.documents))
     started = start_or_queue(state, aws, settings, request)
     result["detection_job"], result["detection_queued"] = started.job_id, started.queued
@@ -265,8 +265,8 @@ def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) ->
 
 
 def _active_version(state: StateTable) -> Version | None:
-    active = state.get_active()
+    active = state.versions.active()
     if active is None:
         return None
-    version = state.get_version(active[0])
+    version = state.versions.get(active[0])
     return version if version is not None and version.arn else None

@@ -52,7 +52,7 @@ def merge_human_loop(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> d
 
 def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
     state = StateTable(aws.table)
-    loop = state.get_loop(detail.humanLoopName)
+    loop = state.loops.get(detail.humanLoopName)
     if loop is None:
         raise UnknownJob(f"human loop {detail.humanLoopName} is not recorded in the state table")
     result: dict[str, Any] = {"loop": loop.name, "status": detail.humanLoopStatus, "document": loop.doc,
@@ -117,13 +117,13 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
 
 def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) -> dict[str, Any]:
     """Record the loop as ended without a merge and send its document back to waiting."""
-    closed = state.finish_loop(loop.name, status, failure=failure)
+    closed = state.loops.finish(loop.name, status, failure=failure)
     requeued = False
     if closed:
-        pool = state.get_pool(loop.doc)
+        pool = state.pool.get(loop.doc)
         # Only if nothing else happened to it meanwhile (e.g. a labeling job made it gold).
         if pool is not None and pool.status == IN_REVIEW and pool.loop == loop.name:
-            requeued = state.mark_pool(loop.doc, WAITING, loop="")
+            requeued = state.pool.mark(loop.doc, WAITING, loop="")
         metrics.add_metric(name="LoopsFailed", unit=MetricUnit.Count, value=1)
         logger.warning("human loop ended without a merge", loop=loop.name, document=loop.doc,
                        status=status, failure=failure, requeued=requeued)

@@ -185,7 +185,7 @@ class _BatchWriter:
         if not self.pending:
             return
         # add_to_pool refuses documents in the pool; gold documents need not be there.
-        gold = self.state.gold_hashes(doc for doc, _ in self.pending)
+        gold = self.state.gold.hashes(doc for doc, _ in self.pending)
         for doc, text in self.pending:
             if doc in gold or not self._claim(doc, text):
                 self.known += 1
@@ -196,11 +196,87 @@ class _BatchWriter:
         self.pending.clear()
 
     def _claim(self, doc: str, text: str) -> bool:
-        if self.state.add_to_pool(doc, text, self.batch):
+        if self.state.pool.add(doc, text, self.batch):
             return True
         # A retry after a crash finds the documents it pooled the first time: they are still ours.
-        pooled = self.state.get_pool(doc)
+        pooled = self.state.pool.get(doc)
         return pooled is not None and pooled.batch == self.batch
+
+
+def _line_text(raw: bytes, number: int, key: str, quarantine: Quarantine, counts: Counter[str]) -> str | None:
+    """A line as text (UTF-8, no byte order mark, carriage returns as spaces), or None when it is
+    empty or not UTF-8 (then quarantined)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        counts["rejected"] += 1
+        quarantine.reject(InvalidRecord(key, number, f"invalid UTF-8 at byte {exc.start}"),
+                          raw.decode("utf-8", errors="replace"))
+        return None
+    if number == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+        quarantine.note(key, number, "byte order mark at the start of the file removed")
+    line = line.replace("\r", " ")  # CRLF ends and stray CRs are white space
+    if not line.strip():
+        counts["empty"] += 1
+        return None
+    return line
+
+
+def _pool_lines(body: Any, key: str, writer: _BatchWriter, quarantine: Quarantine, counts: Counter[str]) -> None:
+    """Split each line of `body` into documents and hand the new ones to `writer`; quarantine
+    sentences over Comprehend's size limit."""
+    seen: set[str] = set()
+    for number, raw in enumerate(iter_byte_lines(body.iter_chunks(READ_CHUNK_BYTES)), start=1):
+        counts["lines"] += 1
+        line = _line_text(raw, number, key, quarantine, counts)
+        if line is None:
+            continue
+        pieces = split_document(line)
+        counts["sentences"] += len(pieces.documents) + len(pieces.too_long)
+        for sentence in pieces.too_long:
+            counts["rejected"] += 1
+            quarantine.reject(InvalidRecord(
+                key, number, f"a sentence of {utf8_size(sentence):,} UTF-8 bytes is over Comprehend's "
+                             f"limit of {MAX_DOCUMENT_BYTES:,} bytes a document; the line's other "
+                             "sentences are kept"), sentence)
+        for text in pieces.documents:
+            doc = document_hash(text)
+            if doc in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(doc)
+            writer.add(doc, text)
+    writer.flush()
+    counts["documents"] = writer.added
+    counts["known"] = writer.known
+
+
+def _write_batch(body: Any, key: str, batch: str, state: StateTable, quarantine: Quarantine,
+                 counts: Counter[str], aws: Aws, settings: Settings) -> int:
+    """Pool the new documents of `body` and, when there are any, upload the batch's documents and
+    manifest and announce them; returns how many were added."""
+    documents_key, manifest_key = batch_keys(batch)
+    with tempfile.TemporaryFile("w+b") as documents_raw, tempfile.TemporaryFile("w+b") as manifest_raw:
+        documents_out = io.TextIOWrapper(documents_raw, encoding="utf-8", newline="")
+        manifest_out = io.TextIOWrapper(manifest_raw, encoding="utf-8", newline="")
+        writer = _BatchWriter(state, batch, documents_out, manifest_out)
+        _pool_lines(body, key, writer, quarantine, counts)
+        for wrapper in (documents_out, manifest_out):
+            wrapper.flush()
+            wrapper.detach()  # hand the bytes back to the raw file without closing it
+        if writer.added:
+            for raw_file, target, content_type in (
+                (documents_raw, documents_key, "text/plain"),
+                (manifest_raw, manifest_key, "application/x-ndjson"),
+            ):
+                raw_file.seek(0)
+                aws.s3.upload_fileobj(raw_file, settings.data_bucket, target,
+                                      ExtraArgs={"ContentType": content_type})
+            # Once a model is active, the detect stage starts detection on the batch at once.
+            publish(aws, DOCUMENTS_ADDED_DETAIL_TYPE, {"batch": batch, "documents": writer.added,
+                                                       "documentsKey": documents_key})
+    return writer.added
 
 
 def _preprocess(
@@ -223,62 +299,11 @@ def _preprocess(
         return {**result, "skipped": "object changed since the event"}
 
     state = StateTable(aws.table)
-    seen: set[str] = set()
-    with tempfile.TemporaryFile("w+b") as documents_raw, tempfile.TemporaryFile("w+b") as manifest_raw:
-        documents_out = io.TextIOWrapper(documents_raw, encoding="utf-8", newline="")
-        manifest_out = io.TextIOWrapper(manifest_raw, encoding="utf-8", newline="")
-        writer = _BatchWriter(state, batch, documents_out, manifest_out)
-        for number, raw in enumerate(iter_byte_lines(obj["Body"].iter_chunks(READ_CHUNK_BYTES)), start=1):
-            counts["lines"] += 1
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                counts["rejected"] += 1
-                quarantine.reject(InvalidRecord(key, number, f"invalid UTF-8 at byte {exc.start}"),
-                                  raw.decode("utf-8", errors="replace"))
-                continue
-            if number == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-                quarantine.note(key, number, "byte order mark at the start of the file removed")
-            line = line.replace("\r", " ")  # CRLF ends and stray CRs are white space
-            if not line.strip():
-                counts["empty"] += 1
-                continue
-            pieces = split_document(line)
-            counts["sentences"] += len(pieces.documents) + len(pieces.too_long)
-            for sentence in pieces.too_long:
-                counts["rejected"] += 1
-                quarantine.reject(InvalidRecord(
-                    key, number, f"a sentence of {utf8_size(sentence):,} UTF-8 bytes is over Comprehend's "
-                                 f"limit of {MAX_DOCUMENT_BYTES:,} bytes a document; the line's other "
-                                 "sentences are kept"), sentence)
-            for text in pieces.documents:
-                doc = document_hash(text)
-                if doc in seen:
-                    counts["duplicates"] += 1
-                    continue
-                seen.add(doc)
-                writer.add(doc, text)
-        writer.flush()
-        counts["documents"] = writer.added
-        counts["known"] = writer.known
-        for wrapper in (documents_out, manifest_out):
-            wrapper.flush()
-            wrapper.detach()  # hand the bytes back to the raw file without closing it
-        if writer.added:
-            for raw_file, target, content_type in (
-                (documents_raw, documents_key, "text/plain"),
-                (manifest_raw, manifest_key, "application/x-ndjson"),
-            ):
-                raw_file.seek(0)
-                aws.s3.upload_fileobj(raw_file, settings.data_bucket, target,
-                                      ExtraArgs={"ContentType": content_type})
-            result.update(documents_key=documents_key, manifest_key=manifest_key)
-            # Once a model is active, the detect stage starts detection on the batch at once.
-            publish(aws, DOCUMENTS_ADDED_DETAIL_TYPE, {"batch": batch, "documents": writer.added,
-                                                       "documentsKey": documents_key})
+    added = _write_batch(obj["Body"], key, batch, state, quarantine, counts, aws, settings)
+    if added:
+        result.update(documents_key=documents_key, manifest_key=manifest_key)
 
-    if writer.added and settings.workteam_arn and not state.has_gold():
+    if added and settings.workteam_arn and not state.gold.has_any():
         result["labeling_job"] = start_seed_labeling(
             state, aws.sagemaker, aws.s3,
             bucket=settings.data_bucket, batch=batch, manifest_key=manifest_key,

@@ -79,7 +79,7 @@ def route_detection_output(
     """
     job_id = job_id_from_key(key)
     state = StateTable(aws.table)
-    job = state.get_job(job_id)
+    job = state.jobs.get(job_id)
     if job is None:
         raise UnknownJob(f"detection job {job_id} (output {key}) is not recorded in the state table")
     flow_definition_arn = require(settings.flow_definition_arn, "FLOW_DEFINITION_ARN")
@@ -96,7 +96,7 @@ def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: A
     (key, `sequence`), so a continuation delivered twice has one effect."""
     state = StateTable(aws.table)
     job_id = job_id_from_key(key["key"])
-    job = state.get_job(job_id)
+    job = state.jobs.get(job_id)
     if job is None:
         raise UnknownJob(f"detection job {job_id} (output {key['key']}) is not recorded in the state table")
     flow_definition_arn = require(settings.flow_definition_arn, "FLOW_DEFINITION_ARN")
@@ -174,7 +174,7 @@ class Router:
             if not self.spend_budget():
                 return self.stop()
             self.write_pool()
-        self.state.update_job(self.job.job_id, routed_at=now(), routed_key=self.key,
+        self.state.jobs.update(self.job.job_id, routed_at=now(), routed_key=self.key,
                               routing=json.dumps(dict(self.counts), sort_keys=True))
         quarantine_key = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
         routed = sum(self.counts[k] for k in ("accepted", "loops_started", "loops_existing", "over_budget",
@@ -271,10 +271,10 @@ class Router:
         """Route the pending records, in their order, with one read of their pool items."""
         if not self.pending:
             return
-        items = self.state.get_pool_items(self.pending_docs)
+        items = self.state.pool.get_items(self.pending_docs)
         for record, text, doc in self.pending:
             item = items.get(doc)
-            self.route_document(record, text, doc, self.state.pool_document(item) if item else None)
+            self.route_document(record, text, doc, self.state.pool.document(item) if item else None)
         self.pending.clear()
         self.pending_docs.clear()
         self.write_pool()  # the accepted ones, before the loops of the batch start
@@ -398,10 +398,10 @@ class Router:
         """Write the pool status changes decided so far (a batch's worth: the documents differ).
         Conditional, so a document that became gold meanwhile (a merge, a labeling job) stays gold."""
         if self.marks:
-            self.state.mark_pool_many(self.marks, unless=(GOLD,))
+            self.state.pool.mark_many(self.marks, unless=(GOLD,))
             self.marks.clear()
         if self.waits:
-            self.state.mark_pool_many(self.waits, unless=(GOLD, IN_REVIEW))
+            self.state.pool.mark_many(self.waits, unless=(GOLD, IN_REVIEW))
             self.waits.clear()
 
     def review_many(self, candidates: list[Candidate]) -> None:
@@ -423,13 +423,13 @@ class Router:
                           content))
         if not ready:
             return
-        recorded = self.state.put_loop_many(
+        recorded = self.state.loops.put_many(
             [Loop(name=name, doc=candidate.doc, version=self.version, status=LOOP_IN_PROGRESS)
              for candidate, name, _ in ready])
         to_start: list[tuple[Candidate, str, str]] = []
         for (candidate, name, content), new in zip(ready, recorded, strict=True):
             if not new:
-                existing = self.state.get_loop(name)
+                existing = self.state.loops.get(name)
                 if existing is not None and existing.status != LOOP_IN_PROGRESS:
                     # This version's review of the document already ended; the next version sends it again.
                     self.counts["skipped"] += 1
@@ -450,7 +450,7 @@ class Router:
         error = outcome.response.get("Error", {}) if isinstance(outcome, ClientError) else {}
         if outcome == NOT_TRIED or error.get("Code") == QUOTA_EXCEEDED:
             # The account's quota on loops in progress: the document waits for a later version.
-            self.state.finish_loop(name, "Failed", failure=f"not started: {QUOTA_EXCEEDED}")
+            self.state.loops.finish(name, "Failed", failure=f"not started: {QUOTA_EXCEEDED}")
             self.counts["over_quota"] += 1
             self.keep_waiting(doc)
             return
@@ -458,7 +458,7 @@ class Router:
             if error.get("Code") != "ValidationException":
                 raise outcome  # throttled past the retries, access or configuration: let the event be retried
             reason = f"A2I refused the loop: {error.get('Code')}: {error.get('Message', '')}"
-            self.state.finish_loop(name, "Failed", failure=reason)
+            self.state.loops.finish(name, "Failed", failure=reason)
             self.reject(InvalidRecord(f"human loop {name}", None, reason))
             self.keep_waiting(doc)
             return

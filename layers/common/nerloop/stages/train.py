@@ -107,7 +107,7 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
     test_set = measure_test_set(aws.s3, bucket, version, settings)
 
     # A snapshot dropped by hand has no lock yet: take it, so review batches wait for this training.
-    state.acquire_training_lock(version)
+    state.training_lock.acquire(version)
     test_keys = snapshot_test_keys(version) if test_set["usable"] else None
     stored: dict[str, Any] = {"training_set": stats.as_dict(), "test_set": test_set}
     if flywheel_mode(settings):
@@ -118,7 +118,7 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
                                                           test_keys)}
     else:
         arn = _create_recognizer_version(aws, bucket, version, documents_key, key, settings, test_keys=test_keys)
-    state.put_version(Version(version=version, status="SUBMITTED", arn=arn,
+    state.versions.put(Version(version=version, status="SUBMITTED", arn=arn,
                               snapshot=f"{TRAINING_PREFIX}{version}/", metrics=stored))
     metrics.add_metric(name="TrainingsStarted", unit=MetricUnit.Count, value=1)
     logger.info("training started", version=version, recognizer_arn=arn, documents=stats.documents,
@@ -192,7 +192,7 @@ def _reject(state: StateTable, aws: Aws, bucket: str, version: str, stats: Train
         Body=json.dumps({"version": version, "problems": problems, "training_set": stats.as_dict()},
                         indent=2).encode("utf-8"),
     )
-    state.put_version(Version(version=version, status="REJECTED", snapshot=f"{TRAINING_PREFIX}{version}/",
+    state.versions.put(Version(version=version, status="REJECTED", snapshot=f"{TRAINING_PREFIX}{version}/",
                               message="; ".join(problems)[:1000], metrics={"training_set": stats.as_dict()}))
     release_training(state, version)
     metrics.add_metric(name="TrainingsRejected", unit=MetricUnit.Count, value=1)

@@ -1,7 +1,7 @@
 """Stage 4 — watch: on a schedule, poll what the state table lists as in flight and publish the
 project's own status events. Comprehend publishes none, and this keeps the rest event-driven.
 
-Detection jobs are read from their in-flight copies only (StateTable.list_jobs_in_flight), so a poll
+Detection jobs are read from their in-flight copies only (JobRepository.in_flight), so a poll
 costs the same after a thousand jobs as after one. A job Comprehend no longer knows
 (JobNotFoundException, botocore comprehend model: DescribeEntitiesDetectionJob) is recorded as
 NOT_FOUND, a status of nerloop's own, once, and not asked about again. Then detection requests queued
@@ -31,7 +31,7 @@ from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
-from nerloop.state import RECOGNIZER_IN_FLIGHT, StateTable, Version
+from nerloop.state import RECOGNIZER_IN_FLIGHT, Job, StateTable, Version
 
 # Recorded for a job Comprehend no longer knows; not one of Comprehend's JobStatus values.
 JOB_NOT_FOUND = "NOT_FOUND"
@@ -48,57 +48,16 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     """
     state = StateTable(aws.table)
     changes: list[dict[str, str]] = []
-    for version in state.list_versions():
+    for version in state.versions.list():
         if version.status in RECOGNIZER_IN_FLIGHT and (version.metrics.get("flywheel") or {}).get("datasets"):
             change = _poll_flywheel_version(state, aws, settings, version)
-            if change:
-                changes.append(change)
-            continue
-        if version.status not in RECOGNIZER_IN_FLIGHT or not version.arn:
-            continue
-        try:
-            props = aws.comprehend.describe_entity_recognizer(EntityRecognizerArn=version.arn)[
-                "EntityRecognizerProperties"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-            props = {"Status": "DELETED", "Message": "the recognizer version no longer exists"}
-        status, message = props["Status"], props.get("Message", "")
-        if status == version.status:
-            continue
-        publish(aws, RECOGNIZER_STATUS_DETAIL_TYPE, resource=version.arn, detail={
-            "recognizerName": settings.recognizer_name, "versionName": version.version,
-            "recognizerArn": version.arn, "status": status, "previousStatus": version.status,
-            "message": message,
-        })
-        # Kept for the round's cost: Comprehend bills the training time (nerloop.cost_records).
-        state.update_version(version.version, status=status, message=message, **training_times(props))
-        changes.append({"version": version.version, "status": status})
-        logger.info("recognizer status changed", version=version.version, status=status,
-                    previous=version.status)
-
-    for job in state.list_jobs_in_flight():
-        try:
-            props = aws.comprehend.describe_entities_detection_job(JobId=job.job_id)[
-                "EntitiesDetectionJobProperties"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "JobNotFoundException":
-                raise
-            props = {"JobStatus": JOB_NOT_FOUND, "Message": "the detection job no longer exists"}
-        status, message = props["JobStatus"], props.get("Message", "")
-        if status == job.status:
-            continue
-        publish(aws, DETECTION_JOB_STATUS_DETAIL_TYPE, resource=props.get("JobArn", job.arn), detail={
-            "jobId": job.job_id, "jobArn": props.get("JobArn", job.arn), "versionName": job.version,
-            "status": status, "previousStatus": job.status, "message": message,
-            "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
-            "inputKey": job.input_key,  # under training/: the gate's evaluation job (the detect rule's filter)
-        })
-        state.set_job_status(job.job_id, status, message)
-        if status in ("FAILED", JOB_NOT_FOUND):
-            metrics.add_metric(name="DetectionJobsFailed", unit=MetricUnit.Count, value=1)
-        changes.append({"job": job.job_id, "status": status})
-        logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
+        elif version.status in RECOGNIZER_IN_FLIGHT and version.arn:
+            change = _poll_version(state, aws, settings, version)
+        else:
+            change = None
+        if change:
+            changes.append(change)
+    changes.extend(change for job in state.jobs.in_flight() if (change := _poll_job(state, aws, job)))
 
     started = start_queued(state, aws, settings)
     reconciled = [f"{merge['loop']}: {merge['status']}" for merge in reconcile_open_loops(aws, settings)]
@@ -108,6 +67,56 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     if reconciled:
         result["reconciled"] = reconciled
     return result
+
+
+def _poll_version(state: StateTable, aws: Aws, settings: Settings, version: Version) -> dict[str, str] | None:
+    """A training recognizer version's status change since the last poll, published and recorded
+    (None when its status is unchanged)."""
+    try:
+        props = aws.comprehend.describe_entity_recognizer(EntityRecognizerArn=version.arn)[
+            "EntityRecognizerProperties"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        props = {"Status": "DELETED", "Message": "the recognizer version no longer exists"}
+    status, message = props["Status"], props.get("Message", "")
+    if status == version.status:
+        return None
+    publish(aws, RECOGNIZER_STATUS_DETAIL_TYPE, resource=version.arn, detail={
+        "recognizerName": settings.recognizer_name, "versionName": version.version,
+        "recognizerArn": version.arn, "status": status, "previousStatus": version.status,
+        "message": message,
+    })
+    # Kept for the round's cost: Comprehend bills the training time (nerloop.cost_records).
+    state.versions.update(version.version, status=status, message=message, **training_times(props))
+    logger.info("recognizer status changed", version=version.version, status=status, previous=version.status)
+    return {"version": version.version, "status": status}
+
+
+def _poll_job(state: StateTable, aws: Aws, job: Job) -> dict[str, str] | None:
+    """A detection job's status change since the last poll, published and recorded (None when its
+    status is unchanged)."""
+    try:
+        props = aws.comprehend.describe_entities_detection_job(JobId=job.job_id)[
+            "EntitiesDetectionJobProperties"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "JobNotFoundException":
+            raise
+        props = {"JobStatus": JOB_NOT_FOUND, "Message": "the detection job no longer exists"}
+    status, message = props["JobStatus"], props.get("Message", "")
+    if status == job.status:
+        return None
+    publish(aws, DETECTION_JOB_STATUS_DETAIL_TYPE, resource=props.get("JobArn", job.arn), detail={
+        "jobId": job.job_id, "jobArn": props.get("JobArn", job.arn), "versionName": job.version,
+        "status": status, "previousStatus": job.status, "message": message,
+        "outputS3Uri": (props.get("OutputDataConfig") or {}).get("S3Uri", ""),
+        "inputKey": job.input_key,  # under training/: the gate's evaluation job (the detect rule's filter)
+    })
+    state.jobs.set_status(job.job_id, status, message)
+    if status in ("FAILED", JOB_NOT_FOUND):
+        metrics.add_metric(name="DetectionJobsFailed", unit=MetricUnit.Count, value=1)
+    logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
+    return {"job": job.job_id, "status": status}
 
 
 # --- TrainingMode Flywheel (issue 15 part 2) ---
@@ -124,7 +133,7 @@ def _poll_flywheel_version(state: StateTable, aws: Aws, settings: Settings, vers
     if poll.model_arn and poll.model_arn != version.arn:
         kept["arn"] = poll.model_arn
     if kept:
-        state.update_version(version.version, **kept)
+        state.versions.update(version.version, **kept)
     if poll.status is None or poll.status == version.status:
         return None
     iteration = (poll.flywheel or {}).get("iteration", "")
@@ -134,7 +143,7 @@ def _poll_flywheel_version(state: StateTable, aws: Aws, settings: Settings, vers
         "recognizerArn": resource, "status": poll.status, "previousStatus": version.status,
         "message": poll.message, "flywheelIterationId": iteration,
     })
-    state.update_version(version.version, status=poll.status, message=poll.message)
+    state.versions.update(version.version, status=poll.status, message=poll.message)
     logger.info("flywheel version status changed", version=version.version, status=poll.status,
                 previous=version.status, iteration=iteration)
     return {"version": version.version, "status": poll.status}
