@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from nerloop import review_answers
 from nerloop.comprehend_output import DocumentEntities, DocumentFailure, iter_detection_output, job_id_from_key
 from nerloop.errors import InvalidEvent, InvalidRecord
-from nerloop.events import (
+from nerloop.event_catalog import (
     DetectTrigger,
     HumanLoopStatusChange,
     LabelingJobStateChange,

@@ -47,6 +47,7 @@ from nerloop.aws import Aws
 from nerloop.errors import NerloopError
 from nerloop.flywheel_resource import FLYWHEEL_TYPE, FlywheelResourceError, flywheel_request
 from nerloop.observability import logger
+from nerloop.recognizer_versions import MAX_NAME_LENGTH, NAME_PATTERN
 
 FLOW_DEFINITION_TYPE = "Custom::FlowDefinition"
 RECOGNIZER_CLEANUP_TYPE = "Custom::RecognizerCleanup"
@@ -147,8 +148,8 @@ class RecognizerCleanupProperties(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    recognizer_name: str = Field(alias="RecognizerName", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$",
-                                 max_length=63)
+    recognizer_name: str = Field(alias="RecognizerName", pattern=NAME_PATTERN,
+                                 max_length=MAX_NAME_LENGTH)
 
 
 @dataclass

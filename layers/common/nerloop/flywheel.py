@@ -40,7 +40,7 @@ FLYWHEEL_MODE = "Flywheel"
 # DatasetStatus and FlywheelIterationStatus (botocore comprehend model).
 DATASET_COMPLETED = "COMPLETED"
 DATASET_FAILED = "FAILED"
-# How an iteration's status reads as the loop's version status (nerloop.recognizers' ModelStatus
+# How an iteration's status reads as the loop's version status (nerloop.recognizer_versions' ModelStatus
 # values): in flight while it trains or evaluates, IN_ERROR when it failed, STOPPED when stopped.
 # COMPLETED reads as the trained model's own status (TRAINED or TRAINED_WITH_WARNING).
 ITERATION_AS_VERSION_STATUS = {

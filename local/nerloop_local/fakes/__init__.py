@@ -46,6 +46,8 @@ from botocore import handlers as botocore_handlers
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.validate import ParamValidator
 
+from nerloop import s3_uri
+
 if TYPE_CHECKING:
     from nerloop_local.fakes.a2i import A2IFake, FlowDefinitionsFake
     from nerloop_local.fakes.cloudformation import FunctionsFake, StackFake
@@ -199,13 +201,11 @@ def iso_millis(moment: datetime) -> str:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """s3://bucket/key → (bucket, key); FakeError when it is not an S3 URI."""
-    if not uri.startswith("s3://"):
-        raise FakeError("ValidationException", f"{uri!r} is not an S3 URI (s3://bucket/key)")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise FakeError("ValidationException", f"{uri!r} names no bucket")
-    return bucket, key
+    """An object's or a prefix's URI → (bucket, key); FakeError, as a service answers, when it is not an S3 URI."""
+    try:
+        return s3_uri.split_s3_uri(uri, prefix=True)
+    except s3_uri.InvalidS3Uri as exc:
+        raise FakeError("ValidationException", str(exc)) from exc
 
 
 def join_s3_uri(prefix_uri: str, *parts: str) -> str:
