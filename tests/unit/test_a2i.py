@@ -89,7 +89,7 @@ def test_a_loop_name_needs_a_document_hash() -> None:
 
 
 def detected(begin: int, end: int, score: float, type_: str = "SERVICE") -> DetectedEntity:
-    return DetectedEntity(begin, end, score, "", type_)
+    return DetectedEntity(begin=begin, end=end, score=score, text="", type=type_)
 
 
 def test_the_input_holds_text_labels_prefilled_spans_scores_and_the_document() -> None:

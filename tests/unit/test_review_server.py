@@ -34,7 +34,7 @@ TYPES = ("SERVICE", "VERSION")
 
 def found(text: str, part: str, type_: str, score: float) -> DetectedEntity:
     begin = text.index(part)
-    return DetectedEntity(begin, begin + len(part), score, part, type_)
+    return DetectedEntity(begin=begin, end=begin + len(part), score=score, text=part, type=type_)
 
 
 @dataclass
