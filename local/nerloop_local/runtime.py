@@ -68,7 +68,7 @@ import urllib.response
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -679,16 +679,16 @@ class LocalRuntime:
             **self.environment,
         }
 
-    def override_handler(self, function: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+    def override_handler(self, function: str, handler: Callable[[dict[str, Any], Any], Any]) -> ExitStack:
         """Use `handler` instead of the function's own code (tests, or a stage not written yet). It
-        still runs with the function's environment and a LambdaContext."""
+        still runs with the function's environment and a LambdaContext. Used in a `with` block, the
+        function's own code comes back when the block ends."""
         self._overrides[function] = handler
         self._handlers[function] = handler
-
-    def restore_handler(self, function: str) -> None:
-        """Go back to the function's own code after `override_handler`."""
-        self._overrides.pop(function, None)
-        self._handlers.pop(function, None)
+        restore = ExitStack()
+        restore.callback(self._overrides.pop, function, None)
+        restore.callback(self._handlers.pop, function, None)
+        return restore
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         """Call `function`'s handler once with `event`, in its own environment (no retries)."""
