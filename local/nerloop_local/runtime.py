@@ -1,7 +1,7 @@
 """The local runtime: the stack of template.yaml in one process, offline, with the same handler code.
 
     with LocalRuntime(Path("workspace"), reviewer=my_reviewer) as runtime:
-        runtime.drop_raw(Path("notes.txt"))          # raw/notes.txt → the preprocess rule fires
+        runtime.put_text("raw/notes.txt", text)      # a .txt under raw/ → the preprocess rule fires
         result = runtime.run_until_idle()            # deliver, retry, tick the stand-ins, repeat
         for delivery in result.deliveries: print(delivery.line())
 
@@ -595,13 +595,6 @@ class LocalRuntime:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         reply = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return str(reply["ETag"])
-
-    def drop_raw(self, path: Path | str, name: str | None = None) -> str:
-        """Copy a local text file to raw/<name> (default: its file name), as a person would; return the key."""
-        source = Path(path)
-        key = f"raw/{name or source.name}"
-        self.put_bytes(key, source.read_bytes(), "text/plain; charset=utf-8")
-        return key
 
     def get_bytes(self, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())

@@ -34,7 +34,6 @@ from nerloop.observability import logger
 from nerloop.settings import Settings
 from nerloop.state import StateTable, Version
 
-RECOGNIZER_MODE = "Recognizer"
 FLYWHEEL_MODE = "Flywheel"
 
 # DatasetStatus and FlywheelIterationStatus (botocore comprehend model).
@@ -50,9 +49,6 @@ ITERATION_AS_VERSION_STATUS = {
     "FAILED": "IN_ERROR",
     "STOPPED": "STOPPED",
 }
-# The version's status while its datasets are being created (no iteration yet): in flight.
-WAITING_FOR_DATASETS = "SUBMITTED"
-
 
 def flywheel_mode(settings: Settings) -> bool:
     return settings.training_mode == FLYWHEEL_MODE

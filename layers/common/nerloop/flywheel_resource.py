@@ -31,7 +31,6 @@ from nerloop.observability import logger
 from nerloop.recognizer_versions import NAME_PATTERN
 
 FLYWHEEL_TYPE = "Custom::Flywheel"
-FLYWHEEL_ATTRIBUTES = ("Arn",)
 ACTIVE = "ACTIVE"
 FAILED_STATUS = "FAILED"
 
