@@ -77,10 +77,6 @@ class Invocations:
     def total_seconds(self) -> float:
         return sum(self.seconds)
 
-    @property
-    def longest_seconds(self) -> float:
-        return max(self.seconds, default=0.0)
-
 
 def invoke_until_done(stage: Callable[..., dict[str, Any]], timeout_seconds: float,
                       deadline_class: Any = None, max_invocations: int = MAX_INVOCATIONS) -> Invocations:

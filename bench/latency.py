@@ -29,7 +29,6 @@ SQS_LATENCY = ("https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeve
 A2I_START = "https://docs.aws.amazon.com/augmented-ai/2019-11-07/APIReference/API_StartHumanLoop.html"
 COMPREHEND_API = "https://docs.aws.amazon.com/comprehend/latest/APIReference/welcome.html"
 SAGEMAKER_DESCRIBE = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeLabelingJob.html"
-EVENTBRIDGE_PUT = "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html"
 
 
 @dataclass(frozen=True)

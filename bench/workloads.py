@@ -325,7 +325,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     from nerloop.a2i import loop_name
     from nerloop.aws import Aws
     from nerloop.documents import document_hash
-    from nerloop.events import HumanLoopDetail
+    from nerloop.event_catalog import HumanLoopDetail
     from nerloop.stages import merge
 
     settings = _settings("MergeFunction")

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord
-from nerloop.events import describe_event_error
+from nerloop.event_catalog import describe_event_error
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop
 from nerloop_local.commands.validate import validate_file
 from nerloop_local.emulator.stack import load_event, load_module

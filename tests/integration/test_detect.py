@@ -147,18 +147,19 @@ def test_in_error_is_recorded_with_its_message(emulated, event, lambda_context, 
 
 
 def test_a_retrain_that_fell_due_during_a_training_starts_when_it_ends(emulated, event, lambda_context, comprehend):
-    from nerloop.retrain import RetrainPolicy, count_review, maybe_start_retrain
+    from nerloop.retrain import RetrainPolicy, maybe_start_retrain, merge_review_counted
     from nerloop.snapshots import SNAPSHOT_COUNTER
-    from nerloop.state import GoldDocument
+    from nerloop.state import GoldDocument, Loop
 
     # Given v1 training (it holds the lock), and meanwhile two reviews merged and every loop ended
     state = emulated.state
     state.versions.put(Version("v1", "TRAINING", arn=ARN.format("v1")))
     state.counters.set(SNAPSHOT_COUNTER, 1)
     state.training_lock.acquire("v1")
-    for text in ("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."):
-        state.gold.put(GoldDocument(document_hash(text), text, [], origin="review:x"))
-        count_review(state)
+    for number, text in enumerate(("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.")):
+        loop = Loop(f"v1-review-{number}", document_hash(text), "v1", "InProgress")
+        state.loops.put(loop)
+        assert merge_review_counted(state, loop.name, GoldDocument(loop.doc, text, [], origin=f"review:{loop.name}"))
     policy = RetrainPolicy(batch_size=25)
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy) is None  # the lock is taken
 

@@ -118,10 +118,9 @@ def test_a_completed_loop_whose_event_was_lost_is_merged_by_the_watch(tmp_path: 
     runtime = open_runtime(tmp_path / "ws", stack_with_title())
     try:
         name = route_for_review(runtime, TEXTS[0])
-        runtime.override_handler("MergeFunction", lambda event, context: None)
-        runtime.a2i.complete_loop(name, [])
-        runtime.run_until_idle()
-        runtime.restore_handler("MergeFunction")
+        with runtime.override_handler("MergeFunction", lambda event, context: None):
+            runtime.a2i.complete_loop(name, [])
+            runtime.run_until_idle()
         assert pool_status(runtime, TEXTS[0]) == IN_REVIEW
 
         # When the watch runs after the loop has been open a while
@@ -140,12 +139,11 @@ def test_a_loop_a2i_deleted_sends_its_document_back_to_waiting(tmp_path: Path, m
     runtime = open_runtime(tmp_path / "ws", stack_with_title())
     try:
         name = route_for_review(runtime, TEXTS[0])
-        runtime.override_handler("MergeFunction", lambda event, context: None)
-        a2i = runtime.client("sagemaker-a2i-runtime")
-        a2i.stop_human_loop(HumanLoopName=name)
-        runtime.run_until_idle()
-        a2i.delete_human_loop(HumanLoopName=name)
-        runtime.restore_handler("MergeFunction")
+        with runtime.override_handler("MergeFunction", lambda event, context: None):
+            a2i = runtime.client("sagemaker-a2i-runtime")
+            a2i.stop_human_loop(HumanLoopName=name)
+            runtime.run_until_idle()
+            a2i.delete_human_loop(HumanLoopName=name)
 
         later(monkeypatch)
         watch_now(runtime)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from nerloop.s3_uri import split_s3_uri
 from nerloop_local.cli import main
 from nerloop_local.commands import up as service
 from nerloop_local.report import live as report_live
@@ -85,7 +86,7 @@ def free_word(text: str, taken: list[dict[str, Any]]) -> tuple[int, int]:
 
 def add_worker(runtime: Any, uri: str, worker: str, entities: list[dict[str, Any]]) -> None:
     """A second worker's answer in A2I's output.json (one humanAnswers entry per worker), submitted later."""
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     output = json.loads(runtime.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     first = output["humanAnswers"][0]
     later = (datetime.fromisoformat(first["submissionTime"].replace("Z", "+00:00")) + timedelta(minutes=3))

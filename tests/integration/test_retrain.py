@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
 
 from nerloop.documents import Span, document_hash
-from nerloop.retrain import RetrainPolicy, count_review, maybe_start_retrain, pending_reviews, request_retrain
+from nerloop.retrain import (
+    RETRAIN_REQUESTED,
+    RetrainPolicy,
+    maybe_start_retrain,
+    merge_review_counted,
+    pending_reviews,
+)
 from nerloop.state import GoldDocument, Loop, StateTable
 from nerloop.state.coordination import CounterRepository
 
@@ -24,6 +31,20 @@ def add_gold(state: StateTable, count: int) -> None:
         text = f"Amazon Service{i} launches"
         state.gold.put(GoldDocument(document_hash(text), text, [Span(0, 6 + 1 + len(f"Service{i}"), "SERVICE")],
                                     origin="test"))
+
+
+_loop_numbers = itertools.count(1)
+
+
+def merge_a_review(state: StateTable) -> None:
+    """One review merged as the merge stage merges it (`merge_review_counted`): a human loop over a gold
+    document (add_gold's first) completes, its labels are written again and the review counted, in one
+    transaction. The gold set keeps its size, so snapshots count the same documents."""
+    text = "Amazon Service0 launches"
+    loop = Loop(f"v0-review-{next(_loop_numbers)}", document_hash(text), "v0", "InProgress")
+    assert state.loops.put(loop)
+    gold = GoldDocument(loop.doc, text, [Span(0, len("Amazon Service0"), "SERVICE")], origin=f"review:{loop.name}")
+    assert merge_review_counted(state, loop.name, gold)
 
 
 def keep_a_loop_open(state: StateTable) -> None:
@@ -44,7 +65,7 @@ def test_concurrent_reviews_start_exactly_one_training(emulated):
 
     def review(_: int) -> str | None:
         own = table(emulated)  # each worker its own resource, as separate Lambda invocations would have
-        count_review(own)
+        merge_a_review(own)
         snapshot = maybe_start_retrain(own, boto3.client("s3"), emulated.bucket, RetrainPolicy(10))
         return snapshot.version if snapshot else None
 
@@ -64,10 +85,10 @@ def test_the_next_batch_waits_for_the_lock(emulated):
     state = table(emulated)
     add_gold(state, 3)
     for _ in range(10):
-        count_review(state)
+        merge_a_review(state)
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN).version == "v1"
     for _ in range(10):
-        count_review(state)
+        merge_a_review(state)
 
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None  # v1 still training
     state.training_lock.release("v1")
@@ -80,7 +101,7 @@ def test_a_request_starts_a_retrain_without_reviews(emulated):
     state = table(emulated)
     add_gold(state, 3)
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
-    request_retrain(state)
+    state.counters.count_once("retrain-request/convert/job-1", RETRAIN_REQUESTED)  # as the convert stage asks
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN).version == "v1"
     state.training_lock.release("v1")
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, TEN) is None
@@ -93,7 +114,7 @@ def write_snapshot_whose_bookkeeping_fails(emulated, monkeypatch) -> StateTable:
     state = table(emulated)
     add_gold(state, 3)
     for _ in range(10):
-        count_review(state)
+        merge_a_review(state)
     real_set_counter = CounterRepository.set
     failures = iter([RuntimeError("throttled past the retries")])
 
@@ -154,7 +175,7 @@ def test_the_time_limit_counts_from_the_oldest_review_not_yet_in_a_snapshot(emul
 
     # Three reviews an hour apart fill a batch: v1 takes them all, and nothing is left waiting
     for _ in range(3):
-        count_review(state)
+        merge_a_review(state)
         clock["now"] += 3600
     assert retrain.retrain_due(state, policy) == retrain.BATCH
     assert maybe_start_retrain(state, emulated.s3, emulated.bucket, policy).version == "v1"
@@ -163,7 +184,7 @@ def test_the_time_limit_counts_from_the_oldest_review_not_yet_in_a_snapshot(emul
 
     # A review merged ten hours later waits its own hour, not one from the snapshot
     clock["now"] += 10 * 3600
-    count_review(state)
+    merge_a_review(state)
     merged = clock["now"]
     assert retrain.retrain_due(state, policy, now=merged + 3599) is None
     assert retrain.retrain_due(state, policy, now=merged + 3600) == retrain.WAITED
@@ -177,12 +198,12 @@ def test_a_review_merged_while_the_snapshot_was_written_waits_from_the_snapshot(
     keep_a_loop_open(state)
     policy = RetrainPolicy(batch_size=2, max_wait_minutes=60)
     monkeypatch.setattr(retrain, "epoch_seconds", lambda: 1_000_000)
-    count_review(state)
-    count_review(state)
+    merge_a_review(state)
+    merge_a_review(state)
     real_write = retrain.write_snapshot
 
     def write_while_a_review_arrives(*args, **kwargs):
-        count_review(state)  # merged after the snapshot read REVIEWS: the next snapshot's
+        merge_a_review(state)  # merged after the snapshot read REVIEWS: the next snapshot's
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(retrain, "write_snapshot", write_while_a_review_arrives)

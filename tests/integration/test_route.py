@@ -51,7 +51,7 @@ class Doc:
         found = []
         for text, type_, score in self.entities:
             begin = self.text.index(text)
-            found.append(DetectedEntity(begin, begin + len(text), score, text, type_))
+            found.append(DetectedEntity(begin=begin, end=begin + len(text), score=score, text=text, type=type_))
         return found
 
     def record(self, line: int) -> dict[str, Any]:

@@ -51,20 +51,18 @@ def dead_letter_a_merge(runtime: LocalRuntime) -> str:
     failed = load_event("merge-failed")
     name = str(failed["detail"]["humanLoopName"])
     runtime.state.loops.put(Loop(name, "doc", "v1", "InProgress"))
-    runtime.override_handler("MergeFunction", broken)
     detail = {**failed["detail"], "flowDefinitionArn": runtime.flow_definition_arn}  # the rule's pattern
-    runtime.put_event(failed["source"], failed["detail-type"], detail, failed["resources"])
-    runtime.run_until_idle()
-    runtime.restore_handler("MergeFunction")
+    with runtime.override_handler("MergeFunction", broken):
+        runtime.put_event(failed["source"], failed["detail-type"], detail, failed["resources"])
+        runtime.run_until_idle()
     return name
 
 
 def dead_letter_a_preprocess(runtime: LocalRuntime) -> None:
     """A raw file's event that the preprocess function failed every attempt at."""
-    runtime.override_handler("PreprocessFunction", broken)
-    runtime.put_text("raw/failed.txt", "Amazon Comprehend finds entities.\n")
-    runtime.run_until_idle()
-    runtime.restore_handler("PreprocessFunction")
+    with runtime.override_handler("PreprocessFunction", broken):
+        runtime.put_text("raw/failed.txt", "Amazon Comprehend finds entities.\n")
+        runtime.run_until_idle()
 
 
 def table_items(runtime: LocalRuntime) -> list[dict[str, Any]]:

@@ -62,9 +62,11 @@ def given_reviews_pending_and_a_loop_open(emulated, monkeypatch, merged_at: int)
 
     monkeypatch.setattr(retrain, "epoch_seconds", lambda: merged_at)
     state = emulated.state
-    for text in ("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out."):
-        state.gold.put(GoldDocument(document_hash(text), text, [], origin="review:x"))
-        retrain.count_review(state)
+    for number, text in enumerate(("Amazon S3 adds a feature.", "AWS Lambda 2.0 is out.")):
+        loop = Loop(f"v1-review-{number}", document_hash(text), "v1", "InProgress")
+        state.loops.put(loop)
+        assert retrain.merge_review_counted(state, loop.name,
+                                            GoldDocument(loop.doc, text, [], origin=f"review:{loop.name}"))
     state.loops.put(Loop("v1-still-open", "doc", "v1", "InProgress"))
 
 

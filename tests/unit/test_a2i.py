@@ -23,7 +23,7 @@ from nerloop.a2i import (
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import Span, document_hash
 from nerloop.errors import InvalidRecord
-from nerloop.review_answers import input_text, parse_answer, parse_output, review_answer
+from nerloop.review_answers import input_text, parse_output, review_answer
 from nerloop.review_consensus import ReviewersTied
 
 TYPES = ("SERVICE", "VERSION")
@@ -89,7 +89,7 @@ def test_a_loop_name_needs_a_document_hash() -> None:
 
 
 def detected(begin: int, end: int, score: float, type_: str = "SERVICE") -> DetectedEntity:
-    return DetectedEntity(begin, end, score, "", type_)
+    return DetectedEntity(begin=begin, end=end, score=score, text="", type=type_)
 
 
 def test_the_input_holds_text_labels_prefilled_spans_scores_and_the_document() -> None:
@@ -248,10 +248,15 @@ def span(label: str, start: int, end: int) -> dict[str, Any]:
     return {"label": label, "startOffset": start, "endOffset": end}
 
 
+def reviewed_spans(raw: bytes, file: str, text: str, types: tuple[str, ...]) -> list[Span]:
+    """The spans the merge stage keeps from an output file: parse_output, then review_answer."""
+    return review_answer(parse_output(raw, file), file, text, types).spans
+
+
 def test_the_reviewers_spans_are_returned_in_order() -> None:
     raw = output([span("VERSION", 25, 28), span("SERVICE", 0, 9), span("SERVICE", 14, 24)])
 
-    assert parse_answer(raw, FILE, TEXT, TYPES) == [
+    assert reviewed_spans(raw, FILE, TEXT, TYPES) == [
         Span(0, 9, "SERVICE"),
         Span(14, 24, "SERVICE"),
         Span(25, 28, "VERSION"),
@@ -259,7 +264,7 @@ def test_the_reviewers_spans_are_returned_in_order() -> None:
 
 
 def test_an_answer_with_no_spans_says_the_document_has_no_entities() -> None:
-    assert parse_answer(output([]), FILE, TEXT, TYPES) == []
+    assert reviewed_spans(output([]), FILE, TEXT, TYPES) == []
 
 
 def test_the_input_text_is_read_from_the_output_also_when_echoed_as_a_string() -> None:
@@ -320,7 +325,7 @@ def test_a_bad_span_in_any_reviewer_s_answer_rejects_the_output_naming_the_worke
 )
 def test_a_bad_answer_is_rejected_whole_naming_the_file(raw: bytes, reason: str) -> None:
     with pytest.raises(InvalidRecord) as caught:
-        parse_answer(raw, FILE, TEXT, TYPES)
+        reviewed_spans(raw, FILE, TEXT, TYPES)
 
     assert caught.value.file == FILE
     assert reason in caught.value.reason
@@ -336,7 +341,7 @@ def test_white_space_around_a_span_is_trimmed_and_noted() -> None:
 
 def test_a_span_of_only_white_space_is_dropped() -> None:
     text = "Amazon S3    launched"
-    assert parse_answer(output([span("SERVICE", 9, 13)], text=text), FILE, text, TYPES) == []
+    assert reviewed_spans(output([span("SERVICE", 9, 13)], text=text), FILE, text, TYPES) == []
 
 
 def test_overlapping_spans_keep_the_longest_and_duplicates_are_dropped() -> None:
@@ -360,6 +365,6 @@ def test_offsets_count_code_points_around_emoji() -> None:
     text = "🎉🎉 Amazon Comprehend 👍 launched"
     begin = text.index("Amazon")
 
-    spans = parse_answer(output([span("SERVICE", begin, begin + 17)], text=text), FILE, text, TYPES)
+    spans = reviewed_spans(output([span("SERVICE", begin, begin + 17)], text=text), FILE, text, TYPES)
 
     assert [text[s.begin : s.end] for s in spans] == ["Amazon Comprehend"]

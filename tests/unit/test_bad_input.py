@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from nerloop import review_answers
 from nerloop.comprehend_output import DocumentEntities, DocumentFailure, iter_detection_output, job_id_from_key
 from nerloop.errors import InvalidEvent, InvalidRecord
-from nerloop.events import (
+from nerloop.event_catalog import (
     DetectTrigger,
     HumanLoopStatusChange,
     LabelingJobStateChange,
@@ -36,6 +36,7 @@ from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_l
 from nerloop.quarantine import MAX_KEPT_CHARS, Quarantine
 from nerloop_local import cli
 from nerloop_local.emulator.stack import load_module
+from tests.unit.test_quarantine import written_report
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_input"
 TYPES = ("SERVICE", "VERSION")  # the stack's entity types, as the stages get them from settings
@@ -176,7 +177,7 @@ def test_the_bad_record_is_quarantined_with_what_it_was(row: Row) -> None:
     if row.kind == "manifest":  # the line itself is kept (its first characters) beside the reason
         raw = row.path.read_bytes().split(b"\n")[row.line - 1]
         assert problem.record == raw.decode("utf-8", errors="replace")[:MAX_KEPT_CHARS]
-    (reported,) = [json.loads(line) for line in outcome.quarantine.to_jsonl().splitlines()]
+    (reported,) = [json.loads(line) for line in written_report(outcome.quarantine).splitlines()]
     assert (reported["kind"], reported["file"], reported["line"]) == ("rejected", row.error_file, row.line)
     assert row.reason in reported["reason"]
 

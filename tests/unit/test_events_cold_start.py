@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from nerloop.event_catalog import model_for
 from nerloop.event_models.schedule import ScheduledEvent
-from nerloop.events import model_for
 from nerloop_local.emulator.stack import Stack, load_event
 from nerloop_local.emulator.template import REPO
 
@@ -37,7 +37,8 @@ from pydantic.plugin import _loader
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-imported = sorted(name for name in sys.modules if name == "nerloop.events" or name.startswith("nerloop.event_models."))
+imported = sorted(name for name in sys.modules
+                  if name == "nerloop.event_catalog" or name.startswith("nerloop.event_models."))
 import tokenize
 print(json.dumps({"imported": imported, "plugins_searched": _loader._plugins is not None,
                   "gc": gc.isenabled(), "frozen": gc.get_freeze_count(),

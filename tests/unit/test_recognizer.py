@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nerloop import comprehend_output
 from nerloop.documents import Span, normalize_text, trim_span
 from nerloop_local.recognizer.crf import (
     Counts,
@@ -213,7 +214,7 @@ def test_detect_on_empty_text_finds_nothing(holdout: HoldoutResult) -> None:
 
 
 def test_detected_entity_in_comprehend_shape() -> None:
-    entity = DetectedEntity(0, 9, "SERVICE", "Amazon S3", 0.5)
+    entity = DetectedEntity(begin=0, end=9, score=0.5, text="Amazon S3", type="SERVICE")
     assert entity.to_comprehend() == {
         "BeginOffset": 0,
         "EndOffset": 9,
@@ -266,9 +267,9 @@ def test_evaluate_counts_exact_span_and_type_matches_only() -> None:
     gold = [Span(0, 9, "SERVICE"), Span(13, 23, "VERSION"), Span(28, 35, "SERVICE")]
     detector = FixedDetector(
         [
-            DetectedEntity(0, 9, "SERVICE", "Amazon S3", 0.9),  # right
-            DetectedEntity(13, 23, "SERVICE", "2019-04-26", 0.9),  # wrong type
-            DetectedEntity(32, 35, "SERVICE", "IoT", 0.9),  # wrong boundary
+            DetectedEntity(begin=0, end=9, score=0.9, text="Amazon S3", type="SERVICE"),  # right
+            DetectedEntity(begin=13, end=23, score=0.9, text="2019-04-26", type="SERVICE"),  # wrong type
+            DetectedEntity(begin=32, end=35, score=0.9, text="IoT", type="SERVICE"),  # wrong boundary
         ]
     )
     metrics = evaluate(detector, [(text, gold)])  # type: ignore[arg-type]
@@ -280,7 +281,7 @@ def test_evaluate_counts_exact_span_and_type_matches_only() -> None:
 
 
 def test_evaluate_ignores_white_space_at_gold_span_edges() -> None:
-    detector = FixedDetector([DetectedEntity(0, 9, "SERVICE", "Amazon S3", 0.9)])
+    detector = FixedDetector([DetectedEntity(begin=0, end=9, score=0.9, text="Amazon S3", type="SERVICE")])
     metrics = evaluate(detector, [("Amazon S3 is here", [Span(0, 10, "SERVICE")])])  # type: ignore[arg-type]
     assert metrics.overall == Counts(1, 0, 0)
 
@@ -343,3 +344,8 @@ def test_training_is_deterministic(
     first = holdout.recognizer
     assert again.save(tmp_path / "a.zip").read_bytes() == first.save(tmp_path / "b.zip").read_bytes()
     assert [again.detect(text) for text in unlabelled] == [first.detect(text) for text in unlabelled]
+
+
+def test_the_recognizer_makes_the_entities_the_route_stage_reads() -> None:
+    # One class, so that the local recognizer and Comprehend's output cannot disagree on the field order.
+    assert DetectedEntity is comprehend_output.DetectedEntity

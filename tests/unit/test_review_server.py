@@ -22,7 +22,7 @@ from nerloop.a2i import build_input_content, loop_name
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.constants import CROWD_ELEMENT_NAME
 from nerloop.documents import Span, document_hash
-from nerloop.review_answers import parse_answer
+from nerloop.review_answers import parse_output, review_answer
 from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.template import load_template
 from nerloop_local.review.desk import ReviewDesk
@@ -34,7 +34,7 @@ TYPES = ("SERVICE", "VERSION")
 
 def found(text: str, part: str, type_: str, score: float) -> DetectedEntity:
     begin = text.index(part)
-    return DetectedEntity(begin, begin + len(part), score, part, type_)
+    return DetectedEntity(begin=begin, end=begin + len(part), score=score, text=part, type=type_)
 
 
 @dataclass
@@ -337,7 +337,8 @@ def test_the_worker_template_and_the_review_page_read_the_same_input_and_give_th
 
     # ... and its answer (the spans as they stand) is what the merge stage reads from a worker's.
     assert served.request("POST", f"/api/loops/{name}/answer", answer_for(prefilled))[0] == 200
-    spans = parse_answer(served.output(name), f"{name}/output.json", text, TYPES)
+    spans = review_answer(parse_output(served.output(name), f"{name}/output.json"), f"{name}/output.json", text,
+                          TYPES).spans
     assert spans == sorted(Span(e.begin, e.end, e.type) for e in entities if e.type in TYPES)
 
 

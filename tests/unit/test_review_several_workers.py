@@ -35,7 +35,8 @@ def start_loop(runtime: Any) -> str:
     doc = document_hash(TEXT)
     name = loop_name(doc, "v1")
     begin = TEXT.index("Amazon Athena")
-    entity = DetectedEntity(begin, begin + len("Amazon Athena"), 0.4, "Amazon Athena", "SERVICE")
+    entity = DetectedEntity(begin=begin, end=begin + len("Amazon Athena"), score=0.4, text="Amazon Athena",
+                            type="SERVICE")
     runtime.client(A2I).start_human_loop(
         HumanLoopName=name, FlowDefinitionArn=runtime.flow_definition_arn,
         HumanLoopInput={"InputContent": build_input_content(doc, TEXT, [entity], "v1", TYPES)})

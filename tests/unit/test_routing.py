@@ -24,7 +24,8 @@ THRESHOLD = 0.8
 
 
 def entities(*scores: float) -> list[DetectedEntity]:
-    return [DetectedEntity(i * 10, i * 10 + 5, score, "", "SERVICE") for i, score in enumerate(scores)]
+    return [DetectedEntity(begin=i * 10, end=i * 10 + 5, score=score, text="", type="SERVICE")
+            for i, score in enumerate(scores)]
 
 
 def test_a_document_whose_third_entity_alone_is_uncertain_goes_to_review() -> None:

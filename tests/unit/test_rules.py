@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from nerloop.events import ScheduledEvent
+from nerloop.event_catalog import ScheduledEvent
 from nerloop_local.emulator.stack import EVENTS_DIR, Stack
 from nerloop_local.emulator.template import rules
 
@@ -195,7 +195,7 @@ def test_convert_takes_only_completed_jobs_of_its_prefix():
 
 
 def test_detect_takes_every_end_of_a_training_of_its_recognizer_and_nothing_else():
-    from nerloop.recognizers import TRAINING_END_STATUSES
+    from nerloop.recognizer_versions import TRAINING_END_STATUSES
 
     pattern = pattern_of("DetectFunction", "RecognizerFinished")
     event = load(EVENTS_DIR / "detect.json")

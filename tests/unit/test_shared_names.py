@@ -6,9 +6,9 @@ import typing
 
 import pytest
 
-from nerloop import constants, events
+from nerloop import constants, event_catalog
 from nerloop.documents import document_hash, split_sentences
-from nerloop.recognizers import metrics_from_metadata
+from nerloop.recognizer_versions import metrics_from_metadata
 from nerloop.settings import SettingsError, load_settings
 
 
@@ -18,12 +18,12 @@ def literal(model: type, field: str) -> str:
 
 
 def test_event_models_use_the_shared_names():
-    assert literal(events.RecognizerStatusChange, "source") == constants.EVENT_SOURCE
-    assert literal(events.RecognizerStatusChange, "detail_type") == constants.RECOGNIZER_STATUS_DETAIL_TYPE
-    assert literal(events.DetectionJobStatusChange, "detail_type") == constants.DETECTION_JOB_STATUS_DETAIL_TYPE
-    assert literal(events.LabelingJobStateChange, "detail_type") == constants.LABELING_JOB_DETAIL_TYPE
-    assert literal(events.HumanLoopStatusChange, "detail_type") == constants.HUMAN_LOOP_DETAIL_TYPE
-    assert literal(events.S3ObjectCreated, "detail_type") == constants.S3_OBJECT_CREATED
+    assert literal(event_catalog.RecognizerStatusChange, "source") == constants.EVENT_SOURCE
+    assert literal(event_catalog.RecognizerStatusChange, "detail_type") == constants.RECOGNIZER_STATUS_DETAIL_TYPE
+    assert literal(event_catalog.DetectionJobStatusChange, "detail_type") == constants.DETECTION_JOB_STATUS_DETAIL_TYPE
+    assert literal(event_catalog.LabelingJobStateChange, "detail_type") == constants.LABELING_JOB_DETAIL_TYPE
+    assert literal(event_catalog.HumanLoopStatusChange, "detail_type") == constants.HUMAN_LOOP_DETAIL_TYPE
+    assert literal(event_catalog.S3ObjectCreated, "detail_type") == constants.S3_OBJECT_CREATED
 
 
 def test_an_eventbridge_s3_key_is_taken_as_it_is(event):
@@ -31,7 +31,7 @@ def test_an_eventbridge_s3_key_is_taken_as_it_is(event):
     key = "raw/C++ notes 100% été (2).txt"
     created = event("preprocess")
     created["detail"]["object"]["key"] = key
-    parsed = events.S3ObjectCreated.model_validate(created)
+    parsed = event_catalog.S3ObjectCreated.model_validate(created)
     assert parsed.detail.object.key == key
     assert parsed.business_key()["key"] == key
 

@@ -72,8 +72,13 @@ _LINE_RECORD = TypeAdapter(_LineRecord)
 
 
 class DetectedEntity(NamedTuple):
-    """One entity the model found, offsets in code points (end exclusive). A named tuple: one is made
-    per entity of a detection output, and a tuple is made several times faster than a dataclass."""
+    """One entity the model found, offsets in code points (end exclusive), `score` in [0, 1].
+
+    The one class for it: the route stage reads them from Comprehend's output, the local recognizer makes
+    them. A named tuple: one is made per entity of a detection output, and a tuple is made several times
+    faster than a dataclass. Positional construction only where the fields are read in this order (the
+    parser below, a checkpoint's rows); elsewhere by keyword, since begin, end and score are all numbers.
+    """
 
     begin: int
     end: int
@@ -83,6 +88,11 @@ class DetectedEntity(NamedTuple):
 
     def to_span(self) -> Span:
         return Span(self.begin, self.end, self.type)
+
+    def to_comprehend(self) -> dict[str, Any]:
+        """The entity as a Comprehend detection job writes it (BeginOffset, EndOffset, Score, Text, Type)."""
+        return {"BeginOffset": self.begin, "EndOffset": self.end, "Score": self.score, "Text": self.text,
+                "Type": self.type}
 
 
 @dataclass(frozen=True)

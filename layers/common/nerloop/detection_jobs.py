@@ -29,7 +29,7 @@ from nerloop.constants import (
 )
 from nerloop.flywheel import detection_model
 from nerloop.observability import logger, metrics
-from nerloop.recognizers import TRAINED_STATUSES
+from nerloop.recognizer_versions import TRAINED_STATUSES
 from nerloop.settings import Settings
 from nerloop.state import DetectionRequest, Job, StateTable
 

@@ -31,6 +31,7 @@ from nerloop.errors import InvalidRecord
 from nerloop.flywheel import promote
 from nerloop.gate import DocumentResult, GateDecision, decide, score_document
 from nerloop.observability import logger
+from nerloop.s3_uri import split_s3_uri
 from nerloop.settings import Settings
 from nerloop.snapshots import snapshot_test_keys
 from nerloop.state import DetectionRequest, StateTable, Version
@@ -104,7 +105,7 @@ def read_gold_test_set(s3: Any, bucket: str, version: str) -> dict[int, tuple[st
 def score_output(s3: Any, bucket: str, version: str, output_uri: str) -> dict[str, DocumentResult]:
     """The version's detection output over its test set, scored per document against the gold labels."""
     gold = read_gold_test_set(s3, bucket, version)
-    output_bucket, output_key = output_uri.removeprefix("s3://").split("/", 1)
+    output_bucket, output_key = split_s3_uri(output_uri)
     predicted: dict[int, list[Span]] = {}
     body = s3.get_object(Bucket=output_bucket, Key=output_key)["Body"]
     for record in iter_detection_output(body, output_key):

@@ -34,13 +34,12 @@ from nerloop.observability import logger
 from nerloop.settings import Settings
 from nerloop.state import StateTable, Version
 
-RECOGNIZER_MODE = "Recognizer"
 FLYWHEEL_MODE = "Flywheel"
 
 # DatasetStatus and FlywheelIterationStatus (botocore comprehend model).
 DATASET_COMPLETED = "COMPLETED"
 DATASET_FAILED = "FAILED"
-# How an iteration's status reads as the loop's version status (nerloop.recognizers' ModelStatus
+# How an iteration's status reads as the loop's version status (nerloop.recognizer_versions' ModelStatus
 # values): in flight while it trains or evaluates, IN_ERROR when it failed, STOPPED when stopped.
 # COMPLETED reads as the trained model's own status (TRAINED or TRAINED_WITH_WARNING).
 ITERATION_AS_VERSION_STATUS = {
@@ -50,9 +49,6 @@ ITERATION_AS_VERSION_STATUS = {
     "FAILED": "IN_ERROR",
     "STOPPED": "STOPPED",
 }
-# The version's status while its datasets are being created (no iteration yet): in flight.
-WAITING_FOR_DATASETS = "SUBMITTED"
-
 
 def flywheel_mode(settings: Settings) -> bool:
     return settings.training_mode == FLYWHEEL_MODE

@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nerloop.aws import Aws
 from nerloop.errors import NerloopError
 from nerloop.observability import logger
+from nerloop.recognizer_versions import NAME_PATTERN
 
 FLYWHEEL_TYPE = "Custom::Flywheel"
-FLYWHEEL_ATTRIBUTES = ("Arn",)
 ACTIVE = "ACTIVE"
 FAILED_STATUS = "FAILED"
 
@@ -44,7 +44,7 @@ class FlywheelProperties(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    flywheel_name: str = Field(alias="FlywheelName", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=54)
+    flywheel_name: str = Field(alias="FlywheelName", pattern=NAME_PATTERN, max_length=54)
     data_access_role_arn: str = Field(alias="DataAccessRoleArn", min_length=20)
     data_lake_s3_uri: str = Field(alias="DataLakeS3Uri", pattern=r"^s3://")
     language_code: str = Field(alias="LanguageCode", min_length=2)

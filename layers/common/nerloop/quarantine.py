@@ -165,10 +165,6 @@ class Quarantine:
         report.seek(0)
         return report
 
-    def to_jsonl(self) -> str:
-        with self._report() as report:
-            return report.read().decode("utf-8")
-
     def write(self, s3: Any, bucket: str) -> str | None:
         """Write the report when there is anything in it; return its key."""
         if not self.rejected and not self.repaired:

@@ -129,20 +129,10 @@ def _read_due(state: StateTable, policy: RetrainPolicy, now: int, *, lock_decide
         pending_since=int(first) if first is not None else None, now=now), lock_held)
 
 
-def count_review(state: StateTable) -> int:
-    """Count one merged review; return the new total."""
-    return state.counters.add(REVIEWS, first_epoch=epoch_seconds())
-
-
 def merge_review_counted(state: StateTable, loop_name: str, gold: GoldDocument) -> bool:
     """Record the human loop Completed, write its gold labels (the pool item marked gold) and count
     its review, in one transaction (False, and nothing changed, when it had already finished)."""
     return state.loops.merge_review(loop_name, gold, REVIEWS, first_epoch=epoch_seconds())
-
-
-def request_retrain(state: StateTable) -> None:
-    """Ask for a retrain regardless of the review count (gold changed another way)."""
-    state.counters.add(RETRAIN_REQUESTED)
 
 
 def settle(state: StateTable, owed: dict[str, int]) -> None:

@@ -110,11 +110,6 @@ def input_text(output: HumanLoopOutputFile, file: str) -> str:
     return text
 
 
-def parse_answer(output_json: bytes | str, file: str, text: str, entity_types: Iterable[str]) -> list[Span]:
-    """The reviewer's spans in `output_json`, validated against `text` (see the module's policy)."""
-    return review_answer(parse_output(output_json, file), file, text, entity_types).spans
-
-
 def review_answer(
     output: HumanLoopOutputFile, file: str, text: str, entity_types: Iterable[str]
 ) -> ReviewedAnswer:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from nerloop.comprehend_training import entity_type_problem
 from nerloop.constants import MAX_DETECTION_LINES
+from nerloop.recognizer_versions import MAX_NAME_LENGTH, NAME_PATTERN
 from nerloop.test_set import DEFAULT_TEST_MINIMUM, DEFAULT_TEST_SHARE
 
 
@@ -36,7 +37,7 @@ class Settings(BaseModel):
     # custom analysis"). Only the detect stage reads it (its own variable in template.yaml).
     detection_documents_per_round: int = Field(alias="DETECTION_DOCUMENTS_PER_ROUND", default=0, ge=0,
                                                le=MAX_DETECTION_LINES)
-    recognizer_name: str = Field(alias="RECOGNIZER_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
+    recognizer_name: str = Field(alias="RECOGNIZER_NAME", pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     comprehend_role_arn: str = Field(alias="COMPREHEND_ROLE_ARN", min_length=1)
     # Only the route stage starts human loops; the others run without it.
     flow_definition_arn: str = Field(alias="FLOW_DEFINITION_ARN", default="")

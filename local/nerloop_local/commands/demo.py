@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nerloop.documents import Span, document_hash
-from nerloop.recognizers import TRAINED_STATUSES
+from nerloop.recognizer_versions import TRAINED_STATUSES
 from nerloop.stages.preprocess import split_document
 from nerloop.test_set import DEFAULT_TEST_MINIMUM, DEFAULT_TEST_SHARE, is_test_document
 

@@ -65,6 +65,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING
 from nerloop_local.cli import UsageError
 from nerloop_local.commands.stack_resources import add_stack_arguments, open_stack_for
 
@@ -82,7 +83,7 @@ QUIET = {"POWERTOOLS_METRICS_DISABLED": "true"}
 # A folder that holds any of these was used as a workspace (perhaps interrupted before its first save).
 WORKSPACE_ENTRIES = ("workspace.json", "standins", "s3", "dynamodb", "queues.json", "stack.json",
                      "deliveries.jsonl", LOCK_FILE, ANSWER_JOURNAL)
-POOL_STATUSES = ("waiting", "in_review", "accepted", "gold")
+POOL_STATUSES = (WAITING, IN_REVIEW, ACCEPTED, GOLD)
 
 
 def wait(seconds: float, wakeup: threading.Event) -> None:

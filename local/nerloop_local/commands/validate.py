@@ -15,7 +15,7 @@ from nerloop import review_answers
 from nerloop.comprehend_output import DocumentFailure, iter_detection_output, job_id_from_key
 from nerloop.constants import DETECTION_OUTPUT_PREFIX
 from nerloop.errors import InvalidEvent, InvalidRecord
-from nerloop.events import S3ObjectCreated, describe_event_error, model_for
+from nerloop.event_catalog import S3ObjectCreated, describe_event_error, model_for
 from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_lines, parse_manifest, read_label_set
 from nerloop.quarantine import Problem, Quarantine
 

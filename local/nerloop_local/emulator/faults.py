@@ -152,10 +152,6 @@ class FaultInjector:
                 _ACTIVE = None
                 _unpatch_botocore()
 
-    @property
-    def installed(self) -> bool:
-        return _ACTIVE is self
-
     @contextmanager
     def armed(self, function: str = "") -> Iterator[None]:
         """Inject faults into the calls made inside the block (from any thread: s3transfer's too),

@@ -1,7 +1,7 @@
 """The local runtime: the stack of template.yaml in one process, offline, with the same handler code.
 
     with LocalRuntime(Path("workspace"), reviewer=my_reviewer) as runtime:
-        runtime.drop_raw(Path("notes.txt"))          # raw/notes.txt → the preprocess rule fires
+        runtime.put_text("raw/notes.txt", text)      # a .txt under raw/ → the preprocess rule fires
         result = runtime.run_until_idle()            # deliver, retry, tick the stand-ins, repeat
         for delivery in result.deliveries: print(delivery.line())
 
@@ -67,7 +67,7 @@ import urllib.response
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -559,13 +559,6 @@ class LocalRuntime:
         reply = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return str(reply["ETag"])
 
-    def drop_raw(self, path: Path | str, name: str | None = None) -> str:
-        """Copy a local text file to raw/<name> (default: its file name), as a person would; return the key."""
-        source = Path(path)
-        key = f"raw/{name or source.name}"
-        self.put_bytes(key, source.read_bytes(), "text/plain; charset=utf-8")
-        return key
-
     def get_bytes(self, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
@@ -642,16 +635,16 @@ class LocalRuntime:
             **self.environment,
         }
 
-    def override_handler(self, function: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+    def override_handler(self, function: str, handler: Callable[[dict[str, Any], Any], Any]) -> ExitStack:
         """Use `handler` instead of the function's own code (tests, or a stage not written yet). It
-        still runs with the function's environment and a LambdaContext."""
+        still runs with the function's environment and a LambdaContext. Used in a `with` block, the
+        function's own code comes back when the block ends."""
         self._overrides[function] = handler
         self._handlers[function] = handler
-
-    def restore_handler(self, function: str) -> None:
-        """Go back to the function's own code after `override_handler`."""
-        self._overrides.pop(function, None)
-        self._handlers.pop(function, None)
+        restore = ExitStack()
+        restore.callback(self._overrides.pop, function, None)
+        restore.callback(self._handlers.pop, function, None)
+        return restore
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         """Call `function`'s handler once with `event`, in its own environment (no retries)."""

@@ -2,7 +2,7 @@
 (python-crfsuite) over BIO token tags, with Comprehend's evaluation metrics and hold-out split.
 
     recognizer = train_recognizer(documents, ["SERVICE", "VERSION"])
-    recognizer.detect("Amazon Sumerian now supports ...")  # [DetectedEntity(begin, end, type, text, score)]
+    recognizer.detect("Amazon Sumerian now supports ...")  # [DetectedEntity(begin, end, score, text, type)]
     recognizer.save(path); CrfRecognizer.load(path)
     model, metrics = train_with_holdout(documents, ["SERVICE", "VERSION"])  # Comprehend's 10 % hold-out
 
@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pycrfsuite
 
+from nerloop.comprehend_output import DetectedEntity
 from nerloop.documents import Span, normalize_text, trim_span
 from nerloop.errors import NerloopError
 from nerloop_local.recognizer.features import OUTSIDE, Token, bio_tags, sequence_features, tokenize
@@ -48,30 +49,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 class InvalidTrainingData(NerloopError):
     """The documents cannot train a recognizer; the message names the document and the reason."""
-
-
-@dataclass(frozen=True)
-class DetectedEntity:
-    """An entity found in a text: `text == document[begin:end]`, `score` in [0, 1]."""
-
-    begin: int
-    end: int
-    type: str
-    text: str
-    score: float
-
-    def to_comprehend(self) -> dict[str, Any]:
-        """The entity as a Comprehend detection job writes it (BeginOffset, EndOffset, Score, Text, Type)."""
-        return {
-            "BeginOffset": self.begin,
-            "EndOffset": self.end,
-            "Score": self.score,
-            "Text": self.text,
-            "Type": self.type,
-        }
-
-    def to_span(self) -> Span:
-        return Span(self.begin, self.end, self.type)
 
 
 class CrfRecognizer:
@@ -121,7 +98,8 @@ class CrfRecognizer:
             if last + 1 < len(tokens) and continuation in self._labels:
                 score = min(score, 1.0 - tagger.marginal(continuation, last + 1))
             begin, end = tokens[first].begin, tokens[last].end
-            entities.append(DetectedEntity(begin, end, type_, text[begin:end], _unit(score)))
+            entities.append(DetectedEntity(begin=begin, end=end, score=_unit(score), text=text[begin:end],
+                                           type=type_))
         return entities
 
     def save(self, path: str | Path) -> Path:

@@ -46,6 +46,7 @@ from botocore import handlers as botocore_handlers
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.validate import ParamValidator
 
+from nerloop import s3_uri
 from nerloop_local.emulator.isolation import ACCOUNT, REGION
 
 if TYPE_CHECKING:
@@ -199,13 +200,11 @@ def iso_millis(moment: datetime) -> str:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """s3://bucket/key → (bucket, key); StandInError when it is not an S3 URI."""
-    if not uri.startswith("s3://"):
-        raise StandInError("ValidationException", f"{uri!r} is not an S3 URI (s3://bucket/key)")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise StandInError("ValidationException", f"{uri!r} names no bucket")
-    return bucket, key
+    """An object's or a prefix's URI → (bucket, key); StandInError, as a service answers, when it is not an S3 URI."""
+    try:
+        return s3_uri.split_s3_uri(uri, prefix=True)
+    except s3_uri.InvalidS3Uri as exc:
+        raise StandInError("ValidationException", str(exc)) from exc
 
 
 def join_s3_uri(prefix_uri: str, *parts: str) -> str:

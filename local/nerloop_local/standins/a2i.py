@@ -53,6 +53,7 @@ from nerloop_local.standins import (
     iso_millis,
     join_s3_uri,
     paginate,
+    split_s3_uri,
     to_iso,
     utcnow,
 )
@@ -171,8 +172,7 @@ class FlowDefinitionsStandIn(StandInService):
             self.unpropagated_roles[role] -= 1
             raise StandInError("ValidationException", f"SageMaker cannot assume role {role} (not propagated yet)")
         output = params["OutputConfig"]["S3OutputPath"]
-        if not output.startswith("s3://"):
-            raise StandInError("ValidationException", f"S3OutputPath {output!r} is not an S3 URI")
+        split_s3_uri(output)
         self.flows[name] = FlowDefinition(
             name=name, arn=self._arn("flow-definition", name), output_path=output, role=params["RoleArn"],
             human_loop_config=params.get("HumanLoopConfig", {}), creation_time=utcnow(),

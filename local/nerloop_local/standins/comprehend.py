@@ -62,6 +62,7 @@ from nerloop.constants import (
     MIN_TRAINING_DOCUMENTS,
 )
 from nerloop.documents import Span
+from nerloop.recognizer_versions import MAX_NAME_LENGTH, NAME_PATTERN, VERSION_NAME
 from nerloop_local.standins import (
     StandInContext,
     StandInError,
@@ -70,13 +71,12 @@ from nerloop_local.standins import (
     from_iso,
     join_s3_uri,
     paginate,
+    split_s3_uri,
     to_iso,
     utcnow,
 )
 
 SERVICE = "comprehend"
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-MAX_NAME_LENGTH = 63
 ANNOTATION_COLUMNS = ["File", "Line", "Begin Offset", "End Offset", "Type"]
 MAX_DETECTION_DOCUMENT_BYTES = 1024 * 1024  # AWS-FACTS: each document at most 1 MB in a detection job
 OUTPUT_MEMBER = "output"
@@ -258,9 +258,9 @@ class ComprehendStandIn(StandInService):
     def create_entity_recognizer(self, params: dict[str, Any]) -> dict[str, Any]:
         name, version = params["RecognizerName"], params.get("VersionName")
         for label, value in (("RecognizerName", name), ("VersionName", version)):
-            if value is not None and (len(value) > MAX_NAME_LENGTH or not NAME_PATTERN.match(value)):
+            if value is not None and (len(value) > MAX_NAME_LENGTH or not VERSION_NAME.match(value)):
                 raise StandInError("ValidationException", f"{label} {value!r} must be 1-{MAX_NAME_LENGTH} characters "
-                                "matching ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+                                    f"matching {NAME_PATTERN}")
         token = params.get("ClientRequestToken")
         for existing in self.recognizers.values():
             if token and existing.token == token and existing.name == name and existing.version == version:
@@ -474,7 +474,7 @@ class ComprehendStandIn(StandInService):
             job.status, job.message = "FAILED", f"No input files were found at {input_uri}"
             return
         model = self.model(job.recognizer_arn)
-        bucket = input_uri[5:].split("/", 1)[0]
+        bucket, _ = split_s3_uri(input_uri)
         one_per_line = job.input_config.get("InputFormat") == "ONE_DOC_PER_LINE"
         lines: list[str] = []
         for key in sorted(keys):
@@ -546,7 +546,7 @@ def read_training_data(context: StandInContext, config: dict[str, Any], types: l
 
 
 def _read_set(context: StandInContext, documents_uri: str, annotations_uri: str, types: list[str]) -> list[Document]:
-    bucket = documents_uri[5:].split("/", 1)[0]
+    bucket, _ = split_s3_uri(documents_uri)
     document_keys = context.list_s3(documents_uri)
     if not document_keys:
         raise TrainingDataError(f"No documents were found at {documents_uri}")
@@ -557,7 +557,7 @@ def _read_set(context: StandInContext, documents_uri: str, annotations_uri: str,
             files[name] = [raw.decode("utf-8") for raw in _split_lines(context.read_s3(f"s3://{bucket}/{key}"))]
         except UnicodeDecodeError as exc:
             raise TrainingDataError(f"documents file {key} is not UTF-8: {exc}") from exc
-    annotations_bucket = annotations_uri[5:].split("/", 1)[0]
+    annotations_bucket, _ = split_s3_uri(annotations_uri)
     annotation_keys = context.list_s3(annotations_uri)
     if not annotation_keys:
         raise TrainingDataError(f"No annotations were found at {annotations_uri}")

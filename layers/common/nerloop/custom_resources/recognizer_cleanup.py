@@ -19,6 +19,7 @@ from nerloop.custom_resources.common import (
     parse_properties,
 )
 from nerloop.observability import logger
+from nerloop.recognizer_versions import MAX_NAME_LENGTH, NAME_PATTERN
 
 RECOGNIZER_CLEANUP_TYPE = "Custom::RecognizerCleanup"
 RECOGNIZER_CLEANUP_ATTRIBUTES = ("RecognizerName",)
@@ -38,8 +39,7 @@ class RecognizerCleanupProperties(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    recognizer_name: str = Field(alias="RecognizerName", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$",
-                                 max_length=63)
+    recognizer_name: str = Field(alias="RecognizerName", pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
 
 
 

@@ -39,6 +39,7 @@ from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RETRAIN_REQUESTED, RetrainPolicy, maybe_start_retrain
+from nerloop.s3_uri import split_s3_uri
 from nerloop.seen_documents import SeenDocuments
 from nerloop.settings import Settings
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
@@ -57,14 +58,6 @@ class LabelingJobOutputMissing(NerloopError):
 def job_name_from_arn(job_arn: str) -> str:
     """`arn:aws:sagemaker:<region>:<account>:labeling-job/<name>` → `<name>`."""
     return job_arn.rsplit("/", 1)[-1]
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/key` → (bucket, key)."""
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an S3 object URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
 
 
 def convert_labeling_job(

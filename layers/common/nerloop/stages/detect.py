@@ -37,7 +37,7 @@ from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDe
 from nerloop.flywheel import flywheel_mode
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
-from nerloop.recognizers import (
+from nerloop.recognizer_versions import (
     TRAINED_STATUSES,
     UNTRAINED_END_STATUSES,
     metrics_from_metadata,

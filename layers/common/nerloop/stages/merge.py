@@ -20,7 +20,6 @@ https://docs.aws.amazon.com/augmented-ai/2019-11-07/APIReference/API_DescribeHum
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlparse
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -33,6 +32,7 @@ from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RetrainCheck, RetrainPolicy, check_retrain, merge_review_counted
+from nerloop.s3_uri import InvalidS3Uri, split_s3_uri
 from nerloop.settings import Settings
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
@@ -86,7 +86,10 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
     if detail.humanLoopOutput is None or not detail.humanLoopOutput.outputS3Uri:
         raise InvalidEvent(f"completed human loop {loop.name} has no humanLoopOutput.outputS3Uri")
     uri = detail.humanLoopOutput.outputS3Uri
-    bucket, key = split_s3_uri(uri)
+    try:
+        bucket, key = split_s3_uri(uri)
+    except InvalidS3Uri as exc:
+        raise InvalidEvent(f"humanLoopOutput.outputS3Uri of {loop.name}: {exc}") from exc
     body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     quarantine = Quarantine(stage="merge", source=loop.name)
     try:
@@ -128,11 +131,3 @@ def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) ->
         logger.warning("human loop ended without a merge", loop=loop.name, document=loop.doc,
                        status=status, failure=failure, requeued=requeued)
     return {"recorded_status": status, "failure": failure, "requeued": requeued}
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an s3:// URI."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
-        raise InvalidEvent(f"not an S3 URI: {uri}")
-    return parsed.netloc, parsed.path.lstrip("/")

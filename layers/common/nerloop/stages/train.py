@@ -22,7 +22,7 @@ from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.flywheel import create_datasets, flywheel_mode
 from nerloop.idempotency import run_once
 from nerloop.observability import logger, metrics
-from nerloop.recognizers import VERSION_NAME
+from nerloop.recognizer_versions import MAX_NAME_LENGTH, VERSION_NAME
 from nerloop.retrain import release_training
 from nerloop.settings import Settings
 from nerloop.snapshots import snapshot_test_keys
@@ -36,7 +36,7 @@ def version_of_snapshot(key: str) -> str:
     if len(parts) != 3 or f"{parts[0]}/" != TRAINING_PREFIX or parts[2] != ANNOTATIONS_FILE:
         raise InvalidRecord(key, None, f"not a training snapshot key ({TRAINING_PREFIX}<version>/{ANNOTATIONS_FILE})")
     version = parts[1]
-    if len(version) > 63 or not VERSION_NAME.match(version):
+    if len(version) > MAX_NAME_LENGTH or not VERSION_NAME.match(version):
         raise InvalidRecord(key, None, f"version name {version!r} breaks Comprehend's rules "
                                        "(1-63 letters, digits and hyphens, no leading hyphen)")
     return version

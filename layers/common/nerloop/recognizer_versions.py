@@ -1,11 +1,16 @@
-"""Comprehend recognizer versions: the version-name rule and the metrics the service reports."""
+"""Comprehend recognizer versions: the name rule and the metrics the service reports."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-VERSION_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+# Comprehend's rule for RecognizerName, VersionName, FlywheelName and DatasetName (botocore comprehend model,
+# ComprehendArnName / VersionName: 1-63 characters of this pattern). The one copy: the settings, the custom
+# resources and the Comprehend stand-in import it.
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+MAX_NAME_LENGTH = 63
+VERSION_NAME = re.compile(NAME_PATTERN)
 
 # Where a version's training ends (botocore comprehend model, ModelStatus; API reference,
 # EntityRecognizerProperties.Status). TRAINED_WITH_WARNING is trained: the version can detect.
