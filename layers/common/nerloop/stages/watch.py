@@ -16,6 +16,7 @@ found the lock taken or never ran.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,13 +32,32 @@ from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
+from nerloop.stages.results import StageResult
 from nerloop.state import RECOGNIZER_IN_FLIGHT, StateTable, Version
 
 # Recorded for a job Comprehend no longer knows; not one of Comprehend's JobStatus values.
 JOB_NOT_FOUND = "NOT_FOUND"
 
 
-def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Polled(StageResult):
+    """One poll: the status changes published, the detection jobs started, the snapshot written (None
+    when none was), and the human loops ended without the merge stage hearing of it ("loop: status")."""
+
+    changes: list[dict[str, str]]
+    started: list[str]
+    snapshot: str | None
+    reconciled: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the handler returns it: `reconciled` only when a loop was."""
+        result = StageResult.to_dict(self)
+        if not self.reconciled:
+            del result["reconciled"]
+        return result
+
+
+def poll_in_flight(aws: Aws, settings: Settings) -> Polled:
     """Publish one event per status change since the last poll, start queued detection jobs as slots
     free, then start a retrain if one is due; return the changes, the jobs started and the snapshot
     written (None when none was).
@@ -101,13 +121,10 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
         logger.info("detection job status changed", job=job.job_id, status=status, previous=job.status)
 
     started = start_queued(state, aws, settings)
-    reconciled = [f"{merge['loop']}: {merge['status']}" for merge in reconcile_open_loops(aws, settings)]
+    reconciled = [f"{merge.loop}: {merge.status}" for merge in reconcile_open_loops(aws, settings)]
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    result: dict[str, Any] = {"changes": changes, "started": started,
-                              "snapshot": snapshot.version if snapshot else None}
-    if reconciled:
-        result["reconciled"] = reconciled
-    return result
+    return Polled(changes=changes, started=started, snapshot=snapshot.version if snapshot else None,
+                  reconciled=reconciled)
 
 
 # --- TrainingMode Flywheel (issue 15 part 2) ---

@@ -1,0 +1,76 @@
+"""The stages' typed results: each variant's JSON is the shape the handlers returned before, and a
+stored result is rebuilt as the one variant whose fields are its keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+
+import pytest
+
+from nerloop.stages.convert import ConversionContinued, ConversionSkipped, Converted
+from nerloop.stages.merge import LoopIgnored, ReviewMerged
+from nerloop.stages.results import StageResult, UnknownResultShape, from_dict
+from nerloop.stages.watch import Polled
+
+STAGES = ("convert", "detect", "merge", "preprocess", "route", "train", "watch")
+
+
+def variants_of(stage: str) -> list[type[StageResult]]:
+    module = importlib.import_module(f"nerloop.stages.{stage}")
+    return [value for value in vars(module).values()
+            if inspect.isclass(value) and issubclass(value, StageResult) and value is not StageResult
+            and value.__module__ == module.__name__]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_returns_frozen_slotted_variants_told_apart_by_their_keys(stage: str) -> None:
+    variants = variants_of(stage)
+
+    assert variants
+    for variant in variants:
+        params = getattr(variant, "__dataclass_params__")  # noqa: B009
+        assert params.frozen and "__slots__" in vars(variant), variant
+    keys = [frozenset(field.name for field in dataclasses.fields(variant)) for variant in variants]
+    assert len(set(keys)) == len(keys)  # so a stored result names its variant
+
+
+def test_a_result_is_the_json_object_of_its_fields_in_order() -> None:
+    result = Converted(job="j", manifest="s3://b/m", label_attribute="label", lines=3, documents=2, repeated=1,
+                       spans=4, quarantined=0, trimmed=1, quarantine=None, snapshot="v1")
+
+    assert list(result.to_dict().items()) == [
+        ("job", "j"), ("manifest", "s3://b/m"), ("label_attribute", "label"), ("lines", 3), ("documents", 2),
+        ("repeated", 1), ("spans", 4), ("quarantined", 0), ("trimmed", 1), ("quarantine", None),
+        ("snapshot", "v1")]
+
+
+def test_the_constant_fields_of_a_variant_are_in_its_json() -> None:
+    assert LoopIgnored(loop="l", status="InProgress").to_dict() == {
+        "loop": "l", "status": "InProgress", "merged": False, "ignored": True}
+
+
+def test_a_poll_names_the_reconciled_loops_only_when_there_are_some() -> None:
+    assert Polled(changes=[], started=[], snapshot=None).to_dict() == {"changes": [], "started": [], "snapshot": None}
+    assert Polled(changes=[], started=["j1"], snapshot="v2", reconciled=["l: Stopped"]).to_dict()["reconciled"] == [
+        "l: Stopped"]
+
+
+def test_a_stored_result_is_rebuilt_as_the_variant_with_its_keys() -> None:
+    variants = (ConversionSkipped, ConversionContinued, Converted)
+    continued = ConversionContinued(job="j", manifest="s3://b/m", lines=10, documents=5,
+                                    continued={"sequence": 1, "checkpoint": "c"})
+
+    assert from_dict(continued.to_dict(), variants) == continued
+    assert from_dict({"job": "j", "skipped": "status Failed"}, variants) == ConversionSkipped("j", "status Failed")
+
+
+def test_a_stored_result_of_no_known_shape_is_refused() -> None:
+    with pytest.raises(UnknownResultShape):
+        from_dict({"job": "j", "documents": 1}, (ConversionSkipped, ConversionContinued, Converted))
+
+
+def test_merge_results_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        ReviewMerged("l", "Completed", "d", "v1")  # type: ignore[misc]
