@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from nerloop.aws import Aws
-from nerloop.continuation import checkpoint_prefix, get_checkpoint, publish_continuation, put_checkpoint
+from nerloop.continuation import Continued, checkpoint_prefix, get_checkpoint, publish_continuation, put_checkpoint
 from nerloop.cost_records import record_labeling_job
 from nerloop.deadline import Deadline
 from nerloop.documents import Span
@@ -72,7 +71,7 @@ class ConversionContinued(StageResult):
     manifest: str
     lines: int
     documents: int
-    continued: dict[str, Any]  # nerloop.continuation.publish_continuation's answer
+    continued: Continued
 
 
 @dataclass(frozen=True, slots=True)

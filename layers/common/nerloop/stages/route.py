@@ -25,7 +25,6 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -40,7 +39,7 @@ from nerloop.comprehend_output import (
     iter_detection_output,
     job_id_from_key,
 )
-from nerloop.continuation import publish_continuation
+from nerloop.continuation import Continued, publish_continuation
 from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
@@ -76,7 +75,7 @@ class RoutingContinued(StageResult):
     version: str
     archive: str
     records: int
-    continued: dict[str, Any]  # nerloop.continuation.publish_continuation's answer
+    continued: Continued
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
