@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nerloop.stages.results import run_stage_once
+from nerloop.idempotency import run_stage_once
 from nerloop.stages.train import TrainingRejected, TrainingStarted
 
 pytestmark = pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")

@@ -74,3 +74,19 @@ def test_a_stored_result_of_no_known_shape_is_refused() -> None:
 def test_merge_results_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         ReviewMerged("l", "Completed", "d", "v1")  # type: ignore[misc]
+
+
+def test_the_results_module_loads_nothing_else_of_nerloop() -> None:
+    # The watch stage returns a typed result but guards nothing: its cold start must not load the
+    # idempotency machinery (Powertools' idempotency utility) through the results module.
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys, nerloop.stages.results; "
+             "print(sorted(n for n in sys.modules if n.startswith(('nerloop', 'aws_lambda_powertools'))))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True,
+                          timeout=60)
+
+    assert done.stdout.strip() == "['nerloop', 'nerloop.stages', 'nerloop.stages.results']"

@@ -35,12 +35,13 @@ from nerloop.gt_manifest import (
     parse_manifest,
     union_spans,
 )
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RETRAIN_REQUESTED, RetrainPolicy, maybe_start_retrain
 from nerloop.seen_documents import SeenDocuments
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult, run_stage_once
+from nerloop.stages.results import StageResult
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
 
 __all__ = ["ConversionContinued", "ConversionResult", "ConversionSkipped", "Converted", "SeenDocuments",

@@ -35,6 +35,7 @@ from nerloop.detection_policy import RoundSelection, tier_counts
 from nerloop.evaluation import activate_on_trained, finish_evaluation, record_decision
 from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.flywheel import flywheel_mode
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import (
     TRAINED_STATUSES,
@@ -44,7 +45,7 @@ from nerloop.recognizers import (
 )
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult, run_stage_once
+from nerloop.stages.results import StageResult
 from nerloop.state import ACCEPTED, WAITING, DetectionRequest, PoolDocument, StateTable, Version
 
 __all__ = ["detect_batch", "detection_token", "handle_evaluation_status", "handle_recognizer_status",

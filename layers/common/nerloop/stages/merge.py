@@ -29,11 +29,12 @@ from nerloop.aws import Aws
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord, UnknownJob
 from nerloop.event_models.human_loop import HumanLoopDetail
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RetrainCheck, RetrainPolicy, check_retrain, merge_review_counted
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult, run_stage_once
+from nerloop.stages.results import StageResult
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
 FINISHED = ("Completed", "Failed", "Stopped")

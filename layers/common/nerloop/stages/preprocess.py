@@ -38,11 +38,12 @@ from nerloop.constants import (
 from nerloop.documents import document_hash, split_sentences, utf8_size
 from nerloop.errors import InvalidRecord
 from nerloop.gt_manifest import READ_CHUNK_BYTES, iter_byte_lines
+from nerloop.idempotency import run_stage_once
 from nerloop.labeling import start_seed_labeling
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.settings import Settings, require
-from nerloop.stages.results import StageResult, run_stage_once
+from nerloop.stages.results import StageResult
 from nerloop.state import StateTable
 
 POOL_CHUNK = 100  # documents checked against the gold set per BatchGetItem

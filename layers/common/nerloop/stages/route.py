@@ -43,6 +43,7 @@ from nerloop.continuation import Continued, publish_continuation
 from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
+from nerloop.idempotency import run_stage_once
 from nerloop.input_documents import open_input_documents
 from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
@@ -59,7 +60,7 @@ from nerloop.routing import (
     word_set,
 )
 from nerloop.settings import Settings, require
-from nerloop.stages.results import StageResult, run_stage_once
+from nerloop.stages.results import StageResult
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDocument, StateTable, now
 
 LOOP_IN_PROGRESS = "InProgress"

@@ -21,12 +21,13 @@ from nerloop.comprehend_training import ANNOTATIONS_HEADER, TrainingStats, check
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE, REPORTS_PREFIX, TRAINING_PREFIX
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.flywheel import create_datasets, flywheel_mode
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizers import VERSION_NAME
 from nerloop.retrain import release_training
 from nerloop.settings import Settings
 from nerloop.snapshots import snapshot_test_keys
-from nerloop.stages.results import StageResult, run_stage_once
+from nerloop.stages.results import StageResult
 from nerloop.state import StateTable, Version
 from nerloop.test_set import problems_of_test_set
 
