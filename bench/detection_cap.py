@@ -41,6 +41,7 @@ from nerloop.detection_policy import tier_counts
 from nerloop.documents import document_hash
 from nerloop.settings import Settings, load_settings
 from nerloop.stages import detect, route
+from nerloop.stages.results import Routed
 from nerloop.state import ACCEPTED, WAITING, StateTable, Version
 from nerloop_local.stack import Stack
 
@@ -169,7 +170,7 @@ def _rounds(state: StateTable, table: SqliteTable, s3: LocalS3, aws: Aws, rounds
         key = f"{DETECTION_OUTPUT_PREFIX}{ACCOUNT}-NER-{job.job_id}/output/output.tar.gz"
         s3.put_object(Bucket=BUCKET, Key=key, Body=detection_archive(Path(job.input_key).name, texts, version))
         routed = route.route_detection_output(BUCKET, key, aws, route_settings, etag=f"bench-{number}")
-        if not isinstance(routed, route.Routed):  # no deadline: routed whole
+        if not isinstance(routed, Routed):  # no deadline: routed whole
             raise RuntimeError(f"round {number} was not routed whole: {routed}")
         state.set_job_status(job.job_id, "COMPLETED")
         entries.append({"round": number, "version": version, "eligible": before, "detected": len(texts),

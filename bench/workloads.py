@@ -331,6 +331,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     from nerloop.documents import document_hash
     from nerloop.events import HumanLoopDetail
     from nerloop.stages import merge
+    from nerloop.stages.results import ReviewMerged
 
     settings = _settings("MergeFunction")
     shutil.copyfile(params["state"], work / "state.sqlite")  # the gold set merges go into
@@ -376,7 +377,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
         result = merge.merge_human_loop(detail, Aws(settings.state_table, overrides={"s3": s3, "table": table}),
                                         settings)
         times.append(time.perf_counter() - started)
-        if not isinstance(result, merge.ReviewMerged):
+        if not isinstance(result, ReviewMerged):
             raise RuntimeError(f"not merged: {result}")
         snapshots += bool(result.snapshot)
         repaired += bool(result.quarantine)

@@ -11,7 +11,7 @@ from nerloop_local.runtime import create_stack_resources
 from nerloop_local.stack import Stack
 
 if TYPE_CHECKING:
-    from nerloop.stages.convert import Converted
+    from nerloop.stages.results import Converted
 
 JOB_NAME = "nerloop-convert"
 
@@ -38,7 +38,8 @@ def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[Converted
     from nerloop.aws import Aws
     from nerloop.settings import load_settings
     from nerloop.snapshots import snapshot_keys
-    from nerloop.stages.convert import Converted, convert_labeling_job
+    from nerloop.stages.convert import convert_labeling_job
+    from nerloop.stages.results import Converted
 
     stack = Stack.load({"EntityTypes": ",".join(entity_types)})
     with mock_aws():

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nerloop.idempotency import run_stage_once
-from nerloop.stages.train import TrainingRejected, TrainingStarted
+from nerloop.stages.results import TrainingRejected, TrainingStarted
 
 pytestmark = pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
 

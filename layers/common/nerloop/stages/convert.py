@@ -15,12 +15,11 @@ invocation from there (`nerloop.continuation`), reading the rest of the manifest
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from nerloop.aws import Aws
-from nerloop.continuation import Continued, checkpoint_prefix, get_checkpoint, publish_continuation, put_checkpoint
+from nerloop.continuation import checkpoint_prefix, get_checkpoint, publish_continuation, put_checkpoint
 from nerloop.cost_records import record_labeling_job
 from nerloop.deadline import Deadline
 from nerloop.documents import Span
@@ -41,7 +40,7 @@ from nerloop.quarantine import Quarantine
 from nerloop.retrain import RETRAIN_REQUESTED, RetrainPolicy, maybe_start_retrain
 from nerloop.seen_documents import SeenDocuments
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import ConversionContinued, ConversionResult, ConversionSkipped, Converted
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
 
 __all__ = ["ConversionContinued", "ConversionResult", "ConversionSkipped", "Converted", "SeenDocuments",
@@ -54,45 +53,6 @@ STAGE = "convert"
 
 class LabelingJobOutputMissing(NerloopError):
     """DescribeLabelingJob names no output manifest for a job said to be complete."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConversionSkipped(StageResult):
-    """The job did not complete: nothing converted."""
-
-    job: str
-    skipped: str  # why, e.g. "status Failed"
-
-
-@dataclass(frozen=True, slots=True)
-class ConversionContinued(StageResult):
-    """Time ran short: the counts so far, and the continuation asked for."""
-
-    job: str
-    manifest: str
-    lines: int
-    documents: int
-    continued: Continued
-
-
-@dataclass(frozen=True, slots=True)
-class Converted(StageResult):
-    """The whole manifest converted."""
-
-    job: str
-    manifest: str
-    label_attribute: str
-    lines: int
-    documents: int  # distinct documents written
-    repeated: int  # lines repeating an earlier line's document
-    spans: int
-    quarantined: int
-    trimmed: int
-    quarantine: str | None  # the quarantine report's key, None when nothing was quarantined
-    snapshot: str | None  # the training snapshot version written, None when none was
-
-
-ConversionResult = ConversionSkipped | ConversionContinued | Converted
 
 
 def job_name_from_arn(job_arn: str) -> str:

@@ -45,7 +45,18 @@ from nerloop.recognizers import (
 )
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import (
+    BatchDetecting,
+    BatchResult,
+    BatchWaits,
+    EvaluationResult,
+    EvaluationScored,
+    GateDecided,
+    RecognizerStatusResult,
+    TrainingEnded,
+    VersionAwaitsGate,
+    VersionTrained,
+)
 from nerloop.state import ACCEPTED, WAITING, DetectionRequest, PoolDocument, StateTable, Version
 
 __all__ = ["detect_batch", "detection_token", "handle_evaluation_status", "handle_recognizer_status",
@@ -54,98 +65,6 @@ __all__ = ["detect_batch", "detection_token", "handle_evaluation_status", "handl
 # Versions in these states can be deleted to save cost (never the active one, never one in use);
 # DeleteEntityRecognizer refuses a version still training (ResourceInUseException).
 DELETABLE = (*TRAINED_STATUSES, "IN_ERROR", "STOPPED")
-
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainingEnded(StageResult):
-    """A version's training ended without a model (or in a status with nothing to do): the lock released,
-    a due retrain started (`snapshot`)."""
-
-    version: str
-    status: str
-    snapshot: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VersionTrained(StageResult):
-    """A version trained and activated at once: the old versions deleted, the pool's detection started."""
-
-    version: str
-    status: str
-    f1: float
-    active: str | None
-    gate_pending: bool = False
-    deleted_versions: list[str]
-    detection_job: str | None
-    detection_queued: bool
-    snapshot: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VersionAwaitsGate(StageResult):
-    """A version trained and waits for the gate's evaluation job (handle_evaluation_status)."""
-
-    version: str
-    status: str
-    f1: float
-    active: str | None  # the version active meanwhile
-    gate_pending: bool = True
-    deleted_versions: list[str]
-    snapshot: str | None
-
-
-RecognizerStatusResult = TrainingEnded | VersionTrained | VersionAwaitsGate
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvaluationScored(StageResult):
-    """The gate's evaluation job ended; no activation waited for it (`scored_documents`: None if not scored)."""
-
-    version: str
-    status: str
-    scored_documents: int | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GateDecided(StageResult):
-    """The gate decided the version's activation; the pool's detection started with the active version."""
-
-    version: str
-    status: str
-    scored_documents: int | None
-    activated: bool
-    reason: str
-    deleted_versions: list[str]
-    detection_job: str | None
-    detection_queued: bool
-
-
-EvaluationResult = EvaluationScored | GateDecided
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchWaits(StageResult):
-    """No version is active yet: the batch waits for the first one's detection over the whole pool."""
-
-    batch: str
-    documents: int
-    detection_job: None = None
-    skipped: str = "no active version yet"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchDetecting(StageResult):
-    """The batch's detection started or queued (`detection_job` None when queued) with `version`."""
-
-    batch: str
-    documents: int
-    detection_job: str | None
-    detection_queued: bool
-    version: str
-
-
-BatchResult = BatchWaits | BatchDetecting
 
 
 def handle_recognizer_status(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> RecognizerStatusResult:

@@ -34,86 +34,18 @@ from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RetrainCheck, RetrainPolicy, check_retrain, merge_review_counted
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import (
+    AnswerRejected,
+    LoopAlreadyFinished,
+    LoopIgnored,
+    LoopUnmerged,
+    MergeResult,
+    ReviewMerged,
+)
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
 FINISHED = ("Completed", "Failed", "Stopped")
 IN_PROGRESS = "InProgress"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoopIgnored(StageResult):
-    """A status that is not an end: nothing done."""
-
-    loop: str
-    status: str
-    merged: bool = False
-    ignored: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoopAlreadyFinished(StageResult):
-    """The loop was recorded as finished before (`already_finished`, its recorded status): nothing
-    changed, a due retrain started (`snapshot`)."""
-
-    loop: str
-    status: str
-    document: str
-    version: str
-    merged: bool = False
-    snapshot: str | None
-    already_finished: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoopUnmerged(StageResult):
-    """Failed or Stopped: the loop recorded as `recorded_status` and its document back to waiting (`requeued`)."""
-
-    loop: str
-    status: str
-    document: str
-    version: str
-    merged: bool = False
-    snapshot: str | None
-    recorded_status: str
-    failure: str
-    requeued: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnswerRejected(StageResult):
-    """Completed with an answer that failed validation: quarantined, the loop recorded as Failed."""
-
-    loop: str
-    status: str
-    document: str
-    version: str
-    merged: bool = False
-    snapshot: str | None
-    recorded_status: str
-    failure: str
-    requeued: bool
-    quarantine: str | None  # the quarantine report's key
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReviewMerged(StageResult):
-    """The reviewed spans are the document's gold labels; `counted` once, `reviews` the count read after."""
-
-    loop: str
-    status: str
-    document: str
-    version: str
-    merged: bool = True
-    snapshot: str | None
-    counted: bool
-    spans: int
-    worker: str  # the reviewers' ids, comma-separated
-    quarantine: str | None  # the notes' report, when the answer was repaired
-    reviews: int
-
-
-MergeResult = LoopIgnored | LoopAlreadyFinished | LoopUnmerged | AnswerRejected | ReviewMerged
 
 
 def merge_human_loop(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> MergeResult:

@@ -43,7 +43,7 @@ from nerloop.labeling import start_seed_labeling
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.settings import Settings, require
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import Preprocessed, PreprocessResult, PreprocessSkipped
 from nerloop.state import StateTable
 
 POOL_CHUNK = 100  # documents checked against the gold set per BatchGetItem
@@ -113,40 +113,6 @@ def batch_keys(batch: str) -> tuple[str, str]:
 
 
 # --- the stage --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PreprocessSkipped(StageResult):
-    """The object changed since the event (that write has its own event): nothing read."""
-
-    batch: str
-    documents_key: None = None
-    manifest_key: None = None
-    labeling_job: None = None
-    quarantine: None = None
-    skipped: str = "object changed since the event"
-
-
-@dataclass(frozen=True, slots=True)
-class Preprocessed(StageResult):
-    """The batch made of one object: the keys written (None when no document was new), the seed
-    labeling job started (its ARN, or None), the quarantine report's key, and the counts."""
-
-    batch: str
-    documents_key: str | None
-    manifest_key: str | None
-    labeling_job: str | None
-    quarantine: str | None
-    lines: int
-    empty: int
-    sentences: int
-    documents: int  # new to the pool
-    duplicates: int  # earlier in the file
-    known: int  # already in the pool or the gold set
-    rejected: int  # quarantined: lines not UTF-8, sentences over the size limit
-
-
-PreprocessResult = PreprocessSkipped | Preprocessed
 
 
 def preprocess_object(

@@ -39,7 +39,7 @@ from nerloop.comprehend_output import (
     iter_detection_output,
     job_id_from_key,
 )
-from nerloop.continuation import Continued, publish_continuation
+from nerloop.continuation import publish_continuation
 from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
@@ -60,46 +60,12 @@ from nerloop.routing import (
     word_set,
 )
 from nerloop.settings import Settings, require
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import Routed, RouteResult, RoutingContinued
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDocument, StateTable, now
 
 LOOP_IN_PROGRESS = "InProgress"
 POOL_BATCH = 100  # records whose pool items are read in one request (BatchGetItem's limit)
 LOOP_CHUNK = 100  # the budget's loops started between two looks at the deadline
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoutingContinued(StageResult):
-    """Time ran short: the records routed so far, and the continuation asked for."""
-
-    job: str
-    version: str
-    archive: str
-    records: int
-    continued: Continued
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Routed(StageResult):
-    """The whole output routed: where its records went, and the quarantine report's key."""
-
-    job: str
-    version: str
-    archive: str
-    records: int
-    accepted: int
-    loops_started: int
-    loops_existing: int
-    over_budget: int
-    skipped: int
-    quarantined: int
-    document_failures: int
-    filled: int
-    over_quota: int
-    quarantine: str | None
-
-
-RouteResult = RoutingContinued | Routed
 
 
 def route_detection_output(

@@ -10,7 +10,6 @@ import codecs
 import csv
 import json
 from array import array
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,36 +26,9 @@ from nerloop.recognizers import VERSION_NAME
 from nerloop.retrain import release_training
 from nerloop.settings import Settings
 from nerloop.snapshots import snapshot_test_keys
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import TrainingRejected, TrainingResult, TrainingStarted
 from nerloop.state import StateTable, Version
 from nerloop.test_set import problems_of_test_set
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingStarted(StageResult):
-    """The snapshot passed the checks: a recognizer version is training (or its flywheel datasets made)."""
-
-    version: str
-    status: str  # "SUBMITTED"
-    arn: str  # the version's ARN; "" in flywheel mode until the iteration ends
-    training_mode: str
-    documents: int
-    annotations: dict[str, int]  # per entity type
-    test_documents: int
-    test_set_used: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingRejected(StageResult):
-    """The snapshot fell short of Comprehend's minimums: nothing trains; the report says why."""
-
-    version: str
-    status: str  # "REJECTED"
-    problems: list[str]
-    report: str  # the report's key
-
-
-TrainingResult = TrainingStarted | TrainingRejected
 
 
 def version_of_snapshot(key: str) -> str:

@@ -16,7 +16,6 @@ found the lock taken or never ran.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -32,29 +31,11 @@ from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
-from nerloop.stages.results import StageResult
+from nerloop.stages.results import Polled
 from nerloop.state import RECOGNIZER_IN_FLIGHT, StateTable, Version
 
 # Recorded for a job Comprehend no longer knows; not one of Comprehend's JobStatus values.
 JOB_NOT_FOUND = "NOT_FOUND"
-
-
-@dataclass(frozen=True, slots=True)
-class Polled(StageResult):
-    """One poll: the status changes published, the detection jobs started, the snapshot written (None
-    when none was), and the human loops ended without the merge stage hearing of it ("loop: status")."""
-
-    changes: list[dict[str, str]]
-    started: list[str]
-    snapshot: str | None
-    reconciled: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """As the handler returns it: `reconciled` only when a loop was."""
-        result = StageResult.to_dict(self)
-        if not self.reconciled:
-            del result["reconciled"]
-        return result
 
 
 def poll_in_flight(aws: Aws, settings: Settings) -> Polled:
