@@ -41,6 +41,7 @@ from nerloop.detection_policy import tier_counts
 from nerloop.documents import document_hash
 from nerloop.settings import Settings, load_settings
 from nerloop.stages import detect, route
+from nerloop.stages.results import Routed
 from nerloop.state import ACCEPTED, WAITING, StateTable, Version
 from nerloop_local.emulator.isolation import ACCOUNT
 from nerloop_local.emulator.stack import Stack
@@ -132,12 +133,12 @@ def measure(pool: int, cap: int, rounds: int, seed: int, work: Path) -> dict[str
     route_settings = stage_settings("RouteFunction")
     # The idempotency guard talks to DynamoDB through its own client: bypassed (one put and one update
     # an event, whatever its size), then put back.
-    guard = route.run_once
-    route.run_once = lambda table_name, action, key, effect: effect()  # type: ignore[assignment]
+    guard = route.run_stage_once
+    route.run_stage_once = lambda table_name, action, key, effect, *variants: effect()  # type: ignore[assignment]
     try:
         entries, ever = _rounds(state, table, s3, aws, rounds, detect_settings, route_settings)
     finally:
-        route.run_once = guard
+        route.run_stage_once = guard
         table.close()
     most = max(entry["detected"] for entry in entries)
     return {"pool": pool, "cap": cap, "rounds": entries, "max_detected": most,
@@ -169,11 +170,14 @@ def _rounds(state: StateTable, table: SqliteTable, s3: LocalS3, aws: Aws, rounds
         key = f"{DETECTION_OUTPUT_PREFIX}{ACCOUNT}-NER-{job.job_id}/output/output.tar.gz"
         s3.put_object(Bucket=BUCKET, Key=key, Body=detection_archive(Path(job.input_key).name, texts, version))
         routed = route.route_detection_output(BUCKET, key, aws, route_settings, etag=f"bench-{number}")
+        if not isinstance(routed, Routed):  # no deadline: routed whole
+            raise RuntimeError(f"round {number} was not routed whole: {routed}")
         state.jobs.set_status(job.job_id, "COMPLETED")
         entries.append({"round": number, "version": version, "eligible": before, "detected": len(texts),
                         "job_documents": job.documents, "by_tier": tiers, "detect_seconds": seconds,
                         "detect_queries": table.calls["query"] - queries,
-                        "routed": {name: routed[name] for name in ("accepted", "loops_started", "over_budget")}})
+                        "routed": {"accepted": routed.accepted, "loops_started": routed.loops_started,
+                                   "over_budget": routed.over_budget}})
     return entries, ever
 
 

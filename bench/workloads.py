@@ -28,7 +28,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nerloop.stages.results import StageResult
 
 BUCKET = "nerloop-bench-data"
 JOB_ARN = "arn:aws:sagemaker:us-east-1:123456789012:labeling-job/nerloop-bench"
@@ -88,18 +91,19 @@ def _settings(function: str) -> Any:
 
 
 def _without_idempotency(module: Any) -> None:
-    module.run_once = lambda table_name, action, key, effect: effect()
+    module.run_stage_once = lambda table_name, action, key, effect, *variants: effect()
 
 
-def _resumable(first: Callable[..., dict[str, Any]], resume: Callable[..., dict[str, Any]],
+def _resumable(first: Callable[..., StageResult], resume: Callable[..., StageResult],
                key: dict[str, str], aws: Any, settings: Any) -> Callable[..., dict[str, Any]]:
-    """The stage as the harness invokes it (bench.invocations): the event's run first, then, given the
-    previous result's `continued` (sequence and checkpoint), the continuation that event would carry."""
+    """The stage as the harness invokes it (bench.invocations), returning what its handler returns: the
+    event's run first, then, given the previous result's `continued` (sequence and checkpoint), the
+    continuation that event would carry."""
     def invoke(*, deadline: Any = None, continuation: dict[str, Any] | None = None) -> dict[str, Any]:
         if continuation is None:
-            return first(deadline=deadline)
+            return first(deadline=deadline).to_dict()
         return resume(key, int(continuation["sequence"]), str(continuation["checkpoint"]), aws, settings,
-                      deadline=deadline)
+                      deadline=deadline).to_dict()
     return invoke
 
 
@@ -327,6 +331,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
     from nerloop.documents import document_hash
     from nerloop.event_catalog import HumanLoopDetail
     from nerloop.stages import merge
+    from nerloop.stages.results import ReviewMerged
 
     settings = _settings("MergeFunction")
     shutil.copyfile(params["state"], work / "state.sqlite")  # the gold set merges go into
@@ -372,10 +377,10 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
         result = merge.merge_human_loop(detail, Aws(settings.state_table, overrides={"s3": s3, "table": table}),
                                         settings)
         times.append(time.perf_counter() - started)
-        if not result.get("merged"):
+        if not isinstance(result, ReviewMerged):
             raise RuntimeError(f"not merged: {result}")
-        snapshots += bool(result.get("snapshot"))
-        repaired += bool(result.get("quarantine"))
+        snapshots += bool(result.snapshot)
+        repaired += bool(result.quarantine)
     probe.stop()
     times.sort()
     return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * (len(times) - 1))],

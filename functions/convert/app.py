@@ -32,6 +32,6 @@ def lambda_handler(event: LabelingJobStateChange | StageContinued, context: Lamb
     deadline = Deadline.of(context)
     if isinstance(event, StageContinued):
         return continue_conversion(event.detail.key, event.detail.sequence, event.detail.checkpoint,
-                                   Aws(settings.state_table), settings, deadline=deadline)
+                                   Aws(settings.state_table), settings, deadline=deadline).to_dict()
     return convert_labeling_job(event.job_arn, Aws(settings.state_table), settings,
-                                status=event.detail.LabelingJobStatus, deadline=deadline)
+                                status=event.detail.LabelingJobStatus, deadline=deadline).to_dict()

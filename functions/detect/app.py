@@ -35,7 +35,7 @@ def lambda_handler(event: RecognizerStatusChange | DocumentsAdded | DetectionJob
                    context: LambdaContext) -> dict[str, Any]:
     bind_lambda_context(context)
     if isinstance(event, DocumentsAdded):
-        return detect_batch(event.detail, Aws(settings.state_table), settings)
+        return detect_batch(event.detail, Aws(settings.state_table), settings).to_dict()
     if isinstance(event, DetectionJobStatusChange):  # the gate's evaluation job ended
-        return handle_evaluation_status(event.detail, Aws(settings.state_table), settings)
-    return handle_recognizer_status(event.detail, Aws(settings.state_table), settings)
+        return handle_evaluation_status(event.detail, Aws(settings.state_table), settings).to_dict()
+    return handle_recognizer_status(event.detail, Aws(settings.state_table), settings).to_dict()

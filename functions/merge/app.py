@@ -26,4 +26,4 @@ settings = get_settings()
 @event_parser(model=HumanLoopStatusChange)
 def lambda_handler(event: HumanLoopStatusChange, context: LambdaContext) -> dict[str, Any]:
     bind_lambda_context(context)
-    return merge_human_loop(event.detail, Aws(settings.state_table), settings)
+    return merge_human_loop(event.detail, Aws(settings.state_table), settings).to_dict()

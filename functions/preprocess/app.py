@@ -29,4 +29,4 @@ def lambda_handler(event: S3ObjectCreated, context: LambdaContext) -> dict[str, 
     bind_lambda_context(context)
     obj = event.detail.object
     return preprocess_object(event.detail.bucket.name, obj.key, Aws(settings.state_table), settings,
-                             etag=obj.etag, version_id=obj.version_id)
+                             etag=obj.etag, version_id=obj.version_id).to_dict()

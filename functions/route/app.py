@@ -36,7 +36,7 @@ def lambda_handler(event: S3ObjectCreated | StageContinued, context: LambdaConte
     deadline = Deadline.of(context)
     if isinstance(event, StageContinued):
         return continue_routing(event.detail.key, event.detail.sequence, event.detail.checkpoint,
-                                Aws(settings.state_table), settings, deadline=deadline)
+                                Aws(settings.state_table), settings, deadline=deadline).to_dict()
     obj = event.detail.object
     return route_detection_output(event.detail.bucket.name, obj.key, Aws(settings.state_table),
-                                  settings, etag=obj.etag, deadline=deadline)
+                                  settings, etag=obj.etag, deadline=deadline).to_dict()

@@ -27,4 +27,4 @@ settings = get_settings()
 def lambda_handler(event: S3ObjectCreated, context: LambdaContext) -> dict[str, Any]:
     bind_lambda_context(context)
     obj = event.detail.object
-    return start_training(event.detail.bucket.name, obj.key, obj.etag, Aws(settings.state_table), settings)
+    return start_training(event.detail.bucket.name, obj.key, obj.etag, Aws(settings.state_table), settings).to_dict()

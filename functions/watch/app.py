@@ -26,4 +26,4 @@ settings = get_settings()
 @event_parser(model=ScheduledEvent)
 def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, Any]:
     bind_lambda_context(context)  # it may merge a loop, once (idempotency)
-    return poll_in_flight(Aws(settings.state_table), settings)
+    return poll_in_flight(Aws(settings.state_table), settings).to_dict()

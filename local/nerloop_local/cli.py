@@ -104,9 +104,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, body in files.items():
         (out / name).write_bytes(body)
-    print(f"{manifest}: {result['lines']} lines → {result['documents']} documents "
-          f"({result['repeated']} repeated lines merged), {result['spans']} spans, "
-          f"{result['trimmed']} spans trimmed of white space, {result['quarantined']} lines quarantined")
+    print(f"{manifest}: {result.lines} lines → {result.documents} documents "
+          f"({result.repeated} repeated lines merged), {result.spans} spans, "
+          f"{result.trimmed} spans trimmed of white space, {result.quarantined} lines quarantined")
     for name in files:
         print(f"  wrote {out / name}")
     if "quarantine.jsonl" in files:
@@ -116,7 +116,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 print(f"quarantined: {Problem(row['file'], row['line'], row['reason'])}")
         repaired = sum(1 for row in rows if row["kind"] != "rejected")
         print(f"  problems and repairs ({repaired} repaired): {out / 'quarantine.jsonl'}")
-    return 0 if result["documents"] else 1
+    return 0 if result.documents else 1
 
 
 # --- validate ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from nerloop_local.emulator.faults import DYNAMODB, S3, FaultInjector
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publish"),
               pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")]
 
-# The stages that guard their effect with run_once (each imports it by name).
+# The stages that guard their effect with run_stage_once (each imports it by name).
 GUARDED_STAGES = ("convert", "train", "detect", "route", "merge", "preprocess")
 
 
@@ -50,13 +50,12 @@ def test_every_event_delivered_twice_ends_in_the_clean_state(clean: chaos.Run, s
 
 def test_without_idempotency_the_duplicates_show(clean: chaos.Run, scenario: chaos.Scenario, folder: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given every stage's run_once replaced by a plain call (no idempotency record)
+    # Given every stage's run_stage_once replaced by a plain call (no idempotency record)
     import importlib
 
     for stage in GUARDED_STAGES:
         module = importlib.import_module(f"nerloop.stages.{stage}")
-        if hasattr(module, "run_once"):
-            monkeypatch.setattr(module, "run_once", lambda _table, _action, _key, effect: effect())
+        monkeypatch.setattr(module, "run_stage_once", lambda _table, _action, _key, effect, *_variants: effect())
     # When every event is delivered twice
     run = chaos.run_loop("duplicates-unguarded", scenario, folder, duplicate_events=True)
     # Then the comparison catches a duplicate effect (a second detection job for a version, at least)

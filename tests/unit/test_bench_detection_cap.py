@@ -12,10 +12,10 @@ def test_rounds_stay_within_the_cap_and_go_back_to_detected_documents_once_the_n
         tmp_path: Path):
     # Given 150 new documents, a cap of 50 and the template's review budget (25 loops a round, never
     # answered here: those documents stay in review)
-    guard = route.run_once
+    guard = route.run_stage_once
     result = detection_cap.measure(pool=150, cap=50, rounds=5, seed=1, work=tmp_path)
 
-    assert route.run_once is guard  # the idempotency guard is put back
+    assert route.run_stage_once is guard  # the idempotency guard is put back
     rounds = result["rounds"]
     assert result["pass"] and [entry["detected"] for entry in rounds] == [50] * 5
     assert [entry["by_tier"]["never_detected"] for entry in rounds[:3]] == [50, 50, 50]

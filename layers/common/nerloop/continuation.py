@@ -12,7 +12,7 @@ the job look finished nor blocks its continuation.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from nerloop.aws import Aws
 from nerloop.bus import publish
@@ -38,7 +38,14 @@ def get_checkpoint(aws: Aws, bucket: str, key: str) -> dict[str, Any]:
     return state
 
 
-def publish_continuation(aws: Aws, stage: str, key: dict[str, str], sequence: int, checkpoint: str) -> dict[str, Any]:
+class Continued(TypedDict):
+    """What a stage's result holds under `continued`: the continuation asked for."""
+
+    sequence: int
+    checkpoint: str
+
+
+def publish_continuation(aws: Aws, stage: str, key: dict[str, str], sequence: int, checkpoint: str) -> Continued:
     """Ask for continuation `sequence` of the `stage` run with business `key`, from `checkpoint`;
     returns what the stage's result holds under `continued`."""
     detail = {"stage": stage, "key": key, "sequence": sequence, "checkpoint": checkpoint}

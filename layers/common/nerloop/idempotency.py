@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -20,9 +20,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPe
 
 from nerloop.aws import RETRY_CONFIG
 from nerloop.observability import logger
+from nerloop.stages.results import StageResult, from_dict
 from nerloop.state import IDEMPOTENCY_PK
 
 T = TypeVar("T")
+R = TypeVar("R", bound=StageResult)
 
 # A record outlives any redelivery window of EventBridge (24 h) and A2I.
 CONFIG = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
@@ -73,6 +75,22 @@ def run_once(table_name: str, action: str, key: dict[str, Any], effect: Callable
             raise
         _record_success(store, key, ran[-1])
         return ran[-1]
+
+
+def run_stage_once(table_name: str, action: str, key: dict[str, Any], effect: Callable[[], R],
+                   *variants: type[StageResult]) -> R:
+    """`run_once` for a stage's effect with a typed result: the record stores its `to_dict()` (the JSON
+    the handler returns); a repeat returns it rebuilt as one of `variants` (those `effect` may return)."""
+    ran: list[R] = []
+
+    def once() -> dict[str, Any]:
+        ran.append(effect())
+        return ran[-1].to_dict()
+
+    stored = run_once(table_name, action, key, once)
+    if ran:
+        return ran[-1]
+    return cast(R, from_dict(stored, variants))  # one of the effect's own variants, by its keys
 
 
 def _record_success(store: DynamoDBPersistenceLayer, key: dict[str, Any], result: Any) -> None:

@@ -15,7 +15,7 @@ as Stopped. The merge is idempotent per (loop, status), so its event arriving as
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
@@ -26,6 +26,7 @@ from nerloop.state import StateTable
 
 if TYPE_CHECKING:
     from nerloop.event_models.human_loop import HumanLoopDetail
+    from nerloop.stages.merge import MergeResult
 
 # A2I's event normally comes within seconds of a loop's end: a loop is described only once it has
 # been open (or last found open) this long, and at most this many a run, to spare A2I's API.
@@ -44,7 +45,7 @@ def _stamp(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
+def reconcile_open_loops(aws: Aws, settings: Settings) -> list[MergeResult]:
     """End, through the merge stage, the open loops A2I has ended or forgotten; return the merges."""
     state = StateTable(aws.table)
     now = clock()
@@ -54,7 +55,7 @@ def reconcile_open_loops(aws: Aws, settings: Settings) -> list[dict[str, Any]]:
     # Imported only when needed: the watch's cold start loads no other stage's event models.
     from nerloop.stages.merge import merge_human_loop
 
-    merged: list[dict[str, Any]] = []
+    merged: list[MergeResult] = []
     for name in due:
         detail = described_loop(name, aws)
         if detail.humanLoopStatus in STILL_OPEN:

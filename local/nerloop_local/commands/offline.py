@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE
 from nerloop_local.emulator.runtime import create_stack_resources
 from nerloop_local.emulator.stack import Stack
+
+if TYPE_CHECKING:
+    from nerloop.stages.results import Converted
 
 JOB_NAME = "nerloop-convert"
 
@@ -24,7 +27,7 @@ class _CompletedLabelingJob:
                 "LabelingJobOutput": {"OutputDatasetS3Uri": self.manifest_uri}}
 
 
-def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[dict[str, Any], dict[str, bytes]]:
+def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[Converted, dict[str, bytes]]:
     """Run the convert stage on `manifest` in an emulated account; return its result and the files
     it wrote: documents.txt, annotations.csv and, when there is one, quarantine.jsonl."""
     import boto3
@@ -36,6 +39,7 @@ def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[dict[str,
     from nerloop.settings import load_settings
     from nerloop.snapshots import snapshot_keys
     from nerloop.stages.convert import convert_labeling_job
+    from nerloop.stages.results import Converted
 
     stack = Stack.load({"EntityTypes": ",".join(entity_types)})
     with mock_aws():
@@ -49,13 +53,15 @@ def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[dict[str,
         job_arn = f"arn:aws:sagemaker:us-east-1:123456789012:labeling-job/{JOB_NAME}"
         aws = Aws(table, overrides={"sagemaker": _CompletedLabelingJob(f"s3://{bucket}/{key}")})
         result = convert_labeling_job(job_arn, aws, settings)
+        if not isinstance(result, Converted):  # a completed job, and no deadline: converted whole
+            raise RuntimeError(f"the convert stage did not finish: {result}")
         files: dict[str, bytes] = {}
-        if result.get("snapshot"):
-            documents_key, annotations_key = snapshot_keys(result["snapshot"])
+        if result.snapshot:
+            documents_key, annotations_key = snapshot_keys(result.snapshot)
             files[DOCUMENTS_FILE] = s3.get_object(Bucket=bucket, Key=documents_key)["Body"].read()
             files[ANNOTATIONS_FILE] = s3.get_object(Bucket=bucket, Key=annotations_key)["Body"].read()
-        if result.get("quarantine"):
-            report = s3.get_object(Bucket=bucket, Key=result["quarantine"])["Body"].read()
+        if result.quarantine:
+            report = s3.get_object(Bucket=bucket, Key=result.quarantine)["Body"].read()
             files["quarantine.jsonl"] = _local_file_names(report, f"s3://{bucket}/{key}", str(manifest))
         nerloop_aws.reset_clients()
         idempotency.forget_persistence()

@@ -15,7 +15,6 @@ invocation from there (`nerloop.continuation`), reading the rest of the manifest
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -35,16 +34,18 @@ from nerloop.gt_manifest import (
     parse_manifest,
     union_spans,
 )
-from nerloop.idempotency import run_once
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RETRAIN_REQUESTED, RetrainPolicy, maybe_start_retrain
 from nerloop.s3_uri import split_s3_uri
 from nerloop.seen_documents import SeenDocuments
 from nerloop.settings import Settings
+from nerloop.stages.results import ConversionContinued, ConversionResult, ConversionSkipped, Converted
 from nerloop.state import GoldBatchWriter, GoldDocument, StateTable
 
-__all__ = ["SeenDocuments", "continue_conversion", "convert_labeling_job"]
+__all__ = ["ConversionContinued", "ConversionResult", "ConversionSkipped", "Converted", "SeenDocuments",
+           "continue_conversion", "convert_labeling_job"]
 
 COMPLETED = "Completed"
 GOLD_BUFFER = 100  # distinct gold documents held before a batched write (memory stays bounded)
@@ -62,37 +63,39 @@ def job_name_from_arn(job_arn: str) -> str:
 
 def convert_labeling_job(
     job_arn: str, aws: Aws, settings: Settings, status: str = COMPLETED, *, deadline: Deadline | None = None
-) -> dict[str, Any]:
+) -> ConversionResult:
     """Put a completed labeling job's documents into the gold set; once per (job ARN, status).
 
     Labels replace what the gold set held for a document before. A document on several lines of
     the manifest gets the union of their spans (overlaps resolved, noted): in the walkthrough's
     sample the repeats that differ are a labelled line and an unlabelled one.
 
-    Returns counts: lines, documents (distinct documents written), repeated (lines repeating an
-    earlier one's document), spans, quarantined, trimmed, the quarantine report's key, and the
-    training snapshot version written (or None when none was). When `deadline` comes first, the
-    result holds `continued` (the continuation's sequence and checkpoint) and the counts so far.
+    Returns `Converted` (counts, the quarantine report's key, the training snapshot version written);
+    `ConversionContinued` (the counts so far and the continuation) when `deadline` comes first;
+    `ConversionSkipped` for a job that did not complete.
     """
     job_name = job_name_from_arn(job_arn)
     if status != COMPLETED:
         logger.info("labeling job not completed; nothing to convert", job=job_name, status=status)
-        return {"job": job_name, "skipped": f"status {status}"}
+        return ConversionSkipped(job=job_name, skipped=f"status {status}")
     key = {"job_arn": job_arn, "status": status}
     conversion = Conversion(job_name, key, aws, settings, deadline or Deadline.never())
-    return run_once(settings.state_table, STAGE, key, conversion.run)
+    return run_stage_once(settings.state_table, STAGE, key, conversion.run, *_VARIANTS)
 
 
 def continue_conversion(key: dict[str, str], sequence: int, checkpoint: str, aws: Aws, settings: Settings, *,
-                        deadline: Deadline | None = None) -> dict[str, Any]:
+                        deadline: Deadline | None = None) -> ConversionResult:
     """Go on converting the job of business `key` from `checkpoint`; once per (key, `sequence`).
 
     Its own idempotency record (not the original event's): a continuation delivered twice has one
     effect, and the original event, delivered again, finds its record and starts nothing."""
     job_name = job_name_from_arn(key["job_arn"])
     conversion = Conversion(job_name, key, aws, settings, deadline or Deadline.never(), sequence=sequence)
-    return run_once(settings.state_table, f"{STAGE}-continued", {**key, "sequence": str(sequence)},
-                    lambda: conversion.run(checkpoint))
+    return run_stage_once(settings.state_table, f"{STAGE}-continued", {**key, "sequence": str(sequence)},
+                          lambda: conversion.run(checkpoint), *_VARIANTS)
+
+
+_VARIANTS = (ConversionContinued, Converted)  # what a run returns
 
 
 class Conversion:
@@ -127,7 +130,7 @@ class Conversion:
         self.buffer: dict[str, list[tuple[LabelledDocument, int | None]]] = {}
         self.to_read: set[str] = set()
 
-    def run(self, checkpoint: str | None = None) -> dict[str, Any]:
+    def run(self, checkpoint: str | None = None) -> ConversionContinued | Converted:
         if checkpoint is None:
             self.describe_job()
         else:
@@ -222,7 +225,7 @@ class Conversion:
 
     # --- stopping early, going on ---------------------------------------------------------------
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> ConversionContinued:
         """Checkpoint what is done and ask for a continuation (the buffer is written)."""
         sequence = self.sequence + 1
         bucket = self.settings.data_bucket
@@ -238,9 +241,9 @@ class Conversion:
         })
         self.quarantine.close()
         continued = publish_continuation(self.aws, STAGE, self.key, sequence, checkpoint)
-        result: dict[str, Any] = {"job": self.job_name, "manifest": self.manifest_uri,
-                                  "lines": self.stats.lines, "documents": self.documents, "continued": continued}
-        logger.info("labeling job conversion continues in a new invocation", offset=self.offset, **result)
+        result = ConversionContinued(job=self.job_name, manifest=self.manifest_uri, lines=self.stats.lines,
+                                     documents=self.documents, continued=continued)
+        logger.info("labeling job conversion continues in a new invocation", offset=self.offset, **result.to_dict())
         return result
 
     def restore(self, checkpoint: str) -> None:
@@ -259,7 +262,7 @@ class Conversion:
 
     # --- the end --------------------------------------------------------------------------------
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Converted:
         state, stats = self.state, self.stats
         report = self.quarantine.write(self.aws.s3, self.settings.data_bucket)
         self.quarantine.close()
@@ -274,20 +277,20 @@ class Conversion:
         metrics.add_metric(name="DocumentsConverted", unit=MetricUnit.Count, value=self.documents)
         metrics.add_metric(name="SpansConverted", unit=MetricUnit.Count, value=self.span_total)
         metrics.add_metric(name="LinesQuarantined", unit=MetricUnit.Count, value=stats.rejected)
-        result: dict[str, Any] = {
-            "job": self.job_name,
-            "manifest": self.manifest_uri,
-            "label_attribute": stats.label_attribute,
-            "lines": stats.lines,
-            "documents": self.documents,
-            "repeated": stats.documents - self.documents,
-            "spans": self.span_total,
-            "quarantined": stats.rejected,
-            "trimmed": stats.trimmed,
-            "quarantine": report,
-            "snapshot": snapshot.version if snapshot else None,
-        }
-        logger.info("labeling job converted", **result)
+        result = Converted(
+            job=self.job_name,
+            manifest=self.manifest_uri,
+            label_attribute=stats.label_attribute,
+            lines=stats.lines,
+            documents=self.documents,
+            repeated=stats.documents - self.documents,
+            spans=self.span_total,
+            quarantined=stats.rejected,
+            trimmed=stats.trimmed,
+            quarantine=report,
+            snapshot=snapshot.version if snapshot else None,
+        )
+        logger.info("labeling job converted", **result.to_dict())
         return result
 
 

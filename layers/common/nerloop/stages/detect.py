@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -35,7 +35,7 @@ from nerloop.detection_policy import RoundSelection, tier_counts
 from nerloop.evaluation import activate_on_trained, finish_evaluation, record_decision
 from nerloop.event_models.loop import DetectionJobStatusDetail, DocumentsAddedDetail, RecognizerStatusDetail
 from nerloop.flywheel import flywheel_mode
-from nerloop.idempotency import run_once
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizer_versions import (
     TRAINED_STATUSES,
@@ -45,6 +45,18 @@ from nerloop.recognizer_versions import (
 )
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain, release_training
 from nerloop.settings import Settings
+from nerloop.stages.results import (
+    BatchDetecting,
+    BatchResult,
+    BatchWaits,
+    EvaluationResult,
+    EvaluationScored,
+    GateDecided,
+    RecognizerStatusResult,
+    TrainingEnded,
+    VersionAwaitsGate,
+    VersionTrained,
+)
 from nerloop.state import ACCEPTED, WAITING, DetectionRequest, PoolDocument, StateTable, Version
 
 __all__ = ["detect_batch", "detection_token", "handle_evaluation_status", "handle_recognizer_status",
@@ -55,25 +67,25 @@ __all__ = ["detect_batch", "detection_token", "handle_evaluation_status", "handl
 DELETABLE = (*TRAINED_STATUSES, "IN_ERROR", "STOPPED")
 
 
-
-def handle_recognizer_status(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def handle_recognizer_status(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> RecognizerStatusResult:
     """React once to a version's training ending (recognizers.TRAINING_END_STATUSES)."""
-    return run_once(
+    return run_stage_once(
         settings.state_table, "detect", {"arn": detail.recognizerArn, "status": detail.status},
-        lambda: _handle(detail, aws, settings),
+        lambda: _handle(detail, aws, settings), TrainingEnded, VersionTrained, VersionAwaitsGate,
     )
 
 
-def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> RecognizerStatusResult:
     state = StateTable(aws.table)
     version = detail.versionName
-    result: dict[str, Any] = {"version": version, "status": detail.status}
+    trained: _Trained | None = None
+    deleted: list[str] = []
+    started = DetectionStart()
     if detail.status in TRAINED_STATUSES:
-        result.update(_record_trained(state, aws, detail, settings))
-        result["deleted_versions"] = delete_old_versions(state, aws, settings)
-        if not result["gate_pending"]:  # else the pool waits for the gate (handle_evaluation_status)
+        trained = _record_trained(state, aws, detail, settings)
+        deleted = delete_old_versions(state, aws, settings)
+        if not trained.gate_pending:  # else the pool waits for the gate (handle_evaluation_status)
             started = start_detection(state, aws, settings, request_key=f"trained|{detail.recognizerArn}")
-            result["detection_job"], result["detection_queued"] = started.job_id, started.queued
     elif detail.status in UNTRAINED_END_STATUSES:
         state.versions.update(version, status=detail.status, message=detail.message)
         # One metric for every end without a model: the template's alarm watches it.
@@ -81,13 +93,27 @@ def _handle(detail: RecognizerStatusDetail, aws: Aws, settings: Settings) -> dic
         logger.error("recognizer training ended without a model", version=version, status=detail.status,
                      reason=detail.message)
     release_training(state, version)
-    snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    result["snapshot"] = snapshot.version if snapshot else None
-    return result
+    retrain = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
+    snapshot = retrain.version if retrain else None
+    if trained is None:
+        return TrainingEnded(version=version, status=detail.status, snapshot=snapshot)
+    if trained.gate_pending:
+        return VersionAwaitsGate(version=version, status=detail.status, f1=trained.f1, active=trained.active,
+                                 deleted_versions=deleted, snapshot=snapshot)
+    return VersionTrained(version=version, status=detail.status, f1=trained.f1, active=trained.active,
+                          deleted_versions=deleted, detection_job=started.job_id, detection_queued=started.queued,
+                          snapshot=snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class _Trained:
+    f1: float
+    active: str | None
+    gate_pending: bool
 
 
 def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
-                    settings: Settings) -> dict[str, Any]:
+                    settings: Settings) -> _Trained:
     props = aws.comprehend.describe_entity_recognizer(EntityRecognizerArn=detail.recognizerArn)[
         "EntityRecognizerProperties"]
     evaluation = metrics_from_metadata(props.get("RecognizerMetadata") or {})
@@ -100,41 +126,40 @@ def _record_trained(state: StateTable, aws: Aws, detail: RecognizerStatusDetail,
     if detail.status != "TRAINED":
         logger.warning("recognizer trained with a warning", version=detail.versionName, warning=detail.message)
 
-    f1 = evaluation["f1"] or 0.0
+    f1: float = evaluation["f1"] or 0.0
     active = state.versions.active()
     # The gate (nerloop.evaluation, nerloop.gate): activated now, or once scored on the stable test set.
     trained = state.versions.get(detail.versionName)
     activated = trained is not None and activate_on_trained(state, aws, settings, trained, f1)
     logger.info("recognizer trained", version=detail.versionName, f1=f1, activated=activated,
                 previous_active=active[0] if active else None)
-    return {"f1": f1, "active": detail.versionName if activated else active[0] if active else None,
-            "gate_pending": not activated}
+    return _Trained(f1=f1, active=detail.versionName if activated else active[0] if active else None,
+                    gate_pending=not activated)
 
 
-def handle_evaluation_status(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def handle_evaluation_status(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -> EvaluationResult:
     """The gate's evaluation job over a version's test set ended: score it, decide the version's
     activation if it waits for that, then detect the pool with the active version. Once per job and status."""
-    return run_once(settings.state_table, "gate", {"job": detail.jobId, "status": detail.status},
-                    lambda: _evaluated(detail, aws, settings))
+    return run_stage_once(settings.state_table, "gate", {"job": detail.jobId, "status": detail.status},
+                          lambda: _evaluated(detail, aws, settings), EvaluationScored, GateDecided)
 
 
-def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def _evaluated(detail: DetectionJobStatusDetail, aws: Aws, settings: Settings) -> EvaluationResult:
     state = StateTable(aws.table)
     scored, decision = finish_evaluation(state, aws, settings, detail.versionName, detail.status,
                                          detail.outputS3Uri)
-    result: dict[str, Any] = {"version": detail.versionName, "status": detail.status, "scored_documents": scored}
     if decision is None:
-        return result
+        return EvaluationScored(version=detail.versionName, status=detail.status, scored_documents=scored)
     if not decision.activate:
         metrics.add_metric(name="VersionsKeptInactive", unit=MetricUnit.Count, value=1)
     version = state.versions.get(detail.versionName)
-    result.update(activated=decision.activate, reason=decision.reason,
-                  deleted_versions=delete_old_versions(state, aws, settings))
+    deleted = delete_old_versions(state, aws, settings)
     trigger = version.arn if version else detail.versionName
     started = start_detection(state, aws, settings, request_key=f"trained|{trigger}")
-    result["detection_job"], result["detection_queued"] = started.job_id, started.queued
     record_decision(state, decision)  # last: until then the version still waits, and a retry redoes the rest
-    return result
+    return GateDecided(version=detail.versionName, status=detail.status, scored_documents=scored,
+                       activated=decision.activate, reason=decision.reason, deleted_versions=deleted,
+                       detection_job=started.job_id, detection_queued=started.queued)
 
 
 def delete_old_versions(state: StateTable, aws: Aws, settings: Settings) -> list[str]:
@@ -231,24 +256,23 @@ def _eligible(state: StateTable, version: str) -> Iterator[PoolDocument]:
         yield doc
 
 
-def detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> BatchResult:
     """New documents joined the pool: detect them with the active version now, rather than when the
     next version trains. Once per batch. Before the first version is active there is nothing to do:
     that version's training ends with a detection over the whole pool."""
-    return run_once(settings.state_table, "detect-batch", {"batch": detail.batch},
-                    lambda: _detect_batch(detail, aws, settings))
+    return run_stage_once(settings.state_table, "detect-batch", {"batch": detail.batch},
+                          lambda: _detect_batch(detail, aws, settings), BatchWaits, BatchDetecting)
 
 
-def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) -> BatchResult:
     state = StateTable(aws.table)
-    result: dict[str, Any] = {"batch": detail.batch, "documents": detail.documents, "detection_job": None}
     token = detection_token(f"batch|{detail.batch}")
     request = state.jobs.get_request(token)
     if request is None:
         active_version = _active_version(state)
         if active_version is None:
             logger.info("no active version yet; the batch waits for the first one", batch=detail.batch)
-            return {**result, "skipped": "no active version yet"}
+            return BatchWaits(batch=detail.batch, documents=detail.documents)
         # The batch file is the job's input as it stands (one document a line); a server-side copy
         # puts it where Comprehend's data-access role may read, and where the route stage finds it.
         input_key = f"{DETECTION_INPUT_PREFIX}{active_version.version}-{detail.batch}/{DOCUMENTS_FILE}"
@@ -259,9 +283,8 @@ def _detect_batch(detail: DocumentsAddedDetail, aws: Aws, settings: Settings) ->
         request = state.jobs.record_request(
             DetectionRequest(token, active_version.version, input_key, detail.documents))
     started = start_or_queue(state, aws, settings, request)
-    result["detection_job"], result["detection_queued"] = started.job_id, started.queued
-    result["version"] = request.version
-    return result
+    return BatchDetecting(batch=detail.batch, documents=detail.documents, detection_job=started.job_id,
+                          detection_queued=started.queued, version=request.version)
 
 
 def _active_version(state: StateTable) -> Version | None:

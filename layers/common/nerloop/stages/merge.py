@@ -19,7 +19,7 @@ https://docs.aws.amazon.com/augmented-ai/2019-11-07/APIReference/API_DescribeHum
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -28,61 +28,107 @@ from nerloop.aws import Aws
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidEvent, InvalidRecord, UnknownJob
 from nerloop.event_models.human_loop import HumanLoopDetail
-from nerloop.idempotency import run_once
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.retrain import RetrainCheck, RetrainPolicy, check_retrain, merge_review_counted
 from nerloop.s3_uri import InvalidS3Uri, split_s3_uri
 from nerloop.settings import Settings
+from nerloop.stages.results import (
+    AnswerRejected,
+    LoopAlreadyFinished,
+    LoopIgnored,
+    LoopUnmerged,
+    MergeResult,
+    ReviewMerged,
+)
 from nerloop.state import IN_REVIEW, WAITING, GoldDocument, Loop, StateTable
 
 FINISHED = ("Completed", "Failed", "Stopped")
 IN_PROGRESS = "InProgress"
 
 
-def merge_human_loop(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def merge_human_loop(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> MergeResult:
     """Merge a finished human loop once per (loop name, status); other statuses are ignored."""
     name, status = detail.humanLoopName, detail.humanLoopStatus
     if status not in FINISHED:
         logger.info("human loop not finished; ignored", loop=name, status=status)
-        return {"loop": name, "status": status, "merged": False, "ignored": True}
-    return run_once(settings.state_table, "merge", {"loop": name, "status": status},
-                    lambda: _merge(detail, aws, settings))
+        return LoopIgnored(loop=name, status=status)
+    return run_stage_once(settings.state_table, "merge", {"loop": name, "status": status},
+                          lambda: _merge(detail, aws, settings),
+                          LoopAlreadyFinished, LoopUnmerged, AnswerRejected, ReviewMerged)
 
 
-def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> dict[str, Any]:
+def _merge(detail: HumanLoopDetail, aws: Aws, settings: Settings) -> MergeResult:
     state = StateTable(aws.table)
     loop = state.loops.get(detail.humanLoopName)
     if loop is None:
         raise UnknownJob(f"human loop {detail.humanLoopName} is not recorded in the state table")
-    result: dict[str, Any] = {"loop": loop.name, "status": detail.humanLoopStatus, "document": loop.doc,
-                              "version": loop.version, "merged": False, "snapshot": None}
+    name, status, document, version = loop.name, detail.humanLoopStatus, loop.doc, loop.version
     if loop.status != IN_PROGRESS:
         # Finished before: a redelivery after the idempotency record expired, or a retry of a run that
         # failed after finishing the loop. Change nothing, but a retrain that run was about to start
         # must still start (maybe_start_retrain does nothing unless one is due and none in flight).
         logger.info("human loop already finished", loop=loop.name, recorded=loop.status)
-        return {**result, "already_finished": loop.status, "snapshot": _retrain_if_due(state, aws, settings).version}
+        return LoopAlreadyFinished(loop=name, status=status, document=document, version=version,
+                                   snapshot=_retrain_if_due(state, aws, settings).version,
+                                   already_finished=loop.status)
+    ended: _Closed | _Rejected | _Merged
     if detail.humanLoopStatus == "Completed":
-        merged = _merge_completed(detail, loop, state, aws, settings, result)
+        ended = _merge_completed(detail, loop, state, aws, settings)
     else:
         failure = f"{detail.failureCode or detail.humanLoopStatus}: {detail.failureReason or 'no reason given'}"
-        merged = {**result, **_close_unmerged(state, loop, detail.humanLoopStatus, failure)}
+        ended = _close_unmerged(state, loop, detail.humanLoopStatus, failure)
     # Whether merged or not, the loop is closed: a batch may be complete, or this was the last open
     # loop with reviews pending (an expired last loop must not leave the reviews waiting for ever).
     check = _retrain_if_due(state, aws, settings)
-    merged["snapshot"] = check.version
-    if merged["merged"]:
-        merged["reviews"] = check.reviews  # read with the retrain decision, after this review was counted
-    return merged
+    if isinstance(ended, _Closed):
+        return LoopUnmerged(loop=name, status=status, document=document, version=version, snapshot=check.version,
+                            recorded_status=ended.recorded_status, failure=ended.failure, requeued=ended.requeued)
+    if isinstance(ended, _Rejected):
+        closed = ended.closed
+        return AnswerRejected(loop=name, status=status, document=document, version=version, snapshot=check.version,
+                              recorded_status=closed.recorded_status, failure=closed.failure,
+                              requeued=closed.requeued, quarantine=ended.quarantine)
+    # reviews: read with the retrain decision, after this review was counted
+    return ReviewMerged(loop=name, status=status, document=document, version=version, snapshot=check.version,
+                        counted=ended.counted, spans=ended.spans, worker=ended.worker, quarantine=ended.quarantine,
+                        reviews=check.reviews)
+
+
+@dataclass(frozen=True, slots=True)
+class _Closed:
+    """A loop ended without a merge (`_close_unmerged`)."""
+
+    recorded_status: str
+    failure: str
+    requeued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """An answer quarantined, its loop closed."""
+
+    closed: _Closed
+    quarantine: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Merged:
+    """A review merged into the gold set."""
+
+    counted: bool
+    spans: int
+    worker: str  # the reviewers' ids, comma-separated
+    quarantine: str | None
 
 
 def _retrain_if_due(state: StateTable, aws: Aws, settings: Settings) -> RetrainCheck:
     return check_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
 
 
-def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws: Aws, settings: Settings,
-                     result: dict[str, Any]) -> dict[str, Any]:
+def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws: Aws,
+                     settings: Settings) -> _Rejected | _Merged:
     if detail.humanLoopOutput is None or not detail.humanLoopOutput.outputS3Uri:
         raise InvalidEvent(f"completed human loop {loop.name} has no humanLoopOutput.outputS3Uri")
     uri = detail.humanLoopOutput.outputS3Uri
@@ -103,7 +149,7 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
     except InvalidRecord as exc:
         quarantine.reject(exc)
         closed = _close_unmerged(state, loop, "Failed", f"invalid answer: {exc.reason}")
-        return {**result, **closed, "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
+        return _Rejected(closed, quarantine.write(aws.s3, settings.data_bucket))
 
     for note in answer.notes:
         quarantine.note(uri, None, note)
@@ -114,11 +160,11 @@ def _merge_completed(detail: HumanLoopDetail, loop: Loop, state: StateTable, aws
     if counted:
         metrics.add_metric(name="ReviewsMerged", unit=MetricUnit.Count, value=1)
     logger.info("review merged", loop=loop.name, document=loop.doc, spans=len(answer.spans), counted=counted)
-    return {**result, "merged": True, "counted": counted, "spans": len(answer.spans),
-            "worker": answer.worker, "quarantine": quarantine.write(aws.s3, settings.data_bucket)}
+    return _Merged(counted=counted, spans=len(answer.spans), worker=answer.worker,
+                   quarantine=quarantine.write(aws.s3, settings.data_bucket))
 
 
-def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) -> dict[str, Any]:
+def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) -> _Closed:
     """Record the loop as ended without a merge and send its document back to waiting."""
     closed = state.loops.finish(loop.name, status, failure=failure)
     requeued = False
@@ -130,4 +176,4 @@ def _close_unmerged(state: StateTable, loop: Loop, status: str, failure: str) ->
         metrics.add_metric(name="LoopsFailed", unit=MetricUnit.Count, value=1)
         logger.warning("human loop ended without a merge", loop=loop.name, document=loop.doc,
                        status=status, failure=failure, requeued=requeued)
-    return {"recorded_status": status, "failure": failure, "requeued": requeued}
+    return _Closed(recorded_status=status, failure=failure, requeued=requeued)

@@ -38,11 +38,12 @@ from nerloop.constants import (
 from nerloop.documents import document_hash, split_sentences, utf8_size
 from nerloop.errors import InvalidRecord
 from nerloop.gt_manifest import READ_CHUNK_BYTES, iter_byte_lines
-from nerloop.idempotency import run_once
+from nerloop.idempotency import run_stage_once
 from nerloop.labeling import start_seed_labeling
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
 from nerloop.settings import Settings, require
+from nerloop.stages.results import Preprocessed, PreprocessResult, PreprocessSkipped
 from nerloop.state import StateTable
 
 POOL_CHUNK = 100  # documents checked against the gold set per BatchGetItem
@@ -116,7 +117,7 @@ def batch_keys(batch: str) -> tuple[str, str]:
 
 def preprocess_object(
     bucket: str, key: str, aws: Aws, settings: Settings, etag: str = "", version_id: str = ""
-) -> dict[str, Any]:
+) -> PreprocessResult:
     """Turn one raw text object into a batch; once per object version (bucket, key, ETag, version).
 
     Returns counts and the keys written. Counts of lines: lines, empty. Counts of sentences (found
@@ -132,8 +133,9 @@ def preprocess_object(
         etag = aws.s3.head_object(Bucket=bucket, Key=key)["ETag"]
     etag = etag.strip('"')
     business_key = {"bucket": bucket, "key": key, "etag": etag, "version": version_id}
-    return run_once(settings.state_table, "preprocess", business_key,
-                    lambda: _preprocess(bucket, key, etag, version_id, aws, settings))
+    return run_stage_once(settings.state_table, "preprocess", business_key,
+                          lambda: _preprocess(bucket, key, etag, version_id, aws, settings),
+                          PreprocessSkipped, Preprocessed)
 
 
 def stored_key(s3: Any, bucket: str, key: str) -> str:
@@ -281,13 +283,13 @@ def _write_batch(body: Any, key: str, batch: str, state: StateTable, quarantine:
 
 def _preprocess(
     bucket: str, key: str, etag: str, version_id: str, aws: Aws, settings: Settings
-) -> dict[str, Any]:
+) -> PreprocessResult:
     batch = batch_name(key, etag)
     documents_key, manifest_key = batch_keys(batch)
     quarantine = Quarantine(stage="preprocess", source=batch)
     counts: Counter[str] = Counter()
-    result: dict[str, Any] = {"batch": batch, "documents_key": None, "manifest_key": None,
-                              "labeling_job": None, "quarantine": None}
+    written: tuple[str | None, str | None] = (None, None)  # the batch's documents and manifest keys
+    labeling_job: str | None = None
 
     # The current object, compared by ETag rather than read by version: that needs no
     # s3:GetObjectVersion and works on unversioned buckets too.
@@ -296,29 +298,30 @@ def _preprocess(
         # Overwritten since the event: that write has its own event and will be processed then.
         logger.warning("object changed since the event; skipped", key=key, etag=etag, version=version_id)
         obj["Body"].close()
-        return {**result, "skipped": "object changed since the event"}
+        return PreprocessSkipped(batch=batch)
 
     state = StateTable(aws.table)
     added = _write_batch(obj["Body"], key, batch, state, quarantine, counts, aws, settings)
     if added:
-        result.update(documents_key=documents_key, manifest_key=manifest_key)
+        written = (documents_key, manifest_key)
 
     if added and settings.workteam_arn and not state.gold.has_any():
-        result["labeling_job"] = start_seed_labeling(
+        labeling_job = start_seed_labeling(
             state, aws.sagemaker, aws.s3,
             bucket=settings.data_bucket, batch=batch, manifest_key=manifest_key,
             entity_types=settings.entity_types, workteam_arn=settings.workteam_arn,
             role_arn=require(settings.labeling_role_arn, "LABELING_ROLE_ARN"),
             prefix=settings.labeling_job_prefix,
         )
-    result["quarantine"] = quarantine.write(aws.s3, settings.data_bucket)
+    report = quarantine.write(aws.s3, settings.data_bucket)
 
     metrics.add_metric(name="DocumentsAdded", unit=MetricUnit.Count, value=counts["documents"])
     metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=counts["rejected"])
-    summary: dict[str, Any] = {
-        **result,
-        **{name: counts[name] for name in ("lines", "empty", "sentences", "documents", "duplicates",
-                                           "known", "rejected")},
-    }
-    logger.info("batch preprocessed", key=key, **summary)
+    summary = Preprocessed(
+        batch=batch, documents_key=written[0], manifest_key=written[1], labeling_job=labeling_job,
+        quarantine=report, lines=counts["lines"], empty=counts["empty"], sentences=counts["sentences"],
+        documents=counts["documents"], duplicates=counts["duplicates"], known=counts["known"],
+        rejected=counts["rejected"],
+    )
+    logger.info("batch preprocessed", key=key, **summary.to_dict())
     return summary

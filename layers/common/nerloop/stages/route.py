@@ -25,7 +25,6 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -44,7 +43,7 @@ from nerloop.continuation import publish_continuation
 from nerloop.deadline import Deadline
 from nerloop.documents import document_hash
 from nerloop.errors import InvalidRecord, UnknownJob
-from nerloop.idempotency import run_once
+from nerloop.idempotency import run_stage_once
 from nerloop.input_documents import open_input_documents
 from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
@@ -61,6 +60,7 @@ from nerloop.routing import (
     word_set,
 )
 from nerloop.settings import Settings, require
+from nerloop.stages.results import Routed, RouteResult, RoutingContinued
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING, Job, Loop, PoolDocument, StateTable, now
 
 LOOP_IN_PROGRESS = "InProgress"
@@ -70,12 +70,12 @@ LOOP_CHUNK = 100  # the budget's loops started between two looks at the deadline
 
 def route_detection_output(
     bucket: str, key: str, aws: Aws, settings: Settings, etag: str = "", *, deadline: Deadline | None = None
-) -> dict[str, Any]:
+) -> RouteResult:
     """Route the documents of the detection output at s3://`bucket`/`key`, once per object version.
 
     Raises UnknownJob when the job is not recorded, SettingsError without FLOW_DEFINITION_ARN, and
     InvalidRecord (after quarantining it) when the archive is unreadable. When `deadline` comes
-    first, the result holds `continued` (the continuation's sequence and checkpoint).
+    first, the result is `RoutingContinued` (the continuation's sequence and checkpoint), else `Routed`.
     """
     job_id = job_id_from_key(key)
     state = StateTable(aws.table)
@@ -87,11 +87,12 @@ def route_detection_output(
         etag = str(aws.s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
     router = Router(bucket, key, job, state, aws, settings, flow_definition_arn, deadline or Deadline.never())
     router.etag = etag
-    return run_once(settings.state_table, "route", {"bucket": bucket, "key": key, "etag": etag}, router.run)
+    return run_stage_once(settings.state_table, "route", {"bucket": bucket, "key": key, "etag": etag}, router.run,
+                          RoutingContinued, Routed)
 
 
 def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: Aws, settings: Settings, *,
-                     deadline: Deadline | None = None) -> dict[str, Any]:
+                     deadline: Deadline | None = None) -> RouteResult:
     """Go on routing the output of business `key` (bucket, key, etag) from `checkpoint`; once per
     (key, `sequence`), so a continuation delivered twice has one effect."""
     state = StateTable(aws.table)
@@ -103,8 +104,8 @@ def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: A
     router = Router(key["bucket"], key["key"], job, state, aws, settings, flow_definition_arn,
                     deadline or Deadline.never(), sequence=sequence)
     router.etag = key["etag"]
-    return run_once(settings.state_table, "route-continued", {**key, "sequence": str(sequence)},
-                    lambda: router.run(checkpoint))
+    return run_stage_once(settings.state_table, "route-continued", {**key, "sequence": str(sequence)},
+                          lambda: router.run(checkpoint), RoutingContinued, Routed)
 
 
 # --- routing one output ----------------------------------------------------------------------------
@@ -161,7 +162,7 @@ class Router:
         self.scanned = False  # every record of the archive routed
         self.spent = 0  # of the budget's chosen documents, those whose loops are started
 
-    def run(self, checkpoint: str | None = None) -> dict[str, Any]:
+    def run(self, checkpoint: str | None = None) -> RouteResult:
         with open_input_documents(self.aws.s3, self.settings.data_bucket, self.job.input_key) as documents:
             self.documents = documents
             self.seen_lines = bytearray(len(documents))
@@ -182,16 +183,15 @@ class Router:
         metrics.add_metric(name="DocumentsRouted", unit=MetricUnit.Count, value=routed)
         metrics.add_metric(name="LoopsStarted", unit=MetricUnit.Count, value=self.counts["loops_started"])
         metrics.add_metric(name="DocumentsAccepted", unit=MetricUnit.Count, value=self.counts["accepted"])
-        summary: dict[str, Any] = {
-            "job": self.job.job_id,
-            "version": self.version,
-            "archive": self.key,
-            **{name: self.counts[name] for name in (
-                "records", "accepted", "loops_started", "loops_existing", "over_budget", "skipped",
-                "quarantined", "document_failures", "filled", "over_quota")},
-            "quarantine": quarantine_key,
-        }
-        logger.info("detection output routed", **summary)
+        counts = self.counts
+        summary = Routed(
+            job=self.job.job_id, version=self.version, archive=self.key, records=counts["records"],
+            accepted=counts["accepted"], loops_started=counts["loops_started"],
+            loops_existing=counts["loops_existing"], over_budget=counts["over_budget"], skipped=counts["skipped"],
+            quarantined=counts["quarantined"], document_failures=counts["document_failures"],
+            filled=counts["filled"], over_quota=counts["over_quota"], quarantine=quarantine_key,
+        )
+        logger.info("detection output routed", **summary.to_dict())
         return summary
 
     def scan(self) -> bool:
@@ -227,7 +227,7 @@ class Router:
         self.scanned = True
         return True
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> RoutingContinued:
         """Checkpoint and ask for a continuation (every decision so far is written)."""
         self.write_pool()
         sequence = self.sequence + 1
@@ -235,9 +235,9 @@ class Router:
         self.quarantine.close()
         continued = publish_continuation(self.aws, "route", {"bucket": self.bucket, "key": self.key,
                                                              "etag": self.etag}, sequence, checkpoint)
-        result: dict[str, Any] = {"job": self.job.job_id, "version": self.version, "archive": self.key,
-                                  "records": self.counts["records"], "continued": continued}
-        logger.info("routing continues in a new invocation", **result)
+        result = RoutingContinued(job=self.job.job_id, version=self.version, archive=self.key,
+                                  records=self.counts["records"], continued=continued)
+        logger.info("routing continues in a new invocation", **result.to_dict())
         return result
 
     # --- one record ------------------------------------------------------------------------------

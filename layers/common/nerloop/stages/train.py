@@ -20,12 +20,13 @@ from nerloop.comprehend_training import ANNOTATIONS_HEADER, TrainingStats, check
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE, REPORTS_PREFIX, TRAINING_PREFIX
 from nerloop.errors import InvalidRecord, UnknownJob
 from nerloop.flywheel import create_datasets, flywheel_mode
-from nerloop.idempotency import run_once
+from nerloop.idempotency import run_stage_once
 from nerloop.observability import logger, metrics
 from nerloop.recognizer_versions import MAX_NAME_LENGTH, VERSION_NAME
 from nerloop.retrain import release_training
 from nerloop.settings import Settings
 from nerloop.snapshots import snapshot_test_keys
+from nerloop.stages.results import TrainingRejected, TrainingResult, TrainingStarted
 from nerloop.state import StateTable, Version
 from nerloop.test_set import problems_of_test_set
 
@@ -87,15 +88,15 @@ def measure_snapshot(s3: Any, bucket: str, documents_key: str, annotations_key: 
     return stats, problems
 
 
-def start_training(bucket: str, key: str, etag: str, aws: Aws, settings: Settings) -> dict[str, Any]:
+def start_training(bucket: str, key: str, etag: str, aws: Aws, settings: Settings) -> TrainingResult:
     """Check the snapshot at `key` and start training it as a new recognizer version, once."""
-    return run_once(
+    return run_stage_once(
         settings.state_table, "train", {"bucket": bucket, "key": key, "etag": etag},
-        lambda: _start_training(bucket, key, aws, settings),
+        lambda: _start_training(bucket, key, aws, settings), TrainingStarted, TrainingRejected,
     )
 
 
-def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict[str, Any]:
+def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> TrainingResult:
     state = StateTable(aws.table)
     version = version_of_snapshot(key)
     documents_key = f"{TRAINING_PREFIX}{version}/{DOCUMENTS_FILE}"
@@ -124,10 +125,9 @@ def _start_training(bucket: str, key: str, aws: Aws, settings: Settings) -> dict
     logger.info("training started", version=version, recognizer_arn=arn, documents=stats.documents,
                 annotations=dict(stats.annotations), test_documents=test_set["documents"],
                 test_set_used=test_set["usable"], problems_of_test_set=test_set["problems"])
-    return {"version": version, "status": "SUBMITTED", "arn": arn, "training_mode": settings.training_mode,
-            "documents": stats.documents,
-            "annotations": dict(stats.annotations), "test_documents": test_set["documents"],
-            "test_set_used": test_set["usable"]}
+    return TrainingStarted(version=version, status="SUBMITTED", arn=arn, training_mode=settings.training_mode,
+                           documents=stats.documents, annotations=dict(stats.annotations),
+                           test_documents=test_set["documents"], test_set_used=test_set["usable"])
 
 
 def measure_test_set(s3: Any, bucket: str, version: str, settings: Settings) -> dict[str, Any]:
@@ -185,7 +185,7 @@ def _existing_version_arn(aws: Aws, name: str, version: str) -> str:
 
 
 def _reject(state: StateTable, aws: Aws, bucket: str, version: str, stats: TrainingStats,
-            problems: list[str]) -> dict[str, Any]:
+            problems: list[str]) -> TrainingRejected:
     report_key = f"{REPORTS_PREFIX}training/{version}.json"
     aws.s3.put_object(
         Bucket=bucket, Key=report_key, ContentType="application/json",
@@ -197,4 +197,4 @@ def _reject(state: StateTable, aws: Aws, bucket: str, version: str, stats: Train
     release_training(state, version)
     metrics.add_metric(name="TrainingsRejected", unit=MetricUnit.Count, value=1)
     logger.warning("training snapshot rejected", version=version, problems=problems, report=report_key)
-    return {"version": version, "status": "REJECTED", "problems": problems, "report": report_key}
+    return TrainingRejected(version=version, status="REJECTED", problems=problems, report=report_key)

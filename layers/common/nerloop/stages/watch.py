@@ -31,13 +31,14 @@ from nerloop.loop_reconcile import reconcile_open_loops
 from nerloop.observability import logger, metrics
 from nerloop.retrain import RetrainPolicy, maybe_start_retrain
 from nerloop.settings import Settings
+from nerloop.stages.results import Polled
 from nerloop.state import RECOGNIZER_IN_FLIGHT, Job, StateTable, Version
 
 # Recorded for a job Comprehend no longer knows; not one of Comprehend's JobStatus values.
 JOB_NOT_FOUND = "NOT_FOUND"
 
 
-def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
+def poll_in_flight(aws: Aws, settings: Settings) -> Polled:
     """Publish one event per status change since the last poll, start queued detection jobs as slots
     free, then start a retrain if one is due; return the changes, the jobs started and the snapshot
     written (None when none was).
@@ -60,13 +61,10 @@ def poll_in_flight(aws: Aws, settings: Settings) -> dict[str, Any]:
     changes.extend(change for job in state.jobs.in_flight() if (change := _poll_job(state, aws, job)))
 
     started = start_queued(state, aws, settings)
-    reconciled = [f"{merge['loop']}: {merge['status']}" for merge in reconcile_open_loops(aws, settings)]
+    reconciled = [f"{merge.loop}: {merge.status}" for merge in reconcile_open_loops(aws, settings)]
     snapshot = maybe_start_retrain(state, aws.s3, settings.data_bucket, RetrainPolicy.of(settings))
-    result: dict[str, Any] = {"changes": changes, "started": started,
-                              "snapshot": snapshot.version if snapshot else None}
-    if reconciled:
-        result["reconciled"] = reconciled
-    return result
+    return Polled(changes=changes, started=started, snapshot=snapshot.version if snapshot else None,
+                  reconciled=reconciled)
 
 
 def _poll_version(state: StateTable, aws: Aws, settings: Settings, version: Version) -> dict[str, str] | None:
