@@ -105,7 +105,7 @@ class DatasetError(Exception):
 def resolve_dataset(name: str, *, cache: Path = CORPUS_CACHE, tool: Path = CORPUS_TOOL) -> tuple[str, Path]:
     """A data set's short name and its manifest: `sample`, `conll2003-<split>-<N>` (built once into
     `cache`), or a manifest's path."""
-    from nerloop_local.cli import DEFAULT_SAMPLE
+    from nerloop_local.usage import DEFAULT_SAMPLE
 
     if name == "sample":
         manifest = DEFAULT_SAMPLE / "output.manifest"
@@ -153,8 +153,8 @@ def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold
     import warnings
 
     from bench.workloads import Probe
-    from nerloop_local.cli import offline_environment
     from nerloop_local.commands.demo import run_demo
+    from nerloop_local.emulator.isolation import offline_environment
 
     offline_environment()
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -406,7 +406,7 @@ def format_report(result: LearningBenchmark) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nerloop_local.cli import offline_environment
+    from nerloop_local.emulator.isolation import offline_environment
 
     parser = argparse.ArgumentParser(prog="python -m bench.learn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

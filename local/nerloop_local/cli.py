@@ -15,34 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from nerloop_local.emulator.isolation import use_fake_credentials
-
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SAMPLE = Path(os.environ.get("NERLOOP_SAMPLE_DATA", REPO.parent / "shared/data/aws-service-offerings"))
-
-
-class UsageError(Exception):
-    """Bad input from the command line: printed as one line, exit status 2."""
-
-
-def offline_environment(credentials: bool = True) -> None:
-    """Fake credentials and a region, so nothing can reach a real AWS account; with `credentials` False
-    (a command given `--stack`, which reads a deployed stack) only the handlers' quiet settings, and
-    boto3's default credential chain and region stay as the caller set them."""
-    os.environ.update({
-        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
-        "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR"),
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    })
-    if not credentials:
-        return
-    use_fake_credentials()
+from nerloop_local.emulator.isolation import offline_environment
+from nerloop_local.usage import UsageError
 
 
 def reads_a_stack(argv: Sequence[str]) -> bool:

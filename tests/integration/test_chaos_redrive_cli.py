@@ -52,7 +52,7 @@ def test_redrive_reruns_a_dead_letter_once_the_handler_is_fixed(tmp_path: Path, 
 
 
 def test_redrive_of_an_unknown_workspace_is_a_usage_error(tmp_path: Path) -> None:
-    from nerloop_local.cli import UsageError
+    from nerloop_local.usage import UsageError
 
     args = parse(["redrive", "--workspace", str(tmp_path)])
     with pytest.raises(UsageError):

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.cli import UsageError
 from nerloop_local.report import demo_report as report
+from nerloop_local.usage import UsageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ODD_TYPE = "<b>VER&SION</b>"  # a type name the page must escape

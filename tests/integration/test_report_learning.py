@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.cli import UsageError
 from nerloop_local.report import demo_report as report
 from nerloop_local.report import learning as report_learning
 from nerloop_local.report.learning_figures import KIND
+from nerloop_local.usage import UsageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

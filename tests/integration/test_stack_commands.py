@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from nerloop.state import Loop
-from nerloop_local.cli import UsageError
 from nerloop_local.commands import redrive
 from nerloop_local.commands import up as service
 from nerloop_local.commands.stack_resources import StackError, open_stack
 from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import load_event
 from nerloop_local.report import demo_report as report
+from nerloop_local.usage import UsageError
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

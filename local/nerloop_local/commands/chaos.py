@@ -564,7 +564,7 @@ def run_all(scenario: Scenario, folder: Path, *, rate: float = 0.2, outage_rate:
 def cmd_chaos(args: argparse.Namespace) -> int:
     import warnings
 
-    from nerloop_local.cli import DEFAULT_SAMPLE
+    from nerloop_local.usage import DEFAULT_SAMPLE
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
@@ -607,7 +607,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nerloop_local.cli import offline_environment
+    from nerloop_local.emulator.isolation import offline_environment
 
     offline_environment()
     parser = argparse.ArgumentParser(prog="python -m nerloop_local.commands.chaos", description=__doc__,

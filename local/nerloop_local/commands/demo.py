@@ -323,7 +323,7 @@ def _gate_text(gate: dict[str, Any]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nerloop_local.cli import DEFAULT_SAMPLE, UsageError
+    from nerloop_local.usage import DEFAULT_SAMPLE, UsageError
 
     manifest = args.manifest or DEFAULT_SAMPLE / "output.manifest"
     if not manifest.is_file():

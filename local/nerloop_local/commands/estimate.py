@@ -26,9 +26,9 @@ from typing import Any
 
 from nerloop.pricing import MODEL_MONTH, Price, PriceError, inference_units, tiered_cost
 from nerloop.round_cost import CostLine, RoundUsage, price_rounds
-from nerloop_local.cli import UsageError
 from nerloop_local.emulator.template import load_template, parameter_defaults
 from nerloop_local.report.cost import PRICE_HELP, cost_summary, format_costs, given_prices
+from nerloop_local.usage import UsageError
 
 DEFAULT_ROUNDS = 5
 DEFAULT_CHARS = 100

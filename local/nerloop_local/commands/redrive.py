@@ -35,7 +35,7 @@ def describe(letter: dict[str, Any]) -> str:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from nerloop_local.cli import UsageError
+    from nerloop_local.usage import UsageError
 
     stack = open_stack_for(args)
     if stack is not None:
@@ -77,8 +77,8 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def redrive_a_stack(stack: Any, args: argparse.Namespace) -> int:
     """`--stack`: each dead letter back to its function as an asynchronous invocation, then deleted
     (`stack_redrive`); exit status 1 when letters stay in the queues."""
-    from nerloop_local.cli import UsageError
     from nerloop_local.commands.stack_redrive import peek_dead_letters, redrive_stack
+    from nerloop_local.usage import UsageError
 
     if args.function is not None and args.function not in stack.dead_letter_queues:
         raise UsageError(f"no function {args.function!r}; functions: {', '.join(stack.dead_letter_queues)}")

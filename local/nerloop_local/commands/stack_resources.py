@@ -25,8 +25,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from nerloop_local.cli import UsageError
 from nerloop_local.emulator.template import load_template
+from nerloop_local.usage import UsageError
 
 TABLE = "StateTable"
 BUCKET = "DataBucket"

@@ -66,8 +66,8 @@ from types import FrameType
 from typing import IO, Any
 
 from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING
-from nerloop_local.cli import UsageError
 from nerloop_local.commands.stack_resources import add_stack_arguments, open_stack_for
+from nerloop_local.usage import UsageError
 
 DEFAULT_WORKSPACE = Path(".nerloop/workspace")
 DEFAULT_INTERVAL = 5.0

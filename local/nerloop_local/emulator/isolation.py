@@ -34,6 +34,19 @@ def use_fake_credentials(environ: Any = None) -> None:
     env.update(FAKE_CREDENTIALS)
 
 
+def offline_environment(credentials: bool = True) -> None:
+    """Quiet handler settings, then fake credentials and a region, so nothing can reach a real AWS account;
+    with `credentials` False (a command given `--stack`, which reads a deployed stack) only the handlers'
+    quiet settings, and boto3's default credential chain and region stay as the caller set them."""
+    os.environ.update({
+        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "nerloop",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR"),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    })
+    if credentials:
+        use_fake_credentials()
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1", "ip6-localhost") or host.startswith("127.")
 

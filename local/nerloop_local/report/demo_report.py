@@ -457,7 +457,7 @@ def build_report(run: RunFigures, out: Path, *, source: str, target: float = DEF
 
 def figures_source(figures: Path | None, workspace: Path | None) -> Path:
     """The figures file to read: the one given, or the workspace's demo.json."""
-    from nerloop_local.cli import UsageError
+    from nerloop_local.usage import UsageError
 
     if figures is not None:
         return figures
@@ -475,9 +475,9 @@ def figures_source(figures: Path | None, workspace: Path | None) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """A demo's page, or a learning benchmark's (given with --learning, or recognised by its `kind`)."""
-    from nerloop_local.cli import UsageError
     from nerloop_local.report.learning import build_learning_report
     from nerloop_local.report.learning_figures import is_learning_benchmark, parse_learning
+    from nerloop_local.usage import UsageError
 
     if not 0.0 < args.target_precision <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {args.target_precision:g}")
