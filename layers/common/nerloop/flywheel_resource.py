@@ -23,12 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from nerloop.aws import Aws
 from nerloop.errors import NerloopError
 from nerloop.observability import logger
 from nerloop.recognizer_versions import NAME_PATTERN
+from nerloop.settings import CommaSeparated
 
 FLYWHEEL_TYPE = "Custom::Flywheel"
 ACTIVE = "ACTIVE"
@@ -48,14 +49,7 @@ class FlywheelProperties(BaseModel):
     data_access_role_arn: str = Field(alias="DataAccessRoleArn", min_length=20)
     data_lake_s3_uri: str = Field(alias="DataLakeS3Uri", pattern=r"^s3://")
     language_code: str = Field(alias="LanguageCode", min_length=2)
-    entity_types: tuple[str, ...] = Field(alias="EntityTypes", min_length=1, max_length=25)
-
-    @field_validator("entity_types", mode="before")
-    @classmethod
-    def split_types(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    entity_types: CommaSeparated = Field(alias="EntityTypes", min_length=1, max_length=25)
 
     def physical_name(self) -> str:
         """<FlywheelName>-<8 hex digits of the settings>: new settings, a new flywheel."""

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from nerloop.comprehend_training import entity_type_problem
 from nerloop.constants import MAX_DETECTION_LINES
 from nerloop.recognizer_versions import MAX_NAME_LENGTH, NAME_PATTERN
 from nerloop.test_set import DEFAULT_TEST_MINIMUM, DEFAULT_TEST_SHARE
+
+
+def split_comma_separated(value: object) -> object:
+    """Split "A, B," into ("A", "B"): how an environment variable or a template parameter lists names."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(split_comma_separated)]
 
 
 class SettingsError(RuntimeError):
@@ -26,7 +36,7 @@ class Settings(BaseModel):
 
     state_table: str = Field(alias="STATE_TABLE", min_length=1)
     data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
-    entity_types: tuple[str, ...] = Field(alias="ENTITY_TYPES")
+    entity_types: CommaSeparated = Field(alias="ENTITY_TYPES")
     confidence_threshold: float = Field(alias="CONFIDENCE_THRESHOLD", ge=0.0, le=1.0)
     retrain_batch_size: int = Field(alias="RETRAIN_BATCH_SIZE", ge=1)
     # Pending reviews start a retrain once the oldest has waited this long (0 = never by time alone).
@@ -60,13 +70,6 @@ class Settings(BaseModel):
     workteam_arn: str = Field(alias="WORKTEAM_ARN", default="")
     labeling_role_arn: str = Field(alias="LABELING_ROLE_ARN", default="")
     labeling_job_prefix: str = Field(alias="LABELING_JOB_PREFIX", default="nerloop")
-
-    @field_validator("entity_types", mode="before")
-    @classmethod
-    def split_types(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
 
     @field_validator("entity_types")
     @classmethod
