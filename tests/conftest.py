@@ -64,7 +64,7 @@ from nerloop import aws as nerloop_aws  # noqa: E402
 from nerloop import idempotency, settings  # noqa: E402
 from nerloop.state import StateTable  # noqa: E402
 from nerloop_local.emulator.atomic import make_dynamodb_writes_atomic  # noqa: E402
-from nerloop_local.emulator.runtime import create_stack_resources  # noqa: E402
+from nerloop_local.emulator.deployment import create_stack_resources  # noqa: E402
 from nerloop_local.emulator.scaling import make_moto_scale  # noqa: E402
 from nerloop_local.emulator.stack import Stack, load_event  # noqa: E402
 

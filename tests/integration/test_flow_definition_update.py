@@ -13,7 +13,8 @@ from nerloop import loop_reconcile
 from nerloop.a2i import build_input_content, loop_name, start_human_loop
 from nerloop.documents import document_hash
 from nerloop.state import GOLD, IN_REVIEW, WAITING, Loop
-from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime
+from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
+from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import Stack
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from nerloop import settings
-from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, MOTO_S3_EVENT_ID, LocalRuntime, normalize_event
+from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
+from nerloop_local.emulator.event_pump import MOTO_S3_EVENT_ID, normalize_event
+from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import Stack
 from nerloop_local.emulator.template import REPO
 from nerloop_local.emulator.template import rules as template_rules

@@ -12,8 +12,9 @@ import pytest
 
 from nerloop.deadline import RESERVE_MS
 from nerloop.stages import convert
-from nerloop_local.emulator import runtime as runtime_module
-from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime
+from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
+from nerloop_local.emulator.invocation import LambdaContext
+from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import Stack
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
@@ -37,7 +38,7 @@ def runtime(tmp_path: Path, stack: Stack) -> Iterator[LocalRuntime]:
 
 
 def test_the_context_counts_down_from_the_functions_timeout(runtime: LocalRuntime, stack: Stack) -> None:
-    context = runtime._lambda_context("ConvertFunction")
+    context = runtime.lambda_context("ConvertFunction")
     timeout = int(stack.function_setting("ConvertFunction", "Timeout", 3))
 
     left = context.get_remaining_time_in_millis()
@@ -75,7 +76,7 @@ def test_a_conversion_short_of_time_goes_on_through_the_pump(
         context.started -= (context.timeout_seconds - RESERVE_MS / 1000) / 8
         return max(0, int((context.timeout_seconds - (time.monotonic() - context.started)) * 1000))
 
-    monkeypatch.setattr(runtime_module.LambdaContext, "get_remaining_time_in_millis", remaining)
+    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", remaining)
     gold, runs = gold_after_conversion(tmp_path / "short", stack, manifest)
 
     # Then the pump delivered its continuations to convert, and the gold set is the clean run's

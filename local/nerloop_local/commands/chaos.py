@@ -419,7 +419,8 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
     from nerloop.documents import document_hash
     from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, RetrainPolicy, maybe_start_retrain, retrain_due
     from nerloop.state import IN_REVIEW, LOOP_OPEN, Loop
-    from nerloop_local.emulator.runtime import LocalRuntime, _environment
+    from nerloop_local.emulator.invocation import temporary_environment
+    from nerloop_local.emulator.runtime import LocalRuntime
     from nerloop_local.emulator.stack import load_event
 
     started = time.perf_counter()
@@ -462,7 +463,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
         deliveries = [dict(event, id=f"{event['id']}-{copy}") for event in events for copy in (1, 2)]
         random.Random(seed).shuffle(deliveries)  # nosec B311 # delivery order, not secrets
         figures.deliveries, figures.duplicates = len(deliveries), loops
-        with _environment(runtime.function_environment("MergeFunction")), per_thread_clients():
+        with temporary_environment(runtime.function_environment("MergeFunction")), per_thread_clients():
             from nerloop import settings as nerloop_settings
 
             nerloop_settings.get_settings.cache_clear()
@@ -475,7 +476,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
                 if wait and number in first_wave:
                     barrier.wait()  # the first `workers` start at the same instant, the rest right after
                 try:
-                    handler(event, runtime._lambda_context("MergeFunction"))
+                    handler(event, runtime.lambda_context("MergeFunction"))
                 except Exception as exc:  # e.g. the other copy is in progress: Lambda retries it
                     return type(exc).__name__
                 return None

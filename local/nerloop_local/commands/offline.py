@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE
-from nerloop_local.emulator.runtime import create_stack_resources
+from nerloop_local.emulator.deployment import create_stack_resources
 from nerloop_local.emulator.stack import Stack
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from nerloop_local.commands.stack_resources import add_stack_arguments, open_sta
 
 
 def describe(letter: dict[str, Any]) -> str:
-    from nerloop_local.emulator.runtime import summarize_event
+    from nerloop_local.emulator.event_pump import summarize_event
 
     event = letter["event"] if isinstance(letter.get("event"), dict) else {}
     error = (letter.get("error") or "").splitlines()[0][:120] if letter.get("error") else ""

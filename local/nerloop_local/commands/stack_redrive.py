@@ -31,7 +31,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nerloop_local.commands.stack_resources import StackResources
-from nerloop_local.emulator.runtime import summarize_event
+from nerloop_local.emulator.event_pump import summarize_event
 
 LAMBDA_RECORD = "lambda"  # an OnFailure invocation record
 EVENTBRIDGE_EVENT = "eventbridge"  # an event a rule could not deliver

@@ -138,7 +138,7 @@ def stack_parameters(overrides: dict[str, str], saved: dict[str, str] | None = N
     declares), then `overrides`; each checked against the template, then the functions' settings
     parsed from them. UsageError naming the parameter when any is wrong."""
     from nerloop.settings import SettingsError, load_settings
-    from nerloop_local.emulator.runtime import LOCAL_PARAMETERS
+    from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
     from nerloop_local.emulator.stack import Stack
     from nerloop_local.emulator.template import load_template
 
@@ -515,7 +515,7 @@ def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | 
     """What the loop holds and is doing, read from a started runtime (reads only). `history`: also
     count the deliveries the workspace logged (deliveries.jsonl, which grows with every delivery) and
     price the rounds (`prices`: the table's, or those given with --price)."""
-    from nerloop_local.emulator.runtime import summarize_event
+    from nerloop_local.emulator.event_pump import summarize_event
     from nerloop_local.report import cost as report_cost
 
     dead: dict[str, list[dict[str, Any]]] = {}
@@ -692,7 +692,8 @@ def format_status(status: dict[str, Any]) -> list[str]:
 def open_workspace(workspace: Path, *, autosave: bool = True) -> Any:
     """A LocalRuntime (not started) on a saved workspace, with the parameters it was saved with.
     UsageError when no workspace was saved there."""
-    from nerloop_local.emulator.runtime import LOCAL_PARAMETERS, LocalRuntime
+    from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
+    from nerloop_local.emulator.runtime import LocalRuntime
     from nerloop_local.emulator.stack import Stack
     from nerloop_local.emulator.template import load_template
     from nerloop_local.emulator.workspace import Workspace

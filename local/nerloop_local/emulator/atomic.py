@@ -54,6 +54,10 @@ def make_dynamodb_writes_atomic() -> None:
         setattr(DynamoDBBackend, name, atomic)
 
 
+Action = tuple[str, dict[str, Any], dict[str, Any]]  # (type, request, key)
+Reason = tuple[str | None, str | None, dict[str, Any] | None]  # (code, message, old item)
+
+
 def transact_write_items_undo_log(self: Any, transact_items: list[dict[str, Any]]) -> None:
     """moto's `DynamoDBBackend.transact_write_items` with an undo log of the touched items.
 
@@ -64,9 +68,21 @@ def transact_write_items_undo_log(self: Any, transact_items: list[dict[str, Any]
     TransactionCanceledException with one reason per action, in order ("None" for those that
     would have succeeded).
     """
+    actions = _checked_actions(self, transact_items)
+    undo = [_saved_item(self, request["TableName"], key) for _, request, key in actions]
+    reasons = [_apply_action(self, action, request, key) for action, request, key in actions]
+    if any(code is not None for code, _, _ in reasons):
+        for saved in reversed(undo):
+            _restore_item(*saved)
+        raise TransactionCanceledException(reasons)
+
+
+def _checked_actions(backend: Any, transact_items: list[dict[str, Any]]) -> list[Action]:
+    """The request's actions as (type, request, key), or the ValidationException DynamoDB answers to a
+    request malformed as a whole."""
     if len(transact_items) > MAX_TRANSACT_ITEMS:
         raise TooManyTransactionsException()
-    actions: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # (type, request, key)
+    actions: list[Action] = []
     targets: set[tuple[str, str]] = set()
     for entry in transact_items:
         if len(entry) != 1:
@@ -74,47 +90,44 @@ def transact_write_items_undo_log(self: Any, transact_items: list[dict[str, Any]
         action, request = next(iter(entry.items()))
         if action not in ("ConditionCheck", "Put", "Delete", "Update"):
             raise ValueError(f"Unsupported transaction operation {action}")
-        key = _key_of(self, action, request)
+        key = _key_of(backend, action, request)
         target = (str(request["TableName"]), repr(sorted(key.items())))
         if target in targets:
             raise MultipleTransactionsException()
         targets.add(target)
         actions.append((action, request, key))
+    return actions
 
-    undo = [_saved_item(self, request["TableName"], key) for _, request, key in actions]
-    reasons: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
-    for action, request, key in actions:
-        table_name = request["TableName"]
-        condition = request.get("ConditionExpression")
-        names = request.get("ExpressionAttributeNames")
-        values = request.get("ExpressionAttributeValues")
-        try:
-            current = self.get_item(table_name, key)
-            if condition is not None and not get_filter_expression(condition, names, values).expr(current):
-                old = None
-                if request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current is not None:
-                    old = current.to_json()["Attributes"]
-                reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
-                continue
-            if action == "Put":
-                self.put_item(table_name, request["Item"], condition_expression=condition,
-                              expression_attribute_names=names, expression_attribute_values=values)
-            elif action == "Delete":
-                self.delete_item(table_name, key, condition_expression=condition,
-                                 expression_attribute_names=names, expression_attribute_values=values)
-            elif action == "Update":
-                self.update_item(table_name, key, update_expression=request["UpdateExpression"],
-                                 condition_expression=condition, expression_attribute_names=names,
-                                 expression_attribute_values=values)
-            reasons.append((None, None, None))
-        except ConditionalCheckFailed as exc:
-            reasons.append(("ConditionalCheckFailed", str(exc.message), None))
-        except Exception as exc:  # any other refusal of one action cancels the transaction, as moto does
-            reasons.append((type(exc).__name__, str(exc), None))
-    if any(code is not None for code, _, _ in reasons):
-        for saved in reversed(undo):
-            _restore_item(*saved)
-        raise TransactionCanceledException(reasons)
+
+def _apply_action(backend: Any, action: str, request: dict[str, Any], key: dict[str, Any]) -> Reason:
+    """Check one action's condition and apply its write; its cancellation reason (code, message, old
+    item), all None when it succeeded."""
+    table_name = request["TableName"]
+    condition = request.get("ConditionExpression")
+    names = request.get("ExpressionAttributeNames")
+    values = request.get("ExpressionAttributeValues")
+    try:
+        current = backend.get_item(table_name, key)
+        if condition is not None and not get_filter_expression(condition, names, values).expr(current):
+            old = None
+            if request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current is not None:
+                old = current.to_json()["Attributes"]
+            return ("ConditionalCheckFailed", "The conditional request failed", old)
+        if action == "Put":
+            backend.put_item(table_name, request["Item"], condition_expression=condition,
+                          expression_attribute_names=names, expression_attribute_values=values)
+        elif action == "Delete":
+            backend.delete_item(table_name, key, condition_expression=condition,
+                             expression_attribute_names=names, expression_attribute_values=values)
+        elif action == "Update":
+            backend.update_item(table_name, key, update_expression=request["UpdateExpression"],
+                             condition_expression=condition, expression_attribute_names=names,
+                             expression_attribute_values=values)
+        return (None, None, None)
+    except ConditionalCheckFailed as exc:
+        return ("ConditionalCheckFailed", str(exc.message), None)
+    except Exception as exc:  # any other refusal of one action cancels the transaction, as moto does
+        return (type(exc).__name__, str(exc), None)
 
 
 def _key_of(backend: Any, action: str, request: dict[str, Any]) -> dict[str, Any]:

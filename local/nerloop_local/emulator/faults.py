@@ -50,6 +50,8 @@ from typing import Any
 from botocore import handlers as botocore_handlers
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+from botocore.retries import adaptive, standard
+from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
 S3 = "s3"
 DYNAMODB = "dynamodb"
@@ -297,8 +299,6 @@ _PATCHED: dict[str, Any] = {}
 
 def _error_response(service: str, kind: FaultKind, url: str) -> AWSResponse:
     """An HTTP error response as `service` sends it (botocore parses the code from it)."""
-    from moto.core.botocore_stubber import MockRawResponse
-
     message = f"injected by nerloop chaos: {kind.code}"
     if service == S3:
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{kind.code}</Code>'
@@ -408,9 +408,6 @@ def _patch_botocore() -> None:
     """Put the injector in front of moto and compress botocore's waits (undone by `_unpatch_botocore`)."""
     if _PATCHED:
         return
-    from botocore.retries import adaptive, standard
-    from moto.core.botocore_stubber import BotocoreStubber
-
     _PATCHED["stubber_call"] = BotocoreStubber.__call__
     _PATCHED["delay_amount"] = standard.ExponentialBackoff.delay_amount
     _PATCHED["on_sending_request"] = adaptive.ClientRateLimiter.on_sending_request
@@ -422,9 +419,6 @@ def _patch_botocore() -> None:
 def _unpatch_botocore() -> None:
     if not _PATCHED:
         return
-    from botocore.retries import adaptive, standard
-    from moto.core.botocore_stubber import BotocoreStubber
-
     BotocoreStubber.__call__ = _PATCHED.pop("stubber_call")  # type: ignore[method-assign]
     standard.ExponentialBackoff.delay_amount = _PATCHED.pop("delay_amount")  # type: ignore[method-assign]
     adaptive.ClientRateLimiter.on_sending_request = _PATCHED.pop("on_sending_request")  # type: ignore[method-assign]

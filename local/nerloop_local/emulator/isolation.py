@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -46,6 +47,34 @@ def offline_environment(credentials: bool = True) -> None:
     if credentials:
         use_fake_credentials()
 
+
+class IsolatedEnvironment:
+    """The process's AWS variables while a runtime runs: the fake credentials, no variable that could send a
+    client elsewhere, and config and credentials files that do not exist; `leave` puts back what was there."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def enter(self, nowhere: Path) -> None:
+        """Isolate os.environ; `nowhere` is a path with no file, given as AWS_CONFIG_FILE and
+        AWS_SHARED_CREDENTIALS_FILE so that no profile or config file can send a client elsewhere."""
+        touched = [*FAKE_CREDENTIALS, *LEAKY_VARIABLES, "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                   *(name for name in os.environ if name.startswith(ENDPOINT_PREFIX))]
+        self._saved = {name: os.environ.get(name) for name in touched}
+        for name in touched:
+            os.environ.pop(name, None)
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ["AWS_CONFIG_FILE"] = str(nowhere)
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(nowhere)
+
+    def leave(self) -> None:
+        """Put back the variables `enter` changed, as they were."""
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved = {}
 
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1", "ip6-localhost") or host.startswith("127.")

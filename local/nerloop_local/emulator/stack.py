@@ -1,5 +1,6 @@
-"""The stack as the local mode and the tests see it: names resolved from template.yaml, the
-emulated resources created from it, and handlers loaded from the folders it points at."""
+"""The stack as the local mode and the tests see it: template.yaml loaded for given parameters, its
+names and conditions resolved (deployment.py creates the emulated resources from them), and handlers
+loaded from the folders it points at."""
 
 from __future__ import annotations
 

@@ -23,9 +23,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from nerloop_local.emulator.queues import FunctionWiring, attributes, peek_all
 
 FORMAT = 1
 
@@ -160,6 +162,25 @@ class Workspace:
 
 
 # DynamoDB's typed JSON is JSON except for binary values: those travel as base64 text.
+
+    def save_queues(self, sqs: Any, wiring: Mapping[str, FunctionWiring]) -> None:
+        """Every function's undelivered events and dead letters, left in their queues, to queues.json."""
+        self.save_json("queues.json", {
+            function: {"queue": peek_all(sqs, wired.queue_url), "dlq": peek_all(sqs, wired.dlq_url)}
+            for function, wired in wiring.items()
+        })
+
+    def restore_queues(self, sqs: Any, wiring: Mapping[str, FunctionWiring]) -> None:
+        """Put queues.json's events and dead letters back in the queues of the functions still wired."""
+        saved: dict[str, dict[str, list[dict[str, Any]]]] = self.load_json("queues.json", {})
+        for function, queues in saved.items():
+            wired = wiring.get(function)
+            if wired is None:
+                continue
+            for kind, url in (("queue", wired.queue_url), ("dlq", wired.dlq_url)):
+                for message in queues.get(kind, []):
+                    sqs.send_message(QueueUrl=url, MessageBody=message["body"],
+                                     MessageAttributes=attributes(message.get("attributes", {})))
 
 
 def _encode_value(value: dict[str, Any]) -> dict[str, Any]:
