@@ -93,7 +93,9 @@ from nerloop_local.emulator.template import rules as template_rules
 from nerloop_local.emulator.workspace import Workspace
 
 # Imported before any boto3 session is made, so every client reaches the stand-ins.
-from nerloop_local.standins import Reviewer, StandInContext, StandIns, patch_client
+from nerloop_local.standins import StandIns
+from nerloop_local.standins.base import Reviewer, StandInContext
+from nerloop_local.standins.dispatch import patch_client
 from nerloop_local.standins.groundtruth import label_attribute_of
 
 # Every S3 event from moto carries this id (its event template's); AWS gives each event its own.
