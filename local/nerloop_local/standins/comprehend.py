@@ -16,9 +16,9 @@ Each tick moves every recognizer and job one step:
 
 Training reads the COMPREHEND_CSV input from the emulated S3 as Comprehend does
 (`nerloop_local.standins.comprehend_training_data`); data that breaks Comprehend's rules ends IN_ERROR
-with a Message saying what and where. With Documents.TestS3Uri and Annotations.TestS3Uri the model trains on every
-training document and its metrics come from the test set (which needs an annotation of each type);
-without a test set 10 % is held out (grouped by text) for the metrics.
+with a Message saying what and where. With Documents.TestS3Uri and Annotations.TestS3Uri the model
+trains on every training document and its metrics come from the test set (which needs an annotation
+of each type); without a test set 10 % is held out (grouped by text) for the metrics.
 
 At most MAX_CONCURRENT_DETECTION_JOBS jobs are active at once (Comprehend's quota, per account and job
 type); StartEntitiesDetectionJob past it raises TooManyRequestsException.
