@@ -33,7 +33,8 @@ from typing import Any
 
 from bench.generate import DocumentGenerator
 from bench.measure import REPO, child_env
-from bench.standins import LocalS3, SqliteTable, StandInA2I
+from bench.standin_services import StandInA2I
+from bench.standins import LocalS3, SqliteTable
 from nerloop.aws import Aws
 from nerloop.comprehend_training import one_line
 from nerloop.constants import DETECTION_OUTPUT_PREFIX

@@ -27,6 +27,7 @@ import re
 import subprocess  # nosec B404 # runs the shared corpus tool with this interpreter
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -42,6 +43,8 @@ from bench.learning_stats import (
     t_interval,
 )
 from bench.measure import REPO
+from bench.workloads import Probe
+from nerloop_local.emulator.isolation import offline_environment
 from nerloop_local.report.learning_figures import (
     KIND,
     BudgetFigures,
@@ -50,6 +53,7 @@ from nerloop_local.report.learning_figures import (
     RunRecord,
     Strategies,
 )
+from nerloop_local.usage import DEFAULT_SAMPLE
 
 DEFAULT_SEEDS = 5
 DEFAULT_ROUNDS = 4
@@ -105,8 +109,6 @@ class DatasetError(Exception):
 def resolve_dataset(name: str, *, cache: Path = CORPUS_CACHE, tool: Path = CORPUS_TOOL) -> tuple[str, Path]:
     """A data set's short name and its manifest: `sample`, `conll2003-<split>-<N>` (built once into
     `cache`), or a manifest's path."""
-    from nerloop_local.usage import DEFAULT_SAMPLE
-
     if name == "sample":
         manifest = DEFAULT_SAMPLE / "output.manifest"
         if not manifest.is_file():
@@ -150,13 +152,10 @@ def run_seed(manifest: str, seed: int, rounds: int, random_draws: int, threshold
              review_share: float = DEFAULT_REVIEW_SHARE, compare_gate: bool = True) -> RunRecord:
     """One demo run in this (fresh) process, with its seconds and memory: what a pool worker does. With
     `compare_gate`, the same run again with every version activated (no references), measured apart."""
-    import warnings
-
-    from bench.workloads import Probe
-    from nerloop_local.commands.demo import run_demo
-    from nerloop_local.emulator.isolation import offline_environment
-
     offline_environment()
+    # Late import: nerloop's modules read the environment as they load (Powertools), so it is set first.
+    from nerloop_local.commands.demo import run_demo
+
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
     # What run_demo imports as it starts: loaded before the probe, so the growth is the run's data alone.
@@ -316,6 +315,7 @@ def run_benchmark(manifest: Path, *, dataset: str, seeds: Sequence[int], rounds:
                   review_share: float = DEFAULT_REVIEW_SHARE, compare_gate: bool = True,
                   progress: Callable[[str], None] = lambda _message: None) -> LearningBenchmark:
     """Run one demo per seed, `jobs` at a time, each in a fresh process; summarise them."""
+    # Late import: nerloop's modules (loaded by these) read the environment as they load; main() sets it first.
     from bench.run import machine
     from nerloop_local.commands.demo import load_manifest
 
@@ -406,8 +406,6 @@ def format_report(result: LearningBenchmark) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nerloop_local.emulator.isolation import offline_environment
-
     parser = argparse.ArgumentParser(prog="python -m bench.learn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="sample",

@@ -14,14 +14,18 @@ import subprocess  # nosec B404 # runs this repository's own make target
 import sys
 import time
 from collections.abc import Mapping
+from importlib.util import cache_from_source
 from pathlib import Path
 from typing import Any
 
 from bench import detection_cap
 from bench.at_latency import bench_latency
+from bench.generate import SAMPLE_DIR
 from bench.inputs import DEFAULT_CACHE, QUICK, Config, Row, _label_attribute, detection, gold_state, manifest
 from bench.latency import PROFILES
 from bench.measure import REPO, median, run_workload, side_by_side
+from nerloop_local.emulator.isolation import FAKE_CREDENTIALS
+from nerloop_local.emulator.stack import Stack
 
 # --- the benchmarks -------------------------------------------------------------------------------------
 
@@ -195,9 +199,6 @@ print(json.dumps({"seconds": seconds, "files": files, "sys_path": sys.path, "ori
 def lambda_env(function: str, tracing: bool) -> dict[str, str]:
     """What Lambda gives a function, and nothing of this machine's environment: the template's variables,
     the variables Lambda sets, fake credentials (nothing may reach AWS)."""
-    from nerloop_local.emulator.isolation import FAKE_CREDENTIALS
-    from nerloop_local.emulator.stack import Stack
-
     stack = Stack.load()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC",
@@ -220,8 +221,6 @@ def lambda_env(function: str, tracing: bool) -> dict[str, str]:
 def check_build(build_dir: Path, functions: dict[str, Path]) -> None:
     """The built functions and layer exist, hold this tree's code and are compiled; else a RuntimeError
     that says to run `make build`."""
-    from importlib.util import cache_from_source
-
     layer = build_dir / LAYER_ID / "python"
     folders = [build_dir / function for function in functions]
     missing = [str(path) for path in [layer / "nerloop", *folders] if not path.is_dir()]
@@ -275,8 +274,6 @@ def _shown(path: str) -> str:
 def bench_cold_start(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
     """Each function as deployed (its `.aws-sam/build` folder and the layer's, compiled) imported in a
     fresh `python -S`, against `import boto3` from the same layer, alternated; median of the pairs' ratios."""
-    from nerloop_local.emulator.stack import Stack
-
     build_dir = REPO / ".aws-sam/build"
     functions = {logical_id: REPO / resource["Properties"]["CodeUri"]
                  for logical_id, resource in sorted(Stack.load().functions().items())}
@@ -333,8 +330,6 @@ def bench_cold_start(config: Config, results: dict[str, Any], rows: list[Row]) -
 
 
 def bench_recognizer(config: Config, results: dict[str, Any], rows: list[Row]) -> None:
-    from bench.generate import SAMPLE_DIR
-
     runs = [run_workload("recognizer", {"sample_dir": str(SAMPLE_DIR)}) for _ in range(max(1, config.repeats))]
     train = median([run["train_seconds"] for run in runs])
     speed = median([run["documents_per_second"] for run in runs])

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from nerloop.routing import expected_errors, fill_priority, pick_diverse, word_set
+from nerloop_local.commands.demo import load_manifest
+from nerloop_local.commands.demo_data import split_for_demo
+from nerloop_local.recognizer.crf import evaluate, train_recognizer
 
 RANKINGS = ("random", "min-score", "expected-errors")
 
@@ -55,10 +58,6 @@ def choose(ranking: str, remaining: list[int], texts: Sequence[str], predictions
 
 def run(manifest: Path, ranking: str, seed: int, *, rounds: int, share: float, threshold: float) -> list[float]:
     """Test F1 after 0, 1, … `rounds` rounds of reviews."""
-    from nerloop_local.commands.demo import load_manifest
-    from nerloop_local.commands.demo_data import split_for_demo
-    from nerloop_local.recognizer.crf import evaluate, train_recognizer
-
     documents, types, _ = load_manifest(manifest)
     split = split_for_demo(documents, types, test_fraction=0.25, seed=seed)
     texts = [text for text, _ in split.pool]

@@ -82,6 +82,7 @@ class Probe:
 
 
 def _settings(function: str) -> Any:
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from nerloop.settings import load_settings
     from nerloop_local.emulator.stack import Stack
 
@@ -108,6 +109,7 @@ def _resumable(first: Callable[..., StageResult], resume: Callable[..., StageRes
 
 
 def _use_latency(params: dict[str, Any]) -> None:
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from bench.latency import LatencyModel
     from bench.standins import use_latency
 
@@ -118,6 +120,7 @@ def _run_as_lambda(stage: Callable[..., dict[str, Any]], function: str,
                    timeout_seconds: float | None = None) -> dict[str, Any]:
     """The stage invoked until done under its function's Timeout (or `timeout_seconds`: a test's shorter
     one, to make it continue); its result and the invocations."""
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from bench.invocations import function_timeout, invoke_until_done
 
     timeout = timeout_seconds or function_timeout(function)
@@ -160,7 +163,9 @@ def _link(s3: Any, key: str, source: str | Path) -> None:
 
 def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """The convert stage on a manifest: gold set written, training snapshot written."""
-    from bench.standins import LocalS3, SqliteTable, StandInEventBridge, StandInSageMaker, requests_of
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
+    from bench.standin_services import StandInEventBridge, StandInSageMaker
+    from bench.standins import LocalS3, SqliteTable, requests_of
     from nerloop.aws import Aws
     from nerloop.stages import convert
 
@@ -187,6 +192,7 @@ def convert_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str,
 
 def convert_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """Component: only nerloop.gt_manifest's validating parse of the manifest (no state, no output)."""
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from nerloop.gt_manifest import ParseStats, iter_byte_lines, parse_manifest
     from nerloop.quarantine import Quarantine
 
@@ -260,7 +266,9 @@ def walkthrough(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
 
 def route_stage(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """The route stage on a detection archive: every document accepted or sent to a human loop."""
-    from bench.standins import LocalS3, SqliteTable, StandInA2I, StandInEventBridge, requests_of
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
+    from bench.standin_services import StandInA2I, StandInEventBridge
+    from bench.standins import LocalS3, SqliteTable, requests_of
     from nerloop.aws import Aws
     from nerloop.stages import route
 
@@ -308,6 +316,7 @@ def route_reference(params: dict[str, Any], work: Path, probe: Probe) -> dict[st
 
 def route_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """Component: only nerloop.comprehend_output's validating read of the archive (no input, no state)."""
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from nerloop.comprehend_output import iter_detection_output
 
     probe.start()
@@ -324,6 +333,7 @@ def route_parse_only(params: dict[str, Any], work: Path, probe: Probe) -> dict[s
 
 def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """`loops` completed human loops merged one event at a time; seconds per merge."""
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from bench.generate import DocumentGenerator
     from bench.standins import LocalS3, SqliteTable, requests_of
     from nerloop.a2i import loop_name
@@ -391,6 +401,7 @@ def merge_loops(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, A
 
 def snapshot(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """A training snapshot written from the whole gold set."""
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from bench.standins import LocalS3, SqliteTable
     from nerloop.snapshots import write_snapshot
     from nerloop.state import StateTable
@@ -410,6 +421,7 @@ def snapshot(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]
 
 def recognizer(params: dict[str, Any], work: Path, probe: Probe) -> dict[str, Any]:
     """Train the local CRF on the sample (10 % held out, as Comprehend does), then detect."""
+    # Late import: each workload runs alone in a child process that measures its memory; it loads only what it runs.
     from bench.generate import load_sample
     from nerloop.documents import Span
     from nerloop_local.recognizer.crf import train_with_holdout

@@ -13,7 +13,7 @@ import pytest
 
 from nerloop.constants import MAX_CONCURRENT_DETECTION_JOBS
 from nerloop_local.emulator.runtime import LocalRuntime
-from nerloop_local.standins.comprehend import JOB_IN_FLIGHT
+from nerloop_local.standins.comprehend_detection import JOB_IN_FLIGHT
 
 UPLOADS = MAX_CONCURRENT_DETECTION_JOBS + 3
 

@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from bench import standins
 from bench.latency import AWS, PROFILES, CallLatency, LatencyModel, describe
-from bench.standins import CLOCK, LocalS3, SqliteTable, StandInA2I, StandInEventBridge, requests_of, use_latency
+from bench.standin_services import StandInA2I, StandInEventBridge
+from bench.standins import CLOCK, LocalS3, SqliteTable, requests_of, use_latency
 
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/nerloop-review"
 

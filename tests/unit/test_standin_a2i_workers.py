@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nerloop_local.standins import StandInContext, StandIns
+from nerloop_local.standins import StandIns
+from nerloop_local.standins.base import StandInContext
 
 BUCKET = "standins-workers-bucket"
 ROLE = "arn:aws:iam::123456789012:role/test"

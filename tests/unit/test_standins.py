@@ -20,7 +20,9 @@ from moto import mock_aws
 
 from nerloop.documents import Span
 from nerloop_local.emulator.stack import EVENTS_DIR
-from nerloop_local.standins import StandInBug, StandInContext, StandIns, StandInService, claim, inject_fault, release
+from nerloop_local.standins import StandIns
+from nerloop_local.standins.base import StandInContext, StandInService
+from nerloop_local.standins.dispatch import StandInBug, claim, inject_fault, release
 from nerloop_local.standins.groundtruth import label_attribute_of
 
 BUCKET = "standins-test-bucket"
@@ -387,7 +389,7 @@ def test_stopped_training_goes_stop_requested_then_stopped(standins: StandIns) -
 
 def test_training_data_past_comprehends_maxima_is_refused_as_in_error() -> None:
     from nerloop.constants import MAX_CORPUS_BYTES, MAX_DOCUMENT_BYTES, MAX_TRAINING_DOCUMENTS
-    from nerloop_local.standins.comprehend import TrainingDataError, check_minimums
+    from nerloop_local.standins.comprehend_training_data import TrainingDataError, check_minimums
 
     too_many = [("Amazon S3", [])] * (MAX_TRAINING_DOCUMENTS + 1)
     with pytest.raises(TrainingDataError, match="at most 120000"):

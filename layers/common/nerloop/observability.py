@@ -66,6 +66,7 @@ def make_tracer(environ: Mapping[str, str] | None = None) -> Tracer | DisabledTr
     """Powertools' Tracer when tracing is on, else a DisabledTracer (no X-Ray SDK import)."""
     if not tracing_enabled(environ):
         return DisabledTracer()
+    # Late import: Powertools' Tracer loads the X-Ray SDK, which a cold start without tracing never needs.
     from aws_lambda_powertools import Tracer
 
     return Tracer()

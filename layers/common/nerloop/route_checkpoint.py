@@ -10,15 +10,46 @@ written twice).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from nerloop.aws import Aws
 from nerloop.comprehend_output import DetectedEntity
 from nerloop.continuation import checkpoint_prefix, get_checkpoint, put_checkpoint
-
-if TYPE_CHECKING:  # the router imports this module
-    from nerloop.stages.route import Candidate, Router
+from nerloop.quarantine import Quarantine
+from nerloop.routing import ReviewBudget
+from nerloop.settings import Settings
+from nerloop.state import Job
 
 STAGE = "route"
+
+
+@dataclass
+class Candidate:
+    """A document that needs review."""
+
+    doc: str
+    text: str
+    entities: tuple[DetectedEntity, ...]
+    line: int
+
+
+class Router(Protocol):
+    """What a checkpoint keeps of the route stage's router (nerloop.stages.route.Router)."""
+
+    aws: Aws
+    settings: Settings
+    job: Job
+    key: str
+    seen_lines: bytearray
+    records_done: int
+    scanned: bool
+    spent: int
+    counts: Counter[str]
+    budget: ReviewBudget[Candidate]
+    fill: ReviewBudget[Candidate]
+    quarantine: Quarantine
 
 
 def _candidate_row(candidate: Candidate) -> list[Any]:
@@ -43,7 +74,7 @@ def save_router(router: Router, sequence: int) -> str:
     })
 
 
-def restore_router(router: Router, checkpoint: str, candidate: type[Candidate]) -> None:
+def restore_router(router: Router, checkpoint: str) -> None:
     """Put back into `router` what `save_router` kept (its input documents are open already)."""
     aws, bucket = router.aws, router.settings.data_bucket
     saved = get_checkpoint(aws, bucket, checkpoint)
@@ -54,7 +85,7 @@ def restore_router(router: Router, checkpoint: str, candidate: type[Candidate]) 
     router.seen_lines = bytearray(aws.s3.get_object(Bucket=bucket, Key=saved["seen_lines"])["Body"].read())
 
     def entries(rows: list[list[Any]]) -> list[tuple[float, int, Candidate]]:
-        return [(priority, order, candidate(doc, text, tuple(DetectedEntity(*entity) for entity in entities), line))
+        return [(priority, order, Candidate(doc, text, tuple(DetectedEntity(*entity) for entity in entities), line))
                 for priority, order, (doc, text, entities, line) in rows]
 
     router.budget.load(entries(saved["budget"]))

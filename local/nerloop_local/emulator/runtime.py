@@ -67,7 +67,9 @@ from nerloop_local.emulator.stack import Stack
 from nerloop_local.emulator.workspace import Workspace
 
 # Imported before any boto3 session is made, so every client reaches the stand-ins.
-from nerloop_local.standins import Reviewer, StandInContext, StandIns, patch_client
+from nerloop_local.standins import StandIns
+from nerloop_local.standins.base import Reviewer, StandInContext
+from nerloop_local.standins.dispatch import patch_client
 
 
 class RuntimeNotStarted(RuntimeError):

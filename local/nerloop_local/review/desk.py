@@ -34,8 +34,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
 from nerloop_local.review.answers import AnswerQueue, TakenAnswer
-from nerloop_local.standins import StandInError
 from nerloop_local.standins.a2i import A2I, LOCAL_WORKER, PendingLoop
+from nerloop_local.standins.base import StandInError
 
 PREVIEW_CHARS = 120  # code points of a document shown in the queue
 MAX_SECONDS = 86_400.0  # a longer time spent is not believed (A2I's task time limit is 8 hours)

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from nerloop_local.standins import StandInContext, StandInError, StandInService, utcnow
+from nerloop_local.standins.base import StandInContext, StandInError, StandInService, utcnow
 
 CLOUDFORMATION = "cloudformation"
 LAMBDA = "lambda"

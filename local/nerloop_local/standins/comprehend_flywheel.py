@@ -28,16 +28,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from nerloop_local.standins import StandInContext, StandInError, StandInService, drop_none, paginate, utcnow
-from nerloop_local.standins.comprehend import (
-    SERVICE,
-    ComprehendStandIn,
-    TrainingDataError,
-    _dump,
-    _load,
-    _read_set,
-    read_training_data,
+from nerloop_local.recognizer.crf import evaluate
+from nerloop_local.standins.base import (
+    StandInContext,
+    StandInError,
+    StandInService,
+    drop_none,
+    dump_record,
+    load_record,
+    paginate,
+    utcnow,
 )
+from nerloop_local.standins.comprehend import SERVICE, ComprehendStandIn
+from nerloop_local.standins.comprehend_training_data import TrainingDataError, read_set, read_training_data
 
 TRAINED = ("TRAINED", "TRAINED_WITH_WARNING")
 
@@ -302,7 +305,7 @@ class FlywheelsStandIn(StandInService):
             if dataset.kind == "TRAIN":
                 documents, _ = read_training_data(self.context, config, types)
             else:
-                documents = _read_set(self.context, config["Documents"]["S3Uri"], config["Annotations"]["S3Uri"],
+                documents = read_set(self.context, config["Documents"]["S3Uri"], config["Annotations"]["S3Uri"],
                                       types)
         except TrainingDataError as exc:
             dataset.status, dataset.message = "FAILED", str(exc)
@@ -330,8 +333,6 @@ class FlywheelsStandIn(StandInService):
         self.changes += 1
 
     def _evaluate(self, model_arn: str, config: dict[str, Any]) -> dict[str, float] | None:
-        from nerloop_local.recognizer.crf import evaluate  # heavy (python-crfsuite): only when a model runs
-
         types = [item["Type"] for item in config["EntityTypes"]]
         if not config["Documents"].get("TestS3Uri"):
             return None  # no TEST dataset: Comprehend's own hold-out differs per model
@@ -343,14 +344,14 @@ class FlywheelsStandIn(StandInService):
     # --- saved state ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"flywheels": [_dump(f) for f in self.flywheels.values()],
-                "datasets": [_dump(d) for d in self.datasets.values()],
-                "iterations": [_dump(i) for i in self.iterations.values()]}
+        return {"flywheels": [dump_record(f) for f in self.flywheels.values()],
+                "datasets": [dump_record(d) for d in self.datasets.values()],
+                "iterations": [dump_record(i) for i in self.iterations.values()]}
 
     def restore(self, data: dict[str, Any]) -> None:
-        self.flywheels = {item["arn"]: _load(Flywheel, item) for item in data.get("flywheels", [])}
-        self.datasets = {item["arn"]: _load(Dataset, item) for item in data.get("datasets", [])}
-        self.iterations = {(item["flywheel_arn"], item["iteration_id"]): _load(Iteration, item)
+        self.flywheels = {item["arn"]: load_record(Flywheel, item) for item in data.get("flywheels", [])}
+        self.datasets = {item["arn"]: load_record(Dataset, item) for item in data.get("datasets", [])}
+        self.iterations = {(item["flywheel_arn"], item["iteration_id"]): load_record(Iteration, item)
                            for item in data.get("iterations", [])}
 
 

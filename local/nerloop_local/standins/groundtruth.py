@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nerloop_local.standins import (
+from nerloop_local.standins.base import (
     StandInContext,
     StandInError,
     StandInService,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -48,7 +47,7 @@ from nerloop.input_documents import open_input_documents
 from nerloop.loop_starter import LOOP_STARTS_PER_SECOND, NOT_TRIED, QUOTA_EXCEEDED, Pace, start_loops
 from nerloop.observability import logger, metrics
 from nerloop.quarantine import Quarantine
-from nerloop.route_checkpoint import restore_router, save_router
+from nerloop.route_checkpoint import Candidate, restore_router, save_router
 from nerloop.routing import (
     ACCEPT,
     SHORTLIST_FACTOR,
@@ -111,16 +110,6 @@ def continue_routing(key: dict[str, str], sequence: int, checkpoint: str, aws: A
 # --- routing one output ----------------------------------------------------------------------------
 
 
-@dataclass
-class Candidate:
-    """A document that needs review."""
-
-    doc: str
-    text: str
-    entities: tuple[DetectedEntity, ...]
-    line: int
-
-
 class Router:
     """Routes one detection output; `run` is the effect guarded by the idempotency key."""
 
@@ -167,7 +156,7 @@ class Router:
             self.documents = documents
             self.seen_lines = bytearray(len(documents))
             if checkpoint is not None:
-                restore_router(self, checkpoint, Candidate)
+                restore_router(self, checkpoint)
                 logger.info("routing goes on", job=self.job.job_id, sequence=self.sequence,
                             records=self.records_done, spent=self.spent)
             if not self.scanned and not self.scan():

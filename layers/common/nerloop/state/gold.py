@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nerloop.state._table import TableAccess
 from nerloop.state.items import GOLD, GoldDocument, gold_from_item, gold_item_of
 from nerloop.state.pool import PoolRepository
-
-if TYPE_CHECKING:
-    from nerloop.state.table import StateTable
 
 PK = "GOLD"
 
@@ -52,6 +49,17 @@ class GoldRepository:
         return set(self.access.batch_get(PK, docs))
 
 
+class TableWithPool(Protocol):
+    """What the batch writer needs of a StateTable (nerloop.state.table, which builds this module's
+    repository): the table resource and the pool repository."""
+
+    @property
+    def table(self) -> Any: ...
+
+    @property
+    def pool(self) -> PoolRepository: ...
+
+
 class GoldBatchWriter:
     """`GoldRepository.put` for many documents at once (the convert stage's).
 
@@ -70,7 +78,7 @@ class GoldBatchWriter:
     ATTEMPTS = 8
     WRITERS = 4  # requests in flight at once; DynamoDB on-demand takes far more, Lambda's CPU fewer
 
-    def __init__(self, state: StateTable, writers: int = WRITERS) -> None:
+    def __init__(self, state: TableWithPool, writers: int = WRITERS) -> None:
         self.pool = state.pool
         self.client = state.table.meta.client  # the resource's client takes plain Python values
         self.table_name = state.table.name
