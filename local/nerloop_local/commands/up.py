@@ -35,7 +35,8 @@ answers from what was read last: a page request never waits for a round.
 
 Template parameters: `--param Name=Value` (repeatable) over the template's defaults (see
 `nerloop up --help`), checked as CloudFormation would (type, bounds, pattern) and as the functions'
-settings are. The workspace remembers them: a restart without --param keeps the earlier values.
+settings are (commands/parameters.py). The workspace remembers them: a restart without --param keeps
+the earlier values. The status line after each round is nerloop_local.report.status.status_line.
 """
 
 from __future__ import annotations
