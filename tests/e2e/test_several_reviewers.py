@@ -13,7 +13,7 @@ import pytest
 
 from nerloop.documents import Span
 from nerloop_local.cli import main
-from nerloop_local.commands.up import open_workspace
+from nerloop_local.emulator.workspace_runtime import open_workspace
 
 WORKERS = ["local-reviewer", "local-reviewer-2", "local-reviewer-3"]
 

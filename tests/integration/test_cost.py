@@ -18,7 +18,7 @@ import pytest
 
 from nerloop.constants import DETECTION_INPUT_PREFIX
 from nerloop_local.cli import main
-from nerloop_local.commands.up import open_workspace
+from nerloop_local.emulator.workspace_runtime import open_workspace
 
 
 @dataclass

@@ -23,7 +23,7 @@ from PIL import Image
 
 from nerloop.s3_uri import split_s3_uri
 from nerloop_local.cli import main
-from nerloop_local.commands import up as service
+from nerloop_local.emulator.workspace_runtime import open_workspace
 from nerloop_local.report import live as report_live
 from nerloop_local.report.live import build_stack_report
 from nerloop_local.report.loop_records import read_records
@@ -103,7 +103,7 @@ def answer_loops(workspace: Path) -> Expected:
     with several workers (one where bob disagrees on a span with alice and carol, one where alice and bob
     agree). Then let the loop run. Two workers who disagree would tie under the merge's majority rule
     (nerloop.review_consensus) and the document would go to a further review instead of being merged."""
-    runtime = service.open_workspace(workspace)
+    runtime = open_workspace(workspace)
     runtime.start()
     try:
         loops = sorted(runtime.a2i.pending_loops(), key=lambda loop: loop.name)
@@ -221,7 +221,7 @@ def merged_kept(live: Live) -> list[tuple[float, bool]]:
 
 
 def records_of(workspace: Path) -> Any:
-    runtime = service.open_workspace(workspace, autosave=False)
+    runtime = open_workspace(workspace, autosave=False)
     runtime.start()
     try:
         return read_records(runtime.state.table, runtime.s3, runtime.bucket)
@@ -335,7 +335,7 @@ def test_before_any_review_the_page_says_there_is_nothing_to_measure(live: Live)
 
 
 def test_the_stack_entry_takes_a_table_and_a_bucket(live: Live, tmp_path: Path) -> None:
-    runtime = service.open_workspace(live.workspace, autosave=False)
+    runtime = open_workspace(live.workspace, autosave=False)
     runtime.start()
     try:
         page = build_stack_report(runtime.state.table, runtime.s3, runtime.bucket, tmp_path / "stack",

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from nerloop.state import Loop
-from nerloop_local.commands import redrive
-from nerloop_local.commands import up as service
+from nerloop_local.commands import redrive, status
 from nerloop_local.commands.stack_resources import StackError, open_stack
 from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import load_event
 from nerloop_local.report import demo_report as report
+from nerloop_local.report.status import collect_status
 from nerloop_local.usage import UsageError
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -32,7 +32,7 @@ WORKSPACE_ONLY = ("events_pending", "deliveries")
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command")
-    for module in (service, report, redrive):
+    for module in (status, report, redrive):
         module.add_commands(commands)
     return parser.parse_args(argv)
 
@@ -139,7 +139,7 @@ def test_status_of_the_stack_is_the_workspace_status(runtime: LocalRuntime, caps
     assert run(["status", *STACK, "--json"]) == 0
     from_stack = json.loads(capsys.readouterr().out)
     # Then it is what the workspace form says, but for where it was read
-    from_workspace = service.collect_status(runtime)
+    from_workspace = collect_status(runtime)
     assert from_workspace["pool"]["total"] == 2 and from_workspace["labeling_jobs_waiting"]
     assert from_workspace["dead_letters"]["PreprocessFunction"]
     assert {k: v for k, v in from_stack.items() if k not in PLACE_KEYS + WORKSPACE_ONLY} == {

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import boto3
+from moto import mock_aws
+
+from nerloop import aws as nerloop_aws
+from nerloop import idempotency
+from nerloop.aws import Aws
 from nerloop.constants import ANNOTATIONS_FILE, DOCUMENTS_FILE
+from nerloop.settings import load_settings
+from nerloop.snapshots import snapshot_keys
+from nerloop.stages.convert import convert_labeling_job
+from nerloop.stages.results import Converted
 from nerloop_local.emulator.deployment import create_stack_resources
 from nerloop_local.emulator.stack import Stack
-
-if TYPE_CHECKING:
-    from nerloop.stages.results import Converted
 
 JOB_NAME = "nerloop-convert"
 
@@ -30,17 +37,6 @@ class _CompletedLabelingJob:
 def convert_manifest(manifest: Path, entity_types: list[str]) -> tuple[Converted, dict[str, bytes]]:
     """Run the convert stage on `manifest` in an emulated account; return its result and the files
     it wrote: documents.txt, annotations.csv and, when there is one, quarantine.jsonl."""
-    import boto3
-    from moto import mock_aws
-
-    from nerloop import aws as nerloop_aws
-    from nerloop import idempotency
-    from nerloop.aws import Aws
-    from nerloop.settings import load_settings
-    from nerloop.snapshots import snapshot_keys
-    from nerloop.stages.convert import convert_labeling_job
-    from nerloop.stages.results import Converted
-
     stack = Stack.load({"EntityTypes": ",".join(entity_types)})
     with mock_aws():
         nerloop_aws.reset_clients()

@@ -22,12 +22,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nerloop_local.commands.stack_redrive import peek_dead_letters, redrive_stack
 from nerloop_local.commands.stack_resources import add_stack_arguments, open_stack_for
+from nerloop_local.emulator.event_pump import summarize_event
+from nerloop_local.emulator.workspace_runtime import open_workspace
+from nerloop_local.usage import UsageError
 
 
 def describe(letter: dict[str, Any]) -> str:
-    from nerloop_local.emulator.event_pump import summarize_event
-
     event = letter["event"] if isinstance(letter.get("event"), dict) else {}
     error = (letter.get("error") or "").splitlines()[0][:120] if letter.get("error") else ""
     return (f"{letter['function']}  {event.get('detail-type', '')} {summarize_event(event)}  "
@@ -35,16 +37,12 @@ def describe(letter: dict[str, Any]) -> str:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from nerloop_local.usage import UsageError
-
     stack = open_stack_for(args)
     if stack is not None:
         return redrive_a_stack(stack, args)
     workspace: Path = args.workspace
     if not workspace.is_dir():
         raise UsageError(f"{workspace}: no such workspace folder")
-    from nerloop_local.commands.up import open_workspace
-
     runtime = open_workspace(workspace)
     runtime.start()
     try:
@@ -77,9 +75,6 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def redrive_a_stack(stack: Any, args: argparse.Namespace) -> int:
     """`--stack`: each dead letter back to its function as an asynchronous invocation, then deleted
     (`stack_redrive`); exit status 1 when letters stay in the queues."""
-    from nerloop_local.commands.stack_redrive import peek_dead_letters, redrive_stack
-    from nerloop_local.usage import UsageError
-
     if args.function is not None and args.function not in stack.dead_letter_queues:
         raise UsageError(f"no function {args.function!r}; functions: {', '.join(stack.dead_letter_queues)}")
     if args.dry_run:

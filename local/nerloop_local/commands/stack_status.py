@@ -1,5 +1,5 @@
 """`nerloop status --stack NAME`: a deployed stack's status, in the same form as a workspace's
-(`service.assemble_status`), read with the caller's AWS credentials and never written.
+(`nerloop_local.report.status.assemble_status`), read with the caller's AWS credentials and never written.
 
 - versions, pool, gold set, reviews, trainings, detection jobs, the training lock: the state table,
   read by the same code the functions use (`nerloop.state.StateTable`);
@@ -21,8 +21,8 @@ from typing import Any
 from nerloop.state import StateTable
 from nerloop_local.commands.stack_redrive import peek_dead_letters
 from nerloop_local.commands.stack_resources import StackResources
-from nerloop_local.commands.up import assemble_status
 from nerloop_local.report.cost import collect_costs
+from nerloop_local.report.status import assemble_status
 
 WAITING_LABELING_STATUSES = ("Initializing", "InProgress")
 

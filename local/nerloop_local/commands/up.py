@@ -1,8 +1,7 @@
-"""`nerloop up` and `nerloop status`: the loop as a long-running local service, and a look at its state.
+"""`nerloop up`: the loop as a long-running local service.
 
     nerloop up [--workspace DIR] [--inbox DIR] [--interval S] [--once] [--seed-manifest FILE] [--param N=V ...]
                [--review-port N | --no-review]
-    nerloop status [--workspace DIR | --stack NAME [--region R]] [--json]
 
 `up` keeps the local stack (nerloop_local.emulator.runtime.LocalRuntime) in a workspace folder, default
 ./.nerloop/workspace; a restart restores it and goes on where it stopped. Text files dropped in the
@@ -36,28 +35,20 @@ answers from what was read last: a page request never waits for a round.
 
 Template parameters: `--param Name=Value` (repeatable) over the template's defaults (see
 `nerloop up --help`), checked as CloudFormation would (type, bounds, pattern) and as the functions'
-settings are. The workspace remembers them: a restart without --param keeps the earlier values.
-
-`status` starts the runtime with the saved state, reads, and closes it without saving: no pump cycle
-runs, no event is delivered, and nothing in the workspace folder is written (the runtime's `start`
-only restores; a custom resource is re-run only when its properties changed, and that too stays in
-memory). It can run beside `up`: the workspace's files are replaced atomically. With `--stack NAME` it reads a
-deployed stack instead (`stack_status`), in the same form.
+settings are (commands/parameters.py). The workspace remembers them: a restart without --param keeps
+the earlier values. The status line after each round is nerloop_local.report.status.status_line.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,8 +56,18 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from nerloop.state import ACCEPTED, GOLD, IN_REVIEW, WAITING
-from nerloop_local.commands.stack_resources import add_stack_arguments, open_stack_for
+from botocore.exceptions import ClientError
+
+from nerloop_local.commands.entity_types import manifest_entity_types
+from nerloop_local.commands.parameters import parameters_help, parse_params, stack_parameters
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.emulator.workspace import Workspace
+from nerloop_local.emulator.workspace_runtime import handler_environment
+from nerloop_local.report.status import collect_status, status_line
+from nerloop_local.review.answers import AnswerQueue
+from nerloop_local.review.desk import ReviewDesk
+from nerloop_local.review.server import ReviewServer
+from nerloop_local.standins.groundtruth import label_attribute_of
 from nerloop_local.usage import UsageError
 
 DEFAULT_WORKSPACE = Path(".nerloop/workspace")
@@ -78,100 +79,15 @@ SEED_CYCLES = 50  # cycles allowed for the seed's labels to reach the gold set
 DONE_FOLDER = "done"
 LOCK_FILE = ".nerloop-up.lock"
 ANSWER_JOURNAL = "review-answers.jsonl"  # the review page's answers not yet in a saved workspace
-# What the handlers log here: errors only, unless NERLOOP_LOG_LEVEL says otherwise.
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true"}
 # A folder that holds any of these was used as a workspace (perhaps interrupted before its first save).
 WORKSPACE_ENTRIES = ("workspace.json", "standins", "s3", "dynamodb", "queues.json", "stack.json",
                      "deliveries.jsonl", LOCK_FILE, ANSWER_JOURNAL)
-POOL_STATUSES = (WAITING, IN_REVIEW, ACCEPTED, GOLD)
 
 
 def wait(seconds: float, wakeup: threading.Event) -> None:
     """Sleep between two looks at the inbox, or until `wakeup` is set (Ctrl-C interrupts it)."""
     wakeup.wait(seconds)
     wakeup.clear()
-
-
-def handler_environment() -> dict[str, str]:
-    return {**QUIET, "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR")}
-
-
-# --- template parameters ---------------------------------------------------------------------------------
-
-
-def parse_params(items: Sequence[str]) -> dict[str, str]:
-    """`Name=Value` strings as a dict (the last of a repeated name wins); UsageError when malformed."""
-    parsed: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--param {item!r}: expected Name=Value (e.g. EntityTypes=SERVICE,VERSION)")
-        parsed[name.strip()] = value.strip()
-    return parsed
-
-
-def check_parameter(name: str, value: str, spec: dict[str, Any]) -> str | None:
-    """Why CloudFormation would refuse `value` for the parameter declared by `spec` (None: it would not)."""
-    if spec.get("Type") == "Number":
-        try:
-            number = float(value)
-        except ValueError:
-            return "is not a number"
-        if "MinValue" in spec and number < float(spec["MinValue"]):
-            return f"is below the minimum {spec['MinValue']}"
-        if "MaxValue" in spec and number > float(spec["MaxValue"]):
-            return f"is above the maximum {spec['MaxValue']}"
-    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
-        return f"is shorter than {spec['MinLength']} characters"
-    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
-        return f"is longer than {spec['MaxLength']} characters"
-    if "AllowedPattern" in spec and not re.fullmatch(str(spec["AllowedPattern"]), value):
-        return f"does not match {spec['AllowedPattern']}"
-    allowed = [str(option) for option in spec.get("AllowedValues") or []]
-    if allowed and value not in allowed:
-        return f"is not one of {', '.join(allowed)}"
-    return None
-
-
-def stack_parameters(overrides: dict[str, str], saved: dict[str, str] | None = None) -> dict[str, str]:
-    """The parameters to start the stack with: the workspace's saved ones (those the template still
-    declares), then `overrides`; each checked against the template, then the functions' settings
-    parsed from them. UsageError naming the parameter when any is wrong."""
-    from nerloop.settings import SettingsError, load_settings
-    from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
-    from nerloop_local.emulator.stack import Stack
-    from nerloop_local.emulator.template import load_template
-
-    declared: dict[str, dict[str, Any]] = load_template().get("Parameters", {})
-    for name, value in overrides.items():
-        if name not in declared:
-            raise UsageError(f"--param {name}: no such template parameter (known: {', '.join(declared)})")
-        problem = check_parameter(name, value, declared[name])
-        if problem:
-            raise UsageError(f"--param {name}={value}: {problem}")
-    merged = {name: value for name, value in (saved or {}).items() if name in declared}
-    merged.update(overrides)
-    stack = Stack.load({**LOCAL_PARAMETERS, **merged})
-    try:
-        for function in stack.functions():
-            load_settings(stack.function_environment(function))
-    except SettingsError as exc:
-        given = " ".join(f"{name}={value}" for name, value in overrides.items()) or "the saved ones"
-        raise UsageError(f"template parameters ({given}): {exc}") from exc
-    return merged
-
-
-def parameters_help() -> str:
-    """The template's parameters and their defaults, for `nerloop up --help`."""
-    from nerloop_local.emulator.template import load_template, parameter_defaults
-
-    defaults = parameter_defaults(load_template())
-    lines = ["template parameters (--param Name=Value) and their defaults:"]
-    for name, value in defaults.items():
-        shown = "a local private workteam (set empty for none)" if name == "WorkteamArn" else value
-        lines.append(f"  {name}={shown}")
-    lines.append("A workspace remembers its parameters: a restart keeps them unless --param changes them.")
-    return "\n".join(lines)
 
 
 # --- folders ---------------------------------------------------------------------------------------------
@@ -195,6 +111,7 @@ def workspace_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the workspace while `up` runs: two services on one workspace would
     overwrite each other's saves. The operating system drops the lock when the process ends."""
     try:
+        # Late import: fcntl exists only on POSIX systems; without it the service runs unguarded
         import fcntl
     except ImportError:  # no flock (Windows): run without the guard
         yield
@@ -285,9 +202,6 @@ class Service:
 
     def run(self) -> int:
         """Serve until stopped (Ctrl-C or SIGTERM), or one round with `once`; the exit status."""
-        from nerloop_local.emulator.runtime import LocalRuntime
-        from nerloop_local.emulator.workspace import Workspace
-
         options = self.options
         with workspace_lock(options.workspace):
             workspace = Workspace(options.workspace)
@@ -336,10 +250,6 @@ class Service:
     @contextmanager
     def _review_page(self) -> Iterator[None]:
         """Serve the review page while the block runs (when a port is set)."""
-        from nerloop_local.review.answers import AnswerQueue
-        from nerloop_local.review.desk import ReviewDesk
-        from nerloop_local.review.server import ReviewServer
-
         port = self.options.review_port
         if port is None:
             yield
@@ -404,8 +314,6 @@ class Service:
                 break
 
     def _check_seed_labels(self, manifest: Path) -> None:
-        from nerloop_local.commands.validate import manifest_entity_types
-
         labels = set(manifest_entity_types(manifest))
         types = set(self.runtime.stack.names["EntityTypes"])
         if labels and not labels & types:
@@ -470,8 +378,6 @@ class Service:
 
 
 def _object_md5(runtime: Any, key: str) -> str | None:
-    from botocore.exceptions import ClientError
-
     try:
         reply = runtime.s3.head_object(Bucket=runtime.bucket, Key=key)
     except ClientError as exc:
@@ -499,230 +405,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-# --- status ----------------------------------------------------------------------------------------------
-
-
-def _version_key(name: str) -> tuple[int, str]:
-    digits = name[1:] if name.startswith("v") else ""
-    return (int(digits), "") if digits.isdigit() else (0, name)
-
-
-def _rounded(value: Any) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
-def collect_status(runtime: Any, history: bool = True, prices: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the loop holds and is doing, read from a started runtime (reads only). `history`: also
-    count the deliveries the workspace logged (deliveries.jsonl, which grows with every delivery) and
-    price the rounds (`prices`: the table's, or those given with --price)."""
-    from nerloop_local.emulator.event_pump import summarize_event
-    from nerloop_local.report import cost as report_cost
-
-    dead: dict[str, list[dict[str, Any]]] = {}
-    for letter in runtime.dead_letters():
-        dead.setdefault(letter["function"], []).append({
-            "event": summarize_event(letter["event"] or {}), "attempts": letter["attempts"],
-            "error": (letter["error"] or "").splitlines()[0] if letter["error"] else ""})
-    deliveries: dict[str, Counter[str]] = {}
-    for record in runtime.workspace.read_jsonl("deliveries.jsonl") if history else []:
-        deliveries.setdefault(record["function"], Counter())[record["outcome"]] += 1
-    return assemble_status(
-        {"workspace": str(runtime.workspace.root), "saved_at": runtime.workspace.manifest().get("saved_at")},
-        runtime.state, runtime.stack.parameters, list(runtime.stack.names["EntityTypes"]),
-        loops_waiting=len(runtime.a2i.pending_loops()),
-        labeling_jobs_waiting=[job.name for job in runtime.groundtruth.pending_jobs()],
-        events_pending={name: count for name, count in runtime.pending().items() if count},
-        dead_letters=dead, deliveries={name: dict(counts) for name, counts in deliveries.items()},
-        raw_files=len(runtime.list_keys("raw/")),
-        cost=report_cost.collect_costs(runtime.state, prices) if history else None)
-
-
-def assemble_status(source: dict[str, Any], state: Any, parameters: dict[str, str], entity_types: list[str], *,
-                    loops_waiting: int, labeling_jobs_waiting: list[str], events_pending: dict[str, int],
-                    dead_letters: dict[str, list[dict[str, Any]]], deliveries: dict[str, dict[str, int]],
-                    raw_files: int, cost: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The status of a loop from its state table (a nerloop.state.StateTable) and what its place keeps
-    elsewhere: a workspace's runtime, or a deployed stack (`stack_status`). `source` names the place
-    (`workspace` and `saved_at`, or `stack`, `region` and `stack_status`) and comes first; `cost`, the
-    rounds priced (nerloop_local.report.cost), is shown when given."""
-    from nerloop.retrain import RETRAIN_DONE, RETRAIN_REQUESTED, REVIEWS, pending_reviews
-    from nerloop.state import JOB_IN_FLIGHT, RECOGNIZER_IN_FLIGHT
-
-    active = state.versions.active()
-    versions = []
-    for version in sorted(state.versions.list(), key=lambda v: _version_key(v.version)):
-        metrics = version.metrics or {}
-        versions.append({
-            "version": version.version, "status": version.status,
-            "active": bool(active and active[0] == version.version),
-            **{key: _rounded(metrics.get(key)) for key in ("f1", "precision", "recall")},
-            "per_type": {name: {key: _rounded(figures.get(key)) for key in ("f1", "precision", "recall")}
-                         for name, figures in sorted((metrics.get("per_type") or {}).items())},
-            "trained_documents": metrics.get("trained_documents"), "test_documents": metrics.get("test_documents"),
-            "created_at": version.created_at, "message": version.message,
-        })
-    pool = Counter(doc.status for doc in state.pool.documents())
-    jobs = state.jobs.list()
-    return {
-        **source,
-        "parameters": dict(parameters),
-        "entity_types": entity_types,
-        "active": {"version": active[0], "f1": _rounded(active[1])} if active else None,
-        "versions": versions,
-        "pool": {**{status: pool.get(status, 0) for status in POOL_STATUSES}, "total": sum(pool.values())},
-        "gold": {"documents": sum(1 for _ in state.gold.documents())},
-        "reviews": {
-            "merged": state.counters.get(REVIEWS),
-            "toward_next_retrain": pending_reviews(state),
-            "retrain_batch_size": int(parameters["RetrainBatchSize"]),
-            "retrain_max_wait_minutes": int(parameters.get("RetrainMaxWaitMinutes") or 0),
-            "retrain_requested": state.counters.get(RETRAIN_REQUESTED) > state.counters.get(RETRAIN_DONE),
-            "loops_waiting": loops_waiting,
-        },
-        "labeling_jobs_waiting": labeling_jobs_waiting,
-        "in_flight": {
-            "trainings": [{"version": v["version"], "status": v["status"]} for v in versions
-                          if v["status"] in RECOGNIZER_IN_FLIGHT],
-            "detection_jobs": [{"job_id": job.job_id, "version": job.version, "status": job.status,
-                                "documents": job.documents} for job in jobs if job.status in JOB_IN_FLIGHT],
-            "training_lock": state.training_lock.holder(),
-        },
-        "events_pending": events_pending,
-        "dead_letters": dead_letters,
-        "deliveries": deliveries,
-        "raw_files": raw_files,
-        # --- cost per round (nerloop_local.report.cost) ---
-        **({"cost": cost} if cost is not None else {}),
-    }
-
-
-def _figure(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.3f}"
-
-
-def status_line(status: dict[str, Any], review_url: str | None = None) -> str:
-    """One line for `up`: the pool, the active version, what waits for people (and where they answer)."""
-    pool = status["pool"]
-    active = status["active"]
-    parts = [f"pool {pool['waiting']} waiting, {pool['in_review']} in review, {pool['accepted']} accepted, "
-             f"{pool['gold']} gold", f"gold set {status['gold']['documents']}",
-             f"active {active['version']} (F1 {_figure(active['f1'])})" if active else "no active version"]
-    latest = status["versions"][-1] if status["versions"] else None
-    if latest and not latest["active"]:
-        parts.append(f"latest {latest['version']} {latest['status']}")
-    reviews = status["reviews"]
-    if reviews["loops_waiting"]:
-        parts.append(f"{reviews['loops_waiting']} human loops wait for a reviewer"
-                     + (f" at {review_url}" if review_url else ""))
-    if status["labeling_jobs_waiting"]:
-        parts.append(f"{len(status['labeling_jobs_waiting'])} labeling jobs wait for labels "
-                     "(the gold set is empty: start with --seed-manifest)")
-    dead = sum(len(letters) for letters in status["dead_letters"].values())
-    if dead:
-        parts.append(f"{dead} dead letters")
-    return "status: " + " · ".join(parts)
-
-
-def format_status(status: dict[str, Any]) -> list[str]:
-    """`nerloop status` for people."""
-    parameters = status["parameters"]
-    budget = int(parameters.get("ReviewBudget", "0"))
-    place = (f"stack {status['stack']} ({status['region']}, {status['stack_status']})" if "stack" in status
-             else f"workspace {status['workspace']} (saved {status['saved_at'] or 'never'})")
-    lines = [place,
-             f"entity types {', '.join(status['entity_types'])} · confidence threshold "
-             f"{parameters.get('ConfidenceThreshold')} · retrain after {status['reviews']['retrain_batch_size']} "
-             f"reviews (fewer when no loop is open) · review budget {budget or 'no limit'} per detection job",
-             "", "versions"]
-    if not status["versions"]:
-        lines.append("  none yet")
-    for version in status["versions"]:
-        per_type = "  ".join(f"{name} {_figure(figures['f1'])}" for name, figures in version["per_type"].items())
-        line = (f"  {version['version']:<5} {version['status']:<10} F1 {_figure(version['f1'])} "
-                f"(P {_figure(version['precision'])}, R {_figure(version['recall'])})  {per_type}")
-        if version["active"]:
-            line += "  ← active"
-        if version["message"]:
-            line += f"  {version['message']}"
-        lines.append(line.rstrip())
-    pool, reviews = status["pool"], status["reviews"]
-    wait = int(reviews.get("retrain_max_wait_minutes") or 0)
-    waited = f" or {wait} minutes after the oldest was merged" if wait else ""
-    lines += [
-        "",
-        f"pool          {pool['waiting']} waiting · {pool['in_review']} in review · {pool['accepted']} accepted · "
-        f"{pool['gold']} gold ({pool['total']} documents, from {status['raw_files']} raw files)",
-        f"gold set      {status['gold']['documents']} documents",
-        f"reviews       {reviews['merged']} merged · {reviews['toward_next_retrain']} pending: the next retrain "
-        f"starts at {reviews['retrain_batch_size']}, or with fewer once no human loop is open{waited}"
-        + (" · retrain requested" if reviews["retrain_requested"] else ""),
-        f"human loops   {reviews['loops_waiting']} waiting for a reviewer",
-    ]
-    if status["labeling_jobs_waiting"]:
-        lines.append(f"labeling jobs {len(status['labeling_jobs_waiting'])} waiting for labels: "
-                     + ", ".join(status["labeling_jobs_waiting"]))
-    flight = status["in_flight"]
-    trainings = ", ".join(f"{t['version']} {t['status']}" for t in flight["trainings"]) or "none"
-    jobs = ", ".join(f"{j['job_id']} ({j['version']}, {j['documents']} documents) {j['status']}"
-                     for j in flight["detection_jobs"]) or "none"
-    pending = ", ".join(f"{name} {count}" for name, count in status["events_pending"].items()) or "none"
-    lines += [
-        f"trainings     {trainings}",
-        f"detection     {jobs}",
-        f"training lock {flight['training_lock'] or 'free'}",
-        f"events queued {pending}",
-        "",
-        "dead letters" + ("  none" if not status["dead_letters"] else ""),
-    ]
-    for function, letters in status["dead_letters"].items():
-        lines.append(f"  {function}: {len(letters)}")
-        lines.extend(f"    {letter['event']}: {letter['error']} ({letter['attempts']} attempts)" for letter in letters)
-    if "cost" in status:  # --- cost per round (nerloop_local.report.cost) ---
-        from nerloop_local.report.cost import format_costs
-
-        lines += format_costs(status["cost"])
-    if status["deliveries"]:
-        lines += ["", "deliveries (ok / retried / dead-lettered)"]
-        for function, counts in status["deliveries"].items():
-            lines.append(f"  {function:<28} {counts.get('ok', 0)} / {counts.get('retry', 0)} / "
-                         f"{counts.get('dead-letter', 0)}")
-    return lines
-
-
-def open_workspace(workspace: Path, *, autosave: bool = True) -> Any:
-    """A LocalRuntime (not started) on a saved workspace, with the parameters it was saved with.
-    UsageError when no workspace was saved there."""
-    from nerloop_local.emulator.deployment import LOCAL_PARAMETERS
-    from nerloop_local.emulator.runtime import LocalRuntime
-    from nerloop_local.emulator.stack import Stack
-    from nerloop_local.emulator.template import load_template
-    from nerloop_local.emulator.workspace import Workspace
-
-    saved = Workspace(workspace)
-    if not saved.exists():
-        raise UsageError(f"{workspace}: no nerloop workspace here (start one with `nerloop up`)")
-    declared = load_template().get("Parameters", {})
-    parameters = {name: value for name, value in (saved.manifest().get("parameters") or {}).items()
-                  if name in declared}
-    stack = Stack.load({**LOCAL_PARAMETERS, **parameters})
-    return LocalRuntime(workspace, stack=stack, autosave=autosave, environment=handler_environment())
-
-
-def read_status(workspace: Path, prices: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Start the runtime on a saved workspace, collect its status, close without saving.
-    UsageError when no workspace was saved there."""
-    runtime = open_workspace(workspace, autosave=False)
-    runtime.start()
-    try:
-        return collect_status(runtime, prices=prices)
-    finally:
-        runtime.close(save=False)
-
-
 def check_seed_manifest(path: Path) -> None:
     """UsageError unless `path` is a file that reads as a Ground Truth output manifest."""
-    from nerloop_local.standins.groundtruth import label_attribute_of
-
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
@@ -761,31 +445,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     return Service(options).run()
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    _quiet_warnings()
-    from nerloop.pricing import PriceError
-    from nerloop_local.commands.stack_status import collect_stack_status
-    from nerloop_local.report.cost import given_prices
-
-    try:
-        prices = given_prices(args.price)
-    except PriceError as exc:
-        raise UsageError(str(exc)) from exc
-    stack = open_stack_for(args)
-    if stack is not None:
-        status = collect_stack_status(stack, prices)
-    else:
-        workspace: Path = args.workspace
-        if not workspace.is_dir():
-            raise UsageError(f"{workspace}: no such workspace folder")
-        status = read_status(workspace, prices)
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=False))
-    else:
-        print("\n".join(format_status(status)))
-    return 0
-
-
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = commands.add_parser(
         "up", help="run the loop as a local service: text dropped in the inbox flows through it",
@@ -812,18 +471,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     review.add_argument("--no-review", action="store_true", help="do not serve the review page")
     up.set_defaults(run=cmd_up)
 
-    status = commands.add_parser("status", help="versions, queues, in-flight work and dead letters of a workspace "
-                                                "or a deployed stack")
-    place = status.add_mutually_exclusive_group()
-    place.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
-                       help=f"the workspace to read (default: {DEFAULT_WORKSPACE}); it is not changed")
-    add_stack_arguments(status, place, "read, never written")
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
-    from nerloop_local.report.cost import PRICE_HELP
-
-    status.add_argument("--price", action="append", metavar="KEY=USD", help=PRICE_HELP)
-    status.set_defaults(run=cmd_status)
-
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -832,12 +479,5 @@ __all__ = [
     "Service",
     "ServiceOptions",
     "add_commands",
-    "check_parameter",
-    "collect_status",
     "default_inbox",
-    "format_status",
-    "parse_params",
-    "read_status",
-    "stack_parameters",
-    "status_line",
 ]

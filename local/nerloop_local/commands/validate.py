@@ -4,6 +4,7 @@ handlers use, and name every problem by file, line and reason."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from nerloop.errors import InvalidEvent, InvalidRecord
 from nerloop.event_catalog import S3ObjectCreated, describe_event_error, model_for
 from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_lines, parse_manifest, read_label_set
 from nerloop.quarantine import Problem, Quarantine
+from nerloop_local.commands.entity_types import given_entity_types
+from nerloop_local.usage import UsageError
 
 MANIFEST, DETECTION_ARCHIVE, A2I_OUTPUT, EVENT = (
     "Ground Truth output manifest", "detection archive", "A2I output", "event")
@@ -166,8 +169,27 @@ def _offered_labels(path: Path) -> list[str]:
         return read_label_set(lines, used=False)
 
 
-def manifest_entity_types(path: Path) -> list[str]:
-    """The entity types a manifest uses (its jobs' label sets), for runs without --entity-types."""
-    with path.open("rb") as handle:
-        return read_label_set(iter_byte_lines(iter(lambda: handle.read(1 << 16), b"")))
+# --- the command -----------------------------------------------------------------------------------------
 
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    types = given_entity_types(args.entity_types) if args.entity_types else None
+    report = validate_file(path, types)
+    for problem in report.problems:
+        print(f"error: {problem}")
+    for repair in report.repairs:  # each by file and line, what was done and why, as errors are
+        print(f"repaired: {repair}")
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{path}: {report.kind}, {report.records} record(s), {report.valid} valid, "
+          f"{len(report.repairs)} repaired, {verdict}")
+    return 0 if report.ok else 1
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    validate = commands.add_parser("validate", help="check a manifest, detection archive, A2I output.json or event")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
+    validate.set_defaults(run=cmd_validate)

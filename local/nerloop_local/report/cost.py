@@ -19,8 +19,8 @@ from typing import Any
 from nerloop.cost_records import detection_inputs, labeling_jobs
 from nerloop.pricing import NOT_PRICED, PRICES, REGION, Price, PriceError, with_overrides
 from nerloop.round_cost import RoundCost, model_management_per_month, price_rounds, round_usages
-from nerloop_local.commands.up import open_workspace
 from nerloop_local.emulator.workspace import Workspace
+from nerloop_local.emulator.workspace_runtime import open_workspace
 
 PRICE_HELP = ("a price in place of the table's, KEY=USD or KEY=USD:COUNT,USD for monthly tiers "
               f"(repeatable; keys: {', '.join(PRICES)})")

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nerloop_local.commands.up import open_workspace
 from nerloop_local.emulator.workspace import Workspace
+from nerloop_local.emulator.workspace_runtime import open_workspace
 from nerloop_local.report.demo_report import IMAGES as DEMO_IMAGES
 from nerloop_local.report.demo_report import (
     MISSING,

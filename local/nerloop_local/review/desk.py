@@ -33,6 +33,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
+from nerloop_local.report.status import collect_status
 from nerloop_local.review.answers import AnswerQueue, TakenAnswer
 from nerloop_local.standins.a2i import A2I, LOCAL_WORKER, PendingLoop
 from nerloop_local.standins.base import StandInError
@@ -192,7 +193,7 @@ def seconds_spent(body: dict[str, Any]) -> float:
 
 
 def page_status(status: dict[str, Any]) -> dict[str, Any]:
-    """What the page shows of nerloop_local.commands.up.collect_status: the review counts, the active and
+    """What the page shows of nerloop_local.report.status.collect_status: the review counts, the active and
     latest versions, trainings in flight, and whether events wait for the service's next round."""
     latest = status["versions"][-1] if status["versions"] else None
     return {
@@ -244,8 +245,6 @@ class ReviewDesk:
             self.refresh()
 
     def _collect_status(self) -> dict[str, Any]:
-        from nerloop_local.commands.up import collect_status  # the service module imports this one
-
         return collect_status(self.runtime, history=False)
 
     def _try_refresh(self, status: bool = False) -> bool:
