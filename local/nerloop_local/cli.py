@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nerloop_local.commands import chaos, demo, estimate, redrive
     from nerloop_local.commands import up as service
-    from nerloop_local.report import demo_report as report
+    from nerloop_local.commands import report
 
     demo.add_commands(commands)
     service.add_commands(commands)
