@@ -138,9 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--entity-types", help="comma-separated; default: the labels the file offers")
     validate.set_defaults(run=cmd_validate)
 
-    from nerloop_local.commands import chaos, demo, estimate, redrive
+    from nerloop_local.commands import chaos, demo, estimate, redrive, report
     from nerloop_local.commands import up as service
-    from nerloop_local.commands import report
 
     demo.add_commands(commands)
     service.add_commands(commands)
