@@ -111,22 +111,10 @@ def load_manifest(path: Path) -> tuple[list[tuple[str, list[Span]]], list[str], 
     return documents, list(stats.labels), stats.rejected
 
 
-def run_demo(
-    manifest: Path,
-    *,
-    rounds: int = DEFAULT_ROUNDS,
-    seed: int = 0,
-    threshold: float = 0.95,
-    budget_fraction: float = 0.5,
-    workspace: Path | None = None,
-    progress: Callable[[str], None] = _progress,
-    random_draws: int = 3,
-    every_version_active: bool = False,
-    references: bool = True,
-    reviewers: int = 1,
-    reviewer_noise: float = 0.0,
-    training_mode: str = "Recognizer",
-) -> dict[str, Any]:
+def run_demo(manifest: Path, *, rounds: int = DEFAULT_ROUNDS, seed: int = 0, threshold: float = 0.95,
+             budget_fraction: float = 0.5, workspace: Path | None = None, progress: Callable[[str], None] = _progress,
+             random_draws: int = 3, every_version_active: bool = False, references: bool = True, reviewers: int = 1,
+             reviewer_noise: float = 0.0, training_mode: str = "Recognizer") -> dict[str, Any]:
     """Run the loop for `rounds` model versions; return the figures (see --json). `every_version_active`
     turns the gate off (F1Tolerance 1); `references` False skips random selection and full supervision;
     `training_mode` is the template's TrainingMode (Flywheel: the versions trained through a flywheel)."""
@@ -138,24 +126,12 @@ def run_demo(
                            loop_test_share=DEFAULT_TEST_SHARE, loop_test_minimum=DEFAULT_TEST_MINIMUM)
     oracle = GoldOracle(split.pool)
     per_round = _review_budget(split, budget_fraction, rounds)
-    parameters = {
-        "EntityTypes": ",".join(types), "ConfidenceThreshold": str(threshold),
-        "RetrainBatchSize": str(per_round), "ReviewBudget": str(per_round),
-        "VersionRetention": str(rounds + 1),
-        # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
-        **({"F1Tolerance": "1"} if every_version_active else {}),
-        "ReviewersPerDocument": str(reviewers),
-        "TrainingMode": training_mode,  # issue 15 part 2
-    }
+    parameters = _parameters(types, threshold, per_round, rounds=rounds, every_version_active=every_version_active,
+                             reviewers=reviewers, training_mode=training_mode)
     trained: list[int] = [0]  # versions trained so far (set as the loop runs)
     reviewer = _simulated_reviewer(oracle, trained, rounds=rounds, seed=seed, noise=reviewer_noise)
     own_workspace = workspace is None
-    if workspace is None:
-        folder = Path(tempfile.mkdtemp(prefix="nerloop-demo-"))
-    else:
-        folder = workspace
-        if folder.exists():
-            shutil.rmtree(folder)
+    folder = _fresh_folder(workspace)
     runtime = LocalRuntime(folder, parameters, reviewer=reviewer, seed=seed,
                            environment={"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"})
     try:
@@ -188,6 +164,29 @@ def run_demo(
         "random_selection": random_selection,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _parameters(types: list[str], threshold: float, per_round: int, *, rounds: int, every_version_active: bool,
+                reviewers: int, training_mode: str) -> dict[str, str]:
+    """The template's parameters for the run."""
+    return {
+        "EntityTypes": ",".join(types), "ConfidenceThreshold": str(threshold),
+        "RetrainBatchSize": str(per_round), "ReviewBudget": str(per_round),
+        "VersionRetention": str(rounds + 1),
+        # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
+        **({"F1Tolerance": "1"} if every_version_active else {}),
+        "ReviewersPerDocument": str(reviewers),
+        "TrainingMode": training_mode,  # issue 15 part 2
+    }
+
+
+def _fresh_folder(workspace: Path | None) -> Path:
+    """The run's folder: `workspace`, emptied, or a new temporary one."""
+    if workspace is None:
+        return Path(tempfile.mkdtemp(prefix="nerloop-demo-"))
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    return workspace
 
 
 def _review_budget(split: DemoSplit, budget_fraction: float, rounds: int) -> int:
