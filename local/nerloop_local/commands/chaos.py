@@ -39,7 +39,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -275,8 +274,6 @@ def run_all(scenario: Scenario, folder: Path, *, rate: float = 0.2, outage_rate:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
-    warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
     sample = args.sample or DEFAULT_SAMPLE
     scenario = Scenario(sample=sample)
     folder = Path(tempfile.mkdtemp(prefix="nerloop-chaos-"))
