@@ -34,7 +34,7 @@ learn: $(STAMP)
 
 # Duplicates, 20 % faults, 200 concurrent merges and a dead-letter redrive, each against a clean run.
 chaos: $(STAMP)
-	$(BIN)/python -m nerloop_local.commands.chaos
+	$(BIN)/nerloop chaos
 
 # SAM CLI: no telemetry, and the venv first on PATH (sam build needs python3.11 there).
 export SAM_CLI_TELEMETRY := 0

@@ -33,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     # Late import: Powertools reads the environment when nerloop's modules load, and main() sets it first
-    from nerloop_local.commands import chaos, convert, demo, estimate, redrive, status, up, validate
-    from nerloop_local.report import demo_report as report
+    from nerloop_local.commands import chaos, convert, demo, estimate, redrive, report, status, up, validate
 
     convert.add_commands(commands)
     validate.add_commands(commands)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from nerloop_local.commands import chaos
+from nerloop_local.commands.chaos_concurrency import check_concurrency
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_sixty_loops_completing_at_once_twice_each_are_all_merged_once(tmp_path: Path) -> None:
-    figures = chaos.check_concurrency(tmp_path, loops=60, batch=20, threads=16)
+    figures = check_concurrency(tmp_path, loops=60, batch=20, threads=16)
 
     assert figures.notes == []
     assert figures.gold == 60 and figures.reviews == 60 and figures.loops == "Completed:60"

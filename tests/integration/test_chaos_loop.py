@@ -1,5 +1,5 @@
 """The whole local loop under duplicated events, transient faults and a dead-lettered stage: each run
-must end in the state of a clean run of the same scenario (nerloop_local.commands.chaos.canonical_state)."""
+must end in the state of a clean run of the same scenario (nerloop_local.commands.chaos_state.canonical_state)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from nerloop_local.commands import chaos
+from nerloop_local.commands.chaos_state import QUIET, state_differences
 from nerloop_local.emulator.faults import DYNAMODB, S3, FaultInjector
+from nerloop_local.emulator.runtime import LocalRuntime
 
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publish"),
               pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")]
@@ -44,7 +46,7 @@ def test_every_event_delivered_twice_ends_in_the_clean_state(clean: chaos.Run, s
     run = chaos.check_duplicates(scenario, folder, clean)
 
     assert run.figures.duplicates == run.figures.deliveries - clean.figures.deliveries > 0
-    assert chaos.state_differences(clean.state, run.state) == []
+    assert state_differences(clean.state, run.state) == []
     assert run.figures.ok
 
 
@@ -59,7 +61,7 @@ def test_without_idempotency_the_duplicates_show(clean: chaos.Run, scenario: cha
     # When every event is delivered twice
     run = chaos.run_loop("duplicates-unguarded", scenario, folder, duplicate_events=True)
     # Then the comparison catches a duplicate effect (a second detection job for a version, at least)
-    assert chaos.state_differences(clean.state, run.state) != []
+    assert state_differences(clean.state, run.state) != []
 
 
 def test_twenty_percent_transient_faults_end_in_the_clean_state(clean: chaos.Run, scenario: chaos.Scenario,
@@ -68,7 +70,7 @@ def test_twenty_percent_transient_faults_end_in_the_clean_state(clean: chaos.Run
 
     assert run.figures.faults[S3] > 0 and run.figures.faults[DYNAMODB] > 0
     assert run.figures.retries > 0
-    assert chaos.state_differences(clean.state, run.state) == []
+    assert state_differences(clean.state, run.state) == []
     assert run.figures.ok, run.figures.notes
 
 
@@ -80,7 +82,7 @@ def test_faults_that_outlast_the_client_retries_are_retried_by_the_runtime(clean
     run = chaos.check_faults(scenario, folder, clean, rate=0.0, outage_rate=0.005, fault_seed=5, name="outages")
 
     assert run.figures.surfaced > 0 and run.figures.failed > 0
-    assert chaos.state_differences(clean.state, run.state) == []
+    assert state_differences(clean.state, run.state) == []
 
 
 def test_a_dead_lettered_stage_is_redriven_to_the_clean_state_and_a_second_redrive_changes_nothing(
@@ -95,11 +97,9 @@ def test_a_dead_lettered_stage_is_redriven_to_the_clean_state_and_a_second_redri
 
 def test_a_permanent_failure_keeps_the_original_event_in_the_dead_letter_queue(scenario: chaos.Scenario,
                                                                                folder: Path) -> None:
-    from nerloop_local.emulator.runtime import LocalRuntime
-
     injector = FaultInjector(rate=0.0)
     injector.deny("s3", "GetObject", function="MergeFunction")
-    with LocalRuntime(folder / "dlq", scenario.parameters(), reviewer=scenario.reviewer(), environment=chaos.QUIET,
+    with LocalRuntime(folder / "dlq", scenario.parameters(), reviewer=scenario.reviewer(), environment=QUIET,
                       faults=injector, autosave=False, restore=False) as runtime:
         runtime.put_text("raw/offerings.txt", scenario.raw_text())
         runtime.label_with_manifest(scenario.seed_manifest(),

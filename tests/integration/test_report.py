@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.report import demo_report as report
+from nerloop_local.commands import report as report_command
+from nerloop_local.report import demo_report, files
 from nerloop_local.usage import UsageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -124,7 +125,7 @@ class Page(HTMLParser):
 
 def run_report(*argv: str | Path) -> int:
     parser = argparse.ArgumentParser(prog="nerloop")
-    report.add_commands(parser.add_subparsers(dest="command", required=True))
+    report_command.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["report", *map(str, argv)])
     return int(args.run(args))
 
@@ -246,7 +247,7 @@ def test_the_threshold_is_chosen_on_half_the_test_documents_and_measured_on_the_
 def test_every_image_is_a_png_beside_the_page(built: Built) -> None:
     from PIL import Image
 
-    assert sorted(built.page.images) == sorted(report.IMAGES)
+    assert sorted(built.page.images) == sorted(files.DEMO_IMAGES)
     for name in built.page.images:
         assert "/" not in name
         path = built.out / name
@@ -272,20 +273,20 @@ def test_without_calibration_the_page_says_so_and_draws_no_calibration_plots(
     assert run_report("--figures", plain_figures_file, "--out", tmp_path / "out") == 0
 
     text = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    assert text.count(report.NO_CALIBRATION) == 2
-    assert sorted(Page(text).images) == [report.LEARNING_CURVE_PNG, report.PER_TYPE_PNG]
-    assert not (tmp_path / "out" / report.RELIABILITY_PNG).exists()
+    assert text.count(demo_report.NO_CALIBRATION) == 2
+    assert sorted(Page(text).images) == [files.LEARNING_CURVE_PNG, files.PER_TYPE_PNG]
+    assert not (tmp_path / "out" / files.RELIABILITY_PNG).exists()
 
 
 def test_a_report_over_an_old_one_drops_the_plots_it_no_longer_draws(
         plain_figures_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / report.HISTOGRAM_PNG).write_bytes(PNG_SIGNATURE)  # as an earlier report with calibration left it
+    (out / files.HISTOGRAM_PNG).write_bytes(PNG_SIGNATURE)  # as an earlier report with calibration left it
 
     assert run_report("--figures", plain_figures_file, "--out", out) == 0
 
-    assert not (out / report.HISTOGRAM_PNG).exists()
+    assert not (out / files.HISTOGRAM_PNG).exists()
 
 
 def test_a_workspace_report_reads_its_demo_json_and_writes_beside_it(
@@ -297,7 +298,7 @@ def test_a_workspace_report_reads_its_demo_json_and_writes_beside_it(
     assert run_report("--workspace", workspace) == 0
 
     assert capsys.readouterr().out.strip() == str(workspace / "report" / "index.html")
-    assert (workspace / "report" / report.LEARNING_CURVE_PNG).is_file()
+    assert (workspace / "report" / files.LEARNING_CURVE_PNG).is_file()
 
 
 def test_without_out_or_workspace_the_report_goes_to_the_current_folder(

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from nerloop_local.report import demo_report as report
-from nerloop_local.report import learning as report_learning
+from nerloop_local.commands import report as report_command
+from nerloop_local.report import files
 from nerloop_local.report.learning_figures import KIND
 from nerloop_local.usage import UsageError
 
@@ -122,7 +122,7 @@ class Tables(HTMLParser):
 
 def run_report(*argv: str | Path) -> int:
     parser = argparse.ArgumentParser(prog="nerloop")
-    report.add_commands(parser.add_subparsers(dest="command", required=True))
+    report_command.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["report", *map(str, argv)])
     return int(args.run(args))
 
@@ -182,7 +182,7 @@ def test_the_plots_are_pngs_beside_a_page_without_script(built: tuple[Path, str,
     out, _, page = built
     text = (out / "index.html").read_text(encoding="utf-8")
 
-    assert sorted(page.images) == sorted(report_learning.IMAGES)
+    assert sorted(page.images) == sorted(files.LEARNING_IMAGES)
     for name in page.images:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE), name
@@ -198,12 +198,12 @@ def test_figures_recognises_a_learning_benchmark_by_its_kind_and_drops_a_demo_re
     source.write_text(json.dumps(benchmark()), encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
-    (out / report.HISTOGRAM_PNG).write_bytes(PNG_SIGNATURE)  # as a demo's report left it
+    (out / files.HISTOGRAM_PNG).write_bytes(PNG_SIGNATURE)  # as a demo's report left it
 
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_report("--figures", source, "--out", out) == 0
 
-    assert sorted(p.name for p in out.glob("*.png")) == sorted(report_learning.IMAGES)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(files.LEARNING_IMAGES)
 
 
 def test_one_seed_gives_a_page_without_bands(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from PIL import Image
 from nerloop.s3_uri import split_s3_uri
 from nerloop_local.cli import main
 from nerloop_local.emulator.workspace_runtime import open_workspace
+from nerloop_local.report import files
 from nerloop_local.report import live as report_live
 from nerloop_local.report.live import build_stack_report
 from nerloop_local.report.loop_records import read_records
@@ -299,7 +300,7 @@ def test_each_version_shows_comprehends_evaluation_and_the_reviews_it_trained_on
 
 
 def test_the_plots_are_real_pngs(live: Live) -> None:
-    assert sorted(live.page.images) == sorted(report_live.IMAGES)
+    assert sorted(live.page.images) == sorted(files.LIVE_IMAGES)
     for name in live.page.images:
         data = (live.out / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR", name
@@ -331,7 +332,7 @@ def test_before_any_review_the_page_says_there_is_nothing_to_measure(live: Live)
     page = Page((live.before_answers / "report" / "index.html").read_text(encoding="utf-8"))
     assert page.by_id["live-threshold"] == report_live.NO_REVIEWS
     assert page.by_id["agreement-summary"] == report_live.ONE_REVIEWER
-    assert page.images == [report_live.VERSIONS_PNG]
+    assert page.images == [files.VERSIONS_PNG]
 
 
 def test_the_stack_entry_takes_a_table_and_a_bucket(live: Live, tmp_path: Path) -> None:

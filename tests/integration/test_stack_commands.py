@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from nerloop.state import Loop
-from nerloop_local.commands import redrive, status
+from nerloop_local.commands import redrive, report, status
 from nerloop_local.commands.stack_resources import StackError, open_stack
 from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import load_event
-from nerloop_local.report import demo_report as report
 from nerloop_local.report.status import collect_status
 from nerloop_local.usage import UsageError
 
@@ -234,7 +233,7 @@ def test_report_of_a_stack_reads_its_table_and_bucket(runtime: LocalRuntime, tmp
         seen.update(table=table.name, bucket=bucket, out=out, **options)
         return out / "index.html"
 
-    monkeypatch.setattr("nerloop_local.report.live.build_stack_report", build)
+    monkeypatch.setattr("nerloop_local.commands.report.build_stack_report", build)
     assert run(["report", *STACK, "--out", str(tmp_path / "page")]) == 0
     assert seen == {"table": runtime.table_name, "bucket": runtime.bucket, "out": tmp_path / "page",
                     "source": "stack nerloop (us-east-1)", "target": 0.95,

@@ -12,13 +12,13 @@ two batches answered: three model versions), each compared with a clean run of t
 4. concurrent — 200 human loops complete at once (each Completed event delivered twice, at the same
                 moment) through the real merge handler on threads against one table: every review in
                 the gold set, the review counter exact, one training started while one is in flight,
-                and exactly one more once it finished (if a full batch is pending).
+                and exactly one more once it finished (if a full batch is pending): chaos_concurrency.
 5. redrive    — the merge function lacks a permission (AccessDenied): its events land in its
                 dead-letter queue with the original event; the permission is granted, `redrive`
                 re-runs them (the final state equals the clean run's), and redriving the same dead
                 letters again changes nothing.
 
-Equal means `canonical_state` is equal: every item of the state table except the idempotency
+Equal means `canonical_state` (chaos_state) is equal: every item of the state table except the idempotency
 records, with timestamps and service-made ids taken out (see there), the training snapshots'
 contents, and what the Comprehend and A2I stand-ins hold (recognizer versions, detection jobs per
 version, human loops). Faults injected are all failures before the service applied the request; a
@@ -32,32 +32,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import itertools
 import json
-import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nerloop_local.commands.chaos_concurrency import check_concurrency
+from nerloop_local.commands.chaos_state import QUIET, Figures, canonical_state, state_differences, summarize
 from nerloop_local.emulator.faults import SERVICES, FaultInjector
-
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
-# Attributes that say when something happened (updated_at, started_at, acquired_epoch, claimed_at ...):
-# they differ between any two runs.
-TIMESTAMP_SUFFIXES = ("_at", "_epoch")
-_RUN_TIME = re.compile(r"-\d{8}T\d{6}")  # the detection run's name: <version>-<UTC time>
-
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.usage import DEFAULT_SAMPLE
 
 # --- the scenario -----------------------------------------------------------------------------------------
 
@@ -108,125 +99,7 @@ class Scenario:
         return review
 
 
-# --- the canonical state ------------------------------------------------------------------------------------
-
-
-def canonical_state(runtime: Any) -> dict[str, Any]:
-    """What a run ended with, comparable across runs.
-
-    Left out, and why:
-    - IDEMPOTENCY items: bookkeeping of how often something was attempted (their expiry times and
-      stored results carry timestamps and job ids); the effects they guard are compared instead.
-    - timestamps (attributes named *_at or *_epoch, and such keys of a version's metrics): when, not what.
-    - the seed-labeling marker (LABELING): a batch that arrives before the seed's labels are in is
-      sent to Ground Truth, one that arrives after is not; a fault that delays the seed's conversion
-      legitimately changes which, and the stand-in never completes a job nobody labels.
-    - detection job ids and ARNs (JOB sk, arn, routed_key, a pool item's `job`): Comprehend makes them
-      up (random); a job is named by its version and what it did instead, and the run-name time in
-      its input key is blanked.
-    Everything else is kept as is: gold texts, spans and origins; pool statuses, seen_by, loops and
-    the entities (with scores) they were accepted with; versions with status, ARN, snapshot, message
-    and metrics (F1 included); the active model; loops; every counter; the training lock's holder.
-    """
-    from boto3.dynamodb.types import TypeDeserializer
-
-    from nerloop.state import IDEMPOTENCY_PK
-
-    deserializer = TypeDeserializer()
-    items: list[dict[str, Any]] = []
-    for page in runtime.client("dynamodb").get_paginator("scan").paginate(TableName=runtime.table_name):
-        items.extend({name: deserializer.deserialize(value) for name, value in item.items()}
-                     for item in page["Items"])
-    job_versions = {item["sk"]: item.get("version", "") for item in items if item["pk"] == "JOB"}
-    families: dict[str, Any] = {}
-    jobs: list[dict[str, Any]] = []
-    for item in items:
-        pk, sk = str(item["pk"]), str(item["sk"])
-        if pk in (IDEMPOTENCY_PK, "LABELING"):
-            continue
-        fields = {name: _plain(value) for name, value in item.items()
-                  if name not in ("pk", "sk") and not name.endswith(TIMESTAMP_SUFFIXES)}
-        if pk == "JOB":
-            for name in ("arn", "routed_key"):
-                fields.pop(name, None)
-            fields["input_key"] = _RUN_TIME.sub("-<time>", str(fields.get("input_key", "")))
-            jobs.append(fields)
-            continue
-        if pk == "POOL" and "job" in fields:
-            fields["job"] = f"<job of {job_versions.get(str(fields['job']), '?')}>"
-        if pk == "VERSION" and isinstance(fields.get("metrics"), str):  # its training's times are when, too
-            fields["metrics"] = {name: value for name, value in json.loads(fields["metrics"]).items()
-                                 if not name.endswith(TIMESTAMP_SUFFIXES)}
-        families.setdefault(pk, {})[sk] = fields
-    families["JOB"] = sorted(jobs, key=lambda job: json.dumps(job, sort_keys=True))
-    families["S3 training/"] = {key: hashlib.sha256(runtime.get_bytes(key)).hexdigest()
-                                for key in sorted(runtime.list_keys("training/"))}
-    comprehend, a2i = runtime.comprehend, runtime.a2i
-    families["Comprehend"] = {
-        "versions": sorted(f"{r.version}:{r.status}" for r in comprehend.recognizers.values()),
-        "detection jobs per version": dict(sorted(Counter(
-            comprehend.recognizers[j.recognizer_arn].version if j.recognizer_arn in comprehend.recognizers
-            else j.recognizer_arn for j in comprehend.jobs.values()).items())),
-    }
-    families["A2I"] = {"human loops": sorted(f"{name}:{loop.status}" for name, loop in a2i.loops.items())}
-    return families
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers (Decimal) as int or str, so states compare and print as JSON."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def state_differences(expected: dict[str, Any], actual: dict[str, Any], limit: int = 8) -> list[str]:
-    """Where two canonical states differ, a line each (at most `limit`)."""
-    out: list[str] = []
-    for family in sorted(set(expected) | set(actual)):
-        left, right = expected.get(family), actual.get(family)
-        if left == right:
-            continue
-        if isinstance(left, dict) and isinstance(right, dict):
-            for key in sorted(set(left) | set(right)):
-                if left.get(key) != right.get(key):
-                    out.append(f"{family}/{key}: {json.dumps(left.get(key), default=str)[:160]} ≠ "
-                               f"{json.dumps(right.get(key), default=str)[:160]}")
-        else:
-            out.append(f"{family}: {json.dumps(left, default=str)[:200]} ≠ {json.dumps(right, default=str)[:200]}")
-    return out[:limit] + ([f"… and {len(out) - limit} more"] if len(out) > limit else [])
-
-
 # --- one run ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Figures:
-    """One line of the chaos table."""
-
-    check: str
-    ok: bool = False
-    equal: str = "-"  # "yes" / "no" against the clean run, "-" when not compared
-    deliveries: int = 0
-    duplicates: int = 0  # second deliveries injected
-    failed: int = 0  # deliveries that failed (and were retried or dead-lettered)
-    dead_letters: int = 0
-    redriven: int = 0
-    faults: dict[str, int] = field(default_factory=dict)  # injected, per service
-    retries: int = 0  # client retries of injected faults (botocore's or emulated)
-    surfaced: int = 0  # faults that got past the client retries to the handler
-    gold: int = 0
-    versions: str = ""
-    loops: str = ""
-    reviews: int = 0
-    counters: str = ""
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -235,28 +108,11 @@ class Run:
     state: dict[str, Any]
 
 
-def summarize(runtime: Any, figures: Figures) -> dict[str, Any]:
-    """Fill the state figures of `figures` from the runtime; return the canonical state."""
-    state = canonical_state(runtime)
-    counters = {name: fields["value"] for name, fields in state.get("COUNTER", {}).items()}
-    loops = Counter(fields["status"] for fields in state.get("LOOP", {}).values())
-    figures.gold = len(state.get("GOLD", {}))
-    versions = sorted(state.get("VERSION", {}).items())
-    figures.versions = " ".join(f"{name}:{fields['status']}" for name, fields in versions)
-    figures.loops = " ".join(f"{status}:{count}" for status, count in sorted(loops.items()))
-    figures.reviews = int(counters.get("REVIEWS", 0))
-    figures.counters = " ".join(f"{name}={value}" for name, value in sorted(counters.items()))
-    figures.dead_letters = len(runtime.dead_letters())
-    return state
-
-
 def run_loop(check: str, scenario: Scenario, folder: Path, *, duplicate_events: bool = False,
              faults: FaultInjector | None = None, seed: int = 0,
              between: Callable[[Any, Figures], None] | None = None) -> Run:
     """Run the scenario to idle in a fresh workspace under `folder`; `between(runtime, figures)` runs
     after the first settling (then the loop is run to idle again)."""
-    from nerloop_local.emulator.runtime import LocalRuntime
-
     started = time.perf_counter()
     figures = Figures(check)
     workspace = folder / check
@@ -377,151 +233,6 @@ def _loop_of(event: Any) -> str | None:
     return detail.get("humanLoopName") if isinstance(detail, dict) else None
 
 
-# --- concurrency ------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def per_thread_clients() -> Iterator[None]:
-    """Each thread gets its own boto3 clients and table resource, as separate Lambda execution
-    environments have (boto3 resources must not be shared between threads)."""
-    from nerloop import aws as nerloop_aws
-
-    local = threading.local()
-    original_client, original_table = nerloop_aws._cached_client, nerloop_aws.dynamodb_table
-
-    def client(service: str) -> Any:
-        cache = local.__dict__.setdefault("clients", {})
-        if service not in cache:
-            cache[service] = original_client.__wrapped__(service)
-        return cache[service]
-
-    def table(name: str) -> Any:
-        cache = local.__dict__.setdefault("tables", {})
-        if name not in cache:
-            cache[name] = original_table.__wrapped__(name)
-        return cache[name]
-
-    nerloop_aws._cached_client, nerloop_aws.dynamodb_table = client, table  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        nerloop_aws._cached_client, nerloop_aws.dynamodb_table = original_client, original_table
-
-
-def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, threads: int = 32, seed: int = 0) -> Figures:
-    """`loops` human loops complete at once, each Completed event delivered twice, all handed at the same
-    moment to `threads` threads (concurrent Lambda invocations) running MergeFunction's own handler
-    against one table. (A thread per delivery would only add CPython thread switching: on 2 cores
-    400 threads run moto 7 times slower than 32, with no more interleaving of DynamoDB requests.)"""
-    import random
-
-    from nerloop.a2i import loop_name
-    from nerloop.documents import document_hash
-    from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, RetrainPolicy, maybe_start_retrain, retrain_due
-    from nerloop.state import IN_REVIEW, LOOP_OPEN, Loop
-    from nerloop_local.emulator.invocation import temporary_environment
-    from nerloop_local.emulator.runtime import LocalRuntime
-    from nerloop_local.emulator.stack import load_event
-
-    started = time.perf_counter()
-    figures = Figures("concurrent")
-    notes = figures.notes
-    workspace = folder / "concurrent"
-    shutil.rmtree(workspace, ignore_errors=True)
-    parameters = {"EntityTypes": "SERVICE,VERSION", "RetrainBatchSize": str(batch)}
-    with LocalRuntime(workspace, parameters, environment=QUIET, autosave=False, restore=False) as runtime:
-        state, bucket = runtime.state, runtime.bucket
-        template = load_event("merge")
-        events = []
-        opened: list[Loop] = []
-        for number in range(loops):
-            text = f"Amazon Service{number} {number}.0 is generally available."
-            doc, version = document_hash(text), "v0"
-            name = loop_name(doc, version)
-            # What the route stage leaves for a document in review, through the state repositories.
-            state.pool.add(doc, text, "chaos")
-            state.pool.mark(doc, IN_REVIEW, seen_by=version, loop=name)
-            opened.append(Loop(name=name, doc=doc, version=version, status=LOOP_OPEN))
-            key = f"reviews/chaos/{name}/output.json"
-            word = len(f"Service{number}")
-            runtime.put_text(key, json.dumps({
-                "humanLoopName": name, "flowDefinitionArn": runtime.flow_definition_arn,
-                "inputContent": {"document": doc, "version": version, "text": text,
-                                 "labels": [{"label": "SERVICE"}, {"label": "VERSION"}]},
-                "humanAnswers": [{"workerId": "chaos", "answerContent": {"crowd-entity-annotation": {"entities": [
-                    {"label": "SERVICE", "startOffset": 7, "endOffset": 7 + word}]}}}],
-            }))
-            event = json.loads(json.dumps(template))
-            detail = event["detail"]
-            detail.update({"humanLoopName": name, "humanLoopStatus": "Completed",
-                           "humanLoopArn": detail["humanLoopArn"].rsplit("/", 1)[0] + f"/{name}",
-                           "humanLoopOutput": {"outputS3Uri": f"s3://{bucket}/{key}"}})
-            event["resources"] = [detail["humanLoopArn"]]
-            events.append(event)
-        state.loops.put_many(opened)
-
-        deliveries = [dict(event, id=f"{event['id']}-{copy}") for event in events for copy in (1, 2)]
-        random.Random(seed).shuffle(deliveries)  # nosec B311 # delivery order, not secrets
-        figures.deliveries, figures.duplicates = len(deliveries), loops
-        with temporary_environment(runtime.function_environment("MergeFunction")), per_thread_clients():
-            from nerloop import settings as nerloop_settings
-
-            nerloop_settings.get_settings.cache_clear()
-            handler = runtime.stack.load_handler("MergeFunction")
-            workers = max(1, min(threads, len(deliveries)))
-            barrier = threading.Barrier(workers)
-            first_wave = set(range(workers))
-
-            def deliver(number: int, event: dict[str, Any], wait: bool = True) -> str | None:
-                if wait and number in first_wave:
-                    barrier.wait()  # the first `workers` start at the same instant, the rest right after
-                try:
-                    handler(event, runtime.lambda_context("MergeFunction"))
-                except Exception as exc:  # e.g. the other copy is in progress: Lambda retries it
-                    return type(exc).__name__
-                return None
-
-            with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.redirect_stdout(io.StringIO()):
-                errors = list(pool.map(deliver, range(len(deliveries)), deliveries))
-            failed = [event for event, error in zip(deliveries, errors, strict=True) if error]
-            figures.failed = len(failed)
-            kinds = Counter(error for error in errors if error)
-            with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.redirect_stdout(io.StringIO()):
-                retry_errors = [e for e in pool.map(lambda ev: deliver(0, ev, wait=False), failed) if e]
-            if retry_errors:
-                notes.append(f"retried deliveries failed again: {Counter(retry_errors)}")
-            if kinds and set(kinds) != {"IdempotencyAlreadyInProgressError"}:
-                notes.append(f"unexpected failures: {dict(kinds)}")
-
-            gold = {g.doc for g in state.gold.documents()}
-            reviews, at_snapshot = state.counters.get(REVIEWS), state.counters.get(REVIEWS_AT_SNAPSHOT)
-            completed = [loop for loop in state.loops.list() if loop.status == "Completed"]
-            snapshots = sorted({key.split("/")[1] for key in runtime.list_keys("training/")})
-            if len(gold) != loops or len(completed) != loops:
-                notes.append(f"{len(gold)} gold documents and {len(completed)} completed loops, expected {loops}")
-            if reviews != loops:
-                notes.append(f"REVIEWS is {reviews}, expected {loops}")
-            if snapshots != ["v1"] or state.training_lock.holder() != "v1":
-                notes.append(f"snapshots {snapshots} (lock {state.training_lock.holder()}), expected one: v1")
-            # v1 finished training: the detect stage releases the lock and checks for a due retrain.
-            state.training_lock.release("v1")
-            policy = RetrainPolicy(batch)
-            due = retrain_due(state, policy) is not None
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                started_now = [s.version for s in pool.map(
-                    lambda _: maybe_start_retrain(runtime.state, runtime.s3, bucket, policy), range(16)) if s]
-            if started_now != (["v2"] if due else []):
-                notes.append(f"after v1 trained, {started_now} started; {reviews - at_snapshot} reviews were pending")
-            figures.versions = " ".join(snapshots + started_now)
-            figures.gold, figures.reviews = len(gold), reviews
-            figures.loops = f"Completed:{len(completed)}"
-            figures.counters = (f"REVIEWS={reviews} REVIEWS_AT_SNAPSHOT(v1)={at_snapshot} "
-                                f"then={state.counters.get(REVIEWS_AT_SNAPSHOT)}")
-    figures.seconds = round(time.perf_counter() - started, 1)
-    figures.ok = not notes
-    return figures
-
-
 # --- the table --------------------------------------------------------------------------------------------
 
 
@@ -563,12 +274,6 @@ def run_all(scenario: Scenario, folder: Path, *, rate: float = 0.2, outage_rate:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    import warnings
-
-    from nerloop_local.usage import DEFAULT_SAMPLE
-
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
-    warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
     sample = args.sample or DEFAULT_SAMPLE
     scenario = Scenario(sample=sample)
     folder = Path(tempfile.mkdtemp(prefix="nerloop-chaos-"))
@@ -605,18 +310,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     chaos = commands.add_parser("chaos", help="duplicates, faults, concurrency and redrive against a clean run",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(chaos)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from nerloop_local.emulator.isolation import offline_environment
-
-    offline_environment()
-    parser = argparse.ArgumentParser(prog="python -m nerloop_local.commands.chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

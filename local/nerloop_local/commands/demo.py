@@ -32,13 +32,19 @@ from pathlib import Path
 from typing import Any
 
 from nerloop.documents import Span, document_hash
+from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_lines, parse_manifest
+from nerloop.quarantine import Quarantine
 from nerloop.recognizer_versions import TRAINED_STATUSES
 from nerloop.stages.preprocess import split_document
 from nerloop.test_set import DEFAULT_TEST_MINIMUM, DEFAULT_TEST_SHARE, is_test_document
+from nerloop_local.commands.demo_data import DemoSplit, GoldOracle, Labelled, split_for_demo
+from nerloop_local.emulator.runtime import LocalRuntime
+from nerloop_local.recognizer.crf import evaluate, scored_predictions, train_with_holdout
+from nerloop_local.report.files import FIGURES_FILE
+from nerloop_local.usage import DEFAULT_SAMPLE, UsageError
 
 DEFAULT_ROUNDS = 4
 DEFAULT_TEST_FRACTION = 0.25
-FIGURES_FILE = "demo.json"  # in --workspace: the run's figures, for `nerloop report`
 # Ground Truth's attribute name for the seed job the demo runs.
 SEED_ATTRIBUTE = "nerloop-seed"
 
@@ -96,9 +102,6 @@ def manifest_lines(documents: Sequence[tuple[str, list[Span]]], attribute: str, 
 
 def load_manifest(path: Path) -> tuple[list[tuple[str, list[Span]]], list[str], int]:
     """The manifest's valid documents, its entity types, and how many lines were quarantined."""
-    from nerloop.gt_manifest import MAX_MANIFEST_LINE_BYTES, ParseStats, iter_byte_lines, parse_manifest
-    from nerloop.quarantine import Quarantine
-
     quarantine = Quarantine(stage="demo", source=path.name)
     stats = ParseStats()
     with path.open("rb") as handle:
@@ -108,29 +111,13 @@ def load_manifest(path: Path) -> tuple[list[tuple[str, list[Span]]], list[str], 
     return documents, list(stats.labels), stats.rejected
 
 
-def run_demo(
-    manifest: Path,
-    *,
-    rounds: int = DEFAULT_ROUNDS,
-    seed: int = 0,
-    threshold: float = 0.95,
-    budget_fraction: float = 0.5,
-    workspace: Path | None = None,
-    progress: Callable[[str], None] = _progress,
-    random_draws: int = 3,
-    every_version_active: bool = False,
-    references: bool = True,
-    reviewers: int = 1,
-    reviewer_noise: float = 0.0,
-    training_mode: str = "Recognizer",
-) -> dict[str, Any]:
+def run_demo(manifest: Path, *, rounds: int = DEFAULT_ROUNDS, seed: int = 0, threshold: float = 0.95,
+             budget_fraction: float = 0.5, workspace: Path | None = None, progress: Callable[[str], None] = _progress,
+             random_draws: int = 3, every_version_active: bool = False, references: bool = True, reviewers: int = 1,
+             reviewer_noise: float = 0.0, training_mode: str = "Recognizer") -> dict[str, Any]:
     """Run the loop for `rounds` model versions; return the figures (see --json). `every_version_active`
     turns the gate off (F1Tolerance 1); `references` False skips random selection and full supervision;
     `training_mode` is the template's TrainingMode (Flywheel: the versions trained through a flywheel)."""
-    from nerloop_local.commands.demo_data import GoldOracle, split_for_demo
-    from nerloop_local.emulator.runtime import LocalRuntime
-    from nerloop_local.recognizer.crf import evaluate, scored_predictions, train_with_holdout
-
     started = time.perf_counter()
     documents, types, quarantined = load_manifest(manifest)
     if not documents:
@@ -138,65 +125,21 @@ def run_demo(
     split = split_for_demo(documents, types, test_fraction=DEFAULT_TEST_FRACTION, seed=seed,
                            loop_test_share=DEFAULT_TEST_SHARE, loop_test_minimum=DEFAULT_TEST_MINIMUM)
     oracle = GoldOracle(split.pool)
-    pool_text = "\n".join(text.replace("\n", " ") for text, _ in split.pool) + "\n"
-
-    # The preprocess stage cuts the pool into sentences and drops repeats: the budget is a share of
-    # the documents it will make, counted with its own code before the run.
-    pool_documents = {document_hash(document) for text, _ in split.pool for document in split_document(text).documents}
-    per_round = max(1, int(len(pool_documents) * budget_fraction) // max(1, rounds - 1))
-    parameters = {
-        "EntityTypes": ",".join(types), "ConfidenceThreshold": str(threshold),
-        "RetrainBatchSize": str(per_round), "ReviewBudget": str(per_round),
-        "VersionRetention": str(rounds + 1),
-        # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
-        **({"F1Tolerance": "1"} if every_version_active else {}),
-        "ReviewersPerDocument": str(reviewers),
-        "TrainingMode": training_mode,  # issue 15 part 2
-    }
+    per_round = _review_budget(split, budget_fraction, rounds)
+    parameters = _parameters(types, threshold, per_round, rounds=rounds, every_version_active=every_version_active,
+                             reviewers=reviewers, training_mode=training_mode)
     trained: list[int] = [0]  # versions trained so far (set as the loop runs)
-
-    def reviewer(loop_name: str, content: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if trained[0] >= rounds or _version_number(str(content.get("version", ""))) >= rounds:
-            return None  # the last round's loops wait for a person who never comes
-        spans = oracle.labels_for(content["text"])
-        if spans is None:  # not a pool sentence (cannot happen with the demo's own data): keep the model's
-            spans = [Span(item["startOffset"], item["endOffset"], item["label"]) for item in content["initialValue"]]
-        worker = str(content.get("workerId", ""))
-        noise = random.Random(f"{seed}:{worker}:{loop_name}")  # nosec B311 # simulated mistakes, not secrets
-        kept = [s for s in spans if noise.random() >= reviewer_noise]
-        return [{"label": s.type, "startOffset": s.begin, "endOffset": s.end} for s in kept]
-
+    reviewer = _simulated_reviewer(oracle, trained, rounds=rounds, seed=seed, noise=reviewer_noise)
     own_workspace = workspace is None
-    if workspace is None:
-        folder = Path(tempfile.mkdtemp(prefix="nerloop-demo-"))
-    else:
-        folder = workspace
-        if folder.exists():
-            shutil.rmtree(folder)
+    folder = _fresh_folder(workspace)
     runtime = LocalRuntime(folder, parameters, reviewer=reviewer, seed=seed,
                            environment={"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"})
     try:
         runtime.start()
         progress(f"{len(documents)} labelled documents: {len(split.test)} test, {len(split.seed)} seed, "
                  f"{len(split.pool)} pool lines; review budget {per_round} per round")
-        runtime.put_text("raw/pool.txt", pool_text)
-        runtime.label_with_manifest(manifest_lines(split.seed, SEED_ATTRIBUTE, types).encode("utf-8"),
-                                    job_name=f"{runtime.stack.labeling_job_prefix()}-seed-{seed}")
-        def on_delivery(delivery: Any) -> None:
-            if delivery.function in ("TrainFunction", "DetectFunction"):
-                progress(delivery.line())
-            trained[0] = sum(1 for v in runtime.state.versions.list() if v.status in TRAINED_STATUSES)
-
-        runtime.on_delivery(on_delivery)
-        result = runtime.run_until_idle(max_cycles=400)
-        if not result.idle:
-            raise RuntimeError(f"the loop did not settle in {result.cycles} cycles")
-        failures = result.failures
-        if failures:
-            raise RuntimeError("stages failed: " + "; ".join(f.line() for f in failures[:3]))
-        rounds_out = _rounds(runtime, split.test, len(split.seed), evaluate, scored_predictions)
-        if len(rounds_out) > rounds:
-            raise RuntimeError(f"the loop trained {len(rounds_out)} versions, more than the {rounds} asked for")
+        rounds_out = _run_loop(runtime, manifest_lines(split.seed, SEED_ATTRIBUTE, types), split, seed=seed,
+                               rounds=rounds, trained=trained, progress=progress)
         pool_docs = [doc.text for doc in runtime.state.pool.documents()]
     finally:
         runtime.close(save=not own_workspace)
@@ -205,20 +148,11 @@ def run_demo(
 
     labelled_pool = [(text, oracle.labels_for(text) or []) for text in pool_docs]
     full_scores: dict[str, Any] = {"f1": 0.0}
-    random_selection = []
+    random_selection: list[dict[str, Any]] = []
     if references:
         progress("training the references: full supervision and random selection")
-        full = train_with_holdout(trained_side([*split.seed, *labelled_pool]), types, seed=seed).recognizer
-        full_scores = scores(evaluate(full, split.test))
-        for entry in rounds_out:
-            budget = entry.reviewed_documents
-            f1s = []
-            for draw in range(random_draws):
-                chosen = random.Random(seed * 1000 + draw * 97 + budget).sample(labelled_pool, budget)  # nosec B311 # sampling, not secrets
-                model = train_with_holdout(trained_side([*split.seed, *chosen]), types, seed=seed).recognizer
-                f1s.append(evaluate(model, split.test).f1)
-            random_selection.append({"reviewed_documents": budget, "f1": round(sum(f1s) / len(f1s), 4),
-                                     "draws": [round(f, 4) for f in f1s]})
+        full_scores, random_selection = _references(split, labelled_pool, rounds_out, types, seed=seed,
+                                                    random_draws=random_draws)
     return {
         "manifest": str(manifest), "seed": seed, "entity_types": types, "threshold": threshold,
         "rounds_requested": rounds, "every_version_active": every_version_active,
@@ -230,6 +164,100 @@ def run_demo(
         "random_selection": random_selection,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _parameters(types: list[str], threshold: float, per_round: int, *, rounds: int, every_version_active: bool,
+                reviewers: int, training_mode: str) -> dict[str, str]:
+    """The template's parameters for the run."""
+    return {
+        "EntityTypes": ",".join(types), "ConfidenceThreshold": str(threshold),
+        "RetrainBatchSize": str(per_round), "ReviewBudget": str(per_round),
+        "VersionRetention": str(rounds + 1),
+        # The gate at its default (TestShare, TestSetMinimum, F1Tolerance), unless asked to activate all.
+        **({"F1Tolerance": "1"} if every_version_active else {}),
+        "ReviewersPerDocument": str(reviewers),
+        "TrainingMode": training_mode,  # issue 15 part 2
+    }
+
+
+def _fresh_folder(workspace: Path | None) -> Path:
+    """The run's folder: `workspace`, emptied, or a new temporary one."""
+    if workspace is None:
+        return Path(tempfile.mkdtemp(prefix="nerloop-demo-"))
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    return workspace
+
+
+def _review_budget(split: DemoSplit, budget_fraction: float, rounds: int) -> int:
+    """Reviews per round. The preprocess stage cuts the pool into sentences and drops repeats: the budget
+    is a share of the documents it will make, counted with its own code before the run."""
+    pool_documents = {document_hash(document) for text, _ in split.pool for document in split_document(text).documents}
+    return max(1, int(len(pool_documents) * budget_fraction) // max(1, rounds - 1))
+
+
+def _simulated_reviewer(oracle: GoldOracle, trained: list[int], *, rounds: int, seed: int,
+                        noise: float) -> Callable[[str, dict[str, Any]], list[dict[str, Any]] | None]:
+    """A reviewer answering from the held-back labels, each worker missing each entity with probability
+    `noise`; it leaves the last round's loops (once `trained[0]` versions are trained) unanswered."""
+
+    def reviewer(loop_name: str, content: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if trained[0] >= rounds or _version_number(str(content.get("version", ""))) >= rounds:
+            return None  # the last round's loops wait for a person who never comes
+        spans = oracle.labels_for(content["text"])
+        if spans is None:  # not a pool sentence (cannot happen with the demo's own data): keep the model's
+            spans = [Span(item["startOffset"], item["endOffset"], item["label"]) for item in content["initialValue"]]
+        worker = str(content.get("workerId", ""))
+        draws = random.Random(f"{seed}:{worker}:{loop_name}")  # nosec B311 # simulated mistakes, not secrets
+        kept = [s for s in spans if draws.random() >= noise]
+        return [{"label": s.type, "startOffset": s.begin, "endOffset": s.end} for s in kept]
+
+    return reviewer
+
+
+def _run_loop(runtime: LocalRuntime, seed_manifest: str, split: DemoSplit, *, seed: int, rounds: int,
+              trained: list[int], progress: Callable[[str], None]) -> list[RoundResult]:
+    """Drop the pool, label the seed, run the stages until idle; each trained version, scored."""
+    pool_text = "\n".join(text.replace("\n", " ") for text, _ in split.pool) + "\n"
+    runtime.put_text("raw/pool.txt", pool_text)
+    runtime.label_with_manifest(seed_manifest.encode("utf-8"),
+                                job_name=f"{runtime.stack.labeling_job_prefix()}-seed-{seed}")
+
+    def on_delivery(delivery: Any) -> None:
+        if delivery.function in ("TrainFunction", "DetectFunction"):
+            progress(delivery.line())
+        trained[0] = sum(1 for v in runtime.state.versions.list() if v.status in TRAINED_STATUSES)
+
+    runtime.on_delivery(on_delivery)
+    result = runtime.run_until_idle(max_cycles=400)
+    if not result.idle:
+        raise RuntimeError(f"the loop did not settle in {result.cycles} cycles")
+    failures = result.failures
+    if failures:
+        raise RuntimeError("stages failed: " + "; ".join(f.line() for f in failures[:3]))
+    rounds_out = _rounds(runtime, split.test, len(split.seed))
+    if len(rounds_out) > rounds:
+        raise RuntimeError(f"the loop trained {len(rounds_out)} versions, more than the {rounds} asked for")
+    return rounds_out
+
+
+def _references(split: DemoSplit, labelled_pool: list[Labelled], rounds_out: list[RoundResult],
+                types: list[str], *, seed: int, random_draws: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Full supervision's scores, and per round the F1 of `random_draws` models trained on as many
+    randomly chosen pool documents as the loop had reviewed."""
+    full = train_with_holdout(trained_side([*split.seed, *labelled_pool]), types, seed=seed).recognizer
+    full_scores = scores(evaluate(full, split.test))
+    random_selection = []
+    for entry in rounds_out:
+        budget = entry.reviewed_documents
+        f1s = []
+        for draw in range(random_draws):
+            chosen = random.Random(seed * 1000 + draw * 97 + budget).sample(labelled_pool, budget)  # nosec B311 # sampling, not secrets
+            model = train_with_holdout(trained_side([*split.seed, *chosen]), types, seed=seed).recognizer
+            f1s.append(evaluate(model, split.test).f1)
+        random_selection.append({"reviewed_documents": budget, "f1": round(sum(f1s) / len(f1s), 4),
+                                 "draws": [round(f, 4) for f in f1s]})
+    return full_scores, random_selection
 
 
 def trained_side(documents: list[tuple[str, list[Span]]]) -> list[tuple[str, list[Span]]]:
@@ -244,8 +272,7 @@ def _version_number(name: str) -> int:
     return int(digits) if name.startswith("v") and digits.isdigit() else 0
 
 
-def _rounds(runtime: Any, test: list[tuple[str, list[Span]]], seed_documents: int,
-            evaluate: Callable[..., Any], scored_predictions: Callable[..., Any]) -> list[RoundResult]:
+def _rounds(runtime: LocalRuntime, test: list[Labelled], seed_documents: int) -> list[RoundResult]:
     """One entry per trained version, in order, scored on the test set."""
     state = runtime.state
     versions = sorted((v for v in state.versions.list() if v.status in (*TRAINED_STATUSES, "DELETED") and v.arn),
@@ -323,8 +350,6 @@ def _gate_text(gate: dict[str, Any]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nerloop_local.usage import DEFAULT_SAMPLE, UsageError
-
     manifest = args.manifest or DEFAULT_SAMPLE / "output.manifest"
     if not manifest.is_file():
         raise UsageError(f"{manifest}: no such file (pass --manifest, or set NERLOOP_SAMPLE_DATA)")

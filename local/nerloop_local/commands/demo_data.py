@@ -51,7 +51,16 @@ def split_for_demo(
     keys = sorted(groups)
     rng = random.Random(seed)  # nosec B311 # a repeatable split, not a secret
     rng.shuffle(keys)
-    test_target = round(len(documents) * test_fraction)
+    test, train_keys = _hold_out_test(groups, keys, round(len(documents) * test_fraction))
+    seed_docs, pool = _draw_seed([groups[key][0] for key in train_keys], entity_types, seed_margin=seed_margin,
+                                 loop_test_share=loop_test_share, loop_test_minimum=loop_test_minimum)
+    return DemoSplit(test=test, seed=seed_docs, pool=pool)
+
+
+def _hold_out_test(groups: dict[str, list[Labelled]], keys: Sequence[str],
+                   test_target: int) -> tuple[list[Labelled], list[str]]:
+    """The test set (a document per group, up to `test_target` documents counting duplicates), and the
+    keys of the groups left to train on."""
     test: list[Labelled] = []
     train_keys: list[str] = []
     for key in keys:
@@ -60,6 +69,14 @@ def split_for_demo(
             test.append(groups[key][0])
         else:
             train_keys.append(key)
+    return test, train_keys
+
+
+def _draw_seed(candidates: Sequence[Labelled], entity_types: Sequence[str], *, seed_margin: int,
+               loop_test_share: float, loop_test_minimum: int) -> tuple[list[Labelled], list[Labelled]]:
+    """The labelled seed and the pool, from the training side's documents in order (duplicates
+    collapse into one gold document anyway, so each group gives one); ValueError when the seed cannot
+    meet Comprehend's minimums."""
     seed_docs: list[Labelled] = []
     counts: Counter[str] = Counter()
     pool: list[Labelled] = []
@@ -67,8 +84,7 @@ def split_for_demo(
     corpus = 0
     held_out = 0
     held_types: set[str] = set()
-    for key in train_keys:
-        text, spans = groups[key][0]  # duplicates collapse into one gold document anyway
+    for text, spans in candidates:
         if is_test_document(document_hash(text), loop_test_share):  # the loop will test on it, never train
             wanted = held_out < loop_test_minimum or not held_types >= set(entity_types)
             if wanted and spans:
@@ -92,7 +108,7 @@ def split_for_demo(
     if problems:
         raise ValueError("the manifest's training side is too small for a Comprehend seed set: "
                          + "; ".join(problems))
-    return DemoSplit(test=test, seed=seed_docs, pool=pool)
+    return seed_docs, pool
 
 
 @dataclass

@@ -19,24 +19,29 @@ from typing import Any
 
 from nerloop_local.emulator.workspace import Workspace
 from nerloop_local.emulator.workspace_runtime import open_workspace
-from nerloop_local.report.demo_report import IMAGES as DEMO_IMAGES
-from nerloop_local.report.demo_report import (
-    MISSING,
-    STYLE,
-    WORKSPACE_FIGURES,
-    _e,
-    _figure,
-    _image,
-    _save,
-    _score,
-    _share,
-    _table,
-    build_report,
-)
+from nerloop_local.report.canvas import new_figure, save_png
+from nerloop_local.report.demo_report import build_report
 from nerloop_local.report.figures import DEFAULT_TARGET_PRECISION, parse_figures, read_json
-from nerloop_local.report.learning import IMAGES as LEARNING_IMAGES
+from nerloop_local.report.files import (
+    FIGURES_FILE,
+    LIVE_RELIABILITY_PNG,
+    OUTCOMES_PNG,
+    REVIEWS_PER_DAY_PNG,
+    VERSIONS_PNG,
+    remove_stale,
+)
 from nerloop_local.report.live_figures import Calibration, LiveFigures, kept_share, live_figures
 from nerloop_local.report.loop_records import LoopRecords, parse_time, read_records
+from nerloop_local.report.page import (
+    MISSING,
+    PAGE_END,
+    escape,
+    html_image,
+    html_table,
+    page_head,
+    score_text,
+    share_text,
+)
 from nerloop_local.report.review_analysis import (
     ADDED,
     KEPT,
@@ -49,11 +54,6 @@ from nerloop_local.report.review_analysis import (
     wilson_interval,
 )
 
-VERSIONS_PNG = "live_versions.png"
-REVIEWS_PER_DAY_PNG = "live_reviews_per_day.png"
-OUTCOMES_PNG = "live_outcomes.png"
-RELIABILITY_PNG = "live_reliability.png"
-IMAGES = (VERSIONS_PNG, REVIEWS_PER_DAY_PNG, OUTCOMES_PNG, RELIABILITY_PNG)
 NO_REVIEWS = "No review has been merged yet: nothing to measure the model against."
 ONE_REVIEWER = "Every reviewed document had one reviewer: there is no agreement between reviewers to measure."
 OUTCOME_COLOURS = {KEPT: "C2", RELABELLED: "C1", MOVED: "C0", REMOVED: "C3", ADDED: "C4"}
@@ -66,7 +66,7 @@ def plot_versions(figures: LiveFigures, path: Path) -> None:
     """Comprehend's F1 per version, overall and per type (its own evaluation of each version)."""
     rows = [entry for entry in figures.records.versions if entry.version.metrics.get("f1") is not None]
     names = [entry.version.version for entry in rows]
-    figure = _figure()
+    figure = new_figure()
     axes = figure.subplots()
     axes.plot(names, [entry.version.metrics["f1"] for entry in rows], marker="o", linewidth=2.5, label="overall")
     for name in figures.types:
@@ -78,13 +78,14 @@ def plot_versions(figures: LiveFigures, path: Path) -> None:
     axes.set_title("Each version's F1 on its own hold-out")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def plot_reviews_per_day(figures: LiveFigures, path: Path) -> None:
+    # Late import: matplotlib costs about half a second and only the plots need it, not every `nerloop` command.
     from matplotlib.ticker import MaxNLocator
 
-    figure = _figure(7.0, 3.4)
+    figure = new_figure(7.0, 3.4)
     axes = figure.subplots()
     days = [day.isoformat() for day, _ in figures.per_day]
     axes.bar(days, [count for _, count in figures.per_day], color="C0")
@@ -93,16 +94,17 @@ def plot_reviews_per_day(figures: LiveFigures, path: Path) -> None:
     axes.set_ylabel("reviews merged")
     axes.set_title("Reviews per day")
     axes.grid(axis="y", alpha=0.3)
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def plot_outcomes(figures: LiveFigures, path: Path) -> None:
     """What reviewers did to the model's spans, stacked per confidence bin."""
+    # Late import: matplotlib costs about half a second and only the plots need it, not every `nerloop` command.
     from matplotlib.ticker import MaxNLocator
 
     bins = len(figures.by_bin)
     lefts = [index / bins for index in range(bins)]
-    figure = _figure()
+    figure = new_figure()
     axes = figure.subplots()
     bottom = [0] * bins
     for outcome in (KEPT, RELABELLED, MOVED, REMOVED):
@@ -116,12 +118,12 @@ def plot_outcomes(figures: LiveFigures, path: Path) -> None:
     axes.set_ylabel("model spans in reviewed documents")
     axes.set_title("What reviewers did to the model's spans")
     axes.legend(fontsize=8, loc="upper left")
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def plot_reliability(figures: LiveFigures, path: Path) -> None:
     """Share of the model's spans kept against confidence: per version, the headline with Wilson bars."""
-    figure = _figure(5.8, 5.2)
+    figure = new_figure(5.8, 5.2)
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
     for entry in figures.calibrations:
@@ -150,7 +152,7 @@ def plot_reliability(figures: LiveFigures, path: Path) -> None:
     axes.set_title("Precision in production (reliability, 10 bins)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def draw_plots(figures: LiveFigures, out: Path) -> list[str]:
@@ -164,8 +166,8 @@ def draw_plots(figures: LiveFigures, out: Path) -> list[str]:
         drawn.append(REVIEWS_PER_DAY_PNG)
     if figures.headline is not None:
         plot_outcomes(figures, out / OUTCOMES_PNG)
-        plot_reliability(figures, out / RELIABILITY_PNG)
-        drawn += [OUTCOMES_PNG, RELIABILITY_PNG]
+        plot_reliability(figures, out / LIVE_RELIABILITY_PNG)
+        drawn += [OUTCOMES_PNG, LIVE_RELIABILITY_PNG]
     return drawn
 
 
@@ -199,10 +201,12 @@ def _version_rows(figures: LiveFigures) -> tuple[list[tuple[Any, ...]], list[tup
                         MISSING if entry.reviews_trained_on is None else entry.reviews_trained_on,
                         f"{metrics.get('trained_documents', MISSING)} / {metrics.get('test_documents', MISSING)}"
                         if "trained_documents" in metrics else MISSING,
-                        _score(metrics.get("precision")), _score(metrics.get("recall")), _score(metrics.get("f1"))))
+                        score_text(metrics.get("precision")), score_text(metrics.get("recall")),
+                        score_text(metrics.get("f1"))))
         for name, scores in (metrics.get("per_type") or {}).items():
-            per_type.append((version.version, name, _score(scores.get("precision")), _score(scores.get("recall")),
-                             _score(scores.get("f1")), scores.get("train_mentions", MISSING),
+            per_type.append((version.version, name, score_text(scores.get("precision")),
+                             score_text(scores.get("recall")), score_text(scores.get("f1")),
+                             scores.get("train_mentions", MISSING),
                              (training.get("annotations") or {}).get(name, MISSING)))
     return overall, per_type
 
@@ -210,7 +214,7 @@ def _version_rows(figures: LiveFigures) -> tuple[list[tuple[Any, ...]], list[tup
 def _threshold_text(figures: LiveFigures) -> str:
     advice = figures.advice
     if advice is None:
-        return f"<p id=\"live-threshold\">{_e(NO_REVIEWS)}</p>"
+        return f"<p id=\"live-threshold\">{escape(NO_REVIEWS)}</p>"
     target = f"{advice.target:.2f}"
     on = (f"On {figures.headline_note}: {advice.spans} of the model's spans in {advice.reviews} reviewed "
           f"documents.")
@@ -218,7 +222,7 @@ def _threshold_text(figures: LiveFigures) -> str:
         c = advice.confident
         first = (f"Recommended confidence threshold: {c.threshold:.4f}, the lowest at which the spans the reviewers "
                  f"saw scoring at or above it were kept at least {target} of the time with 95 % confidence: "
-                 f"{c.kept} of {c.spans} kept ({_score(c.precision)}; Wilson 95 % {_interval(c.wilson)}, bootstrap "
+                 f"{c.kept} of {c.spans} kept ({score_text(c.precision)}; Wilson 95 % {_interval(c.wilson)}, bootstrap "
                  f"over the {c.reviews} reviews holding them {_interval(c.bootstrap)}).")
     else:
         first = (f"No threshold is supported for a precision of {target} with 95 % confidence: at every threshold "
@@ -226,123 +230,143 @@ def _threshold_text(figures: LiveFigures) -> str:
     if advice.point is not None and (advice.confident is None or advice.point.threshold != advice.confident.threshold):
         p = advice.point
         first += (f" By the estimate alone, {p.threshold:.4f} would do ({p.kept} of {p.spans} kept, "
-                  f"{_score(p.precision)}; Wilson {_interval(p.wilson)}): too few reviews to rely on.")
+                  f"{score_text(p.precision)}; Wilson {_interval(p.wilson)}): too few reviews to rely on.")
     loop = ""
     if figures.threshold is not None:
         at = next((c for c in advice.candidates if c.threshold >= figures.threshold), None)
         loop = (f" The loop's threshold is {figures.threshold:g}" + (
-            f": {at.kept} of the {at.spans} reviewed spans at or above it were kept ({_score(at.precision)})."
+            f": {at.kept} of the {at.spans} reviewed spans at or above it were kept ({score_text(at.precision)})."
             if at is not None else ": no reviewed span scored that high."))
     caveat = (" Only documents sent to review are seen here, and the rule routes a whole document on its least "
               "confident span: the spans a threshold would accept are a subset of those counted.")
-    return f"<p id=\"live-threshold\">{_e(on)} {_e(first)}{_e(loop)}{_e(caveat)}</p>"
+    return f"<p id=\"live-threshold\">{escape(on)} {escape(first)}{escape(loop)}{escape(caveat)}</p>"
 
 
 def _evidence_row(label: str, evidence: ThresholdEvidence | None) -> tuple[Any, ...]:
     if evidence is None:
         return (label, MISSING, MISSING, MISSING, MISSING, MISSING, MISSING, MISSING)
     return (label, f"{evidence.threshold:.4f}", evidence.reviews, evidence.spans, evidence.kept,
-            _score(evidence.precision), _interval(evidence.wilson), _interval(evidence.bootstrap))
+            score_text(evidence.precision), _interval(evidence.wilson), _interval(evidence.bootstrap))
 
 
 def _calibration_row(entry: Calibration) -> tuple[Any, ...]:
     kept = sum(1 for p in entry.predictions if p.correct)
     return (entry.name, entry.reviews, len(entry.predictions), kept,
-            _score(kept / len(entry.predictions) if entry.predictions else None), _score(entry.ece))
+            score_text(kept / len(entry.predictions) if entry.predictions else None), score_text(entry.ece))
 
 
 def _agreement_sections(figures: LiveFigures) -> list[str]:
     found = figures.agreement
     parts = ["<h2 id=\"section-live-agreement\">Agreement between reviewers</h2>"]
     if not found.documents:
-        return [*parts, f"<p id=\"agreement-summary\">{_e(ONE_REVIEWER)}</p>"]
-    parts.append(f"<p id=\"agreement-summary\">{_e(found.documents)} documents had several reviewers "
-                 f"({_e(found.workers)} workers; {_e(found.single)} had one). Span-level F1 between each pair of "
-                 f"workers of a document (exact offsets and type), pooled over {_e(found.pairs)} pairs: "
-                 f"{_score(found.overall)}.</p>")
-    parts.append(_table("agreement-types", "Span-level F1 between pairs of workers, per entity type",
-                        ["Type", "F1", "Pairs with a span"],
-                        [(name, _score(f1), pairs) for name, (f1, pairs) in found.per_type.items()]))
+        return [*parts, f"<p id=\"agreement-summary\">{escape(ONE_REVIEWER)}</p>"]
+    parts.append(f"<p id=\"agreement-summary\">{escape(found.documents)} documents had several reviewers "
+                 f"({escape(found.workers)} workers; {escape(found.single)} had one). Span-level F1 between each "
+                 f"pair of workers of a document (exact offsets and type), pooled over {escape(found.pairs)} pairs: "
+                 f"{score_text(found.overall)}.</p>")
+    parts.append(html_table("agreement-types", "Span-level F1 between pairs of workers, per entity type",
+                            ["Type", "F1", "Pairs with a span"],
+                            [(name, score_text(f1), pairs) for name, (f1, pairs) in found.per_type.items()]))
     rows = []
     for item in found.worst:
         review = item.review
-        pairs = "; ".join(f"{a} / {b}: {_score(p.f1)}" for p in item.pairs for a, b in [p.workers])
-        rows.append((review.loop, review.version, review.text[:120], len(review.answers), _score(item.f1), pairs))
-    parts.append(_table("disagreements", "The documents the reviewers disagreed on most",
-                        ["Human loop", "Version", "Text", "Workers", "F1", "Pairs"], rows))
+        pairs = "; ".join(f"{a} / {b}: {score_text(p.f1)}" for p in item.pairs for a, b in [p.workers])
+        rows.append((review.loop, review.version, review.text[:120], len(review.answers), score_text(item.f1), pairs))
+    parts.append(html_table("disagreements", "The documents the reviewers disagreed on most",
+                            ["Human loop", "Version", "Text", "Workers", "F1", "Pairs"], rows))
     return parts
 
 
-def live_sections(figures: LiveFigures, images: Sequence[str]) -> list[str]:
-    """The live report's sections, as HTML strings (escaped; images linked relative to the page)."""
+def _versions_section(figures: LiveFigures, images: Sequence[str]) -> list[str]:
+    """Each version as Comprehend evaluated it, and what it trained on."""
     parts = ["<h2 id=\"section-live-versions\">Model versions (Comprehend's evaluation)</h2>"]
     if VERSIONS_PNG in images:
-        parts.append(_image(VERSIONS_PNG, "Comprehend's F1 per version, overall and per entity type"))
+        parts.append(html_image(VERSIONS_PNG, "Comprehend's F1 per version, overall and per entity type"))
     overall, per_type = _version_rows(figures)
-    parts.append(_table("live-versions", "Each version's evaluation by Comprehend, and what it trained on",
-                        ["Version", "Status", "Active", "Submitted", "Training took", "Training documents",
-                         "Of them from reviews",
-                         "Comprehend trained / tested", "Precision", "Recall", "F1"], overall))
-    parts.append(_table("live-version-types", "Per entity type (Comprehend's evaluation)",
-                        ["Version", "Type", "Precision", "Recall", "F1", "Train mentions", "Annotations in snapshot"],
-                        per_type))
+    parts.append(html_table("live-versions", "Each version's evaluation by Comprehend, and what it trained on",
+                            ["Version", "Status", "Active", "Submitted", "Training took", "Training documents",
+                             "Of them from reviews",
+                             "Comprehend trained / tested", "Precision", "Recall", "F1"], overall))
+    parts.append(html_table("live-version-types", "Per entity type (Comprehend's evaluation)",
+                            ["Version", "Type", "Precision", "Recall", "F1", "Train mentions",
+                             "Annotations in snapshot"], per_type))
+    return parts
 
-    parts.append("<h2 id=\"section-live-reviews\">Human loops and reviews</h2>")
-    parts.append(_table("live-loops", "Human loops by how they ended", ["Ending", "Loops"],
-                        sorted(figures.loops.items())))
+
+def _reviews_section(figures: LiveFigures, images: Sequence[str]) -> list[str]:
+    """Human loops by how they ended, reviews per day, and the time to an answer."""
+    parts = ["<h2 id=\"section-live-reviews\">Human loops and reviews</h2>"]
+    parts.append(html_table("live-loops", "Human loops by how they ended", ["Ending", "Loops"],
+                            sorted(figures.loops.items())))
     if REVIEWS_PER_DAY_PNG in images:
-        parts.append(_image(REVIEWS_PER_DAY_PNG, "Reviews merged per day"))
-    parts.append(_table("live-reviews-per-day", "Reviews per day (UTC, the day of the last answer)",
-                        ["Day", "Reviews"], [(day.isoformat(), count) for day, count in figures.per_day]))
+        parts.append(html_image(REVIEWS_PER_DAY_PNG, "Reviews merged per day"))
+    parts.append(html_table("live-reviews-per-day", "Reviews per day (UTC, the day of the last answer)",
+                            ["Day", "Reviews"], [(day.isoformat(), count) for day, count in figures.per_day]))
     times = figures.times
     parts.append(f"<p id=\"answer-times\">From a human loop's start to a worker's answer ({times.count} answers): "
-                 f"median {_e(_seconds(times.median))}, 90th percentile {_e(_seconds(times.p90))}, longest "
-                 f"{_e(_seconds(times.longest))}.</p>")
+                 f"median {escape(_seconds(times.median))}, 90th percentile {escape(_seconds(times.p90))}, longest "
+                 f"{escape(_seconds(times.longest))}.</p>")
+    return parts
 
-    parts.append("<h2 id=\"section-live-outcomes\">What reviewers did to the model's spans</h2>")
+
+def _outcomes_section(figures: LiveFigures, images: Sequence[str]) -> list[str]:
+    """What the reviewers did to the model's spans, by type and by confidence."""
+    parts = ["<h2 id=\"section-live-outcomes\">What reviewers did to the model's spans</h2>"]
     if figures.headline is None:
-        parts.append(f"<p class=\"missing\">{_e(NO_REVIEWS)}</p>")
+        parts.append(f"<p class=\"missing\">{escape(NO_REVIEWS)}</p>")
     else:
         parts.append("<p>Each span the model proposed in a reviewed document against the merged answer: kept (same "
                      "offsets and type), relabelled (same offsets, another type), moved (other offsets, overlapping "
                      "a reviewer's span; its type may have changed too), removed; spans the reviewers marked where "
                      "the model had none are added.</p>")
         if OUTCOMES_PNG in images:
-            parts.append(_image(OUTCOMES_PNG, "Outcomes of the model's spans per confidence bin"))
+            parts.append(html_image(OUTCOMES_PNG, "Outcomes of the model's spans per confidence bin"))
         header = ["Type", *(o.capitalize() for o in OUTCOMES), "Model spans", "Kept share"]
         by_type = [(name, *(counts[o] for o in OUTCOMES), sum(counts[o] for o in OUTCOMES if o != ADDED),
-                    _share(kept_share(counts))) for name, counts in figures.by_type.items()]
-        parts.append(_table("outcomes-by-type", "By entity type (the model's; the reviewer's for added spans)",
-                            header, by_type))
+                    share_text(kept_share(counts))) for name, counts in figures.by_type.items()]
+        parts.append(html_table("outcomes-by-type", "By entity type (the model's; the reviewer's for added spans)",
+                                header, by_type))
         by_bin = []
         for index, counts in enumerate(figures.by_bin):
             spans = sum(counts[o] for o in OUTCOMES if o != ADDED)
             by_bin.append((bin_label(index, len(figures.by_bin)), spans, *(counts[o] for o in OUTCOMES[:4]),
-                           _share(kept_share(counts)), _interval(wilson_interval(counts[KEPT], spans))))
-        parts.append(_table("outcomes-by-bin", "By the model's confidence (every version)",
-                            ["Confidence", "Model spans", "Kept", "Relabelled", "Moved", "Removed", "Kept share",
-                             "Kept share, 95 % Wilson"], by_bin))
+                           share_text(kept_share(counts)), _interval(wilson_interval(counts[KEPT], spans))))
+        parts.append(html_table("outcomes-by-bin", "By the model's confidence (every version)",
+                                ["Confidence", "Model spans", "Kept", "Relabelled", "Moved", "Removed", "Kept share",
+                                 "Kept share, 95 % Wilson"], by_bin))
+    return parts
 
-    parts.append("<h2 id=\"section-live-calibration\">Precision in production and the threshold</h2>")
+
+def _calibration_section(figures: LiveFigures, images: Sequence[str]) -> list[str]:
+    """The model's precision in production per version, and the threshold it supports."""
+    parts = ["<h2 id=\"section-live-calibration\">Precision in production and the threshold</h2>"]
     if figures.headline is None:
-        parts.append(f"<p class=\"missing\">{_e(NO_REVIEWS)}</p>")
+        parts.append(f"<p class=\"missing\">{escape(NO_REVIEWS)}</p>")
     else:
-        if RELIABILITY_PNG in images:
-            parts.append(_image(RELIABILITY_PNG, "Share of the model's spans kept against confidence"))
-        parts.append(_table("production-calibration", "The model's spans the reviewers kept, per version",
-                            ["Version", "Reviews", "Model spans", "Kept", "Kept share", "ECE"],
-                            [_calibration_row(entry) for entry in figures.calibrations]))
+        if LIVE_RELIABILITY_PNG in images:
+            parts.append(html_image(LIVE_RELIABILITY_PNG, "Share of the model's spans kept against confidence"))
+        parts.append(html_table("production-calibration", "The model's spans the reviewers kept, per version",
+                                ["Version", "Reviews", "Model spans", "Kept", "Kept share", "ECE"],
+                                [_calibration_row(entry) for entry in figures.calibrations]))
     parts.append(_threshold_text(figures))
     if figures.advice is not None:
-        parts.append(_table("threshold-evidence", f"Spans at or above a threshold (target {figures.target:.2f})",
-                            ["Threshold", "Value", "Reviews", "Spans", "Kept", "Kept share", "95 % Wilson",
-                             "95 % bootstrap over reviews"],
-                            [_evidence_row("recommended (Wilson lower bound ≥ target)", figures.advice.confident),
-                             _evidence_row("estimate ≥ target", figures.advice.point)]))
+        parts.append(html_table("threshold-evidence", f"Spans at or above a threshold (target {figures.target:.2f})",
+                                ["Threshold", "Value", "Reviews", "Spans", "Kept", "Kept share", "95 % Wilson",
+                                 "95 % bootstrap over reviews"],
+                                [_evidence_row("recommended (Wilson lower bound ≥ target)", figures.advice.confident),
+                                 _evidence_row("estimate ≥ target", figures.advice.point)]))
+    return parts
+
+
+def live_sections(figures: LiveFigures, images: Sequence[str]) -> list[str]:
+    """The live report's sections, as HTML strings (escaped; images linked relative to the page)."""
+    parts = [*_versions_section(figures, images), *_reviews_section(figures, images)]
+    parts += _outcomes_section(figures, images)
+    parts += _calibration_section(figures, images)
     parts += _agreement_sections(figures)
     if figures.records.problems:
         parts.append("<h2 id=\"section-live-problems\">Records that could not be read</h2>")
-        parts.append("<ul id=\"live-problems\">" + "".join(f"<li>{_e(p)}</li>" for p in figures.records.problems)
+        parts.append("<ul id=\"live-problems\">" + "".join(f"<li>{escape(p)}</li>" for p in figures.records.problems)
                      + "</ul>")
     return parts
 
@@ -352,17 +376,9 @@ def render_page(figures: LiveFigures, images: Sequence[str], source: str) -> str
              f"{len(figures.records.loops)} human loops", f"{len(figures.records.reviews)} reviews"]
     if figures.threshold is not None:
         facts.append(f"confidence threshold {figures.threshold:g}")
-    head = ["<!DOCTYPE html>", "<html lang=\"en\">", "<head>", "<meta charset=\"utf-8\">",
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-            "<title>nerloop report</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
-            "<h1>nerloop report</h1>", f"<p class=\"meta\">{_e(' · '.join(facts))}</p>"]
-    return "\n".join([*head, *live_sections(figures, images), "</body>", "</html>", ""])
-
-
-def remove_stale(out: Path, drawn: Sequence[str], known: Sequence[str]) -> None:
-    """Delete the plots an earlier report left in `out` that this one did not draw."""
-    for stale in set(known) - set(drawn):
-        (out / stale).unlink(missing_ok=True)
+    head = [*page_head("nerloop report"), "<h1>nerloop report</h1>",
+            f"<p class=\"meta\">{escape(' · '.join(facts))}</p>"]
+    return "\n".join([*head, *live_sections(figures, images), *PAGE_END])
 
 
 def build_live_report(records: LoopRecords, out: Path, *, source: str, target: float = DEFAULT_TARGET_PRECISION,
@@ -371,7 +387,7 @@ def build_live_report(records: LoopRecords, out: Path, *, source: str, target: f
     figures = live_figures(records, target=target, threshold=threshold)
     out.mkdir(parents=True, exist_ok=True)
     drawn = draw_plots(figures, out)
-    remove_stale(out, drawn, [*IMAGES, *DEMO_IMAGES, *LEARNING_IMAGES])
+    remove_stale(out, drawn)
     page = out / "index.html"
     page.write_text(render_page(figures, drawn, source), encoding="utf-8")
     return page
@@ -395,11 +411,11 @@ def build_workspace_report(workspace: Path, out: Path, *, target: float = DEFAUL
     figures = live_figures(records, target=target, threshold=threshold)
     out.mkdir(parents=True, exist_ok=True)
     drawn = draw_plots(figures, out)
-    demo = workspace / WORKSPACE_FIGURES
+    demo = workspace / FIGURES_FILE
     if demo.is_file():
         return build_report(parse_figures(read_json(demo), demo), out, source=str(demo), target=target,
                             before=live_sections(figures, drawn), drawn=drawn)
-    remove_stale(out, drawn, [*IMAGES, *DEMO_IMAGES, *LEARNING_IMAGES])
+    remove_stale(out, drawn)
     page = out / "index.html"
     page.write_text(render_page(figures, drawn, str(workspace)), encoding="utf-8")
     return page
@@ -418,7 +434,6 @@ def read_workspace_records(workspace: Path) -> tuple[LoopRecords, float]:
 
 
 __all__ = [
-    "IMAGES",
     "NO_REVIEWS",
     "ONE_REVIEWER",
     "build_live_report",
