@@ -43,7 +43,7 @@ REVIEWS_AT_SNAPSHOT = "REVIEWS_AT_SNAPSHOT"
 RETRAIN_REQUESTED = "RETRAIN_REQUESTED"
 RETRAIN_DONE = "RETRAIN_DONE"
 # Recorded with the lock beside the counters a snapshot settles: when it read REVIEWS (not a counter).
-# The suffix marks it a time for whoever compares states (nerloop_local.commands.chaos).
+# The suffix marks it a time for whoever compares states (nerloop_local.commands.chaos_state).
 TAKEN_EPOCH = "taken_epoch"
 # A training lock older than this is taken over (TrainingLock.acquire's default).
 LOCK_STALE_SECONDS = 24 * 3600
