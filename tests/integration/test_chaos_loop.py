@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nerloop_local.commands import chaos
-from nerloop_local.commands.chaos_state import QUIET, state_differences
+from nerloop_local.commands.chaos_state import CHAOS_ENVIRONMENT, state_differences
 from nerloop_local.emulator.faults import DYNAMODB, S3, FaultInjector
 from nerloop_local.emulator.runtime import LocalRuntime
 
@@ -99,8 +99,8 @@ def test_a_permanent_failure_keeps_the_original_event_in_the_dead_letter_queue(s
                                                                                folder: Path) -> None:
     injector = FaultInjector(rate=0.0)
     injector.deny("s3", "GetObject", function="MergeFunction")
-    with LocalRuntime(folder / "dlq", scenario.parameters(), reviewer=scenario.reviewer(), environment=QUIET,
-                      faults=injector, autosave=False, restore=False) as runtime:
+    with LocalRuntime(folder / "dlq", scenario.parameters(), reviewer=scenario.reviewer(),
+                      environment=CHAOS_ENVIRONMENT, faults=injector, autosave=False, restore=False) as runtime:
         runtime.put_text("raw/offerings.txt", scenario.raw_text())
         runtime.label_with_manifest(scenario.seed_manifest(),
                                     job_name=f"{runtime.stack.labeling_job_prefix()}-chaos-seed")

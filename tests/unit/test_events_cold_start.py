@@ -21,6 +21,8 @@ from nerloop_local.emulator.stack import Stack, load_event
 from nerloop_local.emulator.template import REPO
 
 STACK = Stack.load()
+
+
 def _stage(function: str) -> str:
     return str(STACK.functions()[function]["Properties"]["CodeUri"]).strip("/").rsplit("/", 1)[-1]
 

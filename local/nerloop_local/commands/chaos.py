@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from nerloop_local.commands.chaos_concurrency import check_concurrency
-from nerloop_local.commands.chaos_state import QUIET, Figures, canonical_state, state_differences, summarize
+from nerloop_local.commands.chaos_state import CHAOS_ENVIRONMENT, Figures, canonical_state, state_differences, summarize
 from nerloop_local.emulator.faults import SERVICES, FaultInjector
 from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.usage import DEFAULT_SAMPLE
@@ -117,9 +117,9 @@ def run_loop(check: str, scenario: Scenario, folder: Path, *, duplicate_events: 
     figures = Figures(check)
     workspace = folder / check
     shutil.rmtree(workspace, ignore_errors=True)
-    runtime = LocalRuntime(workspace, scenario.parameters(), reviewer=scenario.reviewer(), environment=QUIET,
-                           seed=seed, duplicate_events=duplicate_events, faults=faults, autosave=False,
-                           restore=False)
+    runtime = LocalRuntime(workspace, scenario.parameters(), reviewer=scenario.reviewer(),
+                           environment=CHAOS_ENVIRONMENT, seed=seed, duplicate_events=duplicate_events,
+                           faults=faults, autosave=False, restore=False)
     with runtime, contextlib.redirect_stdout(io.StringIO()):
         runtime.put_text("raw/offerings.txt", scenario.raw_text())
         runtime.label_with_manifest(scenario.seed_manifest(),

@@ -23,7 +23,7 @@ from nerloop.a2i import loop_name
 from nerloop.documents import document_hash
 from nerloop.retrain import REVIEWS, REVIEWS_AT_SNAPSHOT, RetrainPolicy, maybe_start_retrain, retrain_due
 from nerloop.state import IN_REVIEW, LOOP_OPEN, Loop
-from nerloop_local.commands.chaos_state import QUIET, Figures
+from nerloop_local.commands.chaos_state import CHAOS_ENVIRONMENT, Figures
 from nerloop_local.emulator.invocation import temporary_environment
 from nerloop_local.emulator.runtime import LocalRuntime
 from nerloop_local.emulator.stack import load_event
@@ -65,7 +65,7 @@ def check_concurrency(folder: Path, *, loops: int = 200, batch: int = 50, thread
     workspace = folder / "concurrent"
     shutil.rmtree(workspace, ignore_errors=True)
     parameters = {"EntityTypes": "SERVICE,VERSION", "RetrainBatchSize": str(batch)}
-    with LocalRuntime(workspace, parameters, environment=QUIET, autosave=False, restore=False) as runtime:
+    with LocalRuntime(workspace, parameters, environment=CHAOS_ENVIRONMENT, autosave=False, restore=False) as runtime:
         events = _open_loops(runtime, loops)
         deliveries = [dict(event, id=f"{event['id']}-{copy}") for event in events for copy in (1, 2)]
         random.Random(seed).shuffle(deliveries)  # nosec B311 # delivery order, not secrets

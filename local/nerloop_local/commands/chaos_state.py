@@ -1,5 +1,5 @@
 """What a chaos run ended with, made comparable across runs, and the figures of its line in the chaos table
-(nerloop_local.commands.chaos). QUIET: the handlers' environment in every chaos run."""
+(nerloop_local.commands.chaos). CHAOS_ENVIRONMENT: the handlers' environment in every chaos run."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from nerloop.state import IDEMPOTENCY_PK
 
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
+CHAOS_ENVIRONMENT = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
 # Attributes that say when something happened (updated_at, started_at, acquired_epoch, claimed_at ...):
 # they differ between any two runs.
 TIMESTAMP_SUFFIXES = ("_at", "_epoch")

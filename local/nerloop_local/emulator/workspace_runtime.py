@@ -13,12 +13,10 @@ from nerloop_local.emulator.template import load_template
 from nerloop_local.emulator.workspace import Workspace
 from nerloop_local.usage import UsageError
 
-# What the handlers log here: errors only, unless NERLOOP_LOG_LEVEL says otherwise.
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true"}
-
 
 def handler_environment() -> dict[str, str]:
-    return {**QUIET, "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR")}
+    """What the handlers run with here: no metrics, and errors only unless NERLOOP_LOG_LEVEL says otherwise."""
+    return {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("NERLOOP_LOG_LEVEL", "ERROR")}
 
 
 def open_workspace(workspace: Path, *, autosave: bool = True) -> LocalRuntime:

@@ -131,6 +131,8 @@ def _version_rows(state: Any, active: tuple[str, float] | None) -> list[dict[str
 
 def _figure(value: Any) -> str:
     return "-" if value is None else f"{float(value):.3f}"
+
+
 def status_line(status: dict[str, Any], review_url: str | None = None) -> str:
     """One line for `up`: the pool, the active version, what waits for people (and where they answer)."""
     pool = status["pool"]
